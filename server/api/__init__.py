@@ -1,0 +1,1 @@
+"""gRPC API layer: servicers (validate, map, call), error mapping, server assembly."""

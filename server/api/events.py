@@ -1,0 +1,84 @@
+"""EventService servicer: CreateEvent and the server-streaming ListEvents."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from baton_server.api.mapping import (
+    KIND_FROM_PROTO,
+    SOURCE_FROM_PROTO,
+    draft_from_request,
+    event_to_proto,
+    require_id,
+    timestamp,
+)
+from baton_server.api.protos import rr, svc_grpc
+from baton_server.domain import EventFilter, now_us
+from baton_server.errors import InvalidArgument
+from baton_server.service.event_stream import (
+    CaughtUp,
+    EventsBatch,
+    EventStreamer,
+    FellBehind,
+    Heartbeat,
+)
+from baton_server.store import Repository
+
+_CAUGHT_UP = rr.ListEventsResponse(caught_up=True)
+_FELL_BEHIND = rr.ListEventsResponse(fell_behind=True)
+
+
+def filter_from_request(request: Any) -> EventFilter:
+    kinds = []
+    for i, value in enumerate(request.kinds):
+        if value not in KIND_FROM_PROTO:
+            raise InvalidArgument.single(f"kinds[{i}]", f"unknown or unspecified event kind {value}")
+        kinds.append(KIND_FROM_PROTO[value])
+    sources = []
+    for i, value in enumerate(request.sources):
+        if value not in SOURCE_FROM_PROTO:
+            raise InvalidArgument.single(
+                f"sources[{i}]", f"unknown or unspecified event source {value}"
+            )
+        sources.append(SOURCE_FROM_PROTO[value])
+    return EventFilter(frozenset(kinds), frozenset(sources))
+
+
+class EventServicer(svc_grpc.EventServiceServicer):
+    def __init__(self, repository: Repository, streamer: EventStreamer) -> None:
+        self._repo = repository
+        self._streamer = streamer
+
+    async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        session_id = require_id(request.session_id, "session_id")
+        draft = draft_from_request(request)
+        event = await self._repo.append_event(session_id, draft)
+        return rr.CreateEventResponse(event=event_to_proto(event))
+
+    async def ListEvents(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        session_id = require_id(request.session_id, "session_id")
+        if request.min_offset < 0:
+            raise InvalidArgument.single("min_offset", "must not be negative")
+        event_filter = filter_from_request(request)
+        async for item in self._streamer.stream(
+            session_id, request.min_offset, event_filter, request.follow
+        ):
+            if isinstance(item, EventsBatch):
+                yield rr.ListEventsResponse(events=[event_to_proto(e) for e in item.events])
+            elif isinstance(item, CaughtUp):
+                yield _CAUGHT_UP
+            elif isinstance(item, FellBehind):
+                yield _FELL_BEHIND
+            elif isinstance(item, Heartbeat):
+                yield rr.ListEventsResponse(
+                    heartbeat=rr.ListEventsHeartbeat(
+                        next_offset=item.next_offset, time=timestamp(now_us())
+                    )
+                )
+
+

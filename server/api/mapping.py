@@ -1,0 +1,267 @@
+"""Proto ⇄ domain mapping, with the validation that names the offending request field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from baton_server.api.protos import pb
+from baton_server.domain import (
+    Agent,
+    Customer,
+    Event,
+    EventDraft,
+    EventKind,
+    EventSource,
+    Session,
+    SessionMode,
+)
+from baton_server.errors import FieldViolation, InvalidArgument
+
+MAX_ID_LENGTH = 128
+MAX_KEY_LENGTH = 128
+MAX_CORRELATION_ID_LENGTH = 256
+
+KIND_TO_PROTO = {
+    EventKind.MESSAGE: pb.EVENT_KIND_MESSAGE,
+    EventKind.TOOL: pb.EVENT_KIND_TOOL,
+    EventKind.STATUS: pb.EVENT_KIND_STATUS,
+    EventKind.CUSTOM: pb.EVENT_KIND_CUSTOM,
+}
+KIND_FROM_PROTO = {v: k for k, v in KIND_TO_PROTO.items()}
+SOURCE_TO_PROTO = {
+    EventSource.CUSTOMER: pb.EVENT_SOURCE_CUSTOMER,
+    EventSource.CUSTOMER_UI: pb.EVENT_SOURCE_CUSTOMER_UI,
+    EventSource.AI_AGENT: pb.EVENT_SOURCE_AI_AGENT,
+    EventSource.HUMAN_AGENT: pb.EVENT_SOURCE_HUMAN_AGENT,
+    EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT: pb.EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT,
+    EventSource.SYSTEM: pb.EVENT_SOURCE_SYSTEM,
+}
+SOURCE_FROM_PROTO = {v: k for k, v in SOURCE_TO_PROTO.items()}
+MODE_TO_PROTO = {SessionMode.AUTO: pb.SESSION_MODE_AUTO, SessionMode.MANUAL: pb.SESSION_MODE_MANUAL}
+MODE_FROM_PROTO = {v: k for k, v in MODE_TO_PROTO.items()}
+STATUS_NAMES = {
+    pb.STATUS_ACKNOWLEDGED: "acknowledged",
+    pb.STATUS_PROCESSING: "processing",
+    pb.STATUS_TYPING: "typing",
+    pb.STATUS_READY: "ready",
+    pb.STATUS_CANCELLED: "cancelled",
+    pb.STATUS_ERROR: "error",
+}
+STATUS_FROM_NAME = {v: k for k, v in STATUS_NAMES.items()}
+# Which `data` oneof field belongs to which kind.
+DATA_FIELD = {
+    EventKind.MESSAGE: "message",
+    EventKind.TOOL: "tool",
+    EventKind.STATUS: "status",
+    EventKind.CUSTOM: "custom",
+}
+
+
+def _enum_choices(enum_type: Any, skip_zero: bool = True) -> str:
+    names = [v.name for v in enum_type.DESCRIPTOR.values if not (skip_zero and v.number == 0)]
+    return ", ".join(names)
+
+
+# ---------------------------------------------------------------- small validators
+
+
+class Violations:
+    """Collects every problem of a request so the client can fix them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
+
+
+def require_id(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument.single(field, "required")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument.single(field, f"longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def check_update_mask(paths: list[str], allowed: tuple[str, ...]) -> set[str]:
+    if not paths:
+        raise InvalidArgument.single(
+            "update_mask", f"required; name the fields to update: {', '.join(allowed)}"
+        )
+    unknown = [p for p in paths if p not in allowed]
+    if unknown:
+        raise InvalidArgument.single(
+            "update_mask",
+            f"unknown field path(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}",
+        )
+    return set(paths)
+
+
+def mode_from_proto(value: int, field: str, *, allow_unspecified: bool) -> SessionMode | None:
+    if value == pb.SESSION_MODE_UNSPECIFIED and allow_unspecified:
+        return None
+    mode = MODE_FROM_PROTO.get(value)
+    if mode is None:
+        raise InvalidArgument.single(
+            field, f"must be one of {_enum_choices(pb.SessionMode)} (got {value})"
+        )
+    return mode
+
+
+def require_name(value: str, field: str) -> str:
+    if not value.strip():
+        raise InvalidArgument.single(field, "required; must not be empty or whitespace")
+    return value
+
+
+# ---------------------------------------------------------------- times
+
+
+def timestamp(us: int) -> Timestamp:
+    return Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
+# ---------------------------------------------------------------- resources
+
+
+def agent_to_proto(agent: Agent) -> pb.Agent:
+    return pb.Agent(
+        id=agent.id, name=agent.name, description=agent.description,
+        created_at=timestamp(agent.created_at_us),
+    )
+
+
+def customer_to_proto(customer: Customer) -> pb.Customer:
+    return pb.Customer(
+        id=customer.id, name=customer.name, metadata=customer.metadata,
+        created_at=timestamp(customer.created_at_us),
+    )
+
+
+def session_to_proto(session: Session) -> pb.Session:
+    return pb.Session(
+        id=session.id, agent_id=session.agent_id, customer_id=session.customer_id,
+        title=session.title, mode=MODE_TO_PROTO[session.mode], metadata=session.metadata,
+        created_at=timestamp(session.created_at_us),
+        updated_at=timestamp(session.updated_at_us), next_offset=session.next_offset,
+    )
+
+
+# ---------------------------------------------------------------- events: proto -> domain
+
+
+def draft_from_request(request: Any) -> EventDraft:
+    """Validates a CreateEventRequest and turns it into an EventDraft."""
+    problems = Violations()
+    kind = KIND_FROM_PROTO.get(request.kind)
+    if kind is None:
+        problems.add("kind", f"required; one of {_enum_choices(pb.EventKind)}")
+    source = SOURCE_FROM_PROTO.get(request.source)
+    if source is None:
+        problems.add("source", f"required; one of {_enum_choices(pb.EventSource)}")
+    data_field = request.WhichOneof("data")
+    data: dict[str, Any] = {}
+    if data_field is None:
+        problems.add("data", "set exactly one of message, tool, status, custom, matching kind")
+    elif kind is not None and DATA_FIELD[kind] != data_field:
+        problems.add(
+            data_field,
+            f"does not match kind {pb.EventKind.Name(request.kind)}; "
+            f"set {DATA_FIELD[kind]!r} instead",
+        )
+    else:
+        data = _data_from_proto(data_field, getattr(request, data_field), problems)
+    if len(request.idempotency_key) > MAX_KEY_LENGTH:
+        problems.add("idempotency_key", f"longer than {MAX_KEY_LENGTH} characters")
+    if len(request.correlation_id) > MAX_CORRELATION_ID_LENGTH:
+        problems.add("correlation_id", f"longer than {MAX_CORRELATION_ID_LENGTH} characters")
+    problems.raise_if_any()
+    assert kind is not None and source is not None
+    return EventDraft(
+        kind=kind, source=source, data=data, correlation_id=request.correlation_id,
+        idempotency_key=request.idempotency_key,
+    )
+
+
+def _data_from_proto(field: str, value: Any, problems: Violations) -> dict[str, Any]:
+    if field == "message":
+        if not value.text.strip():
+            problems.add("message.text", "required; must not be empty or whitespace")
+        data: dict[str, Any] = {"text": value.text}
+        if value.HasField("participant"):
+            data["participant"] = {
+                "id": value.participant.id, "display_name": value.participant.display_name
+            }
+        return data
+    if field == "status":
+        name = STATUS_NAMES.get(value.status)
+        if name is None:
+            problems.add("status.status", f"required; one of {_enum_choices(pb.Status)}")
+        data = {"status": name}
+        if value.HasField("detail"):
+            data["detail"] = value.detail
+        return data
+    if field == "tool":
+        if not value.tool_calls:
+            problems.add("tool.tool_calls", "at least one tool call is required")
+        calls = []
+        for i, call in enumerate(value.tool_calls):
+            if not call.name.strip():
+                problems.add(f"tool.tool_calls[{i}].name", "required")
+            item: dict[str, Any] = {
+                "name": call.name,
+                "arguments": json_format.MessageToDict(call.arguments),
+            }
+            if call.HasField("result"):
+                item["result"] = json_format.MessageToDict(call.result)
+            if call.error:
+                item["error"] = call.error
+            calls.append(item)
+        return {"tool_calls": calls}
+    return json_format.MessageToDict(value)
+
+
+# ---------------------------------------------------------------- events: domain -> proto
+
+
+def event_to_proto(event: Event) -> pb.Event:
+    proto = pb.Event(
+        id=event.id,
+        session_id=event.session_id,
+        offset=event.offset,
+        kind=KIND_TO_PROTO[event.kind],
+        source=SOURCE_TO_PROTO[event.source],
+        created_at=timestamp(event.created_at_us),
+        correlation_id=event.correlation_id,
+    )
+    data = event.data
+    kind = event.kind
+    if kind is EventKind.MESSAGE:
+        message = proto.message
+        message.text = data["text"]
+        participant = data.get("participant")
+        if participant:
+            message.participant.id = participant["id"]
+            message.participant.display_name = participant["display_name"]
+    elif kind is EventKind.STATUS:
+        proto.status.status = STATUS_FROM_NAME[data["status"]]
+        if "detail" in data:
+            proto.status.detail = data["detail"]
+    elif kind is EventKind.TOOL:
+        for call in data["tool_calls"]:
+            item = proto.tool.tool_calls.add(name=call["name"], error=call.get("error", ""))
+            item.arguments.update(call["arguments"])
+            if "result" in call:
+                json_format.ParseDict(call["result"], item.result)
+    else:
+        custom = struct_pb2.Struct()
+        custom.update(data)
+        proto.custom.CopyFrom(custom)
+    return proto

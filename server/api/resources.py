@@ -1,0 +1,148 @@
+"""AgentService, CustomerService and SessionService servicers: validate, map, call the repository."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from baton_server.api.mapping import (
+    MODE_FROM_PROTO,
+    agent_to_proto,
+    check_update_mask,
+    customer_to_proto,
+    mode_from_proto,
+    require_id,
+    require_name,
+    session_to_proto,
+)
+from baton_server.api.protos import rr, svc_grpc
+from baton_server.domain import SessionMode
+from baton_server.errors import InvalidArgument
+from baton_server.store import Repository
+
+Context = grpc.aio.ServicerContext
+
+
+class AgentServicer(svc_grpc.AgentServiceServicer):
+    def __init__(self, repository: Repository) -> None:
+        self._repo = repository
+
+    async def CreateAgent(self, request: Any, context: Context) -> Any:
+        name = require_name(request.agent.name, "agent.name")
+        agent = await self._repo.create_agent(name, request.agent.description)
+        return rr.CreateAgentResponse(agent=agent_to_proto(agent))
+
+    async def GetAgent(self, request: Any, context: Context) -> Any:
+        agent = await self._repo.get_agent(require_id(request.agent_id, "agent_id"))
+        return rr.GetAgentResponse(agent=agent_to_proto(agent))
+
+    async def ListAgents(self, request: Any, context: Context) -> Any:
+        page = await self._repo.list_agents(request.page_size, request.page_token)
+        return rr.ListAgentsResponse(
+            agents=[agent_to_proto(a) for a in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UpdateAgent(self, request: Any, context: Context) -> Any:
+        agent_id = require_id(request.agent_id, "agent_id")
+        paths = check_update_mask(list(request.update_mask.paths), ("name", "description"))
+        changes: dict[str, Any] = {}
+        if "name" in paths:
+            changes["name"] = require_name(request.agent.name, "agent.name")
+        if "description" in paths:
+            changes["description"] = request.agent.description
+        agent = await self._repo.update_agent(agent_id, **changes)
+        return rr.UpdateAgentResponse(agent=agent_to_proto(agent))
+
+    async def DeleteAgent(self, request: Any, context: Context) -> Any:
+        await self._repo.delete_agent(require_id(request.agent_id, "agent_id"))
+        return rr.DeleteAgentResponse()
+
+
+class CustomerServicer(svc_grpc.CustomerServiceServicer):
+    def __init__(self, repository: Repository) -> None:
+        self._repo = repository
+
+    async def CreateCustomer(self, request: Any, context: Context) -> Any:
+        name = require_name(request.customer.name, "customer.name")
+        customer = await self._repo.create_customer(name, dict(request.customer.metadata))
+        return rr.CreateCustomerResponse(customer=customer_to_proto(customer))
+
+    async def GetCustomer(self, request: Any, context: Context) -> Any:
+        customer = await self._repo.get_customer(require_id(request.customer_id, "customer_id"))
+        return rr.GetCustomerResponse(customer=customer_to_proto(customer))
+
+    async def ListCustomers(self, request: Any, context: Context) -> Any:
+        page = await self._repo.list_customers(request.page_size, request.page_token)
+        return rr.ListCustomersResponse(
+            customers=[customer_to_proto(c) for c in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def UpdateCustomer(self, request: Any, context: Context) -> Any:
+        customer_id = require_id(request.customer_id, "customer_id")
+        paths = check_update_mask(list(request.update_mask.paths), ("name", "metadata"))
+        changes: dict[str, Any] = {}
+        if "name" in paths:
+            changes["name"] = require_name(request.customer.name, "customer.name")
+        if "metadata" in paths:
+            changes["metadata"] = dict(request.customer.metadata)
+        customer = await self._repo.update_customer(customer_id, **changes)
+        return rr.UpdateCustomerResponse(customer=customer_to_proto(customer))
+
+    async def DeleteCustomer(self, request: Any, context: Context) -> Any:
+        await self._repo.delete_customer(require_id(request.customer_id, "customer_id"))
+        return rr.DeleteCustomerResponse()
+
+
+class SessionServicer(svc_grpc.SessionServiceServicer):
+    def __init__(self, repository: Repository) -> None:
+        self._repo = repository
+
+    async def CreateSession(self, request: Any, context: Context) -> Any:
+        draft = request.session
+        agent_id = require_id(draft.agent_id, "session.agent_id")
+        customer_id = require_id(draft.customer_id, "session.customer_id")
+        mode = mode_from_proto(draft.mode, "session.mode", allow_unspecified=True)
+        session = await self._repo.create_session(
+            agent_id, customer_id, draft.title, mode or SessionMode.AUTO, dict(draft.metadata)
+        )
+        return rr.CreateSessionResponse(session=session_to_proto(session))
+
+    async def GetSession(self, request: Any, context: Context) -> Any:
+        session = await self._repo.get_session(require_id(request.session_id, "session_id"))
+        return rr.GetSessionResponse(session=session_to_proto(session))
+
+    async def ListSessions(self, request: Any, context: Context) -> Any:
+        if request.mode and request.mode not in MODE_FROM_PROTO:
+            raise InvalidArgument.single("mode", f"unknown session mode {request.mode}")
+        page = await self._repo.list_sessions(
+            request.page_size,
+            request.page_token,
+            agent_id=request.agent_id,
+            customer_id=request.customer_id,
+            mode=mode_from_proto(request.mode, "mode", allow_unspecified=True),
+        )
+        return rr.ListSessionsResponse(
+            sessions=[session_to_proto(s) for s in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def UpdateSession(self, request: Any, context: Context) -> Any:
+        session_id = require_id(request.session_id, "session_id")
+        paths = check_update_mask(list(request.update_mask.paths), ("mode", "title", "metadata"))
+        changes: dict[str, Any] = {}
+        if "mode" in paths:
+            changes["mode"] = mode_from_proto(
+                request.session.mode, "session.mode", allow_unspecified=False
+            )
+        if "title" in paths:
+            changes["title"] = request.session.title
+        if "metadata" in paths:
+            changes["metadata"] = dict(request.session.metadata)
+        session = await self._repo.update_session(session_id, **changes)
+        return rr.UpdateSessionResponse(session=session_to_proto(session))
+
+    async def DeleteSession(self, request: Any, context: Context) -> Any:
+        await self._repo.delete_session(require_id(request.session_id, "session_id"))
+        return rr.DeleteSessionResponse()

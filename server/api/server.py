@@ -1,0 +1,68 @@
+"""Builds the grpc.aio server: servicers, health, reflection, channel options."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from baton_server.api.errors import ErrorMappingInterceptor
+from baton_server.api.events import EventServicer
+from baton_server.api.protos import svc, svc_grpc
+from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
+from baton_server.config import Settings
+from baton_server.service.event_stream import EventStreamer
+from baton_server.store import Repository
+
+SERVICE_NAMES = tuple(
+    service.full_name for service in svc.DESCRIPTOR.services_by_name.values()
+)
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    options = [
+        # Thousands of follow streams may open at once (e.g. after a deploy): do not cancel
+        # requests that wait to be matched to a handler.
+        ("grpc.server.max_pending_requests", 1_000_000),
+        ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
+        ("grpc.server_max_unrequested_time_in_server", 600),
+        ("grpc.max_concurrent_streams", 100_000),
+        # Long-lived streams: ping idle connections to detect dead peers, and let clients ping
+        # every 10 s without being cut off for "too many pings".
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    if settings.max_connection_age_s > 0:
+        options += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.shutdown_grace_s * 1000)),
+        ]
+    return options
+
+
+def build_server(
+    settings: Settings,
+    repository: Repository,
+    streamer: EventStreamer,
+    health_servicer: health.aio.HealthServicer,
+) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()], options=server_options(settings)
+    )
+    svc_grpc.add_AgentServiceServicer_to_server(AgentServicer(repository), server)
+    svc_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(repository), server)
+    svc_grpc.add_SessionServiceServicer_to_server(SessionServicer(repository), server)
+    svc_grpc.add_EventServiceServicer_to_server(EventServicer(repository, streamer), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    return server

@@ -1,0 +1,83 @@
+"""Composition root: wires database, repository, bus, streamer and gRPC server together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+
+from baton_server.api.server import SERVICE_NAMES, build_server
+from baton_server.bus import EventBus
+from baton_server.config import Settings
+from baton_server.service.event_stream import EventStreamer, StreamSettings
+from baton_server.store import Database, Repository, open_database
+
+log = logging.getLogger(__name__)
+
+
+class BatonApp:
+    """A running Baton server. `start()`, then `stop()` (or `serve_until_signal()`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bus = EventBus(buffer_capacity=settings.subscriber_buffer)
+        self.port = 0
+        self._database: Database | None = None
+        self._repository: Repository | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+
+    @property
+    def repository(self) -> Repository:
+        assert self._repository is not None, "start() first"
+        return self._repository
+
+    async def start(self) -> int:
+        settings = self.settings
+        self._database = await open_database(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        self._repository = Repository(
+            self._database, on_commit=self.bus.publish, on_session_deleted=self.bus.session_deleted
+        )
+        self._repository.start()
+        streamer = EventStreamer(
+            self._repository,
+            self.bus,
+            StreamSettings(heartbeat_interval_s=settings.heartbeat_interval_s),
+        )
+        self._server = build_server(settings, self._repository, streamer, self._health)
+        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
+        await self._server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("baton listening on %s:%d (%s)", settings.host, self.port, settings.database_url)
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: report NOT_SERVING, end follow streams with UNAVAILABLE (clients resume
+        by offset), let in-flight unary calls finish, then drain the writer and close the DB."""
+        grace = self.settings.shutdown_grace_s if grace is None else grace
+        await self._health.enter_graceful_shutdown()
+        self.bus.close()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._repository is not None:
+            await self._repository.close()
+        if self._database is not None:
+            await self._database.dispose()
+
+    async def serve_until_signal(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await self.stop()

@@ -1,0 +1,113 @@
+"""Per-session fan-out with bounded per-subscriber buffers.
+
+Publishing never blocks and never grows memory without bound: a subscriber whose buffer is full
+is marked `overflowed` and its buffer dropped; it then re-reads what it missed from the store
+(the store is the truth, the bus is only a fast path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from baton_server.domain import Event
+
+
+class Subscription:
+    __slots__ = ("session_id", "_buffer", "_capacity", "_wakeup", "overflowed", "closed_reason")
+
+    def __init__(self, session_id: str, capacity: int) -> None:
+        self.session_id = session_id
+        self._buffer: deque[Event] = deque()
+        self._capacity = capacity
+        self._wakeup = asyncio.Event()
+        self.overflowed = False
+        # Set when the stream must end: "deleted" or "shutdown".
+        self.closed_reason: str | None = None
+
+    def _offer(self, events: list[Event]) -> None:
+        if self.overflowed:
+            return
+        if len(self._buffer) + len(events) > self._capacity:
+            self.overflowed = True
+            self._buffer.clear()
+        else:
+            self._buffer.extend(events)
+        self._wakeup.set()
+
+    def _close(self, reason: str) -> None:
+        self.closed_reason = reason
+        self._wakeup.set()
+
+    def take(self) -> list[Event]:
+        """Everything buffered so far, oldest first."""
+        items = list(self._buffer)
+        self._buffer.clear()
+        return items
+
+    def reset_overflow(self) -> None:
+        """Call before re-reading the store: events published from now on are buffered again."""
+        self.overflowed = False
+        self._buffer.clear()
+
+    async def wait(self, timeout: float) -> bool:
+        """Waits until something is buffered, an overflow or a close; False on timeout."""
+        if self._buffer or self.overflowed or self.closed_reason:
+            self._wakeup.clear()
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
+        except TimeoutError:
+            return False
+        self._wakeup.clear()
+        return True
+
+
+class EventBus:
+    def __init__(self, *, buffer_capacity: int = 4096) -> None:
+        self._capacity = buffer_capacity
+        self._by_session: dict[str, set[Subscription]] = {}
+        self._closed = False
+
+    def subscribe(self, session_id: str) -> Subscription:
+        subscription = Subscription(session_id, self._capacity)
+        if self._closed:
+            subscription._close("shutdown")
+        self._by_session.setdefault(session_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._by_session.get(subscription.session_id)
+        if subscribers is None:
+            return
+        subscribers.discard(subscription)
+        if not subscribers:
+            del self._by_session[subscription.session_id]
+
+    def publish(self, events: list[Event]) -> None:
+        """Hands committed events (in commit order) to the subscribers of their sessions."""
+        start = 0
+        for i in range(1, len(events) + 1):
+            if i == len(events) or events[i].session_id != events[start].session_id:
+                subscribers = self._by_session.get(events[start].session_id)
+                if subscribers:
+                    chunk = events[start:i]
+                    for subscription in subscribers:
+                        subscription._offer(chunk)
+                start = i
+
+    def session_deleted(self, session_id: str) -> None:
+        for subscription in self._by_session.get(session_id, ()):
+            subscription._close("deleted")
+
+    def close(self) -> None:
+        """Ends every live subscription (server shutdown)."""
+        self._closed = True
+        for subscribers in self._by_session.values():
+            for subscription in subscribers:
+                subscription._close("shutdown")
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._by_session.values())

@@ -1,0 +1,136 @@
+"""Transport-free domain model shared by the store, the bus, the use cases and the API layer."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class SessionMode(enum.StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+class EventKind(enum.StrEnum):
+    MESSAGE = "message"
+    TOOL = "tool"
+    STATUS = "status"
+    CUSTOM = "custom"
+
+
+class EventSource(enum.StrEnum):
+    CUSTOMER = "customer"
+    CUSTOMER_UI = "customer_ui"
+    AI_AGENT = "ai_agent"
+    HUMAN_AGENT = "human_agent"
+    HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT = "human_agent_on_behalf_of_ai_agent"
+    SYSTEM = "system"
+
+
+# Types of Baton's own lifecycle events (custom events with source SYSTEM).
+SESSION_CREATED = "baton.session_created"
+SESSION_MODE_CHANGED = "baton.session_mode_changed"
+
+
+def now_us() -> int:
+    """Current time in integer microseconds since the epoch (how the store keeps times)."""
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def us_to_datetime(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    name: str
+    description: str
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    name: str
+    metadata: dict[str, str]
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    agent_id: str
+    customer_id: str
+    title: str
+    mode: SessionMode
+    metadata: dict[str, str]
+    created_at_us: int
+    updated_at_us: int
+    next_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event as a caller wants it appended; the store assigns id, offset and time."""
+
+    kind: EventKind
+    source: EventSource
+    data: dict[str, Any]
+    correlation_id: str = ""
+    idempotency_key: str = ""
+
+    def data_json(self) -> str:
+        return json.dumps(self.data, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A committed entry of a session's log.
+
+    `data_json` is kept as stored so replay does not pay for parsing until a consumer needs it.
+    """
+
+    id: str
+    session_id: str
+    offset: int
+    kind: EventKind
+    source: EventSource
+    created_at_us: int
+    correlation_id: str
+    data_json: str
+    _parsed: list[dict[str, Any]] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if not self._parsed:
+            self._parsed.append(json.loads(self.data_json))
+        return self._parsed[0]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a reader wants; empty sets mean everything."""
+
+    kinds: frozenset[EventKind] = frozenset()
+    sources: frozenset[EventSource] = frozenset()
+
+    def matches(self, event: Event) -> bool:
+        return (not self.kinds or event.kind in self.kinds) and (
+            not self.sources or event.source in self.sources
+        )
+
+    @property
+    def is_everything(self) -> bool:
+        return not self.kinds and not self.sources
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str

@@ -1,0 +1,65 @@
+"""Domain errors. The API layer maps each to one gRPC status code in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BatonError(Exception):
+    """Base of every error a client can cause. `reason` is an UPPER_SNAKE ErrorInfo reason."""
+
+    reason = "BATON_ERROR"
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = metadata or {}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class InvalidArgument(BatonError):
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        text = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(f"invalid request: {text}")
+        self.violations = violations
+
+    @classmethod
+    def single(cls, field: str, description: str) -> InvalidArgument:
+        return cls([FieldViolation(field, description)])
+
+
+class NotFound(BatonError):
+    reason = "NOT_FOUND"
+
+    def __init__(self, resource: str, resource_id: str) -> None:
+        super().__init__(
+            f"{resource} {resource_id!r} does not exist",
+            metadata={"resource": resource, "id": resource_id},
+        )
+        self.resource = resource
+        self.resource_id = resource_id
+
+
+class AlreadyExists(BatonError):
+    reason = "ALREADY_EXISTS"
+
+
+class IdempotencyKeyReused(AlreadyExists):
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+
+class FailedPrecondition(BatonError):
+    reason = "FAILED_PRECONDITION"
+
+
+class ShuttingDown(BatonError):
+    """The server is stopping; the client should reconnect (elsewhere) and resume."""
+
+    reason = "SERVER_SHUTTING_DOWN"

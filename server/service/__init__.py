@@ -1,0 +1,1 @@
+"""Use cases: transport-free operations the gRPC servicers (and later the engine) call."""

@@ -1,0 +1,145 @@
+"""ListEvents as a transport-free async iterator (KurrentDB's read-stream model).
+
+Subscribe to the bus first, then catch up from the store up to a snapshot of the head, then
+deliver live events, skipping any offset already sent. When the live buffer overflowed, or a live
+event arrives ahead of the cursor (commits published out of order), the missing range is read
+from the store. The offset cursor makes the catch-up→live switch gap- and duplicate-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from baton_server.bus import EventBus, Subscription
+from baton_server.domain import Event, EventFilter
+from baton_server.errors import NotFound, ShuttingDown
+from baton_server.store import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class EventsBatch:
+    events: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FellBehind:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    next_offset: int
+
+
+StreamItem = EventsBatch | CaughtUp | FellBehind | Heartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    heartbeat_interval_s: float = 15.0
+    # Rows per store read and events per catch-up message.
+    read_page: int = 1000
+    batch_events: int = 100
+    # Rough cap on the payload bytes of one catch-up message (clients accept 4 MiB by default).
+    batch_bytes: int = 1 << 20
+
+
+class EventStreamer:
+    def __init__(self, repository: Repository, bus: EventBus, settings: StreamSettings) -> None:
+        self._repository = repository
+        self._bus = bus
+        self._settings = settings
+
+    async def stream(
+        self, session_id: str, min_offset: int, event_filter: EventFilter, follow: bool
+    ) -> AsyncIterator[StreamItem]:
+        subscription = self._bus.subscribe(session_id) if follow else None
+        try:
+            head = await self._repository.next_offset(session_id)
+            cursor = min_offset
+            async for batch in self._read_store(session_id, cursor, head, event_filter):
+                yield batch
+            if subscription is None:
+                return
+            cursor = max(cursor, head)
+            yield CaughtUp()
+            async for item in self._follow(subscription, cursor, event_filter):
+                yield item
+        finally:
+            if subscription is not None:
+                self._bus.unsubscribe(subscription)
+
+    async def _follow(
+        self, subscription: Subscription, cursor: int, event_filter: EventFilter
+    ) -> AsyncIterator[StreamItem]:
+        session_id = subscription.session_id
+        settings = self._settings
+        while True:
+            if not await subscription.wait(settings.heartbeat_interval_s):
+                yield Heartbeat(cursor)
+                continue
+            if subscription.closed_reason == "deleted":
+                raise NotFound("session", session_id)
+            if subscription.closed_reason == "shutdown":
+                raise ShuttingDown(
+                    f"the server is shutting down; resume with min_offset={cursor}",
+                    metadata={"next_offset": str(cursor)},
+                )
+            if subscription.overflowed:
+                subscription.reset_overflow()
+                yield FellBehind()
+                head = await self._repository.next_offset(session_id)
+                async for batch in self._read_store(session_id, cursor, head, event_filter):
+                    yield batch
+                cursor = max(cursor, head)
+                continue
+            ready: list[Event] = []
+            for event in subscription.take():
+                if event.offset < cursor:
+                    continue  # already sent during catch-up or a store re-read
+                if event.offset > cursor:
+                    # A commit published ahead of an earlier one: fetch the hole from the store.
+                    if ready:
+                        yield EventsBatch(ready)
+                        ready = []
+                    async for batch in self._read_store(
+                        session_id, cursor, event.offset, event_filter
+                    ):
+                        yield batch
+                cursor = event.offset + 1
+                if event_filter.matches(event):
+                    ready.append(event)
+            if ready:
+                yield EventsBatch(ready)
+
+    async def _read_store(
+        self, session_id: str, start: int, end: int, event_filter: EventFilter
+    ) -> AsyncIterator[EventsBatch]:
+        """Stored events in [start, end) matching the filter, as size-capped batches."""
+        settings = self._settings
+        while start < end:
+            page = await self._repository.read_events(
+                session_id, start, end, event_filter, settings.read_page
+            )
+            if not page:
+                return
+            batch: list[Event] = []
+            size = 0
+            for event in page:
+                if batch and (
+                    len(batch) >= settings.batch_events or size >= settings.batch_bytes
+                ):
+                    yield EventsBatch(batch)
+                    batch, size = [], 0
+                batch.append(event)
+                size += len(event.data_json) + 128
+            yield EventsBatch(batch)
+            if len(page) < settings.read_page:
+                return
+            start = page[-1].offset + 1

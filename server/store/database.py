@@ -1,0 +1,85 @@
+"""Engine creation, SQLite tuning and Alembic migrations at start-up."""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """An engine for reads and one whose transactions take the write lock up front.
+
+    On SQLite a deferred BEGIN that later writes can fail with "database is locked" (the lock
+    upgrade is not covered by busy_timeout), so writers BEGIN IMMEDIATE. On PostgreSQL both are
+    the same engine.
+    """
+
+    reader: AsyncEngine
+    writer: AsyncEngine
+    is_sqlite: bool
+
+    async def dispose(self) -> None:
+        await self.reader.dispose()
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, synchronous: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" hook below issue BEGIN, instead of the driver's implicit one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+async def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
+    """Creates the engines and brings the schema to the latest migration."""
+    parsed = make_url(url)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite:
+        if parsed.database and parsed.database != ":memory:":
+            pathlib.Path(parsed.database).expanduser().resolve().parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        engine = create_async_engine(url, pool_size=8, max_overflow=8)
+        _install_sqlite_hooks(engine, sqlite_synchronous)
+        writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+    else:
+        engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        writer = engine
+    database = Database(reader=engine, writer=writer, is_sqlite=is_sqlite)
+    await migrate(database)
+    return database
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+async def migrate(database: Database) -> None:
+    def upgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    async with database.writer.begin() as conn:
+        await conn.run_sync(upgrade)

@@ -1,0 +1,57 @@
+"""Opaque keyset page tokens (AIP-158): the last row's (created_at_us, id) plus a filter digest."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+
+from baton_server.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    created_at_us: int
+    id: str
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument.single("page_size", "must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _filter_digest(filters: dict[str, str]) -> str:
+    text = json.dumps(filters, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_token(cursor: Cursor, filters: dict[str, str]) -> str:
+    body = {"t": cursor.created_at_us, "i": cursor.id, "f": _filter_digest(filters)}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, filters: dict[str, str]) -> Cursor | None:
+    """Returns the cursor in `token`, None for the first page; InvalidArgument if malformed."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        body = json.loads(raw)
+        cursor = Cursor(int(body["t"]), str(body["i"]))
+        digest = str(body["f"])
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidArgument.single(
+            "page_token", "is not a token returned by this list call; start again without it"
+        ) from None
+    if digest != _filter_digest(filters):
+        raise InvalidArgument.single(
+            "page_token", "was issued for different filters; keep the filters of the first page"
+        )
+    return cursor

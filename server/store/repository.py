@@ -1,0 +1,365 @@
+"""The repository every caller (servicers' use cases, engine, handoff) goes through.
+
+Reads run on pooled connections; every write goes through the Appender's single writer task so
+each state change commits together with the event that records it, and is published after commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from baton_server.domain import (
+    SESSION_CREATED,
+    SESSION_MODE_CHANGED,
+    Agent,
+    Customer,
+    Event,
+    EventDraft,
+    EventFilter,
+    EventKind,
+    EventSource,
+    Page,
+    Session,
+    SessionMode,
+    now_us,
+)
+from baton_server.errors import FailedPrecondition, NotFound
+from baton_server.store import schema
+from baton_server.store.appender import Appender, append_rows, request_digest
+from baton_server.store.database import Database
+from baton_server.store.ids import new_id
+from baton_server.store.paging import Cursor, decode_token, encode_token, page_size
+from baton_server.store.rows import (
+    agent_from_row,
+    customer_from_row,
+    event_from_row,
+    session_from_row,
+)
+
+_UNSET: Any = object()
+
+
+def _after(table: Any, cursor: Cursor | None) -> Any:
+    if cursor is None:
+        return True
+    return or_(
+        table.c.created_at_us > cursor.created_at_us,
+        and_(table.c.created_at_us == cursor.created_at_us, table.c.id > cursor.id),
+    )
+
+
+class Repository:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        on_commit: Callable[[list[Event]], None],
+        on_session_deleted: Callable[[str], None],
+    ) -> None:
+        self._db = database
+        self._appender = Appender(database, on_commit)
+        self._on_session_deleted = on_session_deleted
+
+    def start(self) -> None:
+        self._appender.start()
+
+    async def close(self) -> None:
+        await self._appender.close()
+
+    # ------------------------------------------------------------------ paging helper
+
+    async def _page(
+        self, query: Select[Any], table: Any, size: int, token: str, filters: dict[str, str],
+        convert: Callable[[Any], Any],
+    ) -> Page[Any]:
+        limit = page_size(size)
+        cursor = decode_token(token, filters)
+        query = query.where(_after(table, cursor)).order_by(
+            table.c.created_at_us, table.c.id
+        ).limit(limit + 1)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        token_out = ""
+        if more:
+            last = rows[-1]
+            token_out = encode_token(Cursor(last.created_at_us, last.id), filters)
+        return Page([convert(r) for r in rows], token_out)
+
+    async def _one(self, table: Any, resource: str, resource_id: str, convert: Any) -> Any:
+        async with self._db.reader.connect() as conn:
+            row = (await conn.execute(select(table).where(table.c.id == resource_id))).first()
+        if row is None:
+            raise NotFound(resource, resource_id)
+        return convert(row)
+
+    # ------------------------------------------------------------------ agents
+
+    async def create_agent(self, name: str, description: str) -> Agent:
+        agent = Agent(new_id("agt"), name, description, now_us())
+
+        async def job(conn: AsyncConnection) -> tuple[Agent, list[Event]]:
+            await conn.execute(
+                schema.agents.insert().values(
+                    id=agent.id, name=name, description=description,
+                    created_at_us=agent.created_at_us,
+                )
+            )
+            return agent, []
+
+        return await self._appender.run_job(job)
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        return await self._one(schema.agents, "agent", agent_id, agent_from_row)
+
+    async def list_agents(self, size: int, token: str) -> Page[Agent]:
+        return await self._page(
+            select(schema.agents), schema.agents, size, token, {}, agent_from_row
+        )
+
+    async def update_agent(
+        self, agent_id: str, *, name: str = _UNSET, description: str = _UNSET
+    ) -> Agent:
+        values = {k: v for k, v in (("name", name), ("description", description)) if v is not _UNSET}
+        return await self._update(schema.agents, "agent", agent_id, values, agent_from_row)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await self._delete_unused(schema.agents, "agent", agent_id, schema.sessions.c.agent_id)
+
+    # ------------------------------------------------------------------ customers
+
+    async def create_customer(self, name: str, metadata: dict[str, str]) -> Customer:
+        customer = Customer(new_id("cus"), name, dict(metadata), now_us())
+
+        async def job(conn: AsyncConnection) -> tuple[Customer, list[Event]]:
+            await conn.execute(
+                schema.customers.insert().values(
+                    id=customer.id, name=name, metadata_json=json.dumps(metadata),
+                    created_at_us=customer.created_at_us,
+                )
+            )
+            return customer, []
+
+        return await self._appender.run_job(job)
+
+    async def get_customer(self, customer_id: str) -> Customer:
+        return await self._one(schema.customers, "customer", customer_id, customer_from_row)
+
+    async def list_customers(self, size: int, token: str) -> Page[Customer]:
+        return await self._page(
+            select(schema.customers), schema.customers, size, token, {}, customer_from_row
+        )
+
+    async def update_customer(
+        self, customer_id: str, *, name: str = _UNSET, metadata: dict[str, str] = _UNSET
+    ) -> Customer:
+        values: dict[str, Any] = {}
+        if name is not _UNSET:
+            values["name"] = name
+        if metadata is not _UNSET:
+            values["metadata_json"] = json.dumps(metadata)
+        return await self._update(schema.customers, "customer", customer_id, values,
+                                  customer_from_row)
+
+    async def delete_customer(self, customer_id: str) -> None:
+        await self._delete_unused(
+            schema.customers, "customer", customer_id, schema.sessions.c.customer_id
+        )
+
+    async def _update(
+        self, table: Any, resource: str, resource_id: str, values: dict[str, Any], convert: Any
+    ) -> Any:
+        async def job(conn: AsyncConnection) -> tuple[Any, list[Event]]:
+            if values:
+                await conn.execute(update(table).where(table.c.id == resource_id).values(values))
+            row = (await conn.execute(select(table).where(table.c.id == resource_id))).first()
+            if row is None:
+                raise NotFound(resource, resource_id)
+            return convert(row), []
+
+        return await self._appender.run_job(job)
+
+    async def _delete_unused(self, table: Any, resource: str, resource_id: str, fk: Any) -> None:
+        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+            in_use = await conn.scalar(
+                select(func.count()).select_from(schema.sessions).where(fk == resource_id)
+            )
+            if in_use:
+                raise FailedPrecondition(
+                    f"{resource} {resource_id!r} is used by {in_use} session(s); "
+                    "delete those sessions first",
+                    metadata={"sessions": str(in_use)},
+                )
+            result = await conn.execute(delete(table).where(table.c.id == resource_id))
+            if result.rowcount == 0:
+                raise NotFound(resource, resource_id)
+            return None, []
+
+        await self._appender.run_job(job)
+
+    # ------------------------------------------------------------------ sessions
+
+    async def create_session(
+        self, agent_id: str, customer_id: str, title: str, mode: SessionMode,
+        metadata: dict[str, str],
+    ) -> Session:
+        session_id = new_id("ses")
+
+        async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
+            for table, resource, rid in (
+                (schema.agents, "agent", agent_id), (schema.customers, "customer", customer_id)
+            ):
+                if not await conn.scalar(select(exists().where(table.c.id == rid))):
+                    raise NotFound(resource, rid)
+            created = now_us()
+            await conn.execute(
+                schema.sessions.insert().values(
+                    id=session_id, agent_id=agent_id, customer_id=customer_id, title=title,
+                    mode=mode.value, metadata_json=json.dumps(metadata), created_at_us=created,
+                    updated_at_us=created, next_offset=0,
+                )
+            )
+            draft = EventDraft(
+                EventKind.CUSTOM, EventSource.SYSTEM,
+                {"type": SESSION_CREATED, "agent_id": agent_id, "customer_id": customer_id,
+                 "mode": mode.value},
+            )
+            committed = await self._append_in(conn, session_id, [draft])
+            return await self._session_in(conn, session_id), committed
+
+        return await self._appender.run_job(job)
+
+    async def get_session(self, session_id: str) -> Session:
+        return await self._one(schema.sessions, "session", session_id, session_from_row)
+
+    async def list_sessions(
+        self, size: int, token: str, *, agent_id: str = "", customer_id: str = "",
+        mode: SessionMode | None = None,
+    ) -> Page[Session]:
+        table = schema.sessions
+        query = select(table)
+        filters = {"agent_id": agent_id, "customer_id": customer_id,
+                   "mode": mode.value if mode else ""}
+        if agent_id:
+            query = query.where(table.c.agent_id == agent_id)
+        if customer_id:
+            query = query.where(table.c.customer_id == customer_id)
+        if mode is not None:
+            query = query.where(table.c.mode == mode.value)
+        return await self._page(query, table, size, token, filters, session_from_row)
+
+    async def update_session(
+        self, session_id: str, *, title: str = _UNSET, metadata: dict[str, str] = _UNSET,
+        mode: SessionMode = _UNSET, reason: str = "",
+    ) -> Session:
+        """Updates fields; a mode change appends a mode-changed event in the same transaction."""
+
+        async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
+            current = await self._session_in(conn, session_id, lock=True)
+            values: dict[str, Any] = {}
+            if title is not _UNSET:
+                values["title"] = title
+            if metadata is not _UNSET:
+                values["metadata_json"] = json.dumps(metadata)
+            drafts: list[EventDraft] = []
+            if mode is not _UNSET and mode != current.mode:
+                values["mode"] = mode.value
+                data = {"type": SESSION_MODE_CHANGED, "mode": mode.value,
+                        "previous_mode": current.mode.value}
+                if reason:
+                    data["reason"] = reason
+                drafts.append(EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data))
+            if values:
+                values["updated_at_us"] = now_us()
+                await conn.execute(
+                    update(schema.sessions).where(schema.sessions.c.id == session_id)
+                    .values(values)
+                )
+            committed = await self._append_in(conn, session_id, drafts) if drafts else []
+            return await self._session_in(conn, session_id), committed
+
+        return await self._appender.run_job(job)
+
+    async def delete_session(self, session_id: str) -> None:
+        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+            await conn.execute(delete(schema.events).where(schema.events.c.session_id == session_id))
+            result = await conn.execute(
+                delete(schema.sessions).where(schema.sessions.c.id == session_id)
+            )
+            if result.rowcount == 0:
+                raise NotFound("session", session_id)
+            return None, []
+
+        await self._appender.run_job(job)
+        self._on_session_deleted(session_id)
+
+    async def _session_in(
+        self, conn: AsyncConnection, session_id: str, *, lock: bool = False
+    ) -> Session:
+        query = select(schema.sessions).where(schema.sessions.c.id == session_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("session", session_id)
+        return session_from_row(row)
+
+    async def _append_in(
+        self, conn: AsyncConnection, session_id: str, drafts: Sequence[EventDraft]
+    ) -> list[Event]:
+        items = []
+        for draft in drafts:
+            data_json = draft.data_json()
+            items.append((session_id, draft, data_json, request_digest(session_id, draft, data_json)))
+        outcome = await append_rows(conn, items)
+        for result in outcome.results:
+            if isinstance(result, Exception):
+                raise result
+        return outcome.committed
+
+    # ------------------------------------------------------------------ events
+
+    async def append_event(self, session_id: str, draft: EventDraft) -> Event:
+        """Appends one event (group-committed with concurrent appends); returns it once durable.
+
+        With an idempotency key already used for the same request, returns the original event.
+        """
+        return await self._appender.append(session_id, draft)
+
+    async def next_offset(self, session_id: str) -> int:
+        """Offset the next event of the session will get; every lower offset is committed."""
+        async with self._db.reader.connect() as conn:
+            value = await conn.scalar(
+                select(schema.sessions.c.next_offset).where(schema.sessions.c.id == session_id)
+            )
+        if value is None:
+            raise NotFound("session", session_id)
+        return int(value)
+
+    async def read_events(
+        self, session_id: str, from_offset: int, to_offset: int, event_filter: EventFilter,
+        limit: int,
+    ) -> list[Event]:
+        """Committed events with from_offset <= offset < to_offset matching the filter, in order."""
+        table = schema.events
+        query = (
+            select(table.c.id, table.c.session_id, table.c.offset, table.c.kind, table.c.source,
+                   table.c.created_at_us, table.c.correlation_id, table.c.data_json)
+            .where(table.c.session_id == session_id, table.c.offset >= from_offset,
+                   table.c.offset < to_offset)
+            .order_by(table.c.offset)
+            .limit(limit)
+        )
+        if event_filter.kinds:
+            query = query.where(table.c.kind.in_(sorted(k.value for k in event_filter.kinds)))
+        if event_filter.sources:
+            query = query.where(table.c.source.in_(sorted(s.value for s in event_filter.sources)))
+        async with self._db.reader.connect() as conn:
+            result = await conn.execute(query)
+            return [event_from_row(row) for row in result]

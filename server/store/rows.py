@@ -1,0 +1,50 @@
+"""Row → domain conversions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from baton_server.domain import Agent, Customer, Event, EventKind, EventSource, Session, SessionMode
+
+
+def event_from_row(row: Any) -> Event:
+    return Event(
+        id=row.id,
+        session_id=row.session_id,
+        offset=row.offset,
+        kind=EventKind(row.kind),
+        source=EventSource(row.source),
+        created_at_us=row.created_at_us,
+        correlation_id=row.correlation_id,
+        data_json=row.data_json,
+    )
+
+
+def agent_from_row(row: Any) -> Agent:
+    return Agent(
+        id=row.id, name=row.name, description=row.description, created_at_us=row.created_at_us
+    )
+
+
+def customer_from_row(row: Any) -> Customer:
+    return Customer(
+        id=row.id,
+        name=row.name,
+        metadata=json.loads(row.metadata_json),
+        created_at_us=row.created_at_us,
+    )
+
+
+def session_from_row(row: Any) -> Session:
+    return Session(
+        id=row.id,
+        agent_id=row.agent_id,
+        customer_id=row.customer_id,
+        title=row.title,
+        mode=SessionMode(row.mode),
+        metadata=json.loads(row.metadata_json),
+        created_at_us=row.created_at_us,
+        updated_at_us=row.updated_at_us,
+        next_offset=row.next_offset,
+    )

@@ -1,0 +1,78 @@
+"""Table definitions (SQLAlchemy Core).
+
+Times are integer microseconds since the epoch. Lists page by (created_at_us, id), a total order.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("metadata_json", Text, nullable=False, default="{}"),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("agent_id", String(64), ForeignKey("agents.id"), nullable=False),
+    Column("customer_id", String(64), ForeignKey("customers.id"), nullable=False),
+    Column("title", Text, nullable=False, default=""),
+    Column("mode", String(16), nullable=False),
+    Column("metadata_json", Text, nullable=False, default="{}"),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    # Offset the next appended event gets; bumped in the append transaction.
+    Column("next_offset", BigInteger, nullable=False, default=0),
+    Index("ix_sessions_agent_created", "agent_id", "created_at_us", "id"),
+    Index("ix_sessions_customer_created", "customer_id", "created_at_us", "id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "session_id",
+        String(64),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # (session_id, offset) is the primary key: the last line of defence against a duplicate offset.
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("source", String(48), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("correlation_id", String(256), nullable=False, default=""),
+    Column("idempotency_key", String(256), nullable=True),
+    # Digest of what the request asked for, to tell a retry from a conflicting reuse of a key.
+    Column("request_digest", String(64), nullable=True),
+    Column("data_json", Text, nullable=False),
+    UniqueConstraint("session_id", "idempotency_key", name="uq_events_session_idempotency_key"),
+)
