@@ -13,14 +13,21 @@ from rich.markup import escape
 
 from baton_server.config import Settings
 
-app = typer.Typer(help="Baton: an AI customer-service agent with human handoff, over gRPC.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Baton: an AI customer-service agent with human handoff, over gRPC.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(envvar="BATON_HOST", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="BATON_PORT", help="Port; 0 picks a free one.")] = 8800,
+    host: Annotated[
+        str, typer.Option(envvar="BATON_HOST", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar="BATON_PORT", help="Port; 0 picks a free one.")
+    ] = 8800,
     database: Annotated[
         str, typer.Option(envvar="BATON_DATABASE_URL", help="SQLAlchemy async database URL.")
     ] = "sqlite+aiosqlite:///baton.db",
@@ -31,28 +38,38 @@ def serve(
         str, typer.Option(envvar="BATON_SQLITE_SYNCHRONOUS", help="FULL (default) or NORMAL.")
     ] = "FULL",
     max_connection_age: Annotated[
-        float, typer.Option(envvar="BATON_MAX_CONNECTION_AGE_SECONDS",
-                            help="Recycle connections after this many seconds (0: never).")
+        float,
+        typer.Option(
+            envvar="BATON_MAX_CONNECTION_AGE_SECONDS",
+            help="Recycle connections after this many seconds (0: never).",
+        ),
     ] = 0.0,
     log_level: Annotated[str, typer.Option(envvar="BATON_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run the gRPC server (migrates the database first)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
         raise typer.BadParameter("must be FULL or NORMAL", param_hint="--sqlite-synchronous")
     from baton_server.app import BatonApp
 
     settings = Settings(
-        host=host, port=port, database_url=database, heartbeat_interval_s=heartbeat,
-        sqlite_synchronous=sqlite_synchronous.upper(), max_connection_age_s=max_connection_age,
+        host=host,
+        port=port,
+        database_url=database,
+        heartbeat_interval_s=heartbeat,
+        sqlite_synchronous=sqlite_synchronous.upper(),
+        max_connection_age_s=max_connection_age,
     )
     asyncio.run(BatonApp(settings).serve_until_signal())
 
 
 def describe_event(event: Any) -> str:
     """One readable line for an event (used by `baton tail`)."""
-    from baton.v1 import message_pb2 as pb
     from google.protobuf import json_format
+
+    from baton.v1 import message_pb2 as pb
 
     kind = pb.EventKind.Name(event.kind).removeprefix("EVENT_KIND_").lower()
     source = pb.EventSource.Name(event.source).removeprefix("EVENT_SOURCE_").lower()
@@ -76,8 +93,12 @@ def describe_event(event: Any) -> str:
 def tail(
     session_id: Annotated[str, typer.Argument(help="Session whose events to follow.")],
     from_offset: Annotated[int, typer.Option("--from", help="First offset to show.")] = 0,
-    target: Annotated[str, typer.Option(envvar="BATON_TARGET", help="Server address.")] = "127.0.0.1:8800",
-    no_follow: Annotated[bool, typer.Option("--no-follow", help="Stop after stored events.")] = False,
+    target: Annotated[
+        str, typer.Option(envvar="BATON_TARGET", help="Server address.")
+    ] = "127.0.0.1:8800",
+    no_follow: Annotated[
+        bool, typer.Option("--no-follow", help="Stop after stored events.")
+    ] = False,
 ) -> None:
     """Print a session's events, one line each, and follow new ones live."""
     import grpc
@@ -91,8 +112,9 @@ def tail(
         async with grpc.aio.insecure_channel(target) as channel:
             stub = svc_grpc.EventServiceStub(channel)
             stream = stub.ListEvents(
-                rr.ListEventsRequest(session_id=session_id, min_offset=from_offset,
-                                     follow=not no_follow)
+                rr.ListEventsRequest(
+                    session_id=session_id, min_offset=from_offset, follow=not no_follow
+                )
             )
             async for response in stream:
                 for event in response.events:

@@ -109,7 +109,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception as error:  # noqa: BLE001 - mapped to a status here, once
+        except Exception as error:
             await _abort(context, error, method)
 
     return handle
@@ -124,7 +124,7 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Ca
                 yield response
         except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
             raise
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             await _abort(context, error, method)
 
     return handle

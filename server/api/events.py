@@ -35,7 +35,9 @@ def filter_from_request(request: Any) -> EventFilter:
     kinds = []
     for i, value in enumerate(request.kinds):
         if value not in KIND_FROM_PROTO:
-            raise InvalidArgument.single(f"kinds[{i}]", f"unknown or unspecified event kind {value}")
+            raise InvalidArgument.single(
+                f"kinds[{i}]", f"unknown or unspecified event kind {value}"
+            )
         kinds.append(KIND_FROM_PROTO[value])
     sources = []
     for i, value in enumerate(request.sources):
@@ -80,5 +82,3 @@ class EventServicer(svc_grpc.EventServiceServicer):
                         next_offset=item.next_offset, time=timestamp(now_us())
                     )
                 )
-
-

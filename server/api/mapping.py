@@ -36,7 +36,9 @@ SOURCE_TO_PROTO = {
     EventSource.CUSTOMER_UI: pb.EVENT_SOURCE_CUSTOMER_UI,
     EventSource.AI_AGENT: pb.EVENT_SOURCE_AI_AGENT,
     EventSource.HUMAN_AGENT: pb.EVENT_SOURCE_HUMAN_AGENT,
-    EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT: pb.EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT,
+    EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT: (
+        pb.EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT
+    ),
     EventSource.SYSTEM: pb.EVENT_SOURCE_SYSTEM,
 }
 SOURCE_FROM_PROTO = {v: k for k, v in SOURCE_TO_PROTO.items()}
@@ -133,24 +135,33 @@ def timestamp(us: int) -> Timestamp:
 
 def agent_to_proto(agent: Agent) -> pb.Agent:
     return pb.Agent(
-        id=agent.id, name=agent.name, description=agent.description,
+        id=agent.id,
+        name=agent.name,
+        description=agent.description,
         created_at=timestamp(agent.created_at_us),
     )
 
 
 def customer_to_proto(customer: Customer) -> pb.Customer:
     return pb.Customer(
-        id=customer.id, name=customer.name, metadata=customer.metadata,
+        id=customer.id,
+        name=customer.name,
+        metadata=customer.metadata,
         created_at=timestamp(customer.created_at_us),
     )
 
 
 def session_to_proto(session: Session) -> pb.Session:
     return pb.Session(
-        id=session.id, agent_id=session.agent_id, customer_id=session.customer_id,
-        title=session.title, mode=MODE_TO_PROTO[session.mode], metadata=session.metadata,
+        id=session.id,
+        agent_id=session.agent_id,
+        customer_id=session.customer_id,
+        title=session.title,
+        mode=MODE_TO_PROTO[session.mode],
+        metadata=session.metadata,
         created_at=timestamp(session.created_at_us),
-        updated_at=timestamp(session.updated_at_us), next_offset=session.next_offset,
+        updated_at=timestamp(session.updated_at_us),
+        next_offset=session.next_offset,
     )
 
 
@@ -185,7 +196,10 @@ def draft_from_request(request: Any) -> EventDraft:
     problems.raise_if_any()
     assert kind is not None and source is not None
     return EventDraft(
-        kind=kind, source=source, data=data, correlation_id=request.correlation_id,
+        kind=kind,
+        source=source,
+        data=data,
+        correlation_id=request.correlation_id,
         idempotency_key=request.idempotency_key,
     )
 
@@ -197,7 +211,8 @@ def _data_from_proto(field: str, value: Any, problems: Violations) -> dict[str, 
         data: dict[str, Any] = {"text": value.text}
         if value.HasField("participant"):
             data["participant"] = {
-                "id": value.participant.id, "display_name": value.participant.display_name
+                "id": value.participant.id,
+                "display_name": value.participant.display_name,
             }
         return data
     if field == "status":

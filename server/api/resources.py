@@ -1,4 +1,4 @@
-"""AgentService, CustomerService and SessionService servicers: validate, map, call the repository."""
+"""AgentService, CustomerService, SessionService servicers: validate, map, call the repository."""
 
 from __future__ import annotations
 

@@ -14,9 +14,7 @@ from baton_server.config import Settings
 from baton_server.service.event_stream import EventStreamer
 from baton_server.store import Repository
 
-SERVICE_NAMES = tuple(
-    service.full_name for service in svc.DESCRIPTOR.services_by_name.values()
-)
+SERVICE_NAMES = tuple(service.full_name for service in svc.DESCRIPTOR.services_by_name.values())
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -61,8 +59,11 @@ def build_server(
     svc_grpc.add_EventServiceServicer_to_server(EventServicer(repository, streamer), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     return server

@@ -14,7 +14,7 @@ from baton_server.domain import Event
 
 
 class Subscription:
-    __slots__ = ("session_id", "_buffer", "_capacity", "_wakeup", "overflowed", "closed_reason")
+    __slots__ = ("_buffer", "_capacity", "_wakeup", "closed_reason", "overflowed", "session_id")
 
     def __init__(self, session_id: str, capacity: int) -> None:
         self.session_id = session_id
@@ -50,7 +50,7 @@ class Subscription:
         self.overflowed = False
         self._buffer.clear()
 
-    async def wait(self, timeout: float) -> bool:
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel
         """Waits until something is buffered, an overflow or a close; False on timeout."""
         if self._buffer or self.overflowed or self.closed_reason:
             self._wakeup.clear()

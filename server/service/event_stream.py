@@ -132,9 +132,7 @@ class EventStreamer:
             batch: list[Event] = []
             size = 0
             for event in page:
-                if batch and (
-                    len(batch) >= settings.batch_events or size >= settings.batch_bytes
-                ):
+                if batch and (len(batch) >= settings.batch_events or size >= settings.batch_bytes):
                     yield EventsBatch(batch)
                     batch, size = [], 0
                 batch.append(event)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.domain import Event, EventDraft, now_us
@@ -83,9 +83,7 @@ async def append_rows(
     if keyed:
         found = await conn.execute(
             select(schema.events).where(
-                tuple_(schema.events.c.session_id, schema.events.c.idempotency_key).in_(
-                    list(keyed)
-                )
+                tuple_(schema.events.c.session_id, schema.events.c.idempotency_key).in_(list(keyed))
             )
         )
         for row in found:
@@ -192,7 +190,7 @@ class Appender:
         return await future
 
     async def run_job(self, job: WriteJob) -> Any:
-        """Runs `job` in its own write transaction on the writer task; publishes what it appended."""
+        """Runs `job` in its own transaction on the writer task; publishes what it appended."""
         self._check_open()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(job, future))
@@ -225,7 +223,7 @@ class Appender:
         try:
             async with self._database.writer.begin() as conn:
                 result, committed = await job.run(conn)
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+        except BaseException as exc:
             _settle(job.future, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise

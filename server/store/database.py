@@ -49,15 +49,17 @@ def _install_sqlite_hooks(engine: AsyncEngine, synchronous: str) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _ensure_parent_folder(path: str) -> None:
+    pathlib.Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
 async def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
     """Creates the engines and brings the schema to the latest migration."""
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite:
         if parsed.database and parsed.database != ":memory:":
-            pathlib.Path(parsed.database).expanduser().resolve().parent.mkdir(
-                parents=True, exist_ok=True
-            )
+            _ensure_parent_folder(parsed.database)
         engine = create_async_engine(url, pool_size=8, max_overflow=8)
         _install_sqlite_hooks(engine, sqlite_synchronous)
         writer = engine.execution_options(sqlite_begin="IMMEDIATE")

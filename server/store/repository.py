@@ -74,14 +74,21 @@ class Repository:
     # ------------------------------------------------------------------ paging helper
 
     async def _page(
-        self, query: Select[Any], table: Any, size: int, token: str, filters: dict[str, str],
+        self,
+        query: Select[Any],
+        table: Any,
+        size: int,
+        token: str,
+        filters: dict[str, str],
         convert: Callable[[Any], Any],
     ) -> Page[Any]:
         limit = page_size(size)
         cursor = decode_token(token, filters)
-        query = query.where(_after(table, cursor)).order_by(
-            table.c.created_at_us, table.c.id
-        ).limit(limit + 1)
+        query = (
+            query.where(_after(table, cursor))
+            .order_by(table.c.created_at_us, table.c.id)
+            .limit(limit + 1)
+        )
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
         more = len(rows) > limit
@@ -107,7 +114,9 @@ class Repository:
         async def job(conn: AsyncConnection) -> tuple[Agent, list[Event]]:
             await conn.execute(
                 schema.agents.insert().values(
-                    id=agent.id, name=name, description=description,
+                    id=agent.id,
+                    name=name,
+                    description=description,
                     created_at_us=agent.created_at_us,
                 )
             )
@@ -126,7 +135,9 @@ class Repository:
     async def update_agent(
         self, agent_id: str, *, name: str = _UNSET, description: str = _UNSET
     ) -> Agent:
-        values = {k: v for k, v in (("name", name), ("description", description)) if v is not _UNSET}
+        values = {
+            k: v for k, v in (("name", name), ("description", description)) if v is not _UNSET
+        }
         return await self._update(schema.agents, "agent", agent_id, values, agent_from_row)
 
     async def delete_agent(self, agent_id: str) -> None:
@@ -140,7 +151,9 @@ class Repository:
         async def job(conn: AsyncConnection) -> tuple[Customer, list[Event]]:
             await conn.execute(
                 schema.customers.insert().values(
-                    id=customer.id, name=name, metadata_json=json.dumps(metadata),
+                    id=customer.id,
+                    name=name,
+                    metadata_json=json.dumps(metadata),
                     created_at_us=customer.created_at_us,
                 )
             )
@@ -164,8 +177,9 @@ class Repository:
             values["name"] = name
         if metadata is not _UNSET:
             values["metadata_json"] = json.dumps(metadata)
-        return await self._update(schema.customers, "customer", customer_id, values,
-                                  customer_from_row)
+        return await self._update(
+            schema.customers, "customer", customer_id, values, customer_from_row
+        )
 
     async def delete_customer(self, customer_id: str) -> None:
         await self._delete_unused(
@@ -206,29 +220,45 @@ class Repository:
     # ------------------------------------------------------------------ sessions
 
     async def create_session(
-        self, agent_id: str, customer_id: str, title: str, mode: SessionMode,
+        self,
+        agent_id: str,
+        customer_id: str,
+        title: str,
+        mode: SessionMode,
         metadata: dict[str, str],
     ) -> Session:
         session_id = new_id("ses")
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             for table, resource, rid in (
-                (schema.agents, "agent", agent_id), (schema.customers, "customer", customer_id)
+                (schema.agents, "agent", agent_id),
+                (schema.customers, "customer", customer_id),
             ):
                 if not await conn.scalar(select(exists().where(table.c.id == rid))):
                     raise NotFound(resource, rid)
             created = now_us()
             await conn.execute(
                 schema.sessions.insert().values(
-                    id=session_id, agent_id=agent_id, customer_id=customer_id, title=title,
-                    mode=mode.value, metadata_json=json.dumps(metadata), created_at_us=created,
-                    updated_at_us=created, next_offset=0,
+                    id=session_id,
+                    agent_id=agent_id,
+                    customer_id=customer_id,
+                    title=title,
+                    mode=mode.value,
+                    metadata_json=json.dumps(metadata),
+                    created_at_us=created,
+                    updated_at_us=created,
+                    next_offset=0,
                 )
             )
             draft = EventDraft(
-                EventKind.CUSTOM, EventSource.SYSTEM,
-                {"type": SESSION_CREATED, "agent_id": agent_id, "customer_id": customer_id,
-                 "mode": mode.value},
+                EventKind.CUSTOM,
+                EventSource.SYSTEM,
+                {
+                    "type": SESSION_CREATED,
+                    "agent_id": agent_id,
+                    "customer_id": customer_id,
+                    "mode": mode.value,
+                },
             )
             committed = await self._append_in(conn, session_id, [draft])
             return await self._session_in(conn, session_id), committed
@@ -239,13 +269,21 @@ class Repository:
         return await self._one(schema.sessions, "session", session_id, session_from_row)
 
     async def list_sessions(
-        self, size: int, token: str, *, agent_id: str = "", customer_id: str = "",
+        self,
+        size: int,
+        token: str,
+        *,
+        agent_id: str = "",
+        customer_id: str = "",
         mode: SessionMode | None = None,
     ) -> Page[Session]:
         table = schema.sessions
         query = select(table)
-        filters = {"agent_id": agent_id, "customer_id": customer_id,
-                   "mode": mode.value if mode else ""}
+        filters = {
+            "agent_id": agent_id,
+            "customer_id": customer_id,
+            "mode": mode.value if mode else "",
+        }
         if agent_id:
             query = query.where(table.c.agent_id == agent_id)
         if customer_id:
@@ -255,8 +293,13 @@ class Repository:
         return await self._page(query, table, size, token, filters, session_from_row)
 
     async def update_session(
-        self, session_id: str, *, title: str = _UNSET, metadata: dict[str, str] = _UNSET,
-        mode: SessionMode = _UNSET, reason: str = "",
+        self,
+        session_id: str,
+        *,
+        title: str = _UNSET,
+        metadata: dict[str, str] = _UNSET,
+        mode: SessionMode = _UNSET,
+        reason: str = "",
     ) -> Session:
         """Updates fields; a mode change appends a mode-changed event in the same transaction."""
 
@@ -270,16 +313,18 @@ class Repository:
             drafts: list[EventDraft] = []
             if mode is not _UNSET and mode != current.mode:
                 values["mode"] = mode.value
-                data = {"type": SESSION_MODE_CHANGED, "mode": mode.value,
-                        "previous_mode": current.mode.value}
+                data = {
+                    "type": SESSION_MODE_CHANGED,
+                    "mode": mode.value,
+                    "previous_mode": current.mode.value,
+                }
                 if reason:
                     data["reason"] = reason
                 drafts.append(EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data))
             if values:
                 values["updated_at_us"] = now_us()
                 await conn.execute(
-                    update(schema.sessions).where(schema.sessions.c.id == session_id)
-                    .values(values)
+                    update(schema.sessions).where(schema.sessions.c.id == session_id).values(values)
                 )
             committed = await self._append_in(conn, session_id, drafts) if drafts else []
             return await self._session_in(conn, session_id), committed
@@ -288,7 +333,9 @@ class Repository:
 
     async def delete_session(self, session_id: str) -> None:
         async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
-            await conn.execute(delete(schema.events).where(schema.events.c.session_id == session_id))
+            await conn.execute(
+                delete(schema.events).where(schema.events.c.session_id == session_id)
+            )
             result = await conn.execute(
                 delete(schema.sessions).where(schema.sessions.c.id == session_id)
             )
@@ -316,7 +363,9 @@ class Repository:
         items = []
         for draft in drafts:
             data_json = draft.data_json()
-            items.append((session_id, draft, data_json, request_digest(session_id, draft, data_json)))
+            items.append(
+                (session_id, draft, data_json, request_digest(session_id, draft, data_json))
+            )
         outcome = await append_rows(conn, items)
         for result in outcome.results:
             if isinstance(result, Exception):
@@ -343,16 +392,31 @@ class Repository:
         return int(value)
 
     async def read_events(
-        self, session_id: str, from_offset: int, to_offset: int, event_filter: EventFilter,
+        self,
+        session_id: str,
+        from_offset: int,
+        to_offset: int,
+        event_filter: EventFilter,
         limit: int,
     ) -> list[Event]:
         """Committed events with from_offset <= offset < to_offset matching the filter, in order."""
         table = schema.events
         query = (
-            select(table.c.id, table.c.session_id, table.c.offset, table.c.kind, table.c.source,
-                   table.c.created_at_us, table.c.correlation_id, table.c.data_json)
-            .where(table.c.session_id == session_id, table.c.offset >= from_offset,
-                   table.c.offset < to_offset)
+            select(
+                table.c.id,
+                table.c.session_id,
+                table.c.offset,
+                table.c.kind,
+                table.c.source,
+                table.c.created_at_us,
+                table.c.correlation_id,
+                table.c.data_json,
+            )
+            .where(
+                table.c.session_id == session_id,
+                table.c.offset >= from_offset,
+                table.c.offset < to_offset,
+            )
             .order_by(table.c.offset)
             .limit(limit)
         )

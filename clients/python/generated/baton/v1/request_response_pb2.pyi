@@ -931,7 +931,9 @@ class ListEventsHeartbeat(_message.Message):
     NEXT_OFFSET_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
     next_offset: _builtins.int
-    """Offset the next event of the session will get."""
+    """Every offset below this has been delivered on this stream (or skipped by its filters);
+    a client that reconnects resumes with `min_offset` set to it.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """Server time when the heartbeat was sent."""

@@ -1,0 +1,53 @@
+"""Fixtures: a real grpc.aio Baton server on a loopback port over a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from baton_server.app import BatonApp
+from baton_server.config import Settings
+from tests.support import Stubs
+
+ServerFactory = Callable[..., "AsyncIterator[tuple[BatonApp, Stubs]]"]
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'baton.db'}"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    # NORMAL keeps the suite fast; FULL (the default) is covered by the durability tests.
+    return Settings(
+        port=0, database_url=database_url, sqlite_synchronous="NORMAL", shutdown_grace_s=2.0
+    )
+
+
+@pytest.fixture
+async def start_server(settings: Settings):  # type: ignore[no-untyped-def]
+    """Starts servers (with optional setting overrides); stops them all at the end."""
+    started: list[tuple[BatonApp, grpc.aio.Channel]] = []
+
+    async def start(**overrides: object) -> tuple[BatonApp, Stubs]:
+        app = BatonApp(replace(settings, **overrides))
+        port = await app.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        started.append((app, channel))
+        return app, Stubs.on(channel)
+
+    yield start
+    for app, channel in reversed(started):
+        await channel.close()
+        await app.stop(grace=1.0)
+
+
+@pytest.fixture
+async def baton(start_server) -> Stubs:  # type: ignore[no-untyped-def]
+    _, stubs = await start_server()
+    return stubs
