@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, struct_pb2
@@ -270,3 +272,11 @@ async def test_custom_event_round_trip(baton: Stubs) -> None:
         )
     )
     assert events[0].custom == custom
+
+
+async def test_concurrent_retries_with_one_key_append_once(baton: Stubs) -> None:
+    session = await baton.new_session()
+    request = customer_message(session.id, "once", idempotency_key="retry-storm")
+    results = await asyncio.gather(*(baton.events.CreateEvent(request) for _ in range(20)))
+    assert len({r.event.id for r in results}) == 1
+    assert await log_length(baton, session.id) == 2

@@ -1,0 +1,100 @@
+"""The transport-free ListEvents use case against a real SQLite repository."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from baton_server.bus import EventBus
+from baton_server.domain import Event, EventDraft, EventFilter, EventKind, EventSource, SessionMode
+from baton_server.service.event_stream import (
+    CaughtUp,
+    EventsBatch,
+    EventStreamer,
+    FellBehind,
+    StreamSettings,
+)
+from baton_server.store import Repository, open_database
+
+
+def message(text: str) -> EventDraft:
+    return EventDraft(EventKind.MESSAGE, EventSource.CUSTOMER, {"text": text})
+
+
+async def test_out_of_order_publish_is_filled_from_the_store(tmp_path: Path) -> None:
+    """Commits published out of order (as can happen across writers) leave no gap."""
+    bus = EventBus()
+    held: list[list[Event]] = []
+    hold_next = asyncio.Event()
+
+    def publish(events: list[Event]) -> None:
+        if hold_next.is_set() and not held:
+            held.append(events)  # delay this commit's notification...
+            return
+        bus.publish(events)
+        if held:  # ...and deliver it after a later one
+            bus.publish(held.pop())
+
+    database = await open_database(
+        f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", sqlite_synchronous="NORMAL"
+    )
+    repository = Repository(database, on_commit=publish, on_session_deleted=bus.session_deleted)
+    repository.start()
+    try:
+        agent = await repository.create_agent("a", "")
+        customer = await repository.create_customer("c", {})
+        session = await repository.create_session(agent.id, customer.id, "", SessionMode.AUTO, {})
+        streamer = EventStreamer(repository, bus, StreamSettings(heartbeat_interval_s=5))
+        stream = streamer.stream(session.id, 0, EventFilter(), follow=True)
+        seen: list[int] = []
+        assert isinstance(await anext(stream), EventsBatch)
+        seen.append(0)
+        assert isinstance(await anext(stream), CaughtUp)
+        hold_next.set()
+        await repository.append_event(session.id, message("one"))  # offset 1, held back
+        await repository.append_event(session.id, message("two"))  # offset 2, published first
+        async with asyncio.timeout(10):
+            while len(seen) < 3:
+                item = await anext(stream)
+                assert isinstance(item, EventsBatch)
+                seen += [e.offset for e in item.events]
+        assert seen == [0, 1, 2]
+        await stream.aclose()
+        assert bus.subscriber_count == 0
+    finally:
+        await repository.close()
+        await database.dispose()
+
+
+async def test_overflow_goes_back_to_the_store(tmp_path: Path) -> None:
+    bus = EventBus(buffer_capacity=4)
+    database = await open_database(
+        f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", sqlite_synchronous="NORMAL"
+    )
+    repository = Repository(database, on_commit=bus.publish, on_session_deleted=bus.session_deleted)
+    repository.start()
+    try:
+        agent = await repository.create_agent("a", "")
+        customer = await repository.create_customer("c", {})
+        session = await repository.create_session(agent.id, customer.id, "", SessionMode.AUTO, {})
+        streamer = EventStreamer(repository, bus, StreamSettings(heartbeat_interval_s=5))
+        only_messages = EventFilter(kinds=frozenset({EventKind.MESSAGE}))
+        stream = streamer.stream(session.id, 0, only_messages, follow=True)
+        assert isinstance(await anext(stream), CaughtUp)  # offset 0 is filtered out
+        await asyncio.gather(
+            *(repository.append_event(session.id, message(str(i))) for i in range(50))
+        )
+        items = []
+        seen: list[int] = []
+        async with asyncio.timeout(10):
+            while len(seen) < 50:
+                item = await anext(stream)
+                items.append(item)
+                if isinstance(item, EventsBatch):
+                    seen += [e.offset for e in item.events]
+        assert seen == list(range(1, 51))
+        assert any(isinstance(i, FellBehind) for i in items)
+        await stream.aclose()
+    finally:
+        await repository.close()
+        await database.dispose()
