@@ -7,6 +7,7 @@ BUF := PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install buf
 PORT ?= 8800
 DATABASE ?= sqlite+aiosqlite:///baton.db
 GENERATED := clients/python/generated
+PY_PATHS := server tests clients/python/src clients/python/tools $(wildcard bench)
 
 .PHONY: setup run test lint generate check-generated bench clean
 
@@ -38,8 +39,8 @@ check-generated: generate
 
 lint: setup
 	$(BUF) lint
-	$(BIN)/ruff check server tests bench clients/python/src clients/python/tools
-	$(BIN)/ruff format --check server tests bench clients/python/src clients/python/tools
+	$(BIN)/ruff check $(PY_PATHS)
+	$(BIN)/ruff format --check $(PY_PATHS)
 
 ## Everything CI checks: protos lint, generated code fresh, ruff, the full test suite.
 test: lint check-generated
