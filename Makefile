@@ -43,8 +43,10 @@ lint: setup
 	$(BIN)/ruff format --check $(PY_PATHS)
 
 ## Everything CI checks: protos lint, generated code fresh, ruff, the full test suite.
+## The suite runs on SQLite and on a throwaway PostgreSQL cluster (.ci/postgres, in .cache/pg).
 test: lint check-generated
-	$(BIN)/pytest -q -p no:cacheprovider
+	BATON_TEST_POSTGRES_URL="$$(.ci/postgres start)" BATON_REQUIRE_POSTGRES=1 \
+		$(BIN)/pytest -q -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python bench/run.py

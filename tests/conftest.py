@@ -11,14 +11,20 @@ import pytest
 
 from baton_server.app import BatonApp
 from baton_server.config import Settings
+from tests.postgres import fresh_postgres_database
 from tests.support import Stubs
 
 ServerFactory = Callable[..., "AsyncIterator[tuple[BatonApp, Stubs]]"]
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'baton.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Every server test runs on a fresh SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'baton.db'}"
+        return
+    async with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

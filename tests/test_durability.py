@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
 
 import grpc
 import pytest
@@ -45,8 +44,8 @@ def assert_contiguous(events: list) -> None:  # type: ignore[type-arg]
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL])
-async def test_acknowledged_events_survive_a_stop(tmp_path: Path, stop_signal: int) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'baton.db'}"
+async def test_acknowledged_events_survive_a_stop(database_url: str, stop_signal: int) -> None:
+    url = database_url
     server = ServerProcess(url)
     server.start()
     try:
@@ -87,9 +86,9 @@ async def test_acknowledged_events_survive_a_stop(tmp_path: Path, stop_signal: i
 
 
 async def test_sigterm_ends_follow_streams_with_unavailable_and_resume_offset(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
-    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'baton.db'}")
+    server = ServerProcess(database_url)
     server.start()
     try:
         async with grpc.aio.insecure_channel(server.target) as channel:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from baton_server.bus import EventBus
 from baton_server.domain import Event, EventDraft, EventFilter, EventKind, EventSource, SessionMode
@@ -21,7 +20,7 @@ def message(text: str) -> EventDraft:
     return EventDraft(EventKind.MESSAGE, EventSource.CUSTOMER, {"text": text})
 
 
-async def test_out_of_order_publish_is_filled_from_the_store(tmp_path: Path) -> None:
+async def test_out_of_order_publish_is_filled_from_the_store(database_url: str) -> None:
     """Commits published out of order (as can happen across writers) leave no gap."""
     bus = EventBus()
     held: list[list[Event]] = []
@@ -35,9 +34,7 @@ async def test_out_of_order_publish_is_filled_from_the_store(tmp_path: Path) -> 
         if held:  # ...and deliver it after a later one
             bus.publish(held.pop())
 
-    database = await open_database(
-        f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", sqlite_synchronous="NORMAL"
-    )
+    database = await open_database(database_url, sqlite_synchronous="NORMAL")
     repository = Repository(database, on_commit=publish, on_session_deleted=bus.session_deleted)
     repository.start()
     try:
@@ -66,11 +63,9 @@ async def test_out_of_order_publish_is_filled_from_the_store(tmp_path: Path) -> 
         await database.dispose()
 
 
-async def test_overflow_goes_back_to_the_store(tmp_path: Path) -> None:
+async def test_overflow_goes_back_to_the_store(database_url: str) -> None:
     bus = EventBus(buffer_capacity=4)
-    database = await open_database(
-        f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", sqlite_synchronous="NORMAL"
-    )
+    database = await open_database(database_url, sqlite_synchronous="NORMAL")
     repository = Repository(database, on_commit=bus.publish, on_session_deleted=bus.session_deleted)
     repository.start()
     try:
