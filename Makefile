@@ -39,6 +39,7 @@ check-generated: generate
 
 lint: setup
 	$(BUF) lint
+	$(BUF) breaking --against '.git#branch=main'
 	$(BIN)/ruff check $(PY_PATHS)
 	$(BIN)/ruff format --check $(PY_PATHS)
 

@@ -106,7 +106,7 @@ def tail(
     from baton.v1 import request_response_pb2 as rr
     from baton.v1 import service_pb2_grpc as svc_grpc
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
 
     async def run() -> None:
         async with grpc.aio.insecure_channel(target) as channel:
