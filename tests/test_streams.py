@@ -261,3 +261,11 @@ async def test_thousands_of_streams_opened_at_once(start_server) -> None:  # typ
     assert all(events[-1].id == event.id for events, _ in received)
     for stream in streams:
         stream.cancel()
+
+
+async def test_correlation_id_defaults_to_the_event_id(baton: Stubs) -> None:
+    session = await baton.new_session()
+    own = await baton.say(session.id, "hello")
+    assert own.correlation_id == own.id
+    tied = await baton.say(session.id, "again", correlation_id=own.id)
+    assert tied.correlation_id == own.id and tied.id != own.id

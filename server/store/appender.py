@@ -112,14 +112,16 @@ async def append_rows(
             continue
         offset = next_offsets[session_id]
         next_offsets[session_id] = offset + 1
+        event_id = new_id("evt")
         event = Event(
-            id=new_id("evt"),
+            id=event_id,
             session_id=session_id,
             offset=offset,
             kind=draft.kind,
             source=draft.source,
             created_at_us=created_at,
-            correlation_id=draft.correlation_id,
+            # Uncorrelated events start their own correlation (e.g. the turn a message starts).
+            correlation_id=draft.correlation_id or event_id,
             data_json=data_json,
         )
         inserts.append(
@@ -130,7 +132,7 @@ async def append_rows(
                 "kind": draft.kind.value,
                 "source": draft.source.value,
                 "created_at_us": created_at,
-                "correlation_id": draft.correlation_id,
+                "correlation_id": event.correlation_id,
                 "idempotency_key": draft.idempotency_key or None,
                 "request_digest": digest if draft.idempotency_key else None,
                 "data_json": data_json,

@@ -509,7 +509,9 @@ class Event(_message.Message):
     source: Global___EventSource.ValueType
     """Who produced the event."""
     correlation_id: _builtins.str
-    """Ties related events together, e.g. every event of the agent turn started by one customer message."""
+    """Ties related events together, e.g. every event of the agent turn started by one customer
+    message. Never empty: an event appended without one gets its own id.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the event was committed."""

@@ -809,7 +809,9 @@ class CreateEventRequest(_message.Message):
     source: _message_pb2.EventSource.ValueType
     """Who produced the event. Required."""
     correlation_id: _builtins.str
-    """Optional id tying this event to others; empty means the event is its own correlation."""
+    """Optional id tying this event to others; when empty the event's own id is used, so e.g. a
+    customer message starts a correlation that every event of the agent's turn carries.
+    """
     idempotency_key: _builtins.str
     """Optional client-chosen key (at most 128 characters), unique per session. Retrying with
     the same key and payload returns the original event; the same key with another payload
