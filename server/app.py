@@ -12,8 +12,41 @@ from grpc_health.v1 import health, health_pb2
 from baton_server.api.server import SERVICE_NAMES, build_server
 from baton_server.bus import EventBus
 from baton_server.config import Settings
+from baton_server.engine import Engine
+from baton_server.nlp import NLPProvider
+from baton_server.nlp.offline import OfflineProvider
+from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.service.event_stream import EventStreamer, StreamSettings
 from baton_server.store import Database, Repository, open_database
+from baton_server.tools import ToolRegistry
+
+EXAMPLE_TOOLS = "baton_server.examples.support"
+
+
+def build_provider(settings: Settings) -> NLPProvider:
+    if settings.nlp_provider == "openai":
+        return OpenAIProvider(
+            model=settings.openai_model,
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            timeout_s=settings.openai_timeout_s,
+            max_retries=settings.openai_max_retries,
+        )
+    if settings.nlp_provider == "offline":
+        return OfflineProvider()
+    raise ValueError(f"unknown NLP provider {settings.nlp_provider!r} (offline or openai)")
+
+
+def build_tools(settings: Settings) -> ToolRegistry:
+    registry = ToolRegistry(timeout_s=settings.tool_timeout_s)
+    modules = list(settings.tool_modules)
+    if settings.example_agent and EXAMPLE_TOOLS not in modules:
+        modules.append(EXAMPLE_TOOLS)
+    for module in modules:
+        names = registry.load_module(module)
+        log.info("loaded tools from %s: %s", module, ", ".join(names))
+    return registry
+
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +58,10 @@ class BatonApp:
         self.settings = settings
         self.bus = EventBus(buffer_capacity=settings.subscriber_buffer)
         self.port = 0
+        self.tools = build_tools(settings)
+        self.provider = build_provider(settings)
+        self.engine: Engine | None = None
+        self.example_agent_id = ""
         self._database: Database | None = None
         self._repository: Repository | None = None
         self._server: grpc.aio.Server | None = None
@@ -44,12 +81,19 @@ class BatonApp:
             self._database, on_commit=self.bus.publish, on_session_deleted=self.bus.session_deleted
         )
         self._repository.start()
+        if settings.engine_enabled:
+            self.engine = Engine(self._repository, self.bus, self.provider, self.tools)
+        if settings.example_agent:
+            from baton_server.examples.support import install_example_agent
+
+            self.example_agent_id = (await install_example_agent(self._repository)).id
+            log.info("example agent: %s", self.example_agent_id)
         streamer = EventStreamer(
             self._repository,
             self.bus,
             StreamSettings(heartbeat_interval_s=settings.heartbeat_interval_s),
         )
-        self._server = build_server(settings, self._repository, streamer, self._health)
+        self._server = build_server(settings, self._repository, streamer, self._health, self.tools)
         self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
@@ -67,6 +111,10 @@ class BatonApp:
         self.bus.close()
         if self._server is not None:
             await self._server.stop(grace)
+        if self.engine is not None:
+            await self.engine.close()
+        if isinstance(self.provider, OpenAIProvider):
+            await self.provider.close()
         if self._repository is not None:
             await self._repository.close()
         if self._database is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Annotated, Any
 
 import typer
@@ -45,6 +46,35 @@ def serve(
         ),
     ] = 0.0,
     log_level: Annotated[str, typer.Option(envvar="BATON_LOG_LEVEL")] = "INFO",
+    tools: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tools", envvar="BATON_TOOLS", help="Python module with @tool functions (repeatable)."
+        ),
+    ] = None,
+    example_agent: Annotated[
+        bool,
+        typer.Option(
+            "--example-agent",
+            envvar="BATON_EXAMPLE_AGENT",
+            help="Load the example support agent and its tools.",
+        ),
+    ] = False,
+    nlp: Annotated[
+        str,
+        typer.Option(
+            "--nlp",
+            envvar="BATON_NLP_PROVIDER",
+            help="offline, openai, or auto (openai when OPENAI_API_KEY is set).",
+        ),
+    ] = "auto",
+    openai_model: Annotated[str, typer.Option(envvar="BATON_OPENAI_MODEL")] = "gpt-4o-mini",
+    openai_base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OPENAI_BASE_URL", help="Any OpenAI-compatible server (vLLM, Ollama, ...)."
+        ),
+    ] = None,
 ) -> None:
     """Run the gRPC server (migrates the database first)."""
     logging.basicConfig(
@@ -54,6 +84,12 @@ def serve(
         raise typer.BadParameter("must be FULL or NORMAL", param_hint="--sqlite-synchronous")
     from baton_server.app import BatonApp
 
+    api_key = os.environ.get("OPENAI_API_KEY", "")
+    provider = ("openai" if api_key else "offline") if nlp == "auto" else nlp
+    if provider not in ("offline", "openai"):
+        raise typer.BadParameter("must be offline, openai or auto", param_hint="--nlp")
+    if provider == "openai" and not api_key and not openai_base_url:
+        raise typer.BadParameter("the openai provider needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
     settings = Settings(
         host=host,
         port=port,
@@ -61,6 +97,12 @@ def serve(
         heartbeat_interval_s=heartbeat,
         sqlite_synchronous=sqlite_synchronous.upper(),
         max_connection_age_s=max_connection_age,
+        tool_modules=tuple(tools or ()),
+        example_agent=example_agent,
+        nlp_provider=provider,
+        openai_api_key=api_key or "unused",
+        openai_base_url=openai_base_url,
+        openai_model=openai_model,
     )
     asyncio.run(BatonApp(settings).serve_until_signal())
 

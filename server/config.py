@@ -22,3 +22,17 @@ class Settings:
     # 0 keeps them open. Follow streams resume by offset.
     max_connection_age_s: float = 0.0
     max_message_bytes: int = 4 * 1024 * 1024
+    # Python modules whose @tool functions the engine may call.
+    tool_modules: tuple[str, ...] = ()
+    tool_timeout_s: float = 10.0
+    # Load the example agent (its tools, and the agent itself on first start).
+    example_agent: bool = False
+    # "offline" (deterministic, no network) or "openai" (any OpenAI-compatible server).
+    nlp_provider: str = "offline"
+    openai_api_key: str = ""
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_s: float = 30.0
+    openai_max_retries: int = 2
+    # False: store events only, run no agent turns.
+    engine_enabled: bool = True

@@ -134,3 +134,44 @@ class EventFilter:
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Guideline:
+    id: str
+    agent_id: str
+    condition: str
+    action: str
+    tool_names: tuple[str, ...]
+    enabled: bool
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class CannedResponse:
+    id: str
+    agent_id: str
+    text: str
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnGuard:
+    """What must still hold for an agent turn to write to the log.
+
+    `trigger_offset` is the customer message that started the turn: a newer customer message
+    supersedes the turn. The session must be in AUTO mode, unless this very turn handed it off.
+    """
+
+    trigger_offset: int
+    handed_off: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A transient piece of an AI reply being generated; never stored."""
+
+    session_id: str
+    correlation_id: str
+    text: str
+    index: int

@@ -63,3 +63,10 @@ class ShuttingDown(BatonError):
     """The server is stopping; the client should reconnect (elsewhere) and resume."""
 
     reason = "SERVER_SHUTTING_DOWN"
+
+
+class TurnAborted(BatonError):
+    """An agent turn may no longer write: superseded by a newer customer message, or the session
+    left AUTO mode (a human took over). Its output is discarded, never posted."""
+
+    reason = "TURN_ABORTED"

@@ -15,11 +15,12 @@ from baton_server.api.mapping import (
     require_id,
     timestamp,
 )
-from baton_server.api.protos import rr, svc_grpc
+from baton_server.api.protos import pb, rr, svc_grpc
 from baton_server.domain import EventFilter, now_us
 from baton_server.errors import InvalidArgument
 from baton_server.service.event_stream import (
     CaughtUp,
+    Delta,
     EventsBatch,
     EventStreamer,
     FellBehind,
@@ -76,6 +77,14 @@ class EventServicer(svc_grpc.EventServiceServicer):
                 yield _CAUGHT_UP
             elif isinstance(item, FellBehind):
                 yield _FELL_BEHIND
+            elif isinstance(item, Delta):
+                yield rr.ListEventsResponse(
+                    delta=pb.MessageDelta(
+                        correlation_id=item.delta.correlation_id,
+                        text=item.delta.text,
+                        index=item.delta.index,
+                    )
+                )
             elif isinstance(item, Heartbeat):
                 yield rr.ListEventsResponse(
                     heartbeat=rr.ListEventsHeartbeat(

@@ -10,15 +10,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from baton_server.api.protos import pb
 from baton_server.domain import (
     Agent,
+    CannedResponse,
     Customer,
     Event,
     EventDraft,
     EventKind,
     EventSource,
+    Guideline,
     Session,
     SessionMode,
 )
 from baton_server.errors import FieldViolation, InvalidArgument
+from baton_server.tools import Tool
 
 MAX_ID_LENGTH = 128
 MAX_KEY_LENGTH = 128
@@ -189,6 +192,16 @@ def draft_from_request(request: Any) -> EventDraft:
         )
     else:
         data = _data_from_proto(data_field, getattr(request, data_field), problems)
+    if (
+        source is EventSource.HUMAN_AGENT
+        and data_field == "message"
+        and not request.message.participant.id.strip()
+    ):
+        problems.add(
+            "message.participant.id",
+            "required for human agent messages (who wrote it); or use source "
+            "EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT to speak as the AI agent",
+        )
     if len(request.idempotency_key) > MAX_KEY_LENGTH:
         problems.add("idempotency_key", f"longer than {MAX_KEY_LENGTH} characters")
     if len(request.correlation_id) > MAX_CORRELATION_ID_LENGTH:
@@ -279,4 +292,31 @@ def event_to_proto(event: Event) -> pb.Event:
         custom = struct_pb2.Struct()
         custom.update(data)
         proto.custom.CopyFrom(custom)
+    return proto
+
+
+def guideline_to_proto(guideline: Guideline) -> pb.Guideline:
+    return pb.Guideline(
+        id=guideline.id,
+        agent_id=guideline.agent_id,
+        condition=guideline.condition,
+        action=guideline.action,
+        tool_names=list(guideline.tool_names),
+        enabled=guideline.enabled,
+        created_at=timestamp(guideline.created_at_us),
+    )
+
+
+def canned_response_to_proto(canned: CannedResponse) -> pb.CannedResponse:
+    return pb.CannedResponse(
+        id=canned.id,
+        agent_id=canned.agent_id,
+        text=canned.text,
+        created_at=timestamp(canned.created_at_us),
+    )
+
+
+def tool_to_proto(tool: Tool) -> pb.Tool:
+    proto = pb.Tool(name=tool.name, description=tool.description)
+    proto.parameters.update(tool.parameters)
     return proto

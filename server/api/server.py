@@ -6,6 +6,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
 from baton_server.api.errors import ErrorMappingInterceptor
 from baton_server.api.events import EventServicer
 from baton_server.api.protos import svc, svc_grpc
@@ -13,6 +14,7 @@ from baton_server.api.resources import AgentServicer, CustomerServicer, SessionS
 from baton_server.config import Settings
 from baton_server.service.event_stream import EventStreamer
 from baton_server.store import Repository
+from baton_server.tools import ToolRegistry
 
 SERVICE_NAMES = tuple(service.full_name for service in svc.DESCRIPTOR.services_by_name.values())
 
@@ -49,6 +51,7 @@ def build_server(
     repository: Repository,
     streamer: EventStreamer,
     health_servicer: health.aio.HealthServicer,
+    tools: ToolRegistry,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor()], options=server_options(settings)
@@ -57,6 +60,9 @@ def build_server(
     svc_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(repository), server)
     svc_grpc.add_SessionServiceServicer_to_server(SessionServicer(repository), server)
     svc_grpc.add_EventServiceServicer_to_server(EventServicer(repository, streamer), server)
+    svc_grpc.add_GuidelineServiceServicer_to_server(GuidelineServicer(repository, tools), server)
+    svc_grpc.add_CannedResponseServiceServicer_to_server(CannedResponseServicer(repository), server)
+    svc_grpc.add_ToolServiceServicer_to_server(ToolServicer(tools), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (

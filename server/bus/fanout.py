@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
-from baton_server.domain import Event
+from baton_server.domain import Event, TextDelta
+
+# Deltas are a nicety (the full reply always lands in the log): a slow reader just loses some.
+DELTA_CAPACITY = 256
 
 
 class Subscription:
-    __slots__ = ("_buffer", "_capacity", "_wakeup", "closed_reason", "overflowed", "session_id")
+    __slots__ = (
+        "_buffer",
+        "_capacity",
+        "_deltas",
+        "_wakeup",
+        "closed_reason",
+        "overflowed",
+        "session_id",
+    )
 
     def __init__(self, session_id: str, capacity: int) -> None:
         self.session_id = session_id
         self._buffer: deque[Event] = deque()
+        self._deltas: deque[TextDelta] = deque(maxlen=DELTA_CAPACITY)
         self._capacity = capacity
         self._wakeup = asyncio.Event()
         self.overflowed = False
@@ -34,6 +47,15 @@ class Subscription:
         else:
             self._buffer.extend(events)
         self._wakeup.set()
+
+    def _offer_delta(self, delta: TextDelta) -> None:
+        self._deltas.append(delta)
+        self._wakeup.set()
+
+    def take_deltas(self) -> list[TextDelta]:
+        items = list(self._deltas)
+        self._deltas.clear()
+        return items
 
     def _close(self, reason: str) -> None:
         self.closed_reason = reason
@@ -52,7 +74,7 @@ class Subscription:
 
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel
         """Waits until something is buffered, an overflow or a close; False on timeout."""
-        if self._buffer or self.overflowed or self.closed_reason:
+        if self._buffer or self._deltas or self.overflowed or self.closed_reason:
             self._wakeup.clear()
             return True
         try:
@@ -68,7 +90,16 @@ class EventBus:
     def __init__(self, *, buffer_capacity: int = 4096) -> None:
         self._capacity = buffer_capacity
         self._by_session: dict[str, set[Subscription]] = {}
+        self._listeners: list[Callable[[list[Event]], None]] = []
         self._closed = False
+
+    def add_listener(self, listener: Callable[[list[Event]], None]) -> None:
+        """`listener` sees every committed batch, all sessions (e.g. the engine). Must not block."""
+        self._listeners.append(listener)
+
+    def publish_delta(self, delta: TextDelta) -> None:
+        for subscription in self._by_session.get(delta.session_id, ()):
+            subscription._offer_delta(delta)
 
     def subscribe(self, session_id: str) -> Subscription:
         subscription = Subscription(session_id, self._capacity)
@@ -96,6 +127,8 @@ class EventBus:
                     for subscription in subscribers:
                         subscription._offer(chunk)
                 start = i
+        for listener in self._listeners:
+            listener(events)
 
     def session_deleted(self, session_id: str) -> None:
         for subscription in self._by_session.get(session_id, ()):

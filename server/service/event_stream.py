@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from baton_server.bus import EventBus, Subscription
-from baton_server.domain import Event, EventFilter
+from baton_server.domain import Event, EventFilter, EventKind, EventSource, TextDelta
 from baton_server.errors import NotFound, ShuttingDown
 from baton_server.store import Repository
 
@@ -37,7 +37,19 @@ class Heartbeat:
     next_offset: int
 
 
-StreamItem = EventsBatch | CaughtUp | FellBehind | Heartbeat
+@dataclass(frozen=True, slots=True)
+class Delta:
+    delta: TextDelta
+
+
+StreamItem = EventsBatch | CaughtUp | FellBehind | Heartbeat | Delta
+
+
+def wants_deltas(event_filter: EventFilter) -> bool:
+    """Deltas are pieces of AI agent messages: sent when the filters admit those."""
+    return (not event_filter.kinds or EventKind.MESSAGE in event_filter.kinds) and (
+        not event_filter.sources or EventSource.AI_AGENT in event_filter.sources
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,7 @@ class EventStreamer:
     ) -> AsyncIterator[StreamItem]:
         session_id = subscription.session_id
         settings = self._settings
+        deltas_wanted = wants_deltas(event_filter)
         while True:
             if not await subscription.wait(settings.heartbeat_interval_s):
                 yield Heartbeat(cursor)
@@ -99,6 +112,9 @@ class EventStreamer:
                     yield batch
                 cursor = max(cursor, head)
                 continue
+            for delta in subscription.take_deltas():
+                if deltas_wanted:
+                    yield Delta(delta)
             ready: list[Event] = []
             for event in subscription.take():
                 if event.offset < cursor:

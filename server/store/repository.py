@@ -17,18 +17,21 @@ from baton_server.domain import (
     SESSION_CREATED,
     SESSION_MODE_CHANGED,
     Agent,
+    CannedResponse,
     Customer,
     Event,
     EventDraft,
     EventFilter,
     EventKind,
     EventSource,
+    Guideline,
     Page,
     Session,
     SessionMode,
+    TurnGuard,
     now_us,
 )
-from baton_server.errors import FailedPrecondition, NotFound
+from baton_server.errors import FailedPrecondition, NotFound, TurnAborted
 from baton_server.store import schema
 from baton_server.store.appender import Appender, append_rows, request_digest
 from baton_server.store.database import Database
@@ -36,12 +39,24 @@ from baton_server.store.ids import new_id
 from baton_server.store.paging import Cursor, decode_token, encode_token, page_size
 from baton_server.store.rows import (
     agent_from_row,
+    canned_response_from_row,
     customer_from_row,
     event_from_row,
+    guideline_from_row,
     session_from_row,
 )
 
 _UNSET: Any = object()
+
+
+def mode_changed(
+    previous: SessionMode, mode: SessionMode, reason: str = "", correlation_id: str = ""
+) -> EventDraft:
+    """The log entry recording a mode change (appended in the transaction that makes it)."""
+    data = {"type": SESSION_MODE_CHANGED, "mode": mode.value, "previous_mode": previous.value}
+    if reason:
+        data["reason"] = reason
+    return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data, correlation_id=correlation_id)
 
 
 def _after(table: Any, cursor: Cursor | None) -> Any:
@@ -313,14 +328,7 @@ class Repository:
             drafts: list[EventDraft] = []
             if mode is not _UNSET and mode != current.mode:
                 values["mode"] = mode.value
-                data = {
-                    "type": SESSION_MODE_CHANGED,
-                    "mode": mode.value,
-                    "previous_mode": current.mode.value,
-                }
-                if reason:
-                    data["reason"] = reason
-                drafts.append(EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data))
+                drafts.append(mode_changed(current.mode, mode, reason))
             if values:
                 values["updated_at_us"] = now_us()
                 await conn.execute(
@@ -427,3 +435,234 @@ class Repository:
         async with self._db.reader.connect() as conn:
             result = await conn.execute(query)
             return [event_from_row(row) for row in result]
+
+    # ------------------------------------------------------------------ guidelines
+
+    async def create_guideline(
+        self,
+        agent_id: str,
+        condition: str,
+        action: str,
+        tool_names: Sequence[str],
+        enabled: bool,
+    ) -> Guideline:
+        guideline = Guideline(
+            new_id("gdl"), agent_id, condition, action, tuple(tool_names), enabled, now_us()
+        )
+
+        async def job(conn: AsyncConnection) -> tuple[Guideline, list[Event]]:
+            await self._require_agent(conn, agent_id)
+            await conn.execute(
+                schema.guidelines.insert().values(
+                    id=guideline.id,
+                    agent_id=agent_id,
+                    condition=condition,
+                    action=action,
+                    tool_names_json=json.dumps(list(tool_names)),
+                    enabled=enabled,
+                    created_at_us=guideline.created_at_us,
+                )
+            )
+            return guideline, []
+
+        return await self._appender.run_job(job)
+
+    async def get_guideline(self, guideline_id: str) -> Guideline:
+        return await self._one(schema.guidelines, "guideline", guideline_id, guideline_from_row)
+
+    async def list_guidelines(self, size: int, token: str, agent_id: str = "") -> Page[Guideline]:
+        table = schema.guidelines
+        query = select(table)
+        if agent_id:
+            query = query.where(table.c.agent_id == agent_id)
+        return await self._page(
+            query, table, size, token, {"agent_id": agent_id}, guideline_from_row
+        )
+
+    async def update_guideline(
+        self,
+        guideline_id: str,
+        *,
+        condition: str = _UNSET,
+        action: str = _UNSET,
+        tool_names: Sequence[str] = _UNSET,
+        enabled: bool = _UNSET,
+    ) -> Guideline:
+        values: dict[str, Any] = {}
+        for name, value in (("condition", condition), ("action", action), ("enabled", enabled)):
+            if value is not _UNSET:
+                values[name] = value
+        if tool_names is not _UNSET:
+            values["tool_names_json"] = json.dumps(list(tool_names))
+        return await self._update(
+            schema.guidelines, "guideline", guideline_id, values, guideline_from_row
+        )
+
+    async def delete_guideline(self, guideline_id: str) -> None:
+        await self._delete(schema.guidelines, "guideline", guideline_id)
+
+    async def agent_guidelines(self, agent_id: str) -> list[Guideline]:
+        """The agent's enabled guidelines, oldest first (what a turn matches against)."""
+        table = schema.guidelines
+        async with self._db.reader.connect() as conn:
+            rows = await conn.execute(
+                select(table)
+                .where(table.c.agent_id == agent_id, table.c.enabled.is_(True))
+                .order_by(table.c.created_at_us, table.c.id)
+            )
+            return [guideline_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ canned responses
+
+    async def create_canned_response(self, agent_id: str, text: str) -> CannedResponse:
+        canned = CannedResponse(new_id("can"), agent_id, text, now_us())
+
+        async def job(conn: AsyncConnection) -> tuple[CannedResponse, list[Event]]:
+            await self._require_agent(conn, agent_id)
+            await conn.execute(
+                schema.canned_responses.insert().values(
+                    id=canned.id, agent_id=agent_id, text=text, created_at_us=canned.created_at_us
+                )
+            )
+            return canned, []
+
+        return await self._appender.run_job(job)
+
+    async def get_canned_response(self, canned_response_id: str) -> CannedResponse:
+        return await self._one(
+            schema.canned_responses, "canned response", canned_response_id, canned_response_from_row
+        )
+
+    async def list_canned_responses(
+        self, size: int, token: str, agent_id: str = ""
+    ) -> Page[CannedResponse]:
+        table = schema.canned_responses
+        query = select(table)
+        if agent_id:
+            query = query.where(table.c.agent_id == agent_id)
+        return await self._page(
+            query, table, size, token, {"agent_id": agent_id}, canned_response_from_row
+        )
+
+    async def update_canned_response(self, canned_response_id: str, *, text: str) -> CannedResponse:
+        return await self._update(
+            schema.canned_responses,
+            "canned response",
+            canned_response_id,
+            {"text": text},
+            canned_response_from_row,
+        )
+
+    async def delete_canned_response(self, canned_response_id: str) -> None:
+        await self._delete(schema.canned_responses, "canned response", canned_response_id)
+
+    async def agent_canned_responses(self, agent_id: str) -> list[CannedResponse]:
+        table = schema.canned_responses
+        async with self._db.reader.connect() as conn:
+            rows = await conn.execute(
+                select(table)
+                .where(table.c.agent_id == agent_id)
+                .order_by(table.c.created_at_us, table.c.id)
+            )
+            return [canned_response_from_row(r) for r in rows]
+
+    async def _require_agent(self, conn: AsyncConnection, agent_id: str) -> None:
+        if not await conn.scalar(select(exists().where(schema.agents.c.id == agent_id))):
+            raise NotFound("agent", agent_id)
+
+    async def _delete(self, table: Any, resource: str, resource_id: str) -> None:
+        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+            result = await conn.execute(delete(table).where(table.c.id == resource_id))
+            if result.rowcount == 0:
+                raise NotFound(resource, resource_id)
+            return None, []
+
+        await self._appender.run_job(job)
+
+    # ------------------------------------------------------------------ agent turns
+
+    async def acquire_turn(
+        self, session_id: str, owner: str, correlation_id: str, ttl_s: float
+    ) -> bool:
+        """Takes (or renews) the session's turn lease; False while another owner holds it."""
+        now = now_us()
+
+        async def job(conn: AsyncConnection) -> tuple[bool, list[Event]]:
+            await self._session_in(conn, session_id, lock=True)
+            table = schema.session_turns
+            holder = (
+                await conn.execute(
+                    select(table.c.owner, table.c.expires_at_us).where(
+                        table.c.session_id == session_id
+                    )
+                )
+            ).first()
+            if holder is not None and holder.owner != owner and holder.expires_at_us > now:
+                return False, []
+            await conn.execute(delete(table).where(table.c.session_id == session_id))
+            await conn.execute(
+                table.insert().values(
+                    session_id=session_id,
+                    owner=owner,
+                    correlation_id=correlation_id,
+                    expires_at_us=now + int(ttl_s * 1_000_000),
+                )
+            )
+            return True, []
+
+        return await self._appender.run_job(job)
+
+    async def release_turn(self, session_id: str, owner: str) -> None:
+        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+            table = schema.session_turns
+            await conn.execute(
+                delete(table).where(table.c.session_id == session_id, table.c.owner == owner)
+            )
+            return None, []
+
+        await self._appender.run_job(job)
+
+    async def append_turn_events(
+        self,
+        session_id: str,
+        drafts: Sequence[EventDraft],
+        guard: TurnGuard,
+        *,
+        hand_off: str | None = None,
+    ) -> list[Event]:
+        """Appends an agent turn's events if the turn still may speak (see TurnGuard), else
+        raises TurnAborted and appends nothing. With `hand_off` (a reason), the session switches
+        to MANUAL in the same transaction, recorded right after `drafts`."""
+
+        async def job(conn: AsyncConnection) -> tuple[list[Event], list[Event]]:
+            session = await self._session_in(conn, session_id, lock=True)
+            if session.mode is not SessionMode.AUTO and not guard.handed_off:
+                raise TurnAborted("the session is no longer in AUTO mode; a human answers")
+            events = schema.events
+            newer = await conn.scalar(
+                select(
+                    exists().where(
+                        events.c.session_id == session_id,
+                        events.c.offset > guard.trigger_offset,
+                        events.c.kind == EventKind.MESSAGE.value,
+                        events.c.source == EventSource.CUSTOMER.value,
+                    )
+                )
+            )
+            if newer:
+                raise TurnAborted("a newer customer message superseded this turn")
+            all_drafts = list(drafts)
+            if hand_off is not None and session.mode is SessionMode.AUTO:
+                await conn.execute(
+                    update(schema.sessions)
+                    .where(schema.sessions.c.id == session_id)
+                    .values(mode=SessionMode.MANUAL.value, updated_at_us=now_us())
+                )
+                correlation = drafts[0].correlation_id if drafts else ""
+                all_drafts.append(
+                    mode_changed(session.mode, SessionMode.MANUAL, hand_off, correlation)
+                )
+            committed = await self._append_in(conn, session_id, all_drafts)
+            return committed, committed
+
+        return await self._appender.run_job(job)

@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from baton_server.domain import Agent, Customer, Event, EventKind, EventSource, Session, SessionMode
+from baton_server.domain import (
+    Agent,
+    CannedResponse,
+    Customer,
+    Event,
+    EventKind,
+    EventSource,
+    Guideline,
+    Session,
+    SessionMode,
+)
 
 
 def event_from_row(row: Any) -> Event:
@@ -47,4 +57,22 @@ def session_from_row(row: Any) -> Session:
         created_at_us=row.created_at_us,
         updated_at_us=row.updated_at_us,
         next_offset=row.next_offset,
+    )
+
+
+def guideline_from_row(row: Any) -> Guideline:
+    return Guideline(
+        id=row.id,
+        agent_id=row.agent_id,
+        condition=row.condition,
+        action=row.action,
+        tool_names=tuple(json.loads(row.tool_names_json)),
+        enabled=bool(row.enabled),
+        created_at_us=row.created_at_us,
+    )
+
+
+def canned_response_from_row(row: Any) -> CannedResponse:
+    return CannedResponse(
+        id=row.id, agent_id=row.agent_id, text=row.text, created_at_us=row.created_at_us
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -75,4 +76,40 @@ events = Table(
     Column("request_digest", String(64), nullable=True),
     Column("data_json", Text, nullable=False),
     UniqueConstraint("session_id", "idempotency_key", name="uq_events_session_idempotency_key"),
+)
+
+guidelines = Table(
+    "guidelines",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("condition", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("tool_names_json", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_guidelines_agent_created", "agent_id", "created_at_us", "id"),
+)
+
+canned_responses = Table(
+    "canned_responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_canned_responses_agent_created", "agent_id", "created_at_us", "id"),
+)
+
+# Who runs a session's agent turn right now: one turn per session, also across replicas.
+# A lease (not a held connection), so a crashed holder's turn expires.
+session_turns = Table(
+    "session_turns",
+    metadata,
+    Column(
+        "session_id", String(64), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("owner", String(64), nullable=False),
+    Column("correlation_id", String(256), nullable=False),
+    Column("expires_at_us", BigInteger, nullable=False),
 )

@@ -556,3 +556,156 @@ class Event(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_data) -> _WhichOneofReturnType_data | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class Guideline(_message.Message):
+    """A rule of an agent's behaviour: when `condition` holds in the conversation, do `action`,
+    possibly calling the named tools.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TOOL_NAMES_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Server-assigned identifier ("gdl_..."). Output only."""
+    agent_id: _builtins.str
+    """The agent this guideline belongs to. Required on create, immutable."""
+    condition: _builtins.str
+    """When the guideline applies, in plain language (e.g. "The customer asks for a human"). Required."""
+    action: _builtins.str
+    """What the agent should do then (e.g. "Offer to connect them with a colleague"). Required."""
+    enabled: _builtins.bool
+    """Disabled guidelines are kept but never matched."""
+    @_builtins.property
+    def tool_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tools (see ToolService.ListTools) the agent may call when this guideline applies."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the guideline was created. Output only."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        condition: _builtins.str = ...,
+        action: _builtins.str = ...,
+        tool_names: _abc.Iterable[_builtins.str] | None = ...,
+        enabled: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "agent_id", b"agent_id", "condition", b"condition", "created_at", b"created_at", "enabled", b"enabled", "id", b"id", "tool_names", b"tool_names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Guideline: _TypeAlias = Guideline  # noqa: Y015
+
+@_typing.final
+class CannedResponse(_message.Message):
+    """Pre-approved wording an agent may answer with, for strict control over what it says."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Server-assigned identifier ("can_..."). Output only."""
+    agent_id: _builtins.str
+    """The agent this response belongs to. Required on create, immutable."""
+    text: _builtins.str
+    """The exact text the agent sends. Required."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the response was created. Output only."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "created_at", b"created_at", "id", b"id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CannedResponse: _TypeAlias = CannedResponse  # noqa: Y015
+
+@_typing.final
+class Tool(_message.Message):
+    """A tool the server can call during an agent's turn (loaded with `baton serve --tools`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique name, used in `Guideline.tool_names`."""
+    description: _builtins.str
+    """What the tool does, for humans and for the language model."""
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """JSON Schema (draft 2020-12 subset) of the tool's parameters, derived from its signature."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tool: _TypeAlias = Tool  # noqa: Y015
+
+@_typing.final
+class MessageDelta(_message.Message):
+    """A piece of an AI reply while it is being generated. Transient: sent only to live ListEvents
+    subscribers, never stored; the complete reply follows as a MESSAGE event with the same
+    correlation id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.str
+    """The turn (correlation id of the customer message that started it)."""
+    text: _builtins.str
+    """Text to append to what the previous deltas of this turn carried."""
+    index: _builtins.int
+    """0 for the first delta of a turn, then 1, 2, ..."""
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "index", b"index", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageDelta: _TypeAlias = MessageDelta  # noqa: Y015

@@ -964,6 +964,7 @@ class ListEventsResponse(_message.Message):
     CAUGHT_UP_FIELD_NUMBER: _builtins.int
     FELL_BEHIND_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
     caught_up: _builtins.bool
     """Set once on follow streams, right after the last stored event at subscription time."""
     fell_behind: _builtins.bool
@@ -980,6 +981,12 @@ class ListEventsResponse(_message.Message):
     def heartbeat(self) -> Global___ListEventsHeartbeat:
         """Set on idle follow streams about every 15 seconds."""
 
+    @_builtins.property
+    def delta(self) -> _message_pb2.MessageDelta:
+        """A transient piece of an AI reply being generated (live follow streams only, when the
+        filters admit AI agent messages). Not an event: it has no offset and is never replayed.
+        """
+
     def __init__(
         self,
         *,
@@ -987,11 +994,560 @@ class ListEventsResponse(_message.Message):
         caught_up: _builtins.bool = ...,
         fell_behind: _builtins.bool = ...,
         heartbeat: Global___ListEventsHeartbeat | None = ...,
+        delta: _message_pb2.MessageDelta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "heartbeat", b"heartbeat"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "events", b"events", "fell_behind", b"fell_behind", "heartbeat", b"heartbeat"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "delta", b"delta", "events", b"events", "fell_behind", b"fell_behind", "heartbeat", b"heartbeat"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEventsResponse: _TypeAlias = ListEventsResponse  # noqa: Y015
+
+@_typing.final
+class CreateGuidelineRequest(_message.Message):
+    """---------------------------------------------------------------- guidelines
+
+    Request of GuidelineService.CreateGuideline.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUIDELINE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def guideline(self) -> _message_pb2.Guideline:
+        """The guideline to create; output-only fields are ignored."""
+
+    def __init__(
+        self,
+        *,
+        guideline: _message_pb2.Guideline | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateGuidelineRequest: _TypeAlias = CreateGuidelineRequest  # noqa: Y015
+
+@_typing.final
+class CreateGuidelineResponse(_message.Message):
+    """Response of GuidelineService.CreateGuideline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUIDELINE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def guideline(self) -> _message_pb2.Guideline:
+        """The created guideline."""
+
+    def __init__(
+        self,
+        *,
+        guideline: _message_pb2.Guideline | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateGuidelineResponse: _TypeAlias = CreateGuidelineResponse  # noqa: Y015
+
+@_typing.final
+class GetGuidelineRequest(_message.Message):
+    """Request of GuidelineService.GetGuideline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUIDELINE_ID_FIELD_NUMBER: _builtins.int
+    guideline_id: _builtins.str
+    """Id of the guideline to fetch."""
+    def __init__(
+        self,
+        *,
+        guideline_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guideline_id", b"guideline_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetGuidelineRequest: _TypeAlias = GetGuidelineRequest  # noqa: Y015
+
+@_typing.final
+class GetGuidelineResponse(_message.Message):
+    """Response of GuidelineService.GetGuideline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUIDELINE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def guideline(self) -> _message_pb2.Guideline:
+        """The guideline."""
+
+    def __init__(
+        self,
+        *,
+        guideline: _message_pb2.Guideline | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetGuidelineResponse: _TypeAlias = GetGuidelineResponse  # noqa: Y015
+
+@_typing.final
+class ListGuidelinesRequest(_message.Message):
+    """Request of GuidelineService.ListGuidelines."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number to return; 0 means 50, values above 1000 are capped at 1000."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous response with the same filters; empty for the first page."""
+    agent_id: _builtins.str
+    """Only those of this agent, when set."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGuidelinesRequest: _TypeAlias = ListGuidelinesRequest  # noqa: Y015
+
+@_typing.final
+class ListGuidelinesResponse(_message.Message):
+    """Response of GuidelineService.ListGuidelines."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUIDELINES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more."""
+    @_builtins.property
+    def guidelines(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.Guideline]:
+        """The guidelines, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        guidelines: _abc.Iterable[_message_pb2.Guideline] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guidelines", b"guidelines", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGuidelinesResponse: _TypeAlias = ListGuidelinesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateGuidelineRequest(_message.Message):
+    """Request of GuidelineService.UpdateGuideline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUIDELINE_ID_FIELD_NUMBER: _builtins.int
+    GUIDELINE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    guideline_id: _builtins.str
+    """Id of the guideline to update."""
+    @_builtins.property
+    def guideline(self) -> _message_pb2.Guideline:
+        """New values for the fields named in `update_mask`."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to update: "condition", "action", "tool_names", "enabled". Required, not empty."""
+
+    def __init__(
+        self,
+        *,
+        guideline_id: _builtins.str = ...,
+        guideline: _message_pb2.Guideline | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline", "guideline_id", b"guideline_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateGuidelineRequest: _TypeAlias = UpdateGuidelineRequest  # noqa: Y015
+
+@_typing.final
+class UpdateGuidelineResponse(_message.Message):
+    """Response of GuidelineService.UpdateGuideline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUIDELINE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def guideline(self) -> _message_pb2.Guideline:
+        """The guideline after the update."""
+
+    def __init__(
+        self,
+        *,
+        guideline: _message_pb2.Guideline | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guideline", b"guideline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateGuidelineResponse: _TypeAlias = UpdateGuidelineResponse  # noqa: Y015
+
+@_typing.final
+class DeleteGuidelineRequest(_message.Message):
+    """Request of GuidelineService.DeleteGuideline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUIDELINE_ID_FIELD_NUMBER: _builtins.int
+    guideline_id: _builtins.str
+    """Id of the guideline to delete."""
+    def __init__(
+        self,
+        *,
+        guideline_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guideline_id", b"guideline_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteGuidelineRequest: _TypeAlias = DeleteGuidelineRequest  # noqa: Y015
+
+@_typing.final
+class DeleteGuidelineResponse(_message.Message):
+    """Response of GuidelineService.DeleteGuideline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteGuidelineResponse: _TypeAlias = DeleteGuidelineResponse  # noqa: Y015
+
+@_typing.final
+class CreateCannedResponseRequest(_message.Message):
+    """---------------------------------------------------------------- canned_responses
+
+    Request of CannedResponseService.CreateCannedResponse.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANNED_RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def canned_response(self) -> _message_pb2.CannedResponse:
+        """The canned response to create; output-only fields are ignored."""
+
+    def __init__(
+        self,
+        *,
+        canned_response: _message_pb2.CannedResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCannedResponseRequest: _TypeAlias = CreateCannedResponseRequest  # noqa: Y015
+
+@_typing.final
+class CreateCannedResponseResponse(_message.Message):
+    """Response of CannedResponseService.CreateCannedResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANNED_RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def canned_response(self) -> _message_pb2.CannedResponse:
+        """The created canned response."""
+
+    def __init__(
+        self,
+        *,
+        canned_response: _message_pb2.CannedResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCannedResponseResponse: _TypeAlias = CreateCannedResponseResponse  # noqa: Y015
+
+@_typing.final
+class GetCannedResponseRequest(_message.Message):
+    """Request of CannedResponseService.GetCannedResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANNED_RESPONSE_ID_FIELD_NUMBER: _builtins.int
+    canned_response_id: _builtins.str
+    """Id of the canned response to fetch."""
+    def __init__(
+        self,
+        *,
+        canned_response_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canned_response_id", b"canned_response_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCannedResponseRequest: _TypeAlias = GetCannedResponseRequest  # noqa: Y015
+
+@_typing.final
+class GetCannedResponseResponse(_message.Message):
+    """Response of CannedResponseService.GetCannedResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANNED_RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def canned_response(self) -> _message_pb2.CannedResponse:
+        """The canned response."""
+
+    def __init__(
+        self,
+        *,
+        canned_response: _message_pb2.CannedResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCannedResponseResponse: _TypeAlias = GetCannedResponseResponse  # noqa: Y015
+
+@_typing.final
+class ListCannedResponsesRequest(_message.Message):
+    """Request of CannedResponseService.ListCannedResponses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number to return; 0 means 50, values above 1000 are capped at 1000."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous response with the same filters; empty for the first page."""
+    agent_id: _builtins.str
+    """Only those of this agent, when set."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCannedResponsesRequest: _TypeAlias = ListCannedResponsesRequest  # noqa: Y015
+
+@_typing.final
+class ListCannedResponsesResponse(_message.Message):
+    """Response of CannedResponseService.ListCannedResponses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANNED_RESPONSES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more."""
+    @_builtins.property
+    def canned_responses(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.CannedResponse]:
+        """The canned_responses, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        canned_responses: _abc.Iterable[_message_pb2.CannedResponse] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canned_responses", b"canned_responses", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCannedResponsesResponse: _TypeAlias = ListCannedResponsesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateCannedResponseRequest(_message.Message):
+    """Request of CannedResponseService.UpdateCannedResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANNED_RESPONSE_ID_FIELD_NUMBER: _builtins.int
+    CANNED_RESPONSE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    canned_response_id: _builtins.str
+    """Id of the canned response to update."""
+    @_builtins.property
+    def canned_response(self) -> _message_pb2.CannedResponse:
+        """New values for the fields named in `update_mask`."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to update: "text". Required, not empty."""
+
+    def __init__(
+        self,
+        *,
+        canned_response_id: _builtins.str = ...,
+        canned_response: _message_pb2.CannedResponse | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response", "canned_response_id", b"canned_response_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCannedResponseRequest: _TypeAlias = UpdateCannedResponseRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCannedResponseResponse(_message.Message):
+    """Response of CannedResponseService.UpdateCannedResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANNED_RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def canned_response(self) -> _message_pb2.CannedResponse:
+        """The canned response after the update."""
+
+    def __init__(
+        self,
+        *,
+        canned_response: _message_pb2.CannedResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canned_response", b"canned_response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCannedResponseResponse: _TypeAlias = UpdateCannedResponseResponse  # noqa: Y015
+
+@_typing.final
+class DeleteCannedResponseRequest(_message.Message):
+    """Request of CannedResponseService.DeleteCannedResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANNED_RESPONSE_ID_FIELD_NUMBER: _builtins.int
+    canned_response_id: _builtins.str
+    """Id of the canned response to delete."""
+    def __init__(
+        self,
+        *,
+        canned_response_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canned_response_id", b"canned_response_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteCannedResponseRequest: _TypeAlias = DeleteCannedResponseRequest  # noqa: Y015
+
+@_typing.final
+class DeleteCannedResponseResponse(_message.Message):
+    """Response of CannedResponseService.DeleteCannedResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteCannedResponseResponse: _TypeAlias = DeleteCannedResponseResponse  # noqa: Y015
+
+@_typing.final
+class ListToolsRequest(_message.Message):
+    """---------------------------------------------------------------- tools
+
+    Request of ToolService.ListTools.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListToolsRequest: _TypeAlias = ListToolsRequest  # noqa: Y015
+
+@_typing.final
+class ListToolsResponse(_message.Message):
+    """Response of ToolService.ListTools."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOOLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.Tool]:
+        """Every tool the server has loaded, by name."""
+
+    def __init__(
+        self,
+        *,
+        tools: _abc.Iterable[_message_pb2.Tool] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tools", b"tools"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListToolsResponse: _TypeAlias = ListToolsResponse  # noqa: Y015

@@ -900,3 +900,583 @@ class EventService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class GuidelineServiceStub:
+    """Manages guidelines: the conditions and actions that shape an agent's behaviour.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateGuideline = channel.unary_unary(
+                '/baton.v1.GuidelineService/CreateGuideline',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.CreateGuidelineRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.CreateGuidelineResponse.FromString,
+                _registered_method=True)
+        self.GetGuideline = channel.unary_unary(
+                '/baton.v1.GuidelineService/GetGuideline',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.GetGuidelineRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.GetGuidelineResponse.FromString,
+                _registered_method=True)
+        self.ListGuidelines = channel.unary_unary(
+                '/baton.v1.GuidelineService/ListGuidelines',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.ListGuidelinesRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.ListGuidelinesResponse.FromString,
+                _registered_method=True)
+        self.UpdateGuideline = channel.unary_unary(
+                '/baton.v1.GuidelineService/UpdateGuideline',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.UpdateGuidelineRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.UpdateGuidelineResponse.FromString,
+                _registered_method=True)
+        self.DeleteGuideline = channel.unary_unary(
+                '/baton.v1.GuidelineService/DeleteGuideline',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.DeleteGuidelineRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.DeleteGuidelineResponse.FromString,
+                _registered_method=True)
+
+
+class GuidelineServiceServicer:
+    """Manages guidelines: the conditions and actions that shape an agent's behaviour.
+    """
+
+    def CreateGuideline(self, request, context):
+        """Creates one for an existing agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGuideline(self, request, context):
+        """Returns one; NOT_FOUND if it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGuidelines(self, request, context):
+        """Lists them, oldest first, optionally for one agent, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateGuideline(self, request, context):
+        """Changes the fields named in the update mask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteGuideline(self, request, context):
+        """Deletes one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_GuidelineServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateGuideline': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateGuideline,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.CreateGuidelineRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.CreateGuidelineResponse.SerializeToString,
+            ),
+            'GetGuideline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGuideline,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.GetGuidelineRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.GetGuidelineResponse.SerializeToString,
+            ),
+            'ListGuidelines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGuidelines,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.ListGuidelinesRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.ListGuidelinesResponse.SerializeToString,
+            ),
+            'UpdateGuideline': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateGuideline,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.UpdateGuidelineRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.UpdateGuidelineResponse.SerializeToString,
+            ),
+            'DeleteGuideline': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGuideline,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.DeleteGuidelineRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.DeleteGuidelineResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baton.v1.GuidelineService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baton.v1.GuidelineService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class GuidelineService:
+    """Manages guidelines: the conditions and actions that shape an agent's behaviour.
+    """
+
+    @staticmethod
+    def CreateGuideline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.GuidelineService/CreateGuideline',
+            baton_dot_v1_dot_request__response__pb2.CreateGuidelineRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.CreateGuidelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGuideline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.GuidelineService/GetGuideline',
+            baton_dot_v1_dot_request__response__pb2.GetGuidelineRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.GetGuidelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGuidelines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.GuidelineService/ListGuidelines',
+            baton_dot_v1_dot_request__response__pb2.ListGuidelinesRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.ListGuidelinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateGuideline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.GuidelineService/UpdateGuideline',
+            baton_dot_v1_dot_request__response__pb2.UpdateGuidelineRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.UpdateGuidelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGuideline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.GuidelineService/DeleteGuideline',
+            baton_dot_v1_dot_request__response__pb2.DeleteGuidelineRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.DeleteGuidelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class CannedResponseServiceStub:
+    """Manages canned responses: an agent's pre-approved wording.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateCannedResponse = channel.unary_unary(
+                '/baton.v1.CannedResponseService/CreateCannedResponse',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.CreateCannedResponseRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.CreateCannedResponseResponse.FromString,
+                _registered_method=True)
+        self.GetCannedResponse = channel.unary_unary(
+                '/baton.v1.CannedResponseService/GetCannedResponse',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.GetCannedResponseRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.GetCannedResponseResponse.FromString,
+                _registered_method=True)
+        self.ListCannedResponses = channel.unary_unary(
+                '/baton.v1.CannedResponseService/ListCannedResponses',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.ListCannedResponsesRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.ListCannedResponsesResponse.FromString,
+                _registered_method=True)
+        self.UpdateCannedResponse = channel.unary_unary(
+                '/baton.v1.CannedResponseService/UpdateCannedResponse',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.UpdateCannedResponseRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.UpdateCannedResponseResponse.FromString,
+                _registered_method=True)
+        self.DeleteCannedResponse = channel.unary_unary(
+                '/baton.v1.CannedResponseService/DeleteCannedResponse',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.DeleteCannedResponseRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.DeleteCannedResponseResponse.FromString,
+                _registered_method=True)
+
+
+class CannedResponseServiceServicer:
+    """Manages canned responses: an agent's pre-approved wording.
+    """
+
+    def CreateCannedResponse(self, request, context):
+        """Creates one for an existing agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCannedResponse(self, request, context):
+        """Returns one; NOT_FOUND if it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCannedResponses(self, request, context):
+        """Lists them, oldest first, optionally for one agent, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCannedResponse(self, request, context):
+        """Changes the fields named in the update mask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCannedResponse(self, request, context):
+        """Deletes one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CannedResponseServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateCannedResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCannedResponse,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.CreateCannedResponseRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.CreateCannedResponseResponse.SerializeToString,
+            ),
+            'GetCannedResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCannedResponse,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.GetCannedResponseRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.GetCannedResponseResponse.SerializeToString,
+            ),
+            'ListCannedResponses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCannedResponses,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.ListCannedResponsesRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.ListCannedResponsesResponse.SerializeToString,
+            ),
+            'UpdateCannedResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCannedResponse,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.UpdateCannedResponseRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.UpdateCannedResponseResponse.SerializeToString,
+            ),
+            'DeleteCannedResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCannedResponse,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.DeleteCannedResponseRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.DeleteCannedResponseResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baton.v1.CannedResponseService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baton.v1.CannedResponseService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CannedResponseService:
+    """Manages canned responses: an agent's pre-approved wording.
+    """
+
+    @staticmethod
+    def CreateCannedResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.CannedResponseService/CreateCannedResponse',
+            baton_dot_v1_dot_request__response__pb2.CreateCannedResponseRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.CreateCannedResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCannedResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.CannedResponseService/GetCannedResponse',
+            baton_dot_v1_dot_request__response__pb2.GetCannedResponseRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.GetCannedResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCannedResponses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.CannedResponseService/ListCannedResponses',
+            baton_dot_v1_dot_request__response__pb2.ListCannedResponsesRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.ListCannedResponsesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCannedResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.CannedResponseService/UpdateCannedResponse',
+            baton_dot_v1_dot_request__response__pb2.UpdateCannedResponseRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.UpdateCannedResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCannedResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.CannedResponseService/DeleteCannedResponse',
+            baton_dot_v1_dot_request__response__pb2.DeleteCannedResponseRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.DeleteCannedResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ToolServiceStub:
+    """Describes the tools the server can call during agent turns.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListTools = channel.unary_unary(
+                '/baton.v1.ToolService/ListTools',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.ListToolsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.ListToolsResponse.FromString,
+                _registered_method=True)
+
+
+class ToolServiceServicer:
+    """Describes the tools the server can call during agent turns.
+    """
+
+    def ListTools(self, request, context):
+        """Lists every loaded tool with the JSON Schema of its parameters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ToolServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListTools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTools,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.ListToolsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.ListToolsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baton.v1.ToolService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baton.v1.ToolService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ToolService:
+    """Describes the tools the server can call during agent turns.
+    """
+
+    @staticmethod
+    def ListTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.ToolService/ListTools',
+            baton_dot_v1_dot_request__response__pb2.ListToolsRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

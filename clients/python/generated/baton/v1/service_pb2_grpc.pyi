@@ -311,3 +311,192 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class GuidelineServiceStub:
+    """Manages guidelines: the conditions and actions that shape an agent's behaviour."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> GuidelineServiceAsyncStub: ...
+    CreateGuideline: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.CreateGuidelineRequest, _request_response_pb2.CreateGuidelineResponse]
+    """Creates one for an existing agent."""
+    GetGuideline: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.GetGuidelineRequest, _request_response_pb2.GetGuidelineResponse]
+    """Returns one; NOT_FOUND if it does not exist."""
+    ListGuidelines: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.ListGuidelinesRequest, _request_response_pb2.ListGuidelinesResponse]
+    """Lists them, oldest first, optionally for one agent, one page at a time."""
+    UpdateGuideline: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.UpdateGuidelineRequest, _request_response_pb2.UpdateGuidelineResponse]
+    """Changes the fields named in the update mask."""
+    DeleteGuideline: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.DeleteGuidelineRequest, _request_response_pb2.DeleteGuidelineResponse]
+    """Deletes one."""
+
+@_typing.type_check_only
+class GuidelineServiceAsyncStub(GuidelineServiceStub):
+    """Manages guidelines: the conditions and actions that shape an agent's behaviour."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateGuideline: _aio.UnaryUnaryMultiCallable[_request_response_pb2.CreateGuidelineRequest, _request_response_pb2.CreateGuidelineResponse]  # type: ignore[assignment]
+    """Creates one for an existing agent."""
+    GetGuideline: _aio.UnaryUnaryMultiCallable[_request_response_pb2.GetGuidelineRequest, _request_response_pb2.GetGuidelineResponse]  # type: ignore[assignment]
+    """Returns one; NOT_FOUND if it does not exist."""
+    ListGuidelines: _aio.UnaryUnaryMultiCallable[_request_response_pb2.ListGuidelinesRequest, _request_response_pb2.ListGuidelinesResponse]  # type: ignore[assignment]
+    """Lists them, oldest first, optionally for one agent, one page at a time."""
+    UpdateGuideline: _aio.UnaryUnaryMultiCallable[_request_response_pb2.UpdateGuidelineRequest, _request_response_pb2.UpdateGuidelineResponse]  # type: ignore[assignment]
+    """Changes the fields named in the update mask."""
+    DeleteGuideline: _aio.UnaryUnaryMultiCallable[_request_response_pb2.DeleteGuidelineRequest, _request_response_pb2.DeleteGuidelineResponse]  # type: ignore[assignment]
+    """Deletes one."""
+
+class GuidelineServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Manages guidelines: the conditions and actions that shape an agent's behaviour."""
+
+    @_abc_1.abstractmethod
+    def CreateGuideline(
+        self,
+        request: _request_response_pb2.CreateGuidelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.CreateGuidelineResponse, _abc.Awaitable[_request_response_pb2.CreateGuidelineResponse]]:
+        """Creates one for an existing agent."""
+
+    @_abc_1.abstractmethod
+    def GetGuideline(
+        self,
+        request: _request_response_pb2.GetGuidelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.GetGuidelineResponse, _abc.Awaitable[_request_response_pb2.GetGuidelineResponse]]:
+        """Returns one; NOT_FOUND if it does not exist."""
+
+    @_abc_1.abstractmethod
+    def ListGuidelines(
+        self,
+        request: _request_response_pb2.ListGuidelinesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.ListGuidelinesResponse, _abc.Awaitable[_request_response_pb2.ListGuidelinesResponse]]:
+        """Lists them, oldest first, optionally for one agent, one page at a time."""
+
+    @_abc_1.abstractmethod
+    def UpdateGuideline(
+        self,
+        request: _request_response_pb2.UpdateGuidelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.UpdateGuidelineResponse, _abc.Awaitable[_request_response_pb2.UpdateGuidelineResponse]]:
+        """Changes the fields named in the update mask."""
+
+    @_abc_1.abstractmethod
+    def DeleteGuideline(
+        self,
+        request: _request_response_pb2.DeleteGuidelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.DeleteGuidelineResponse, _abc.Awaitable[_request_response_pb2.DeleteGuidelineResponse]]:
+        """Deletes one."""
+
+def add_GuidelineServiceServicer_to_server(servicer: GuidelineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class CannedResponseServiceStub:
+    """Manages canned responses: an agent's pre-approved wording."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> CannedResponseServiceAsyncStub: ...
+    CreateCannedResponse: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.CreateCannedResponseRequest, _request_response_pb2.CreateCannedResponseResponse]
+    """Creates one for an existing agent."""
+    GetCannedResponse: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.GetCannedResponseRequest, _request_response_pb2.GetCannedResponseResponse]
+    """Returns one; NOT_FOUND if it does not exist."""
+    ListCannedResponses: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.ListCannedResponsesRequest, _request_response_pb2.ListCannedResponsesResponse]
+    """Lists them, oldest first, optionally for one agent, one page at a time."""
+    UpdateCannedResponse: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.UpdateCannedResponseRequest, _request_response_pb2.UpdateCannedResponseResponse]
+    """Changes the fields named in the update mask."""
+    DeleteCannedResponse: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.DeleteCannedResponseRequest, _request_response_pb2.DeleteCannedResponseResponse]
+    """Deletes one."""
+
+@_typing.type_check_only
+class CannedResponseServiceAsyncStub(CannedResponseServiceStub):
+    """Manages canned responses: an agent's pre-approved wording."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateCannedResponse: _aio.UnaryUnaryMultiCallable[_request_response_pb2.CreateCannedResponseRequest, _request_response_pb2.CreateCannedResponseResponse]  # type: ignore[assignment]
+    """Creates one for an existing agent."""
+    GetCannedResponse: _aio.UnaryUnaryMultiCallable[_request_response_pb2.GetCannedResponseRequest, _request_response_pb2.GetCannedResponseResponse]  # type: ignore[assignment]
+    """Returns one; NOT_FOUND if it does not exist."""
+    ListCannedResponses: _aio.UnaryUnaryMultiCallable[_request_response_pb2.ListCannedResponsesRequest, _request_response_pb2.ListCannedResponsesResponse]  # type: ignore[assignment]
+    """Lists them, oldest first, optionally for one agent, one page at a time."""
+    UpdateCannedResponse: _aio.UnaryUnaryMultiCallable[_request_response_pb2.UpdateCannedResponseRequest, _request_response_pb2.UpdateCannedResponseResponse]  # type: ignore[assignment]
+    """Changes the fields named in the update mask."""
+    DeleteCannedResponse: _aio.UnaryUnaryMultiCallable[_request_response_pb2.DeleteCannedResponseRequest, _request_response_pb2.DeleteCannedResponseResponse]  # type: ignore[assignment]
+    """Deletes one."""
+
+class CannedResponseServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Manages canned responses: an agent's pre-approved wording."""
+
+    @_abc_1.abstractmethod
+    def CreateCannedResponse(
+        self,
+        request: _request_response_pb2.CreateCannedResponseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.CreateCannedResponseResponse, _abc.Awaitable[_request_response_pb2.CreateCannedResponseResponse]]:
+        """Creates one for an existing agent."""
+
+    @_abc_1.abstractmethod
+    def GetCannedResponse(
+        self,
+        request: _request_response_pb2.GetCannedResponseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.GetCannedResponseResponse, _abc.Awaitable[_request_response_pb2.GetCannedResponseResponse]]:
+        """Returns one; NOT_FOUND if it does not exist."""
+
+    @_abc_1.abstractmethod
+    def ListCannedResponses(
+        self,
+        request: _request_response_pb2.ListCannedResponsesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.ListCannedResponsesResponse, _abc.Awaitable[_request_response_pb2.ListCannedResponsesResponse]]:
+        """Lists them, oldest first, optionally for one agent, one page at a time."""
+
+    @_abc_1.abstractmethod
+    def UpdateCannedResponse(
+        self,
+        request: _request_response_pb2.UpdateCannedResponseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.UpdateCannedResponseResponse, _abc.Awaitable[_request_response_pb2.UpdateCannedResponseResponse]]:
+        """Changes the fields named in the update mask."""
+
+    @_abc_1.abstractmethod
+    def DeleteCannedResponse(
+        self,
+        request: _request_response_pb2.DeleteCannedResponseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.DeleteCannedResponseResponse, _abc.Awaitable[_request_response_pb2.DeleteCannedResponseResponse]]:
+        """Deletes one."""
+
+def add_CannedResponseServiceServicer_to_server(servicer: CannedResponseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ToolServiceStub:
+    """Describes the tools the server can call during agent turns."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ToolServiceAsyncStub: ...
+    ListTools: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.ListToolsRequest, _request_response_pb2.ListToolsResponse]
+    """Lists every loaded tool with the JSON Schema of its parameters."""
+
+@_typing.type_check_only
+class ToolServiceAsyncStub(ToolServiceStub):
+    """Describes the tools the server can call during agent turns."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ListTools: _aio.UnaryUnaryMultiCallable[_request_response_pb2.ListToolsRequest, _request_response_pb2.ListToolsResponse]  # type: ignore[assignment]
+    """Lists every loaded tool with the JSON Schema of its parameters."""
+
+class ToolServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Describes the tools the server can call during agent turns."""
+
+    @_abc_1.abstractmethod
+    def ListTools(
+        self,
+        request: _request_response_pb2.ListToolsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.ListToolsResponse, _abc.Awaitable[_request_response_pb2.ListToolsResponse]]:
+        """Lists every loaded tool with the JSON Schema of its parameters."""
+
+def add_ToolServiceServicer_to_server(servicer: ToolServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,124 @@
+"""Schedules agent turns: reacts to committed events (not to RPC calls), one turn per session.
+
+A newer customer message cancels the running turn (it records `cancelled`) and starts a new one;
+a switch to MANUAL cancels the running turn, unless that turn made the switch itself (handoff).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+from baton_server.bus import EventBus
+from baton_server.domain import SESSION_MODE_CHANGED, Event, EventKind, EventSource
+from baton_server.engine.turn import Turn
+from baton_server.nlp import NLPProvider
+from baton_server.store import Repository
+from baton_server.tools import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    # A crashed replica's turn lease expires after this long.
+    turn_lease_s: float = 120.0
+
+
+def starts_turn(event: Event) -> bool:
+    return event.kind is EventKind.MESSAGE and event.source is EventSource.CUSTOMER
+
+
+def hands_to_humans(event: Event) -> bool:
+    return (
+        event.kind is EventKind.CUSTOM
+        and event.source is EventSource.SYSTEM
+        and event.data.get("type") == SESSION_MODE_CHANGED
+        and event.data.get("mode") == "manual"
+    )
+
+
+class Engine:
+    def __init__(
+        self,
+        repository: Repository,
+        bus: EventBus,
+        provider: NLPProvider,
+        tools: ToolRegistry,
+        settings: EngineSettings = EngineSettings(),
+    ) -> None:
+        self._repository = repository
+        self._bus = bus
+        self._provider = provider
+        self._tools = tools
+        self._settings = settings
+        self._owner = f"engine-{uuid.uuid4().hex[:12]}"
+        self._running: dict[str, tuple[Turn, asyncio.Task[None]]] = {}
+        self._closing = False
+        bus.add_listener(self._on_commit)
+
+    def _on_commit(self, events: list[Event]) -> None:
+        if self._closing:
+            return
+        for event in events:
+            if starts_turn(event):
+                self._start(event)
+            elif hands_to_humans(event):
+                running = self._running.get(event.session_id)
+                if running is not None and running[0].correlation_id != event.correlation_id:
+                    running[0].cancel_reason = "a human took over the session"
+                    running[1].cancel()
+
+    def _start(self, trigger: Event) -> None:
+        previous = self._running.get(trigger.session_id)
+        if previous is not None:
+            previous[0].cancel_reason = "superseded by a newer customer message"
+        turn = Turn(self._repository, self._bus, self._provider, self._tools, trigger)
+        task = asyncio.create_task(
+            self._run(turn, previous[1] if previous else None),
+            name=f"turn-{trigger.correlation_id}",
+        )
+        self._running[trigger.session_id] = (turn, task)
+        task.add_done_callback(lambda done: self._forget(trigger.session_id, done))
+
+    def _forget(self, session_id: str, task: asyncio.Task[None]) -> None:
+        current = self._running.get(session_id)
+        if current is not None and current[1] is task:
+            del self._running[session_id]
+
+    async def _run(self, turn: Turn, previous: asyncio.Task[None] | None) -> None:
+        trigger = turn.trigger
+        if previous is not None and not previous.done():
+            previous.cancel()
+            await asyncio.wait([previous])  # it records `cancelled` before this turn starts
+        session_id = trigger.session_id
+        try:
+            acquired = await self._repository.acquire_turn(
+                session_id, self._owner, trigger.correlation_id, self._settings.turn_lease_s
+            )
+        except Exception:
+            return
+        if not acquired:
+            log.info("turn for %s runs on another replica", session_id)
+            return
+        try:
+            await turn.run()
+        finally:
+            try:
+                await self._repository.release_turn(session_id, self._owner)
+            except Exception:
+                pass
+
+    async def idle(self) -> None:
+        """Waits until no turn is running (tests, benchmarks, shutdown)."""
+        while self._running:
+            await asyncio.wait([task for _, task in list(self._running.values())])
+
+    async def close(self) -> None:
+        self._closing = True
+        for turn, task in list(self._running.values()):
+            turn.cancel_reason = "the server is shutting down"
+            task.cancel()
+        await self.idle()

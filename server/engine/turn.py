@@ -1,0 +1,194 @@
+"""One agent turn, started by one committed customer message.
+
+Status sequence (all with the customer message's correlation id, source AI_AGENT):
+acknowledged → processing "interpreting" → [processing "considering tools" → tool event
+(source SYSTEM)] → processing "articulating" → typing → the reply (message, AI_AGENT) + ready.
+In MANUAL mode only `acknowledged`. A turn that may no longer speak (superseded, or a human took
+over) ends with `cancelled` and posts nothing more; a provider failure ends with `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from baton_server.bus import EventBus
+from baton_server.domain import (
+    Event,
+    EventDraft,
+    EventFilter,
+    EventKind,
+    EventSource,
+    SessionMode,
+    TextDelta,
+    TurnGuard,
+)
+from baton_server.errors import BatonError, NotFound, TurnAborted
+from baton_server.nlp import NLPProvider, ProviderError, TurnContext
+from baton_server.store import Repository
+from baton_server.tools import ToolContext, ToolRegistry
+from baton_server.tools.registry import ToolOutcome
+
+log = logging.getLogger(__name__)
+
+HISTORY_KINDS = frozenset({EventKind.MESSAGE, EventKind.TOOL, EventKind.CUSTOM})
+HISTORY_LIMIT = 200
+
+
+def status(name: str, correlation_id: str, detail: str | None = None) -> EventDraft:
+    data: dict[str, Any] = {"status": name}
+    if detail is not None:
+        data["detail"] = detail
+    return EventDraft(EventKind.STATUS, EventSource.AI_AGENT, data, correlation_id=correlation_id)
+
+
+def tool_event(outcomes: list[ToolOutcome], correlation_id: str) -> EventDraft:
+    calls = []
+    for outcome in outcomes:
+        call: dict[str, Any] = {"name": outcome.name, "arguments": outcome.arguments}
+        if outcome.result is not None:
+            call["result"] = outcome.result.data
+            if outcome.result.control:
+                call["control"] = outcome.result.control
+        if outcome.error:
+            call["error"] = outcome.error
+        calls.append(call)
+    return EventDraft(
+        EventKind.TOOL, EventSource.SYSTEM, {"tool_calls": calls}, correlation_id=correlation_id
+    )
+
+
+def handoff_reason(outcomes: list[ToolOutcome]) -> str | None:
+    """The reason to hand off if a tool asked for MANUAL mode, else None."""
+    for outcome in outcomes:
+        if outcome.result is not None and outcome.result.control.get("mode") == "manual":
+            reason = outcome.arguments.get("reason") or outcome.result.control.get("reason")
+            return str(reason or f"requested by tool {outcome.name}")
+    return None
+
+
+@dataclass
+class Turn:
+    repository: Repository
+    bus: EventBus
+    provider: NLPProvider
+    tools: ToolRegistry
+    trigger: Event
+    # Set by whoever cancels the turn, recorded as the `cancelled` status detail.
+    cancel_reason: str = "cancelled"
+
+    @property
+    def correlation_id(self) -> str:
+        return self.trigger.correlation_id
+
+    async def run(self) -> None:
+        session_id = self.trigger.session_id
+        correlation = self.correlation_id
+        guard = TurnGuard(trigger_offset=self.trigger.offset)
+        try:
+            await self.repository.append_event(session_id, status("acknowledged", correlation))
+            session = await self.repository.get_session(session_id)
+            if session.mode is not SessionMode.AUTO:
+                return
+            await self._say(guard, status("processing", correlation, "interpreting"))
+            context = await self._context(session.agent_id, session.customer_id)
+            matches = await self.provider.match_guidelines(context)
+            wanted = {name for m in matches for name in m.guideline.tool_names}
+            tools = [t for name in sorted(wanted) if (t := self.tools.get(name)) is not None]
+            outcomes: list[ToolOutcome] = []
+            if tools:
+                await self._say(guard, status("processing", correlation, "considering tools"))
+                plans = await self.provider.plan_tool_calls(context, matches, tools)
+                if plans:
+                    tool_context = ToolContext(
+                        session_id,
+                        session.agent_id,
+                        session.customer_id,
+                        correlation,
+                        self._read_events,
+                    )
+                    outcomes = list(
+                        await asyncio.gather(
+                            *(self.tools.call(p.name, p.arguments, tool_context) for p in plans)
+                        )
+                    )
+                    reason = handoff_reason(outcomes)
+                    await self.repository.append_turn_events(
+                        session_id, [tool_event(outcomes, correlation)], guard, hand_off=reason
+                    )
+                    if reason is not None:
+                        guard = replace(guard, handed_off=True)
+            await self._say(guard, status("processing", correlation, "articulating"))
+            await self._say(guard, status("typing", correlation))
+            index = 0
+
+            def on_delta(text: str) -> None:
+                nonlocal index
+                self.bus.publish_delta(TextDelta(session_id, correlation, text, index))
+                index += 1
+
+            reply = await self.provider.write_reply(context, matches, outcomes, on_delta)
+            message = EventDraft(
+                EventKind.MESSAGE, EventSource.AI_AGENT, {"text": reply}, correlation_id=correlation
+            )
+            await self.repository.append_turn_events(
+                session_id, [message, status("ready", correlation)], guard
+            )
+        except asyncio.CancelledError:
+            await self._end("cancelled", self.cancel_reason)
+            raise
+        except TurnAborted as aborted:
+            await self._end("cancelled", aborted.message)
+        except ProviderError as error:
+            log.warning("turn %s failed: %s", correlation, error)
+            await self._end("error", str(error))
+        except NotFound:
+            return  # the session was deleted under the turn
+        except Exception:
+            log.exception("turn %s failed", correlation)
+            await self._end("error", "internal error; the server logged the details")
+
+    async def _say(self, guard: TurnGuard, draft: EventDraft) -> None:
+        await self.repository.append_turn_events(self.trigger.session_id, [draft], guard)
+
+    async def _end(self, name: str, detail: str) -> None:
+        try:
+            await self.repository.append_event(
+                self.trigger.session_id, status(name, self.correlation_id, detail)
+            )
+        except BatonError:
+            pass  # session deleted, or the server is shutting down
+
+    async def _context(self, agent_id: str, customer_id: str) -> TurnContext:
+        session_id = self.trigger.session_id
+        agent, guidelines, canned, head = await asyncio.gather(
+            self.repository.get_agent(agent_id),
+            self.repository.agent_guidelines(agent_id),
+            self.repository.agent_canned_responses(agent_id),
+            self.repository.next_offset(session_id),
+        )
+        history = await self.repository.read_events(
+            session_id,
+            max(0, head - 4 * HISTORY_LIMIT),
+            head,
+            EventFilter(HISTORY_KINDS),
+            4 * HISTORY_LIMIT,
+        )
+        return TurnContext(
+            session_id,
+            agent,
+            customer_id,
+            history[-HISTORY_LIMIT:],
+            self.trigger,
+            guidelines,
+            canned,
+        )
+
+    async def _read_events(self, min_offset: int, kinds: Any) -> list[Event]:
+        session_id = self.trigger.session_id
+        head = await self.repository.next_offset(session_id)
+        return await self.repository.read_events(
+            session_id, min_offset, head, EventFilter(frozenset(kinds)), 10_000
+        )

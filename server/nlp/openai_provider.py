@@ -1,0 +1,239 @@
+"""Provider on the official `openai` client: any OpenAI-compatible chat-completions server.
+
+Guideline matching uses structured output (a JSON schema), tool choice uses function calling,
+and the reply streams (each piece goes to `on_delta`). Every API failure — unreachable server,
+429/5xx after the client's retries, time-outs, malformed output — becomes a ProviderError, which
+the engine records as a turn error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import openai
+
+from baton_server.domain import EventKind, EventSource
+from baton_server.nlp.base import GuidelineMatch, ProviderError, ToolCallPlan, TurnContext
+from baton_server.tools.api import Tool
+from baton_server.tools.registry import ToolOutcome
+
+_MATCH_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "matches": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "guideline_id": {"type": "string"},
+                    "applies": {"type": "boolean"},
+                    "rationale": {"type": "string"},
+                },
+                "required": ["guideline_id", "applies", "rationale"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["matches"],
+    "additionalProperties": False,
+}
+
+
+def conversation(context: TurnContext) -> list[dict[str, Any]]:
+    """The session's history as chat messages, from the AI agent's point of view."""
+    messages: list[dict[str, Any]] = []
+    for event in context.history:
+        data = event.data
+        if event.kind is EventKind.MESSAGE:
+            text = str(data.get("text", ""))
+            if event.source in (EventSource.CUSTOMER, EventSource.CUSTOMER_UI):
+                messages.append({"role": "user", "content": text})
+            elif event.source is EventSource.HUMAN_AGENT:
+                name = (data.get("participant") or {}).get("display_name") or "a human agent"
+                messages.append({"role": "assistant", "content": f"[{name}, human agent] {text}"})
+            else:
+                messages.append({"role": "assistant", "content": text})
+        elif event.kind is EventKind.TOOL:
+            messages.append({"role": "system", "content": f"Tool calls: {event.data_json}"})
+        elif event.kind is EventKind.CUSTOM and data.get("type", "").startswith("baton."):
+            messages.append({"role": "system", "content": f"Session event: {event.data_json}"})
+    return messages
+
+
+def _system_prompt(context: TurnContext) -> str:
+    agent = context.agent
+    return (
+        f"You are {agent.name}, a customer service agent. {agent.description}".strip()
+        + " Answer the customer's latest message. Messages marked as from a human agent were"
+        " written by a colleague: treat them as context, do not repeat them."
+    )
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str,
+        base_url: str | None = None,
+        timeout_s: float = 30.0,
+        max_retries: int = 2,
+    ) -> None:
+        self._model = model
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def match_guidelines(self, context: TurnContext) -> list[GuidelineMatch]:
+        if not context.guidelines:
+            return []
+        listing = "\n".join(
+            f"- id={g.id}: when {g.condition!r} then {g.action!r}" for g in context.guidelines
+        )
+        messages = [
+            {"role": "system", "content": _system_prompt(context)},
+            *conversation(context),
+            {
+                "role": "system",
+                "content": "Decide for each guideline whether its condition holds for the"
+                f" customer's latest message, given the conversation.\nGuidelines:\n{listing}",
+            },
+        ]
+        response = await self._call(
+            model=self._model,
+            messages=messages,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "guideline_matches",
+                    "schema": _MATCH_SCHEMA,
+                    "strict": True,
+                },
+            },
+        )
+        content = response.choices[0].message.content or ""
+        try:
+            items = json.loads(content)["matches"]
+            by_id = {g.id: g for g in context.guidelines}
+            return [
+                GuidelineMatch(by_id[item["guideline_id"]], 1.0, str(item.get("rationale", "")))
+                for item in items
+                if item.get("applies") and item.get("guideline_id") in by_id
+            ]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ProviderError(f"malformed guideline matching output: {error}") from None
+
+    async def plan_tool_calls(
+        self, context: TurnContext, matches: list[GuidelineMatch], tools: list[Tool]
+    ) -> list[ToolCallPlan]:
+        if not tools:
+            return []
+        actions = "\n".join(f"- {m.guideline.action}" for m in matches)
+        messages = [
+            {"role": "system", "content": _system_prompt(context)},
+            *conversation(context),
+            {
+                "role": "system",
+                "content": f"Guidelines that apply now:\n{actions}\n"
+                "Call the tools these guidelines need, if any.",
+            },
+        ]
+        response = await self._call(
+            model=self._model,
+            messages=messages,
+            tools=[
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in tools
+            ],
+            tool_choice="auto",
+        )
+        plans = []
+        for call in response.choices[0].message.tool_calls or []:
+            try:
+                arguments = json.loads(call.function.arguments or "{}")
+                if not isinstance(arguments, dict):
+                    raise ValueError("arguments are not a JSON object")
+            except ValueError as error:
+                raise ProviderError(
+                    f"malformed arguments for tool {call.function.name!r}: {error}"
+                ) from None
+            plans.append(ToolCallPlan(call.function.name, arguments))
+        return plans
+
+    async def write_reply(
+        self,
+        context: TurnContext,
+        matches: list[GuidelineMatch],
+        outcomes: list[ToolOutcome],
+        on_delta: Callable[[str], None],
+    ) -> str:
+        notes = []
+        if matches:
+            notes.append(
+                "Follow these guidelines:\n" + "\n".join(f"- {m.guideline.action}" for m in matches)
+            )
+        if outcomes:
+            notes.append(
+                "Tool results:\n"
+                + "\n".join(
+                    f"- {o.name}: "
+                    + (
+                        f"error: {o.error}"
+                        if o.error
+                        else json.dumps(o.result.data if o.result else None, default=str)
+                    )
+                    for o in outcomes
+                )
+            )
+        if context.canned_responses:
+            notes.append(
+                "If one of these approved responses fits, answer with it verbatim:\n"
+                + "\n".join(f"- {c.text}" for c in context.canned_responses)
+            )
+        messages = [
+            {"role": "system", "content": _system_prompt(context)},
+            *conversation(context),
+            *([{"role": "system", "content": "\n\n".join(notes)}] if notes else []),
+        ]
+        stream = await self._call(model=self._model, messages=messages, stream=True)
+        pieces: list[str] = []
+        try:
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                text = chunk.choices[0].delta.content
+                if text:
+                    pieces.append(text)
+                    on_delta(text)
+        except openai.APIError as error:
+            raise ProviderError(f"reply stream failed: {error}") from None
+        reply = "".join(pieces).strip()
+        if not reply:
+            raise ProviderError("the model returned an empty reply")
+        return reply
+
+    async def _call(self, **request: Any) -> Any:
+        try:
+            return await self._client.chat.completions.create(**request)
+        except openai.APITimeoutError:
+            raise ProviderError("the language model did not answer in time") from None
+        except openai.APIStatusError as error:
+            raise ProviderError(
+                f"the language model answered HTTP {error.status_code}: {error.message}"
+            ) from None
+        except openai.APIError as error:
+            raise ProviderError(f"the language model call failed: {error}") from None

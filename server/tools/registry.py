@@ -1,0 +1,70 @@
+"""The tools a server knows, loaded from module paths, and how a call is run safely."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from baton_server.tools.api import Tool, ToolContext, ToolResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """A finished call: its result, or the error that replaced it (the turn goes on)."""
+
+    name: str
+    arguments: dict[str, Any]
+    result: ToolResult | None
+    error: str = ""
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[Tool] = (), *, timeout_s: float = 10.0) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._timeout_s = timeout_s
+        for item in tools:
+            self.add(item)
+
+    def add(self, item: Tool) -> None:
+        if item.name in self._tools and self._tools[item.name] is not item:
+            raise ValueError(f"two tools are named {item.name!r}")
+        self._tools[item.name] = item
+
+    def load_module(self, module_path: str) -> list[str]:
+        """Imports `module_path` and registers every tool declared at its top level."""
+        module = importlib.import_module(module_path)
+        found = [value for value in vars(module).values() if isinstance(value, Tool)]
+        if not found:
+            raise ValueError(f"module {module_path!r} declares no @tool functions")
+        for item in found:
+            self.add(item)
+        return [t.name for t in found]
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def all(self) -> list[Tool]:
+        return [self._tools[name] for name in sorted(self._tools)]
+
+    async def call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolOutcome:
+        """Runs a tool with a deadline. Errors and time-outs become the outcome's `error`."""
+        item = self._tools.get(name)
+        if item is None:
+            return ToolOutcome(name, arguments, None, f"unknown tool {name!r}")
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                result = await item.function(context, **arguments)
+        except TimeoutError:
+            return ToolOutcome(name, arguments, None, f"timed out after {self._timeout_s:g} s")
+        except Exception as error:
+            log.warning("tool %s failed: %r", name, error)
+            return ToolOutcome(name, arguments, None, f"{type(error).__name__}: {error}")
+        if not isinstance(result, ToolResult):
+            result = ToolResult(data=result)
+        return ToolOutcome(name, arguments, result)
