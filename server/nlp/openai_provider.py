@@ -237,3 +237,7 @@ class OpenAIProvider:
             ) from None
         except openai.APIError as error:
             raise ProviderError(f"the language model call failed: {error}") from None
+        except ValueError as error:  # a body that is not the JSON the client expects
+            raise ProviderError(
+                f"the language model's answer could not be parsed: {error}"
+            ) from None
