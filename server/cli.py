@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -175,3 +176,132 @@ def tail(
 
 def main() -> None:
     app()
+
+
+@app.command()
+def chat(
+    session_id: Annotated[
+        str | None, typer.Argument(help="Session to talk in; omitted: start a new one.")
+    ] = None,
+    agent: Annotated[
+        str, typer.Option("--agent", help="Agent for a new session (default: the first one).")
+    ] = "",
+    target: Annotated[
+        str, typer.Option(envvar="BATON_TARGET", help="Server address.")
+    ] = "127.0.0.1:8800",
+    turn_timeout: Annotated[
+        float, typer.Option(help="Wait at most this long for the agent's turn after a message.")
+    ] = 30.0,
+) -> None:
+    """Talk to an agent as the customer: each input line is a message; the session's events
+    (and the AI's reply as it is written) are printed as they arrive."""
+    import grpc
+
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        asyncio.run(_chat(console, session_id, agent, target, turn_timeout))
+    except KeyboardInterrupt:
+        pass
+    except grpc.aio.AioRpcError as error:
+        console.print(f"[red]{error.code().name}[/red]: {escape(error.details() or '')}")
+        raise typer.Exit(1) from None
+
+
+async def _chat(
+    console: Console, session_id: str | None, agent_id: str, target: str, turn_timeout: float
+) -> None:
+    import sys
+
+    import grpc
+
+    from baton.v1 import message_pb2 as pb
+    from baton.v1 import request_response_pb2 as rr
+    from baton.v1 import service_pb2_grpc as svc_grpc
+
+    # A turn is over at one of these statuses (acknowledged alone when humans answer).
+    final = {pb.STATUS_READY, pb.STATUS_ERROR, pb.STATUS_CANCELLED}
+    async with grpc.aio.insecure_channel(target) as channel:
+        sessions = svc_grpc.SessionServiceStub(channel)
+        events = svc_grpc.EventServiceStub(channel)
+        if session_id is None:
+            if not agent_id:
+                listed = await svc_grpc.AgentServiceStub(channel).ListAgents(
+                    rr.ListAgentsRequest(page_size=1)
+                )
+                if not listed.agents:
+                    console.print("[red]no agent exists; start `baton serve --example-agent`[/red]")
+                    raise typer.Exit(1)
+                agent_id = listed.agents[0].id
+            customer = await svc_grpc.CustomerServiceStub(channel).CreateCustomer(
+                rr.CreateCustomerRequest(customer=pb.Customer(name="Terminal customer"))
+            )
+            created = await sessions.CreateSession(
+                rr.CreateSessionRequest(
+                    session=pb.Session(agent_id=agent_id, customer_id=customer.customer.id)
+                )
+            )
+            session_id = created.session.id
+        console.print(f"[dim]session {session_id} — type a message, Ctrl-D to end[/dim]")
+        turn_over: dict[str, asyncio.Event] = {}
+
+        async def show() -> None:
+            mode = (
+                await sessions.GetSession(rr.GetSessionRequest(session_id=session_id))
+            ).session.mode
+            stream = events.ListEvents(
+                rr.ListEventsRequest(session_id=session_id, min_offset=0, follow=True)
+            )
+            streaming = False
+            async for response in stream:
+                if response.HasField("delta"):
+                    if not streaming:
+                        console.print("[dim]ai_agent (typing):[/dim] ", end="")
+                        streaming = True
+                    console.print(escape(response.delta.text), end="")
+                for event in response.events:
+                    if streaming:
+                        console.print()
+                        streaming = False
+                    line = escape(describe_event(event))
+                    is_status = event.WhichOneof("data") == "status"
+                    console.print(f"[dim]{line}[/dim]" if is_status else line)
+                    if event.WhichOneof("data") == "custom" and "mode" in event.custom:
+                        manual = event.custom["mode"] == "manual"
+                        mode = pb.SESSION_MODE_MANUAL if manual else pb.SESSION_MODE_AUTO
+                    done = is_status and (
+                        event.status.status in final
+                        or (
+                            event.status.status == pb.STATUS_ACKNOWLEDGED
+                            and mode == pb.SESSION_MODE_MANUAL
+                        )
+                    )
+                    if done:
+                        turn_over.setdefault(event.correlation_id, asyncio.Event()).set()
+
+        follower = asyncio.create_task(show())
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                line = await loop.run_in_executor(None, sys.stdin.readline)
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                sent = await events.CreateEvent(
+                    rr.CreateEventRequest(
+                        session_id=session_id,
+                        kind=pb.EVENT_KIND_MESSAGE,
+                        source=pb.EVENT_SOURCE_CUSTOMER,
+                        message=pb.MessageData(text=line.strip()),
+                    )
+                )
+                # Like a conversation: let the agent finish before the next message.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(turn_timeout):
+                        await turn_over.setdefault(
+                            sent.event.correlation_id, asyncio.Event()
+                        ).wait()
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower

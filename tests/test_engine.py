@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import grpc
@@ -13,7 +15,7 @@ from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton_server.examples import support
 from tests import engine_tools
-from tests.support import Stubs, bad_request_fields, collect
+from tests.support import ROOT, Stubs, bad_request_fields, collect
 
 ENGINE = {"engine_enabled": True, "example_agent": True, "tool_modules": ("tests.engine_tools",)}
 
@@ -301,3 +303,29 @@ async def test_customer_message_in_manual_session_only_acknowledged(start_server
         ("message", "EVENT_SOURCE_CUSTOMER", "hello"),
         ("status", "STATUS_ACKNOWLEDGED", None),
     ]
+
+
+async def test_chat_command_talks_to_the_example_agent(start_server) -> None:  # type: ignore[no-untyped-def]
+    app, _ = await start_server(**ENGINE)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "baton_server",
+        "chat",
+        "--target",
+        f"127.0.0.1:{app.port}",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    out, _ = await asyncio.wait_for(
+        process.communicate(b"How does a refund work?\nCan I talk to a human?\nhello?\n"), 60
+    )
+    text = out.decode()
+    assert process.returncode == 0, text
+    assert support.CANNED_RESPONSES[1] in text
+    assert support.CANNED_RESPONSES[0] in text
+    assert "initiate_human_handoff" in text and '"mode": "manual"' in text
+    # The last message, in manual mode, is only acknowledged.
+    assert text.rstrip().splitlines()[-1].endswith("acknowledged")
