@@ -3,13 +3,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-BUF := PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install buf
+# Code generators: the venv (Python plugins), node_modules/.bin (protoc-gen-es), .cache/go/bin (Go).
+BUF := PATH="$(CURDIR)/.cache/go/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" npx --no-install buf
+export PATH := $(PATH):/usr/local/go/bin
 PORT ?= 8800
 DATABASE ?= sqlite+aiosqlite:///baton.db
-GENERATED := clients/python/generated
-PY_PATHS := server tests clients/python/src clients/python/tools $(wildcard bench)
+GENERATED := clients/python/generated clients/typescript/src/gen clients/go/gen
+PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench/engine.py
 
-.PHONY: setup run test lint generate check-generated bench clean
+.PHONY: setup tools run test pytest smoke lint generate check-generated bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -23,12 +25,18 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## Run the server: embedded SQLite file, port 8800 (override with PORT=..., DATABASE=...).
+## Run the server with the example agent: SQLite in ./baton.db, port 8800, offline engine
+## (override with PORT=..., DATABASE=...; OPENAI_API_KEY switches to the openai provider).
 run: setup
-	$(BIN)/baton serve --port $(PORT) --database $(DATABASE)
+	$(BIN)/baton serve --port $(PORT) --database $(DATABASE) --example-agent
+
+## Code generators and client toolchains (Go plugins, npm packages, Maven artifacts) in .cache/.
+tools: setup
+	clients/install-tools.sh
+	clients/java/install.sh
 
 ## Regenerate client code from protos/ with buf (local plugins only).
-generate: setup
+generate: tools
 	$(BUF) generate
 
 ## Fail when the committed generated code does not match protos/.
@@ -44,13 +52,20 @@ lint: setup
 	$(BIN)/ruff format --check $(PY_PATHS)
 
 ## Everything CI checks: protos lint, generated code fresh, ruff, the full test suite.
+test: lint check-generated pytest smoke
+
 ## The suite runs on SQLite and on a throwaway PostgreSQL cluster (.ci/postgres, in .cache/pg).
-test: lint check-generated
+pytest: setup
 	BATON_TEST_POSTGRES_URL="$$(.ci/postgres start)" BATON_REQUIRE_POSTGRES=1 \
 		$(BIN)/pytest -q -p no:cacheprovider
+
+## The same scenario through the Python, TypeScript, Go and Java clients against a live server.
+smoke: tools
+	BIN=$(CURDIR)/$(BIN) clients/smoke-all.sh
 
 bench: setup
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) node_modules .cache
+	rm -rf $(VENV) node_modules .cache clients/typescript/node_modules clients/typescript/dist \
+		clients/java/target

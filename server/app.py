@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2
 from baton_server.api.server import SERVICE_NAMES, build_server
 from baton_server.bus import EventBus
 from baton_server.config import Settings
-from baton_server.engine import Engine
+from baton_server.engine import Engine, EngineSettings
 from baton_server.nlp import NLPProvider
 from baton_server.nlp.offline import OfflineProvider
 from baton_server.nlp.openai_provider import OpenAIProvider
@@ -82,7 +82,11 @@ class BatonApp:
         )
         self._repository.start()
         if settings.engine_enabled:
-            self.engine = Engine(self._repository, self.bus, self.provider, self.tools)
+            # SQLite serves one process; a shared PostgreSQL may have several replicas.
+            engine_settings = EngineSettings(use_turn_lease=not self._database.is_sqlite)
+            self.engine = Engine(
+                self._repository, self.bus, self.provider, self.tools, engine_settings
+            )
         if settings.example_agent:
             from baton_server.examples.support import install_example_agent
 

@@ -76,6 +76,14 @@ def serve(
             envvar="OPENAI_BASE_URL", help="Any OpenAI-compatible server (vLLM, Ollama, ...)."
         ),
     ] = None,
+    engine: Annotated[
+        bool,
+        typer.Option(
+            "--engine/--no-engine",
+            envvar="BATON_ENGINE",
+            help="Run agent turns (--no-engine: store and stream events only).",
+        ),
+    ] = True,
 ) -> None:
     """Run the gRPC server (migrates the database first)."""
     logging.basicConfig(
@@ -104,6 +112,7 @@ def serve(
         openai_api_key=api_key or "unused",
         openai_base_url=openai_base_url,
         openai_model=openai_model,
+        engine_enabled=engine,
     )
     asyncio.run(BatonApp(settings).serve_until_signal())
 

@@ -175,3 +175,14 @@ class TextDelta:
     correlation_id: str
     text: str
     index: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSnapshot:
+    """What an agent turn reads from the store, in one go."""
+
+    session: Session
+    agent: Agent
+    guidelines: list[Guideline]
+    canned_responses: list[CannedResponse]
+    history: list[Event]

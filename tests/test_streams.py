@@ -172,12 +172,20 @@ async def test_idle_follow_stream_gets_heartbeats_with_next_offset(start_server)
 async def test_slow_subscriber_falls_back_to_store_and_misses_nothing(start_server) -> None:  # type: ignore[no-untyped-def]
     app, baton = await start_server(subscriber_buffer=8)
     session = await baton.new_session()
-    stream = baton.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
-    await collect(stream, until_caught_up=True)
-    # Do not read while 200 events are appended: the 8-event buffer overflows.
-    await asyncio.gather(*(baton.say(session.id, f"m{i}") for i in range(200)))
-    events, responses = await collect(stream, until_offset=200)
-    stream.cancel()
+    # A subscriber on its own connection with a fixed 64 KiB flow-control window (no BDP
+    # probing, which would grow it), so that not reading really makes the server wait.
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{app.port}", options=[("grpc.http2.bdp_probe", 0)]
+    ) as channel:
+        slow = Stubs.on(channel)
+        stream = slow.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
+        await collect(stream, until_caught_up=True)
+        # Do not read while 200 events of 4 KiB are appended: far more than the window, so
+        # the server-side handler blocks and its 8-event buffer overflows.
+        padding = "x" * 4096
+        await asyncio.gather(*(baton.say(session.id, f"m{i} {padding}") for i in range(200)))
+        events, responses = await collect(stream, until_offset=200)
+        stream.cancel()
     assert [e.offset for e in events] == list(range(1, 201))
     assert any(r.fell_behind for r in responses)
     assert app.bus.subscriber_count <= 1

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
+    # Take a lease row per turn so replicas sharing a database never run two turns of one
+    # session (in one process the engine's own bookkeeping already guarantees it).
+    use_turn_lease: bool = True
     # A crashed replica's turn lease expires after this long.
     turn_lease_s: float = 120.0
 
@@ -93,6 +96,9 @@ class Engine:
         if previous is not None and not previous.done():
             previous.cancel()
             await asyncio.wait([previous])  # it records `cancelled` before this turn starts
+        if not self._settings.use_turn_lease:
+            await turn.run()
+            return
         session_id = trigger.session_id
         try:
             acquired = await self._repository.acquire_turn(

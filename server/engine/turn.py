@@ -21,7 +21,6 @@ from baton_server.domain import (
     EventFilter,
     EventKind,
     EventSource,
-    SessionMode,
     TextDelta,
     TurnGuard,
 )
@@ -34,6 +33,7 @@ from baton_server.tools.registry import ToolOutcome
 log = logging.getLogger(__name__)
 
 HISTORY_KINDS = frozenset({EventKind.MESSAGE, EventKind.TOOL, EventKind.CUSTOM})
+# Events of the conversation a turn passes to the provider (the newest ones).
 HISTORY_LIMIT = 200
 
 
@@ -88,12 +88,27 @@ class Turn:
         correlation = self.correlation_id
         guard = TurnGuard(trigger_offset=self.trigger.offset)
         try:
-            await self.repository.append_event(session_id, status("acknowledged", correlation))
-            session = await self.repository.get_session(session_id)
-            if session.mode is not SessionMode.AUTO:
+            try:
+                await self._say(
+                    guard,
+                    status("acknowledged", correlation),
+                    status("processing", correlation, "interpreting"),
+                )
+            except TurnAborted:
+                # Humans answer (MANUAL mode) or a newer message took over: only acknowledge.
+                await self.repository.append_event(session_id, status("acknowledged", correlation))
                 return
-            await self._say(guard, status("processing", correlation, "interpreting"))
-            context = await self._context(session.agent_id, session.customer_id)
+            snapshot = await self.repository.turn_snapshot(session_id, HISTORY_KINDS, HISTORY_LIMIT)
+            session = snapshot.session
+            context = TurnContext(
+                session_id,
+                snapshot.agent,
+                session.customer_id,
+                snapshot.history,
+                self.trigger,
+                snapshot.guidelines,
+                snapshot.canned_responses,
+            )
             matches = await self.provider.match_guidelines(context)
             wanted = {name for m in matches for name in m.guideline.tool_names}
             tools = [t for name in sorted(wanted) if (t := self.tools.get(name)) is not None]
@@ -120,8 +135,11 @@ class Turn:
                     )
                     if reason is not None:
                         guard = replace(guard, handed_off=True)
-            await self._say(guard, status("processing", correlation, "articulating"))
-            await self._say(guard, status("typing", correlation))
+            await self._say(
+                guard,
+                status("processing", correlation, "articulating"),
+                status("typing", correlation),
+            )
             index = 0
 
             def on_delta(text: str) -> None:
@@ -150,8 +168,8 @@ class Turn:
             log.exception("turn %s failed", correlation)
             await self._end("error", "internal error; the server logged the details")
 
-    async def _say(self, guard: TurnGuard, draft: EventDraft) -> None:
-        await self.repository.append_turn_events(self.trigger.session_id, [draft], guard)
+    async def _say(self, guard: TurnGuard, *drafts: EventDraft) -> None:
+        await self.repository.append_turn_events(self.trigger.session_id, drafts, guard)
 
     async def _end(self, name: str, detail: str) -> None:
         try:
@@ -160,31 +178,6 @@ class Turn:
             )
         except BatonError:
             pass  # session deleted, or the server is shutting down
-
-    async def _context(self, agent_id: str, customer_id: str) -> TurnContext:
-        session_id = self.trigger.session_id
-        agent, guidelines, canned, head = await asyncio.gather(
-            self.repository.get_agent(agent_id),
-            self.repository.agent_guidelines(agent_id),
-            self.repository.agent_canned_responses(agent_id),
-            self.repository.next_offset(session_id),
-        )
-        history = await self.repository.read_events(
-            session_id,
-            max(0, head - 4 * HISTORY_LIMIT),
-            head,
-            EventFilter(HISTORY_KINDS),
-            4 * HISTORY_LIMIT,
-        )
-        return TurnContext(
-            session_id,
-            agent,
-            customer_id,
-            history[-HISTORY_LIMIT:],
-            self.trigger,
-            guidelines,
-            canned,
-        )
 
     async def _read_events(self, min_offset: int, kinds: Any) -> list[Event]:
         session_id = self.trigger.session_id

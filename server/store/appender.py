@@ -15,11 +15,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from baton_server.domain import Event, EventDraft, now_us
-from baton_server.errors import BatonError, IdempotencyKeyReused, NotFound, ShuttingDown
+from baton_server.domain import (
+    Event,
+    EventDraft,
+    EventKind,
+    EventSource,
+    SessionMode,
+    TurnGuard,
+    now_us,
+)
+from baton_server.errors import (
+    BatonError,
+    IdempotencyKeyReused,
+    NotFound,
+    ShuttingDown,
+    TurnAborted,
+)
 from baton_server.store import schema
 from baton_server.store.database import Database
 from baton_server.store.ids import new_id
@@ -39,12 +53,26 @@ def request_digest(session_id: str, draft: EventDraft, data_json: str) -> str:
 
 
 @dataclass(slots=True)
-class _Append:
+class AppendRequest:
+    """Drafts to append to one session, all or none, optionally only while `guard` holds."""
+
     session_id: str
-    draft: EventDraft
-    data_json: str
-    digest: str
-    future: asyncio.Future[Event]
+    drafts: list[EventDraft]
+    guard: TurnGuard | None = None
+    # Filled in by `prepare()`: (data_json, digest) per draft.
+    encoded: list[tuple[str, str]] = field(default_factory=list)
+
+    def prepare(self) -> AppendRequest:
+        for draft in self.drafts:
+            data_json = draft.data_json()
+            self.encoded.append((data_json, request_digest(self.session_id, draft, data_json)))
+        return self
+
+
+@dataclass(slots=True)
+class _Append:
+    request: AppendRequest
+    future: asyncio.Future[list[Event]]
 
 
 @dataclass(slots=True)
@@ -53,106 +81,182 @@ class _Job:
     future: asyncio.Future[Any]
 
 
+class _Stop:
+    """Queued by close(): everything queued before it is written, then the writer ends."""
+
+
+_STOP = _Stop()
+
+
 @dataclass(slots=True)
 class _BatchOutcome:
-    results: list[Event | BatonError] = field(default_factory=list)
+    # Per request: its events (new, or the originals of idempotent retries), or its error.
+    results: list[list[Event] | BatonError] = field(default_factory=list)
     committed: list[Event] = field(default_factory=list)
 
 
-async def append_rows(
-    conn: AsyncConnection, items: list[tuple[str, EventDraft, str, str]]
-) -> _BatchOutcome:
-    """Appends (session_id, draft, data_json, digest) items inside the caller's transaction.
+def _is_customer_message(draft: EventDraft) -> bool:
+    return draft.kind is EventKind.MESSAGE and draft.source is EventSource.CUSTOMER
+
+
+async def append_rows(conn: AsyncConnection, requests: list[AppendRequest]) -> _BatchOutcome:
+    """Appends the requests inside the caller's transaction, in order.
 
     Offsets come from each session row's `next_offset`, read under the write lock (BEGIN
     IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL) and bumped in the same transaction. A request
-    that cannot be appended gets its error in `results`; the others still go in.
+    that cannot be appended (unknown session, reused idempotency key, a turn guard that no longer
+    holds) gets its error in `results`; the others still go in.
     """
     outcome = _BatchOutcome()
-    session_ids = sorted({item[0] for item in items})
+    sessions = schema.sessions
+    session_ids = sorted({r.session_id for r in requests})
     rows = await conn.execute(
-        select(schema.sessions.c.id, schema.sessions.c.next_offset)
-        .where(schema.sessions.c.id.in_(session_ids))
-        .order_by(schema.sessions.c.id)
+        select(sessions.c.id, sessions.c.next_offset, sessions.c.mode)
+        .where(sessions.c.id.in_(session_ids))
+        .order_by(sessions.c.id)
         .with_for_update()
     )
-    next_offsets = {row.id: row.next_offset for row in rows}
-
-    keyed = {(sid, d.idempotency_key) for sid, d, _, _ in items if d.idempotency_key}
-    known: dict[tuple[str, str], tuple[str, Event]] = {}
-    if keyed:
-        found = await conn.execute(
-            select(schema.events).where(
-                tuple_(schema.events.c.session_id, schema.events.c.idempotency_key).in_(list(keyed))
-            )
-        )
-        for row in found:
-            known[(row.session_id, row.idempotency_key)] = (row.request_digest, event_from_row(row))
+    next_offsets: dict[str, int] = {}
+    modes: dict[str, str] = {}
+    for row in rows:
+        next_offsets[row.id] = row.next_offset
+        modes[row.id] = row.mode
+    known = await _known_keys(conn, requests)
+    latest_customer = await _latest_customer_messages(conn, requests)
 
     created_at = now_us()
     inserts: list[dict[str, Any]] = []
-    for session_id, draft, data_json, digest in items:
-        if session_id not in next_offsets:
-            outcome.results.append(NotFound("session", session_id))
+    for request in requests:
+        sid = request.session_id
+        result = _check(request, next_offsets, modes, latest_customer, known)
+        if result is not None:
+            outcome.results.append(result)
             continue
-        key = (session_id, draft.idempotency_key)
-        if draft.idempotency_key and key in known:
-            known_digest, original = known[key]
-            if known_digest == digest:
-                outcome.results.append(original)
-            else:
-                outcome.results.append(
-                    IdempotencyKeyReused(
-                        f"idempotency_key {draft.idempotency_key!r} was already used in session "
-                        f"{session_id!r} for a different event (offset {original.offset}); "
-                        "use a new key for a new event",
-                        metadata={"offset": str(original.offset)},
-                    )
-                )
-            continue
-        offset = next_offsets[session_id]
-        next_offsets[session_id] = offset + 1
-        event_id = new_id("evt")
-        event = Event(
-            id=event_id,
-            session_id=session_id,
-            offset=offset,
-            kind=draft.kind,
-            source=draft.source,
-            created_at_us=created_at,
-            # Uncorrelated events start their own correlation (e.g. the turn a message starts).
-            correlation_id=draft.correlation_id or event_id,
-            data_json=data_json,
-        )
-        inserts.append(
-            {
-                "session_id": session_id,
-                "offset": offset,
-                "id": event.id,
-                "kind": draft.kind.value,
-                "source": draft.source.value,
-                "created_at_us": created_at,
-                "correlation_id": event.correlation_id,
-                "idempotency_key": draft.idempotency_key or None,
-                "request_digest": digest if draft.idempotency_key else None,
-                "data_json": data_json,
-            }
-        )
-        if draft.idempotency_key:
-            known[key] = (digest, event)
-        outcome.results.append(event)
-        outcome.committed.append(event)
+        events: list[Event] = []
+        for draft, (data_json, digest) in zip(request.drafts, request.encoded, strict=True):
+            offset = next_offsets[sid]
+            next_offsets[sid] = offset + 1
+            event_id = new_id("evt")
+            event = Event(
+                id=event_id,
+                session_id=sid,
+                offset=offset,
+                kind=draft.kind,
+                source=draft.source,
+                created_at_us=created_at,
+                # Uncorrelated events start their own correlation (e.g. the turn a message starts).
+                correlation_id=draft.correlation_id or event_id,
+                data_json=data_json,
+            )
+            inserts.append(
+                {
+                    "session_id": sid,
+                    "offset": offset,
+                    "id": event_id,
+                    "kind": draft.kind.value,
+                    "source": draft.source.value,
+                    "created_at_us": created_at,
+                    "correlation_id": event.correlation_id,
+                    "idempotency_key": draft.idempotency_key or None,
+                    "request_digest": digest if draft.idempotency_key else None,
+                    "data_json": data_json,
+                }
+            )
+            if draft.idempotency_key:
+                known[(sid, draft.idempotency_key)] = (digest, event)
+            if _is_customer_message(draft):
+                latest_customer[sid] = offset
+            events.append(event)
+        outcome.results.append(events)
+        outcome.committed.extend(events)
 
     if inserts:
         await conn.execute(schema.events.insert(), inserts)
         touched = {e.session_id for e in outcome.committed}
         await conn.execute(
-            update(schema.sessions)
-            .where(schema.sessions.c.id == bindparam("b_id"))
+            update(sessions)
+            .where(sessions.c.id == bindparam("b_id"))
             .values(next_offset=bindparam("b_next"), updated_at_us=bindparam("b_at")),
             [{"b_id": sid, "b_next": next_offsets[sid], "b_at": created_at} for sid in touched],
         )
     return outcome
+
+
+def _check(
+    request: AppendRequest,
+    next_offsets: dict[str, int],
+    modes: dict[str, str],
+    latest_customer: dict[str, int],
+    known: dict[tuple[str, str], tuple[str, Event]],
+) -> list[Event] | BatonError | None:
+    """Why `request` must not append (an error, or the original events of a retry), or None."""
+    sid = request.session_id
+    if sid not in next_offsets:
+        return NotFound("session", sid)
+    guard = request.guard
+    if guard is not None:
+        if modes[sid] != SessionMode.AUTO.value and not guard.handed_off:
+            return TurnAborted("the session is no longer in AUTO mode; a human answers")
+        if latest_customer.get(sid, -1) > guard.trigger_offset:
+            return TurnAborted("a newer customer message superseded this turn")
+    originals: list[Event] = []
+    for draft, (_, digest) in zip(request.drafts, request.encoded, strict=True):
+        key = (sid, draft.idempotency_key)
+        if not draft.idempotency_key or key not in known:
+            continue
+        known_digest, original = known[key]
+        if known_digest != digest:
+            return IdempotencyKeyReused(
+                f"idempotency_key {draft.idempotency_key!r} was already used in session "
+                f"{sid!r} for a different event (offset {original.offset}); "
+                "use a new key for a new event",
+                metadata={"offset": str(original.offset)},
+            )
+        originals.append(original)
+    if originals:
+        if len(originals) != len(request.drafts):
+            return IdempotencyKeyReused("a multi-event request mixed retried and new events")
+        return originals
+    return None
+
+
+async def _known_keys(
+    conn: AsyncConnection, requests: list[AppendRequest]
+) -> dict[tuple[str, str], tuple[str, Event]]:
+    keyed = {
+        (r.session_id, d.idempotency_key) for r in requests for d in r.drafts if d.idempotency_key
+    }
+    known: dict[tuple[str, str], tuple[str, Event]] = {}
+    if keyed:
+        events = schema.events
+        found = await conn.execute(
+            select(events).where(
+                tuple_(events.c.session_id, events.c.idempotency_key).in_(list(keyed))
+            )
+        )
+        for row in found:
+            known[(row.session_id, row.idempotency_key)] = (row.request_digest, event_from_row(row))
+    return known
+
+
+async def _latest_customer_messages(
+    conn: AsyncConnection, requests: list[AppendRequest]
+) -> dict[str, int]:
+    """Offset of the newest customer message per session that a guarded request writes to."""
+    guarded = sorted({r.session_id for r in requests if r.guard is not None})
+    if not guarded:
+        return {}
+    events = schema.events
+    rows = await conn.execute(
+        select(events.c.session_id, func.max(events.c.offset))
+        .where(
+            events.c.session_id.in_(guarded),
+            events.c.kind == EventKind.MESSAGE.value,
+            events.c.source == EventSource.CUSTOMER.value,
+        )
+        .group_by(events.c.session_id)
+    )
+    return {session_id: offset for session_id, offset in rows}
 
 
 class Appender:
@@ -168,7 +272,7 @@ class Appender:
         self._database = database
         self._publish = publish
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Append | _Job | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Append | _Job | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -179,16 +283,15 @@ class Appender:
         """Stops taking new writes, finishes every queued one, then ends the writer task."""
         self._closing = True
         if self._task is not None:
-            self._queue.put_nowait(None)
+            self._queue.put_nowait(_STOP)
             await self._task
             self._task = None
 
-    async def append(self, session_id: str, draft: EventDraft) -> Event:
+    async def append(self, request: AppendRequest) -> list[Event]:
+        """Queues `request` for the next group commit; returns its events once durable."""
         self._check_open()
-        data_json = draft.data_json()
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        digest = request_digest(session_id, draft, data_json)
-        self._queue.put_nowait(_Append(session_id, draft, data_json, digest, future))
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Append(request.prepare(), future))
         return await future
 
     async def run_job(self, job: WriteJob) -> Any:
@@ -203,11 +306,11 @@ class Appender:
             raise ShuttingDown("the server is shutting down; retry against another replica")
 
     async def _run(self) -> None:
-        pending: _Append | _Job | None = None
+        pending: _Append | _Job | _Stop | None = None
         while True:
             item = pending if pending is not None else await self._queue.get()
             pending = None
-            if item is None:
+            if isinstance(item, _Stop):
                 return
             if isinstance(item, _Job):
                 await self._run_job(item)
@@ -235,13 +338,12 @@ class Appender:
         _settle(job.future, result)
 
     async def _run_batch(self, batch: list[_Append]) -> None:
-        items = [(a.session_id, a.draft, a.data_json, a.digest) for a in batch]
         try:
             async with self._database.writer.begin() as conn:
-                outcome = await append_rows(conn, items)
+                outcome = await append_rows(conn, [a.request for a in batch])
         except Exception:
             if len(batch) == 1:
-                log.exception("append failed for session %s", batch[0].session_id)
+                log.exception("append failed for session %s", batch[0].request.session_id)
                 _settle(batch[0].future, RuntimeError("append failed"))
                 return
             # One bad item (e.g. a key raced in by another replica) must not fail its neighbours.
@@ -251,8 +353,8 @@ class Appender:
             return
         if outcome.committed:
             self._publish(outcome.committed)
-        for request, result in zip(batch, outcome.results, strict=True):
-            _settle(request.future, result)
+        for item, result in zip(batch, outcome.results, strict=True):
+            _settle(item.future, result)
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

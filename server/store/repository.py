@@ -29,11 +29,12 @@ from baton_server.domain import (
     Session,
     SessionMode,
     TurnGuard,
+    TurnSnapshot,
     now_us,
 )
-from baton_server.errors import FailedPrecondition, NotFound, TurnAborted
+from baton_server.errors import FailedPrecondition, NotFound
 from baton_server.store import schema
-from baton_server.store.appender import Appender, append_rows, request_digest
+from baton_server.store.appender import Appender, AppendRequest, append_rows
 from baton_server.store.database import Database
 from baton_server.store.ids import new_id
 from baton_server.store.paging import Cursor, decode_token, encode_token, page_size
@@ -366,19 +367,18 @@ class Repository:
         return session_from_row(row)
 
     async def _append_in(
-        self, conn: AsyncConnection, session_id: str, drafts: Sequence[EventDraft]
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        drafts: Sequence[EventDraft],
+        guard: TurnGuard | None = None,
     ) -> list[Event]:
-        items = []
-        for draft in drafts:
-            data_json = draft.data_json()
-            items.append(
-                (session_id, draft, data_json, request_digest(session_id, draft, data_json))
-            )
-        outcome = await append_rows(conn, items)
-        for result in outcome.results:
-            if isinstance(result, Exception):
-                raise result
-        return outcome.committed
+        request = AppendRequest(session_id, list(drafts), guard).prepare()
+        outcome = await append_rows(conn, [request])
+        result = outcome.results[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     # ------------------------------------------------------------------ events
 
@@ -387,7 +387,8 @@ class Repository:
 
         With an idempotency key already used for the same request, returns the original event.
         """
-        return await self._appender.append(session_id, draft)
+        (event,) = await self._appender.append(AppendRequest(session_id, [draft]))
+        return event
 
     async def next_offset(self, session_id: str) -> int:
         """Offset the next event of the session will get; every lower offset is committed."""
@@ -581,6 +582,50 @@ class Repository:
 
     # ------------------------------------------------------------------ agent turns
 
+    async def turn_snapshot(
+        self, session_id: str, history_kinds: frozenset[EventKind], history_limit: int
+    ) -> TurnSnapshot:
+        """What a turn reads, on one connection: session, agent, enabled guidelines, canned
+        responses and the latest `history_limit` events of the given kinds (oldest first)."""
+        events = schema.events
+        async with self._db.reader.connect() as conn:
+            session = await self._session_in(conn, session_id)
+            agent_row = (
+                await conn.execute(
+                    select(schema.agents).where(schema.agents.c.id == session.agent_id)
+                )
+            ).first()
+            if agent_row is None:
+                raise NotFound("agent", session.agent_id)
+            guidelines = schema.guidelines
+            guideline_rows = await conn.execute(
+                select(guidelines)
+                .where(guidelines.c.agent_id == session.agent_id, guidelines.c.enabled.is_(True))
+                .order_by(guidelines.c.created_at_us, guidelines.c.id)
+            )
+            canned = schema.canned_responses
+            canned_rows = await conn.execute(
+                select(canned)
+                .where(canned.c.agent_id == session.agent_id)
+                .order_by(canned.c.created_at_us, canned.c.id)
+            )
+            history_rows = await conn.execute(
+                select(events)
+                .where(
+                    events.c.session_id == session_id,
+                    events.c.kind.in_(sorted(k.value for k in history_kinds)),
+                )
+                .order_by(events.c.offset.desc())
+                .limit(history_limit)
+            )
+            return TurnSnapshot(
+                session=session,
+                agent=agent_from_row(agent_row),
+                guidelines=[guideline_from_row(r) for r in guideline_rows],
+                canned_responses=[canned_response_from_row(r) for r in canned_rows],
+                history=[event_from_row(r) for r in reversed(history_rows.all())],
+            )
+
     async def acquire_turn(
         self, session_id: str, owner: str, correlation_id: str, ttl_s: float
     ) -> bool:
@@ -634,35 +679,22 @@ class Repository:
         raises TurnAborted and appends nothing. With `hand_off` (a reason), the session switches
         to MANUAL in the same transaction, recorded right after `drafts`."""
 
+        if hand_off is None:
+            # The common case rides the group commit; the guard is checked in that transaction.
+            return await self._appender.append(AppendRequest(session_id, list(drafts), guard))
+
         async def job(conn: AsyncConnection) -> tuple[list[Event], list[Event]]:
+            result = await self._append_in(conn, session_id, drafts, guard)
             session = await self._session_in(conn, session_id, lock=True)
-            if session.mode is not SessionMode.AUTO and not guard.handed_off:
-                raise TurnAborted("the session is no longer in AUTO mode; a human answers")
-            events = schema.events
-            newer = await conn.scalar(
-                select(
-                    exists().where(
-                        events.c.session_id == session_id,
-                        events.c.offset > guard.trigger_offset,
-                        events.c.kind == EventKind.MESSAGE.value,
-                        events.c.source == EventSource.CUSTOMER.value,
-                    )
-                )
-            )
-            if newer:
-                raise TurnAborted("a newer customer message superseded this turn")
-            all_drafts = list(drafts)
-            if hand_off is not None and session.mode is SessionMode.AUTO:
+            if session.mode is SessionMode.AUTO:
                 await conn.execute(
                     update(schema.sessions)
                     .where(schema.sessions.c.id == session_id)
                     .values(mode=SessionMode.MANUAL.value, updated_at_us=now_us())
                 )
                 correlation = drafts[0].correlation_id if drafts else ""
-                all_drafts.append(
-                    mode_changed(session.mode, SessionMode.MANUAL, hand_off, correlation)
-                )
-            committed = await self._append_in(conn, session_id, all_drafts)
-            return committed, committed
+                change = mode_changed(session.mode, SessionMode.MANUAL, hand_off, correlation)
+                result += await self._append_in(conn, session_id, [change])
+            return result, result
 
         return await self._appender.run_job(job)

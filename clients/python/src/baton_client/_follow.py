@@ -1,0 +1,192 @@
+"""`follow`: a session's events, exactly once and in order, across reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from baton.v1 import message_pb2 as pb
+from baton.v1 import request_response_pb2 as rr
+from baton.v1 import service_pb2_grpc as svc
+from baton_client._retry import RetriesExhausted, RetryPolicy
+from baton_client.errors import error_info
+
+log = logging.getLogger("baton_client")
+
+#: `on_retry(error, delay)`: called before each reconnect wait with the error that ended the
+#: previous attempt (None when the stream ended without one) and the seconds about to be waited.
+RetryCallback = Callable[[BaseException | None, float], Any]
+
+
+class Follower:
+    """Async iterator over a session's events; returned by `BatonClient.follow`.
+
+    Yields `Event`s in offset order, each exactly once, and reopens the stream at
+    `next_offset` when it breaks with a retryable code (see `RetryPolicy`). Other errors
+    (NOT_FOUND for an unknown or deleted session, INVALID_ARGUMENT, ...) are raised, as is
+    `RetriesExhausted` when the policy gives up. Close it with `aclose()` or `async with`.
+    """
+
+    def __init__(
+        self,
+        stub: svc.EventServiceStub,
+        session_id: str,
+        from_offset: int,
+        *,
+        kinds: Sequence[int],
+        sources: Sequence[int],
+        retry: RetryPolicy,
+        on_caught_up: Callable[[], Any] | None,
+        on_retry: RetryCallback | None,
+    ) -> None:
+        self.session_id = session_id
+        #: Resume point: every offset below it was delivered (or skipped by the filters).
+        self.next_offset = from_offset
+        #: True once the server reported that the stored history has been delivered.
+        self.caught_up = False
+        #: Streams opened that delivered at least one response (1 + successful reconnects).
+        self.connections = 0
+        #: Consecutive failed attempts since the last healthy stream.
+        self.failures = 0
+        #: The error that ended the most recent attempt, if any.
+        self.last_error: BaseException | None = None
+        self._stub = stub
+        self._kinds = list(kinds)
+        self._sources = list(sources)
+        self._retry = retry
+        self._on_caught_up = on_caught_up
+        self._on_retry = on_retry
+        self._events = self._run()
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream was successfully reopened after a break."""
+        return max(0, self.connections - 1)
+
+    def __aiter__(self) -> Follower:
+        return self
+
+    async def __anext__(self) -> pb.Event:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        """Stops following and cancels the open stream."""
+        await self._events.aclose()
+
+    async def __aenter__(self) -> Follower:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _run(self) -> AsyncGenerator[pb.Event, None]:
+        policy = self._retry
+        down_since: float | None = None
+        while True:
+            request = rr.ListEventsRequest(
+                session_id=self.session_id,
+                min_offset=self.next_offset,
+                kinds=self._kinds,
+                sources=self._sources,
+                follow=True,
+            )
+            call = self._stub.ListEvents(request)
+            error: BaseException | None = None
+            healthy = False
+            try:
+                async for response in call:
+                    if not healthy:
+                        healthy = True
+                        self.connections += 1
+                        self.failures = 0
+                        down_since = None
+                        if self.connections > 1:
+                            log.info(
+                                "follow %s: reconnected at offset %d",
+                                self.session_id,
+                                self.next_offset,
+                            )
+                    for event in response.events:
+                        if event.offset < self.next_offset:
+                            continue  # already delivered (cannot happen on one stream)
+                        self.next_offset = event.offset + 1
+                        yield event
+                    if response.HasField("heartbeat"):
+                        self.next_offset = max(self.next_offset, response.heartbeat.next_offset)
+                    if response.caught_up and not self.caught_up:
+                        self.caught_up = True
+                        if self._on_caught_up is not None:
+                            result = self._on_caught_up()
+                            if inspect.isawaitable(result):
+                                await result
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in policy.retry_codes:
+                    raise
+                error = exc
+                self._advance_from_error(exc)
+            finally:
+                call.cancel()
+
+            # The stream broke (or, unexpectedly, ended): wait, then resume at next_offset.
+            self.last_error = error
+            self.failures += 1
+            now = time.monotonic()
+            if down_since is None:
+                down_since = now
+            if policy.max_attempts is not None and self.failures > policy.max_attempts:
+                raise RetriesExhausted(
+                    f"gave up following {self.session_id} after {self.failures - 1} reconnect "
+                    f"attempts: {_describe(error)}",
+                    error,
+                ) from error
+            delay = policy.delay(self.failures)
+            if policy.max_elapsed is not None and now + delay - down_since > policy.max_elapsed:
+                raise RetriesExhausted(
+                    f"gave up following {self.session_id}: down for more than "
+                    f"{policy.max_elapsed}s: {_describe(error)}",
+                    error,
+                ) from error
+            log.info(
+                "follow %s: %s; reconnecting at offset %d in %.2fs (attempt %d)",
+                self.session_id,
+                _describe(error),
+                self.next_offset,
+                delay,
+                self.failures,
+            )
+            if self._on_retry is not None:
+                result = self._on_retry(error, delay)
+                if inspect.isawaitable(result):
+                    await result
+            await asyncio.sleep(delay)
+
+    def _advance_from_error(self, error: grpc.aio.AioRpcError) -> None:
+        """A graceful shutdown says where to resume (past events skipped by filters)."""
+        info = error_info(error)
+        if info is None:
+            return
+        value = info.metadata.get("next_offset")
+        if value is not None and value.isdigit():
+            self.next_offset = max(self.next_offset, int(value))
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "stream ended"
+    if isinstance(error, grpc.aio.AioRpcError):
+        info = error_info(error)
+        reason = f" ({info.reason})" if info is not None and info.reason else ""
+        return f"{error.code().name}{reason}: {error.details()}"
+    return repr(error)
