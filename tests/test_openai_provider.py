@@ -23,7 +23,7 @@ from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.tools.api import tool
 from tests import fake_openai
 from tests.fake_openai import FakeOpenAI, completion, error, matches, streamed
-from tests.test_engine import describe, ends_with, turn_events
+from tests.test_engine import describe, ends_with, open_session, turn_events
 
 
 @pytest.fixture
@@ -165,23 +165,7 @@ OPENAI = {
 
 
 async def start_with_fake(start_server, fake: FakeOpenAI):  # type: ignore[no-untyped-def]
-    app, baton = await start_server(**OPENAI, openai_base_url=fake.base_url)
-    customer = await baton.customers.CreateCustomer(
-        rr.CreateCustomerRequest(customer=pb.Customer(name="Cy"))
-    )
-    session = (
-        await baton.sessions.CreateSession(
-            rr.CreateSessionRequest(
-                session=pb.Session(agent_id=app.example_agent_id, customer_id=customer.customer.id)
-            )
-        )
-    ).session
-    stream = baton.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
-    async with asyncio.timeout(10):
-        async for response in stream:
-            if response.caught_up:
-                break
-    return app, baton, session, stream
+    return await open_session(start_server, **OPENAI, openai_base_url=fake.base_url)
 
 
 async def test_end_to_end_handoff_with_streamed_reply(start_server, fake: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
