@@ -11,7 +11,9 @@ from grpc_health.v1 import health, health_pb2
 
 from baton_server.api.server import SERVICE_NAMES, build_server
 from baton_server.bus import EventBus
+from baton_server.bus.pg_relay import PostgresRelay
 from baton_server.config import Settings
+from baton_server.domain import Event
 from baton_server.engine import Engine, EngineSettings
 from baton_server.nlp import NLPProvider
 from baton_server.nlp.offline import OfflineProvider
@@ -62,6 +64,7 @@ class BatonApp:
         self.provider = build_provider(settings)
         self.engine: Engine | None = None
         self.example_agent_id = ""
+        self.relay: PostgresRelay | None = None
         self._database: Database | None = None
         self._repository: Repository | None = None
         self._server: grpc.aio.Server | None = None
@@ -78,9 +81,13 @@ class BatonApp:
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         self._repository = Repository(
-            self._database, on_commit=self.bus.publish, on_session_deleted=self.bus.session_deleted
+            self._database, on_commit=self._on_commit, on_session_deleted=self.bus.session_deleted
         )
         self._repository.start()
+        if not self._database.is_sqlite:
+            # Replicas may share this database: relay commits between them.
+            self.relay = PostgresRelay(settings.database_url, self._repository, self.bus)
+            await self.relay.start()
         if settings.engine_enabled:
             # SQLite serves one process; a shared PostgreSQL may have several replicas.
             engine_settings = EngineSettings(use_turn_lease=not self._database.is_sqlite)
@@ -107,6 +114,11 @@ class BatonApp:
         log.info("baton listening on %s:%d (%s)", settings.host, self.port, settings.database_url)
         return self.port
 
+    def _on_commit(self, events: list[Event]) -> None:
+        self.bus.publish(events)
+        if self.relay is not None:
+            self.relay.on_local_commit(events)
+
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: report NOT_SERVING, end follow streams with UNAVAILABLE (clients resume
         by offset), let in-flight unary calls finish, then drain the writer and close the DB."""
@@ -121,6 +133,8 @@ class BatonApp:
             await self.provider.close()
         if self._repository is not None:
             await self._repository.close()
+        if self.relay is not None:
+            await self.relay.close()
         if self._database is not None:
             await self._database.dispose()
 

@@ -141,6 +141,9 @@ class EventBus:
             for subscription in subscribers:
                 subscription._close("shutdown")
 
+    def subscribed_sessions(self) -> list[str]:
+        return list(self._by_session)
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._by_session.values())

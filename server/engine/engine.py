@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from baton_server.bus import EventBus
@@ -19,6 +20,8 @@ from baton_server.store import Repository
 from baton_server.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
+
+SEEN_LIMIT = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +63,20 @@ class Engine:
         self._owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._running: dict[str, tuple[Turn, asyncio.Task[None]]] = {}
         self._closing = False
+        # Ids of events already acted on: with several replicas an event may be published
+        # locally more than once (see bus/pg_relay.py).
+        self._seen: OrderedDict[str, None] = OrderedDict()
         bus.add_listener(self._on_commit)
 
     def _on_commit(self, events: list[Event]) -> None:
         if self._closing:
             return
         for event in events:
+            if event.id in self._seen:
+                continue
+            self._seen[event.id] = None
+            if len(self._seen) > SEEN_LIMIT:
+                self._seen.popitem(last=False)
             if starts_turn(event):
                 self._start(event)
             elif hands_to_humans(event):

@@ -1,0 +1,205 @@
+"""Cross-replica fan-out over PostgreSQL LISTEN/NOTIFY.
+
+Each replica NOTIFYs what it committed and LISTENs for what the others did; a notification
+carries only `session:first:head` ranges (never payloads: NOTIFY is capped at 8,000 bytes), and
+the receiver reads those events from the store and publishes them on its local bus, where
+subscribers de-duplicate by offset and fill any hole from the store. Notifications are coalesced:
+commits that land while a NOTIFY is in flight go out together in the next one (NOTIFY takes a
+global lock at commit, so one per commit would cap every writer). LISTEN runs on its own
+connection; when it drops, the relay reconnects with backoff and re-reads from the store what
+its local subscribers may have missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections import OrderedDict
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from baton_server.bus.fanout import EventBus
+from baton_server.domain import Event, EventFilter
+from baton_server.store import Repository
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "baton_events"
+MAX_PAYLOAD = 7900
+# Per-session delivery marks kept (least recently used dropped first).
+MAX_TRACKED_SESSIONS = 100_000
+READ_PAGE = 1000
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def encode(replica: str, ranges: dict[str, tuple[int, int]]) -> list[str]:
+    """`replica|sid:first:head,...` payloads, each under NOTIFY's size limit."""
+    payloads: list[str] = []
+    current = replica + "|"
+    for session_id, (first, head) in ranges.items():
+        item = f"{session_id}:{first}:{head}"
+        if len(current) + len(item) + 1 > MAX_PAYLOAD and not current.endswith("|"):
+            payloads.append(current)
+            current = replica + "|"
+        current += ("" if current.endswith("|") else ",") + item
+    if not current.endswith("|"):
+        payloads.append(current)
+    return payloads
+
+
+def decode(payload: str) -> tuple[str, dict[str, tuple[int, int]]]:
+    replica, _, body = payload.partition("|")
+    ranges: dict[str, tuple[int, int]] = {}
+    for item in filter(None, body.split(",")):
+        session_id, first, head = item.rsplit(":", 2)
+        ranges[session_id] = (int(first), int(head))
+    return replica, ranges
+
+
+class PostgresRelay:
+    def __init__(self, database_url: str, repository: Repository, bus: EventBus) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self._repository = repository
+        self._bus = bus
+        self.replica_id = uuid.uuid4().hex[:12]
+        # Offset up to which this relay has re-published each session's remote events. A range
+        # may include this replica's own commits: local consumers de-duplicate (subscribers by
+        # offset, the engine by event id).
+        self._delivered: OrderedDict[str, int] = OrderedDict()
+        self._pending: dict[str, tuple[int, int]] = {}
+        self._wake = asyncio.Event()
+        self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncpg.Connection | None = None
+        self._closing = False
+        self.reconnects = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._notifier = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": "baton-notify"}
+        )
+        await self._listen()
+        self._tasks.append(asyncio.create_task(self._flush_forever(), name="baton-notify"))
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in [*self._tasks, *self._fetching.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._fetching.values()]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for connection in (self._listener, self._notifier):
+            if connection is not None and not connection.is_closed():
+                await connection.close()
+
+    async def _listen(self) -> None:
+        listener = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": "baton-listen"}
+        )
+        await listener.add_listener(CHANNEL, self._on_notification)
+        listener.add_termination_listener(self._on_listener_lost)
+        self._listener = listener
+
+    def _on_listener_lost(self, _connection: object) -> None:
+        if not self._closing:
+            log.warning("LISTEN connection lost; reconnecting")
+            self._tasks.append(asyncio.create_task(self._relisten(), name="baton-relisten"))
+
+    async def _relisten(self) -> None:
+        delay = 0.05
+        while not self._closing:
+            try:
+                await self._listen()
+                break
+            except (OSError, asyncpg.PostgresError) as error:
+                log.warning("LISTEN reconnect failed: %s", error)
+                await asyncio.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 5.0)
+        self.reconnects += 1
+        # Whatever was committed elsewhere while we were deaf: re-read for local subscribers.
+        for session_id in self._bus.subscribed_sessions():
+            self._fetch_soon(session_id, None)
+
+    # ------------------------------------------------------------------ outgoing
+
+    def on_local_commit(self, events: list[Event]) -> None:
+        """Called after every local commit (before local publication is complete is fine)."""
+        for event in events:
+            sid = event.session_id
+            first, head = self._pending.get(sid, (event.offset, event.offset + 1))
+            self._pending[sid] = (min(first, event.offset), max(head, event.offset + 1))
+        self._wake.set()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ranges, self._pending = self._pending, {}
+            for payload in encode(self.replica_id, ranges):
+                try:
+                    await self._notifier.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    # Readers still find every event in the store; only liveness suffers.
+                    log.warning("NOTIFY failed (%s); reconnecting the notifier", error)
+                    with contextlib.suppress(Exception):
+                        self._notifier = await asyncpg.connect(self._dsn)
+
+    # ------------------------------------------------------------------ incoming
+
+    def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            replica, ranges = decode(payload)
+        except ValueError:
+            log.warning("ignoring malformed notification %r", payload[:100])
+            return
+        if replica == self.replica_id:
+            return
+        for session_id, (first, head) in ranges.items():
+            if head > self._delivered.get(session_id, first):
+                self._fetch_soon(session_id, first)
+
+    def _fetch_soon(self, session_id: str, first: int | None) -> None:
+        if session_id in self._fetching:
+            # The running fetch reads up to the current head, which covers this range too
+            # unless it started before the commit: queue one more pass.
+            self._fetching[session_id].add_done_callback(
+                lambda _t: self._fetch_soon(session_id, first) if not self._closing else None
+            )
+            return
+        task = asyncio.create_task(self._fetch(session_id, first))
+        self._fetching[session_id] = task
+        task.add_done_callback(lambda _t: self._fetching.pop(session_id, None))
+
+    async def _fetch(self, session_id: str, first: int | None) -> None:
+        try:
+            head = await self._repository.next_offset(session_id)
+            start = self._delivered.get(session_id)
+            if start is None:
+                start = first if first is not None else head
+            while start < head:
+                events = await self._repository.read_events(
+                    session_id, start, head, EventFilter(), READ_PAGE
+                )
+                if not events:
+                    break
+                self._mark(session_id, events[-1].offset + 1)
+                self._bus.publish(events)
+                start = events[-1].offset + 1
+        except Exception:
+            log.debug("relay fetch for %s failed", session_id, exc_info=True)
+
+    def _mark(self, session_id: str, head: int) -> None:
+        if head > self._delivered.get(session_id, -1):
+            self._delivered[session_id] = head
+        self._delivered.move_to_end(session_id)
+        while len(self._delivered) > MAX_TRACKED_SESSIONS:
+            self._delivered.popitem(last=False)

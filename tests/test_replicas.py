@@ -1,0 +1,178 @@
+"""Several `baton serve` processes on one PostgreSQL: offsets, cross-replica live streams."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+import asyncpg
+import grpc
+import pytest
+
+from baton.v1 import message_pb2 as pb
+from baton.v1 import request_response_pb2 as rr
+from baton_server.bus.pg_relay import asyncpg_dsn
+from tests.postgres import fresh_postgres_database
+from tests.support import ServerProcess, Stubs, collect, customer_message
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+async def start_replicas(url: str, count: int, *flags: str) -> list[ServerProcess]:
+    replicas = [ServerProcess(url, *flags) for _ in range(count)]
+    # One at a time: the first one runs the migrations.
+    for replica in replicas:
+        await asyncio.to_thread(replica.start)
+    return replicas
+
+
+def human(session_id: str, text: str) -> rr.CreateEventRequest:
+    return rr.CreateEventRequest(
+        session_id=session_id,
+        kind=pb.EVENT_KIND_MESSAGE,
+        source=pb.EVENT_SOURCE_HUMAN_AGENT,
+        message=pb.MessageData(text=text, participant=pb.Participant(id="op", display_name="Op")),
+    )
+
+
+async def test_three_replicas_one_subscriber_sees_every_offset_once(postgres_url: str) -> None:
+    replicas = await start_replicas(postgres_url, 3, "--no-engine")
+    channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
+    try:
+        stubs = [Stubs.on(c) for c in channels]
+        session = await stubs[0].new_session()
+        stream = stubs[0].events.ListEvents(
+            rr.ListEventsRequest(session_id=session.id, follow=True)
+        )
+        await collect(stream, until_caught_up=True)
+        per_replica, writers = 1000, 10
+
+        async def writer(replica: Stubs, w: int) -> None:
+            for i in range(per_replica // writers):
+                await replica.events.CreateEvent(human(session.id, f"{w}-{i}"), timeout=30)
+
+        reading = asyncio.create_task(collect(stream, until_offset=3 * per_replica, timeout=120))
+        await asyncio.gather(*(writer(s, w) for s in stubs for w in range(writers)))
+        events, _ = await reading
+        stream.cancel()
+        assert [e.offset for e in events] == list(range(1, 3 * per_replica + 1))
+    finally:
+        for channel in channels:
+            await channel.close()
+        for replica in replicas:
+            replica.kill()
+
+
+async def test_live_delivery_survives_a_dropped_listen_connection(postgres_url: str) -> None:
+    replicas = await start_replicas(postgres_url, 2, "--no-engine")
+    channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
+    try:
+        a, b = (Stubs.on(c) for c in channels)
+        session = await a.new_session()
+        stream = a.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
+        await collect(stream, until_caught_up=True)
+        first = (await b.events.CreateEvent(human(session.id, "before"))).event
+        await collect(stream, until_offset=first.offset)
+        admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'baton-listen' AND datname = current_database()"
+            )
+        finally:
+            await admin.close()
+        assert killed == 2
+        # Appended right away, possibly while replica A is not listening: still delivered.
+        after = [
+            (await b.events.CreateEvent(human(session.id, f"after {i}"))).event for i in range(5)
+        ]
+        events, _ = await collect(stream, until_offset=after[-1].offset, timeout=30)
+        stream.cancel()
+        assert [e.offset for e in events] == [e.offset for e in after]
+    finally:
+        for channel in channels:
+            await channel.close()
+        for replica in replicas:
+            replica.kill()
+
+
+async def test_a_turn_runs_once_across_replicas(postgres_url: str) -> None:
+    replicas = await start_replicas(postgres_url, 2)
+    channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
+    try:
+        a, b = (Stubs.on(c) for c in channels)
+        session = await a.new_session()
+        stream = a.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
+        await collect(stream, until_caught_up=True)
+        sent = []
+        for text in ("hello there", "and again"):
+            message = (await b.events.CreateEvent(customer_message(session.id, text))).event
+            sent.append(message)
+            async with asyncio.timeout(30):
+                async for response in stream:
+                    if any(
+                        e.correlation_id == message.id and e.status.status == pb.STATUS_READY
+                        for e in response.events
+                    ):
+                        break
+        stream.cancel()
+        log, _ = await collect(a.events.ListEvents(rr.ListEventsRequest(session_id=session.id)))
+        for message in sent:
+            acks = [
+                e
+                for e in log
+                if e.correlation_id == message.id and e.status.status == pb.STATUS_ACKNOWLEDGED
+            ]
+            replies = [
+                e
+                for e in log
+                if e.correlation_id == message.id
+                and e.source == pb.EVENT_SOURCE_AI_AGENT
+                and e.WhichOneof("data") == "message"
+            ]
+            assert (len(acks), len(replies)) == (1, 1)
+    finally:
+        for channel in channels:
+            await channel.close()
+        for replica in replicas:
+            replica.kill()
+
+
+async def test_sigkill_of_one_replica_loses_no_acknowledged_event(postgres_url: str) -> None:
+    replicas = await start_replicas(postgres_url, 2, "--no-engine")
+    channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
+    try:
+        a, b = (Stubs.on(c) for c in channels)
+        session = await a.new_session()
+        acknowledged: list[str] = []
+
+        async def writer(replica: Stubs) -> None:
+            for i in range(300):
+                try:
+                    event = (
+                        await replica.events.CreateEvent(human(session.id, str(i)), timeout=10)
+                    ).event
+                except grpc.aio.AioRpcError:
+                    return
+                acknowledged.append(event.id)
+
+        writes = [asyncio.create_task(writer(s)) for s in (a, b) for _ in range(4)]
+        async with asyncio.timeout(30):
+            while len(acknowledged) < 200:
+                await asyncio.sleep(0.005)
+        replicas[1].process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        await asyncio.gather(*writes)
+        log, _ = await collect(a.events.ListEvents(rr.ListEventsRequest(session_id=session.id)))
+        assert [e.offset for e in log] == list(range(len(log)))
+        assert set(acknowledged) <= {e.id for e in log}
+        assert len(log) >= 1 + 4 * 300, "replica A's writers went on"
+    finally:
+        for channel in channels:
+            await channel.close()
+        for replica in replicas:
+            replica.kill()
