@@ -25,9 +25,8 @@ async def postgres_url() -> AsyncIterator[str]:
 
 async def start_replicas(url: str, count: int, *flags: str) -> list[ServerProcess]:
     replicas = [ServerProcess(url, *flags) for _ in range(count)]
-    # One at a time: the first one runs the migrations.
-    for replica in replicas:
-        await asyncio.to_thread(replica.start)
+    # All at once, on a fresh database: they race to migrate it.
+    await asyncio.gather(*(asyncio.to_thread(replica.start) for replica in replicas))
     return replicas
 
 

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
+# Arbitrary, fixed key of the PostgreSQL advisory lock held while migrating.
+MIGRATION_LOCK = 0x62A70E
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,4 +86,7 @@ async def migrate(database: Database) -> None:
         command.upgrade(config, "head")
 
     async with database.writer.begin() as conn:
+        if not database.is_sqlite:
+            # Replicas starting together: one migrates, the others wait and find it done.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(upgrade)
