@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from baton_server.api.mapping import (
     timestamp,
 )
 from baton_server.api.protos import pb, rr, svc_grpc
-from baton_server.domain import EventFilter, now_us
+from baton_server.domain import Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
 from baton_server.service.event_stream import (
     CaughtUp,
@@ -28,6 +29,7 @@ from baton_server.service.event_stream import (
 )
 from baton_server.store import Repository
 
+LIVE_PROTO_CACHE = 4096
 _CAUGHT_UP = rr.ListEventsResponse(caught_up=True)
 _FELL_BEHIND = rr.ListEventsResponse(fell_behind=True)
 
@@ -54,6 +56,16 @@ class EventServicer(svc_grpc.EventServiceServicer):
     def __init__(self, repository: Repository, streamer: EventStreamer) -> None:
         self._repo = repository
         self._streamer = streamer
+        # Live events go to every follower of a session: build each one's proto once.
+        self._live_protos: OrderedDict[str, Any] = OrderedDict()
+
+    def _live_proto(self, event: Event) -> Any:
+        proto = self._live_protos.get(event.id)
+        if proto is None:
+            proto = self._live_protos[event.id] = event_to_proto(event)
+            if len(self._live_protos) > LIVE_PROTO_CACHE:
+                self._live_protos.popitem(last=False)
+        return proto
 
     async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         session_id = require_id(request.session_id, "session_id")
@@ -72,7 +84,8 @@ class EventServicer(svc_grpc.EventServiceServicer):
             session_id, request.min_offset, event_filter, request.follow
         ):
             if isinstance(item, EventsBatch):
-                yield rr.ListEventsResponse(events=[event_to_proto(e) for e in item.events])
+                encode = self._live_proto if item.live else event_to_proto
+                yield rr.ListEventsResponse(events=[encode(e) for e in item.events])
             elif isinstance(item, CaughtUp):
                 yield _CAUGHT_UP
             elif isinstance(item, FellBehind):

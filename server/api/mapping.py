@@ -266,9 +266,12 @@ def event_to_proto(event: Event) -> pb.Event:
         offset=event.offset,
         kind=KIND_TO_PROTO[event.kind],
         source=SOURCE_TO_PROTO[event.source],
-        created_at=timestamp(event.created_at_us),
         correlation_id=event.correlation_id,
     )
+    # Set in place: building a Timestamp and passing it would copy it.
+    created = proto.created_at
+    created.seconds, micros = divmod(event.created_at_us, 1_000_000)
+    created.nanos = micros * 1000
     data = event.data
     kind = event.kind
     if kind is EventKind.MESSAGE:

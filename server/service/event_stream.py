@@ -20,6 +20,8 @@ from baton_server.store import Repository
 @dataclass(frozen=True, slots=True)
 class EventsBatch:
     events: list[Event]
+    # Live batches go to every subscriber of the session, so encodings are worth caching.
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class EventStreamer:
             cursor = min_offset
             async for batch in self._read_store(session_id, cursor, head, event_filter):
                 yield batch
+            batch = None  # do not pin the last catch-up page for the stream's whole life
             if subscription is None:
                 return
             cursor = max(cursor, head)
@@ -110,6 +113,7 @@ class EventStreamer:
                 head = await self._repository.next_offset(session_id)
                 async for batch in self._read_store(session_id, cursor, head, event_filter):
                     yield batch
+                batch = None
                 cursor = max(cursor, head)
                 continue
             for delta in subscription.take_deltas():
@@ -122,17 +126,21 @@ class EventStreamer:
                 if event.offset > cursor:
                     # A commit published ahead of an earlier one: fetch the hole from the store.
                     if ready:
-                        yield EventsBatch(ready)
+                        yield EventsBatch(ready, live=True)
                         ready = []
                     async for batch in self._read_store(
                         session_id, cursor, event.offset, event_filter
                     ):
                         yield batch
+                    batch = None
                 cursor = event.offset + 1
                 if event_filter.matches(event):
                     ready.append(event)
             if ready:
-                yield EventsBatch(ready)
+                yield EventsBatch(ready, live=True)
+            # Drop references before waiting again, so an idle stream pins no events.
+            ready = []
+            event = None
 
     async def _read_store(
         self, session_id: str, start: int, end: int, event_filter: EventFilter

@@ -65,7 +65,10 @@ class AppendRequest:
     def prepare(self) -> AppendRequest:
         for draft in self.drafts:
             data_json = draft.data_json()
-            self.encoded.append((data_json, request_digest(self.session_id, draft, data_json)))
+            digest = (
+                request_digest(self.session_id, draft, data_json) if draft.idempotency_key else ""
+            )
+            self.encoded.append((data_json, digest))
         return self
 
 
@@ -333,9 +336,10 @@ class Appender:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        # Answer the caller first: its reply need not wait behind every subscriber's wake-up.
+        _settle(job.future, result)
         if committed:
             self._publish(committed)
-        _settle(job.future, result)
 
     async def _run_batch(self, batch: list[_Append]) -> None:
         try:
@@ -351,10 +355,10 @@ class Appender:
             for single in batch:
                 await self._run_batch([single])
             return
-        if outcome.committed:
-            self._publish(outcome.committed)
         for item, result in zip(batch, outcome.results, strict=True):
             _settle(item.future, result)
+        if outcome.committed:
+            self._publish(outcome.committed)
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

@@ -17,14 +17,18 @@ from baton_server.domain import (
     SessionMode,
 )
 
+# Plain dict lookups: Enum(value) costs several times more, and replay converts every row.
+_KINDS = {k.value: k for k in EventKind}
+_SOURCES = {s.value: s for s in EventSource}
+
 
 def event_from_row(row: Any) -> Event:
     return Event(
         id=row.id,
         session_id=row.session_id,
         offset=row.offset,
-        kind=EventKind(row.kind),
-        source=EventSource(row.source),
+        kind=_KINDS[row.kind],
+        source=_SOURCES[row.source],
         created_at_us=row.created_at_us,
         correlation_id=row.correlation_id,
         data_json=row.data_json,
