@@ -102,7 +102,10 @@ class BatonApp:
         streamer = EventStreamer(
             self._repository,
             self.bus,
-            StreamSettings(heartbeat_interval_s=settings.heartbeat_interval_s),
+            StreamSettings(
+                heartbeat_interval_s=settings.heartbeat_interval_s,
+                verify_head_when_idle=self.relay is not None,
+            ),
         )
         self._server = build_server(settings, self._repository, streamer, self._health, self.tools)
         self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")

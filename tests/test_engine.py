@@ -329,3 +329,62 @@ async def test_chat_command_talks_to_the_example_agent(start_server) -> None:  #
     assert "initiate_human_handoff" in text and '"mode": "manual"' in text
     # The last message, in manual mode, is only acknowledged.
     assert text.rstrip().splitlines()[-1].endswith("acknowledged")
+
+
+async def test_messages_learned_out_of_order_still_get_the_newest_answered(
+    database_url: str,
+) -> None:
+    """Replicas may learn of customer messages out of order; only the newest one gets a turn,
+    and an older one arriving late must not cancel it."""
+    from baton_server.bus import EventBus
+    from baton_server.domain import (
+        Event,
+        EventDraft,
+        EventFilter,
+        EventKind,
+        EventSource,
+        SessionMode,
+    )
+    from baton_server.engine import Engine, EngineSettings
+    from baton_server.nlp.offline import OfflineProvider
+    from baton_server.store import Repository, open_database
+    from baton_server.tools import ToolRegistry
+
+    bus = EventBus()
+    held: list[list[Event]] = []
+
+    def publish(events: list[Event]) -> None:
+        if any(e.data.get("text") == "first" for e in events):
+            held.append(events)  # learned late
+            return
+        bus.publish(events)
+
+    database = await open_database(database_url, sqlite_synchronous="NORMAL")
+    repository = Repository(database, on_commit=publish, on_session_deleted=bus.session_deleted)
+    repository.start()
+    engine = Engine(
+        repository, bus, OfflineProvider(), ToolRegistry(), EngineSettings(use_turn_lease=False)
+    )
+    try:
+        agent = await repository.create_agent("a", "")
+        customer = await repository.create_customer("c", {})
+        session = await repository.create_session(agent.id, customer.id, "", SessionMode.AUTO, {})
+        say = lambda text: EventDraft(EventKind.MESSAGE, EventSource.CUSTOMER, {"text": text})  # noqa: E731
+        await repository.append_event(session.id, say("first"))
+        second = await repository.append_event(session.id, say("second"))
+        await engine.idle()
+        bus.publish(held.pop())  # the older message arrives now
+        await engine.idle()
+        log = await repository.read_events(session.id, 0, 100, EventFilter(), 100)
+        statuses = [
+            (e.correlation_id == second.id, e.data.get("status"))
+            for e in log
+            if e.kind is EventKind.STATUS
+        ]
+        assert statuses[-1] == (True, "ready")
+        assert all(is_second for is_second, _ in statuses), "no turn for the older message"
+        assert (True, "cancelled") not in statuses
+    finally:
+        await engine.close()
+        await repository.close()
+        await database.dispose()

@@ -280,3 +280,64 @@ async def test_concurrent_retries_with_one_key_append_once(baton: Stubs) -> None
     results = await asyncio.gather(*(baton.events.CreateEvent(request) for _ in range(20)))
     assert len({r.event.id for r in results}) == 1
     assert await log_length(baton, session.id) == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad_field"),
+    [
+        ({"custom": {"x": float("nan")}}, "custom"),
+        ({"custom": {"x": float("inf")}}, "custom"),
+        ({"custom": {"type": "baton.session_mode_changed", "mode": "manual"}}, "custom.type"),
+    ],
+)
+async def test_custom_data_that_cannot_be_stored_or_is_reserved(
+    baton: Stubs, fields: dict, bad_field: str
+) -> None:
+    session = await baton.new_session()
+    custom = struct_pb2.Struct()
+    custom.update(fields["custom"])
+    error = await expect_error(
+        baton.events.CreateEvent(
+            event(
+                session.id, kind=pb.EVENT_KIND_CUSTOM, source=pb.EVENT_SOURCE_SYSTEM, custom=custom
+            )
+        ),
+        INVALID,
+    )
+    assert bad_request_fields(error) == [bad_field]
+
+
+async def test_nul_characters_are_invalid_on_every_backend(baton: Stubs) -> None:
+    session = await baton.new_session()
+    cases = [
+        (baton.sessions.GetSession(rr.GetSessionRequest(session_id="ses_\x00")), "session_id"),
+        (
+            baton.agents.CreateAgent(rr.CreateAgentRequest(agent=pb.Agent(name="A\x00"))),
+            "agent.name",
+        ),
+        (
+            baton.events.CreateEvent(customer_message(session.id, "hi", idempotency_key="k\x00")),
+            "idempotency_key",
+        ),
+        (
+            baton.customers.CreateCustomer(
+                rr.CreateCustomerRequest(customer=pb.Customer(name="C", metadata={"crm": "1\x00"}))
+            ),
+            "customer.metadata['crm']",
+        ),
+    ]
+    for call, field in cases:
+        error = await expect_error(call, INVALID)
+        assert bad_request_fields(error) == [field]
+
+
+async def test_page_token_with_an_absurd_cursor_is_invalid(baton: Stubs) -> None:
+    import base64
+
+    for t in ("1e400", str(10**30), "-5"):
+        raw = f'{{"t":{t},"i":"x","f":"y"}}'.encode()
+        token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        error = await expect_error(
+            baton.agents.ListAgents(rr.ListAgentsRequest(page_token=token)), INVALID
+        )
+        assert bad_request_fields(error) == ["page_token"]

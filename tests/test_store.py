@@ -75,3 +75,43 @@ def _everything():  # type: ignore[no-untyped-def]
     from baton_server.domain import EventFilter
 
     return EventFilter()
+
+
+async def test_after_a_handoff_a_human_message_silences_the_turn(database_url: str) -> None:
+    repository, _ = await open_repository(database_url)
+    try:
+        session_id = await new_session(repository)
+        trigger = await repository.append_event(session_id, message("I want a human"))
+        guard = TurnGuard(trigger_offset=trigger.offset)
+        tool = EventDraft(EventKind.TOOL, EventSource.SYSTEM, {"tool_calls": []})
+        await repository.append_turn_events(session_id, [tool], guard, hand_off="asked")
+        handed_off = TurnGuard(trigger_offset=trigger.offset, handed_off=True)
+        # The turn's own transition message may still go out...
+        await repository.append_turn_events(
+            session_id, [message("Connecting you", EventSource.AI_AGENT)], handed_off
+        )
+        # ...but not once a human agent has spoken.
+        await repository.append_event(session_id, message("Hi, Olga here", EventSource.HUMAN_AGENT))
+        try:
+            await repository.append_turn_events(
+                session_id, [message("late AI words", EventSource.AI_AGENT)], handed_off
+            )
+            raise AssertionError("the AI must not talk over a human")
+        except TurnAborted as aborted:
+            assert "human agent answered" in aborted.message
+    finally:
+        await repository.close()
+
+
+async def test_turn_lease_refuses_a_message_already_handled(database_url: str) -> None:
+    repository, _ = await open_repository(database_url)
+    try:
+        session_id = await new_session(repository)
+        assert await repository.acquire_turn(session_id, "replica-a", "c5", 5, 60)
+        assert not await repository.acquire_turn(session_id, "replica-b", "c6", 6, 60), "held"
+        await repository.release_turn(session_id, "replica-a")
+        # Replica B learns of message 5 late: it was handled; message 6 is new.
+        assert not await repository.acquire_turn(session_id, "replica-b", "c5", 5, 60)
+        assert await repository.acquire_turn(session_id, "replica-b", "c6", 6, 60)
+    finally:
+        await repository.close()

@@ -15,7 +15,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -101,11 +102,47 @@ async def _abort(context: grpc.aio.ServicerContext, error: BaseException, method
 _UNDECODABLE = InvalidArgument.single("request", "could not be decoded as the expected message")
 
 
+def nul_field(message: Message, prefix: str = "") -> str | None:
+    """Path of the first string field holding a NUL character, if any.
+
+    PostgreSQL cannot store NUL in text and SQLite can: reject it for every RPC, in one place, so
+    both backends answer the same.
+    """
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = value if field.is_repeated else [value]
+            if any("\x00" in v for v in values):
+                return path
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    if "\x00" in str(key) or (isinstance(item, str) and "\x00" in item):
+                        return f"{path}[{key!r}]"
+                    if isinstance(item, Message) and (
+                        found := nul_field(item, f"{path}[{key!r}].")
+                    ):
+                        return found
+                continue
+            items = value if field.is_repeated else [value]
+            for i, item in enumerate(items):
+                label = f"{path}[{i}]." if field.is_repeated else f"{path}."
+                if found := nul_field(item, label):
+                    return found
+    return None
+
+
+def _check_request(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise _UNDECODABLE
+    if isinstance(request, Message) and (field := nul_field(request)):
+        raise InvalidArgument.single(field, "must not contain NUL (\\x00) characters")
+
+
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            if isinstance(request, _Undecodable):
-                raise _UNDECODABLE
+            _check_request(request)
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -118,8 +155,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
 def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            if isinstance(request, _Undecodable):
-                raise _UNDECODABLE
+            _check_request(request)
             async for response in behavior(request, context):
                 yield response
         except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):

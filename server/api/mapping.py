@@ -23,6 +23,8 @@ from baton_server.domain import (
 from baton_server.errors import FieldViolation, InvalidArgument
 from baton_server.tools import Tool
 
+# Custom event types Baton writes itself (session created, mode changed): clients may not.
+RESERVED_TYPE_PREFIX = "baton."
 MAX_ID_LENGTH = 128
 MAX_KEY_LENGTH = 128
 MAX_CORRELATION_ID_LENGTH = 256
@@ -245,15 +247,30 @@ def _data_from_proto(field: str, value: Any, problems: Violations) -> dict[str, 
                 problems.add(f"tool.tool_calls[{i}].name", "required")
             item: dict[str, Any] = {
                 "name": call.name,
-                "arguments": json_format.MessageToDict(call.arguments),
+                "arguments": _json(call.arguments, f"tool.tool_calls[{i}].arguments", problems),
             }
             if call.HasField("result"):
-                item["result"] = json_format.MessageToDict(call.result)
+                item["result"] = _json(call.result, f"tool.tool_calls[{i}].result", problems)
             if call.error:
                 item["error"] = call.error
             calls.append(item)
         return {"tool_calls": calls}
-    return json_format.MessageToDict(value)
+    custom = _json(value, "custom", problems)
+    if str(custom.get("type", "")).startswith(RESERVED_TYPE_PREFIX):
+        problems.add(
+            "custom.type",
+            f"types starting with {RESERVED_TYPE_PREFIX!r} are reserved for Baton's own events",
+        )
+    return custom
+
+
+def _json(value: Any, field: str, problems: Violations) -> Any:
+    """A Struct/Value as plain JSON; NaN and infinities have no JSON form."""
+    try:
+        return json_format.MessageToDict(value)
+    except ValueError:
+        problems.add(field, "numbers must be finite (no NaN or Infinity)")
+        return {}
 
 
 # ---------------------------------------------------------------- events: domain -> proto

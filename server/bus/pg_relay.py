@@ -69,13 +69,15 @@ class PostgresRelay:
         self._repository = repository
         self._bus = bus
         self.replica_id = uuid.uuid4().hex[:12]
-        # Offset up to which this relay has re-published each session's remote events. A range
-        # may include this replica's own commits: local consumers de-duplicate (subscribers by
-        # offset, the engine by event id).
+        # Offset up to which this replica has published each session's events (its own commits
+        # and the ones relayed). Local subscribers fill any hole below it from the store, and
+        # each replica's engine reacts to its own commits.
         self._delivered: OrderedDict[str, int] = OrderedDict()
         self._pending: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
         self._fetching: dict[str, asyncio.Task[None]] = {}
+        # Sessions notified again while a fetch for them runs: that fetch reads once more.
+        self._dirty: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
         self._closing = False
@@ -92,6 +94,9 @@ class PostgresRelay:
 
     async def close(self) -> None:
         self._closing = True
+        if self._pending:  # the last commits (e.g. shutdown statuses) still reach the others
+            with contextlib.suppress(Exception):
+                await self._flush()
         for task in [*self._tasks, *self._fetching.values()]:
             task.cancel()
         for task in [*self._tasks, *self._fetching.values()]:
@@ -137,21 +142,37 @@ class PostgresRelay:
             sid = event.session_id
             first, head = self._pending.get(sid, (event.offset, event.offset + 1))
             self._pending[sid] = (min(first, event.offset), max(head, event.offset + 1))
+            self._mark(sid, event.offset + 1)
         self._wake.set()
 
     async def _flush_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            ranges, self._pending = self._pending, {}
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # Readers still find every event in the store; only liveness suffers meanwhile.
+                log.warning("NOTIFY failed (%s); reconnecting the notifier", error)
+                await asyncio.sleep(0.1)
+                with contextlib.suppress(Exception):
+                    self._notifier = await asyncpg.connect(
+                        self._dsn, server_settings={"application_name": "baton-notify"}
+                    )
+                self._wake.set()
+
+    async def _flush(self) -> None:
+        ranges, self._pending = self._pending, {}
+        try:
             for payload in encode(self.replica_id, ranges):
-                try:
-                    await self._notifier.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    # Readers still find every event in the store; only liveness suffers.
-                    log.warning("NOTIFY failed (%s); reconnecting the notifier", error)
-                    with contextlib.suppress(Exception):
-                        self._notifier = await asyncpg.connect(self._dsn)
+                await self._notifier.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        except BaseException:
+            for sid, (first, head) in ranges.items():  # send them again with what came since
+                old = self._pending.get(sid, (first, head))
+                self._pending[sid] = (min(first, old[0]), max(head, old[1]))
+            raise
 
     # ------------------------------------------------------------------ incoming
 
@@ -169,11 +190,7 @@ class PostgresRelay:
 
     def _fetch_soon(self, session_id: str, first: int | None) -> None:
         if session_id in self._fetching:
-            # The running fetch reads up to the current head, which covers this range too
-            # unless it started before the commit: queue one more pass.
-            self._fetching[session_id].add_done_callback(
-                lambda _t: self._fetch_soon(session_id, first) if not self._closing else None
-            )
+            self._dirty.add(session_id)
             return
         task = asyncio.create_task(self._fetch(session_id, first))
         self._fetching[session_id] = task
@@ -181,19 +198,25 @@ class PostgresRelay:
 
     async def _fetch(self, session_id: str, first: int | None) -> None:
         try:
-            head = await self._repository.next_offset(session_id)
-            start = self._delivered.get(session_id)
-            if start is None:
-                start = first if first is not None else head
-            while start < head:
-                events = await self._repository.read_events(
-                    session_id, start, head, EventFilter(), READ_PAGE
-                )
-                if not events:
-                    break
-                self._mark(session_id, events[-1].offset + 1)
-                self._bus.publish(events)
-                start = events[-1].offset + 1
+            while True:
+                self._dirty.discard(session_id)
+                head = await self._repository.next_offset(session_id)
+                start = self._delivered.get(session_id)
+                if start is None:
+                    start = first if first is not None else head
+                while start < head:
+                    events = await self._repository.read_events(
+                        session_id, start, head, EventFilter(), READ_PAGE
+                    )
+                    if not events:
+                        break
+                    self._mark(session_id, events[-1].offset + 1)
+                    self._bus.publish(events)
+                    start = events[-1].offset + 1
+                if session_id not in self._dirty:
+                    return
+        except asyncio.CancelledError:
+            raise
         except Exception:
             log.debug("relay fetch for %s failed", session_id, exc_info=True)
 

@@ -66,6 +66,7 @@ class Engine:
         # Ids of events already acted on: with several replicas an event may be published
         # locally more than once (see bus/pg_relay.py).
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._newest_trigger: OrderedDict[str, int] = OrderedDict()
         bus.add_listener(self._on_commit)
 
     def _on_commit(self, events: list[Event]) -> None:
@@ -86,6 +87,14 @@ class Engine:
                     running[1].cancel()
 
     def _start(self, trigger: Event) -> None:
+        # Replicas may learn of messages out of order: only the newest one gets a turn.
+        newest = self._newest_trigger.get(trigger.session_id, -1)
+        if trigger.offset <= newest:
+            return
+        self._newest_trigger[trigger.session_id] = trigger.offset
+        self._newest_trigger.move_to_end(trigger.session_id)
+        if len(self._newest_trigger) > SEEN_LIMIT:
+            self._newest_trigger.popitem(last=False)
         previous = self._running.get(trigger.session_id)
         if previous is not None:
             previous[0].cancel_reason = "superseded by a newer customer message"
@@ -113,12 +122,16 @@ class Engine:
         session_id = trigger.session_id
         try:
             acquired = await self._repository.acquire_turn(
-                session_id, self._owner, trigger.correlation_id, self._settings.turn_lease_s
+                session_id,
+                self._owner,
+                trigger.correlation_id,
+                trigger.offset,
+                self._settings.turn_lease_s,
             )
         except Exception:
             return
         if not acquired:
-            log.info("turn for %s runs on another replica", session_id)
+            log.info("turn for %s runs (or ran) on another replica", session_id)
             return
         try:
             await turn.run()

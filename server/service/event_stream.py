@@ -62,6 +62,9 @@ class StreamSettings:
     batch_events: int = 100
     # Rough cap on the payload bytes of one catch-up message (clients accept 4 MiB by default).
     batch_bytes: int = 1 << 20
+    # Compare with the store's head on every idle heartbeat (on when replicas share a database,
+    # where live delivery depends on notifications that can be lost).
+    verify_head_when_idle: bool = False
 
 
 class EventStreamer:
@@ -98,6 +101,16 @@ class EventStreamer:
         deltas_wanted = wants_deltas(event_filter)
         while True:
             if not await subscription.wait(settings.heartbeat_interval_s):
+                if settings.verify_head_when_idle:
+                    # Live hints can be lost (e.g. another replica's notification while our
+                    # LISTEN connection was down): the store has the last word. NotFound here
+                    # also ends streams of a session deleted through another replica.
+                    head = await self._repository.next_offset(session_id)
+                    if head > cursor:
+                        async for batch in self._read_store(session_id, cursor, head, event_filter):
+                            yield batch
+                        batch = None
+                        cursor = head
                 yield Heartbeat(cursor)
                 continue
             if subscription.closed_reason == "deleted":

@@ -125,13 +125,13 @@ async def append_rows(conn: AsyncConnection, requests: list[AppendRequest]) -> _
         next_offsets[row.id] = row.next_offset
         modes[row.id] = row.mode
     known = await _known_keys(conn, requests)
-    latest_customer = await _latest_customer_messages(conn, requests)
+    latest_customer, latest_human = await _latest_messages(conn, requests)
 
     created_at = now_us()
     inserts: list[dict[str, Any]] = []
     for request in requests:
         sid = request.session_id
-        result = _check(request, next_offsets, modes, latest_customer, known)
+        result = _check(request, next_offsets, modes, latest_customer, latest_human, known)
         if result is not None:
             outcome.results.append(result)
             continue
@@ -169,6 +169,8 @@ async def append_rows(conn: AsyncConnection, requests: list[AppendRequest]) -> _
                 known[(sid, draft.idempotency_key)] = (digest, event)
             if _is_customer_message(draft):
                 latest_customer[sid] = offset
+            elif draft.kind is EventKind.MESSAGE and draft.source in HUMAN_SOURCES:
+                latest_human[sid] = offset
             events.append(event)
         outcome.results.append(events)
         outcome.committed.extend(events)
@@ -190,6 +192,7 @@ def _check(
     next_offsets: dict[str, int],
     modes: dict[str, str],
     latest_customer: dict[str, int],
+    latest_human: dict[str, int],
     known: dict[tuple[str, str], tuple[str, Event]],
 ) -> list[Event] | BatonError | None:
     """Why `request` must not append (an error, or the original events of a retry), or None."""
@@ -202,6 +205,9 @@ def _check(
             return TurnAborted("the session is no longer in AUTO mode; a human answers")
         if latest_customer.get(sid, -1) > guard.trigger_offset:
             return TurnAborted("a newer customer message superseded this turn")
+        if latest_human.get(sid, -1) > guard.trigger_offset:
+            # Even after this turn's own handoff: once a human speaks, the AI stays silent.
+            return TurnAborted("a human agent answered; the AI does not talk over them")
     originals: list[Event] = []
     for draft, (_, digest) in zip(request.drafts, request.encoded, strict=True):
         key = (sid, draft.idempotency_key)
@@ -242,24 +248,34 @@ async def _known_keys(
     return known
 
 
-async def _latest_customer_messages(
+HUMAN_SOURCES = (EventSource.HUMAN_AGENT, EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT)
+
+
+async def _latest_messages(
     conn: AsyncConnection, requests: list[AppendRequest]
-) -> dict[str, int]:
-    """Offset of the newest customer message per session that a guarded request writes to."""
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Offsets of the newest customer and the newest human-agent message per session that a
+    guarded request writes to."""
     guarded = sorted({r.session_id for r in requests if r.guard is not None})
     if not guarded:
-        return {}
+        return {}, {}
     events = schema.events
+    sources = [EventSource.CUSTOMER.value, *(s.value for s in HUMAN_SOURCES)]
     rows = await conn.execute(
-        select(events.c.session_id, func.max(events.c.offset))
+        select(events.c.session_id, events.c.source, func.max(events.c.offset))
         .where(
             events.c.session_id.in_(guarded),
             events.c.kind == EventKind.MESSAGE.value,
-            events.c.source == EventSource.CUSTOMER.value,
+            events.c.source.in_(sources),
         )
-        .group_by(events.c.session_id)
+        .group_by(events.c.session_id, events.c.source)
     )
-    return {session_id: offset for session_id, offset in rows}
+    customer: dict[str, int] = {}
+    human: dict[str, int] = {}
+    for session_id, source, offset in rows:
+        target = customer if source == EventSource.CUSTOMER.value else human
+        target[session_id] = max(offset, target.get(session_id, -1))
+    return customer, human
 
 
 class Appender:
@@ -327,6 +343,14 @@ class Appender:
                 batch.append(nxt)
             await self._run_batch(batch)
 
+    def _publish_safely(self, events: list[Event]) -> None:
+        # A failing listener must not take the writer (and every waiting caller) down; the
+        # events are committed, and readers find them in the store.
+        try:
+            self._publish(events)
+        except Exception:
+            log.exception("publishing %d committed events failed", len(events))
+
     async def _run_job(self, job: _Job) -> None:
         try:
             async with self._database.writer.begin() as conn:
@@ -339,7 +363,7 @@ class Appender:
         # Answer the caller first: its reply need not wait behind every subscriber's wake-up.
         _settle(job.future, result)
         if committed:
-            self._publish(committed)
+            self._publish_safely(committed)
 
     async def _run_batch(self, batch: list[_Append]) -> None:
         try:
@@ -358,7 +382,7 @@ class Appender:
         for item, result in zip(batch, outcome.results, strict=True):
             _settle(item.future, result)
         if outcome.committed:
-            self._publish(outcome.committed)
+            self._publish_safely(outcome.committed)
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

@@ -44,9 +44,12 @@ def decode_token(token: str, filters: dict[str, str]) -> Cursor | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         body = json.loads(raw)
-        cursor = Cursor(int(body["t"]), str(body["i"]))
-        digest = str(body["f"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        created_at_us, last_id, digest = body["t"], body["i"], body["f"]
+        if not (isinstance(created_at_us, int) and 0 <= created_at_us < 2**63):
+            raise ValueError("cursor time out of range")
+        cursor = Cursor(created_at_us, str(last_id))
+        digest = str(digest)
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError):
         raise InvalidArgument.single(
             "page_token", "is not a token returned by this list call; start again without it"
         ) from None

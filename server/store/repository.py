@@ -627,9 +627,11 @@ class Repository:
             )
 
     async def acquire_turn(
-        self, session_id: str, owner: str, correlation_id: str, ttl_s: float
+        self, session_id: str, owner: str, correlation_id: str, trigger_offset: int, ttl_s: float
     ) -> bool:
-        """Takes (or renews) the session's turn lease; False while another owner holds it."""
+        """Takes (or renews) the session's turn lease for the customer message at
+        `trigger_offset`. False while another owner holds an unexpired lease, or when a turn
+        was already started for that message or a newer one (possibly on another replica)."""
         now = now_us()
 
         async def job(conn: AsyncConnection) -> tuple[bool, list[Event]]:
@@ -637,13 +639,16 @@ class Repository:
             table = schema.session_turns
             holder = (
                 await conn.execute(
-                    select(table.c.owner, table.c.expires_at_us).where(
+                    select(table.c.owner, table.c.expires_at_us, table.c.last_trigger_offset).where(
                         table.c.session_id == session_id
                     )
                 )
             ).first()
-            if holder is not None and holder.owner != owner and holder.expires_at_us > now:
-                return False, []
+            if holder is not None:
+                if holder.last_trigger_offset >= trigger_offset:
+                    return False, []
+                if holder.owner not in ("", owner) and holder.expires_at_us > now:
+                    return False, []
             await conn.execute(delete(table).where(table.c.session_id == session_id))
             await conn.execute(
                 table.insert().values(
@@ -651,6 +656,7 @@ class Repository:
                     owner=owner,
                     correlation_id=correlation_id,
                     expires_at_us=now + int(ttl_s * 1_000_000),
+                    last_trigger_offset=trigger_offset,
                 )
             )
             return True, []
@@ -658,10 +664,14 @@ class Repository:
         return await self._appender.run_job(job)
 
     async def release_turn(self, session_id: str, owner: str) -> None:
+        """Frees the lease; the row stays to remember the newest trigger handled."""
+
         async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
             table = schema.session_turns
             await conn.execute(
-                delete(table).where(table.c.session_id == session_id, table.c.owner == owner)
+                update(table)
+                .where(table.c.session_id == session_id, table.c.owner == owner)
+                .values(owner="", expires_at_us=0)
             )
             return None, []
 

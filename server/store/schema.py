@@ -112,4 +112,7 @@ session_turns = Table(
     Column("owner", String(64), nullable=False),
     Column("correlation_id", String(256), nullable=False),
     Column("expires_at_us", BigInteger, nullable=False),
+    # The newest customer message a turn was started for: a replica that learns of it late
+    # must not answer it again.
+    Column("last_trigger_offset", BigInteger, nullable=False, server_default="-1"),
 )
