@@ -9,6 +9,7 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from baton_server.api.events import encode_event
 from baton_server.api.server import SERVICE_NAMES, build_server
 from baton_server.bus import EventBus
 from baton_server.bus.pg_relay import PostgresRelay
@@ -81,7 +82,10 @@ class BatonApp:
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         self._repository = Repository(
-            self._database, on_commit=self._on_commit, on_session_deleted=self.bus.session_deleted
+            self._database,
+            on_commit=self._on_commit,
+            on_session_deleted=self.bus.session_deleted,
+            encode_event=encode_event,
         )
         self._repository.start()
         if not self._database.is_sqlite:

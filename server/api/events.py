@@ -22,6 +22,7 @@ from baton_server.errors import InvalidArgument
 from baton_server.service.event_stream import (
     CaughtUp,
     Delta,
+    EncodedBatch,
     EventsBatch,
     EventStreamer,
     FellBehind,
@@ -30,6 +31,35 @@ from baton_server.service.event_stream import (
 from baton_server.store import Repository
 
 LIVE_PROTO_CACHE = 4096
+# ListEventsResponse.events is field 1, length-delimited: a response holding only events is
+# each stored Event's bytes behind this tag and its length.
+_EVENTS_TAG = b"\x0a"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_event(event: Event) -> bytes:
+    """What the store keeps with each event (Repository `encode_event`)."""
+    return event_to_proto(event).SerializeToString()
+
+
+def encoded_response(encoded: list[bytes]) -> bytes:
+    """A serialized ListEventsResponse carrying these encoded events, built by concatenation."""
+    return b"".join(_EVENTS_TAG + _varint(len(wire)) + wire for wire in encoded)
+
+
+def serialize_response(response: Any) -> bytes:
+    """ListEvents' serializer: passes pre-built bytes through, serializes messages."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
 _CAUGHT_UP = rr.ListEventsResponse(caught_up=True)
 _FELL_BEHIND = rr.ListEventsResponse(fell_behind=True)
 
@@ -83,7 +113,9 @@ class EventServicer(svc_grpc.EventServiceServicer):
         async for item in self._streamer.stream(
             session_id, request.min_offset, event_filter, request.follow
         ):
-            if isinstance(item, EventsBatch):
+            if isinstance(item, EncodedBatch):
+                yield encoded_response(item.encoded)
+            elif isinstance(item, EventsBatch):
                 encode = self._live_proto if item.live else event_to_proto
                 yield rr.ListEventsResponse(events=[encode(e) for e in item.events])
             elif isinstance(item, CaughtUp):

@@ -8,8 +8,8 @@ from grpc_reflection.v1alpha import reflection
 
 from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
 from baton_server.api.errors import ErrorMappingInterceptor
-from baton_server.api.events import EventServicer
-from baton_server.api.protos import svc, svc_grpc
+from baton_server.api.events import EventServicer, serialize_response
+from baton_server.api.protos import rr, svc, svc_grpc
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
 from baton_server.config import Settings
 from baton_server.service.event_stream import EventStreamer
@@ -46,6 +46,27 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     return options
 
 
+def add_event_service(servicer: EventServicer, server: grpc.aio.Server) -> None:
+    """As the generated add_EventServiceServicer_to_server, but ListEvents may yield
+    pre-serialized responses (catch-up batches built from stored bytes)."""
+    handlers = {
+        "CreateEvent": grpc.unary_unary_rpc_method_handler(
+            servicer.CreateEvent,
+            request_deserializer=rr.CreateEventRequest.FromString,
+            response_serializer=rr.CreateEventResponse.SerializeToString,
+        ),
+        "ListEvents": grpc.unary_stream_rpc_method_handler(
+            servicer.ListEvents,
+            request_deserializer=rr.ListEventsRequest.FromString,
+            response_serializer=serialize_response,
+        ),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("baton.v1.EventService", handlers),)
+    )
+    server.add_registered_method_handlers("baton.v1.EventService", handlers)
+
+
 def build_server(
     settings: Settings,
     repository: Repository,
@@ -59,7 +80,7 @@ def build_server(
     svc_grpc.add_AgentServiceServicer_to_server(AgentServicer(repository), server)
     svc_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(repository), server)
     svc_grpc.add_SessionServiceServicer_to_server(SessionServicer(repository), server)
-    svc_grpc.add_EventServiceServicer_to_server(EventServicer(repository, streamer), server)
+    add_event_service(EventServicer(repository, streamer), server)
     svc_grpc.add_GuidelineServiceServicer_to_server(GuidelineServicer(repository, tools), server)
     svc_grpc.add_CannedResponseServiceServicer_to_server(CannedResponseServicer(repository), server)
     svc_grpc.add_ToolServiceServicer_to_server(ToolServicer(tools), server)

@@ -25,6 +25,13 @@ class EventsBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """Stored events in their encoded form (see Repository.read_encoded_events), in order."""
+
+    encoded: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class CaughtUp:
     pass
 
@@ -44,7 +51,7 @@ class Delta:
     delta: TextDelta
 
 
-StreamItem = EventsBatch | CaughtUp | FellBehind | Heartbeat | Delta
+StreamItem = EventsBatch | EncodedBatch | CaughtUp | FellBehind | Heartbeat | Delta
 
 
 def wants_deltas(event_filter: EventFilter) -> bool:
@@ -157,24 +164,40 @@ class EventStreamer:
 
     async def _read_store(
         self, session_id: str, start: int, end: int, event_filter: EventFilter
-    ) -> AsyncIterator[EventsBatch]:
+    ) -> AsyncIterator[EventsBatch | EncodedBatch]:
         """Stored events in [start, end) matching the filter, as size-capped batches."""
         settings = self._settings
+        encoded = self._repository.stores_encoded_events
         while start < end:
-            page = await self._repository.read_events(
-                session_id, start, end, event_filter, settings.read_page
-            )
-            if not page:
+            if encoded:
+                pairs = await self._repository.read_encoded_events(
+                    session_id, start, end, event_filter, settings.read_page
+                )
+                offsets = [offset for offset, _ in pairs]
+                sizes = [len(wire) for _, wire in pairs]
+                items: list = [wire for _, wire in pairs]
+            else:
+                events = await self._repository.read_events(
+                    session_id, start, end, event_filter, settings.read_page
+                )
+                offsets = [e.offset for e in events]
+                sizes = [len(e.data_json) + 128 for e in events]
+                items = events
+            if not items:
                 return
-            batch: list[Event] = []
-            size = 0
-            for event in page:
-                if batch and (len(batch) >= settings.batch_events or size >= settings.batch_bytes):
-                    yield EventsBatch(batch)
-                    batch, size = [], 0
-                batch.append(event)
-                size += len(event.data_json) + 128
-            yield EventsBatch(batch)
-            if len(page) < settings.read_page:
+            begin, size = 0, 0
+            for i, item_size in enumerate(sizes):
+                if i > begin and (
+                    i - begin >= settings.batch_events or size >= settings.batch_bytes
+                ):
+                    yield _batch(items[begin:i], encoded)
+                    begin, size = i, 0
+                size += item_size
+            yield _batch(items[begin:], encoded)
+            if len(items) < settings.read_page:
                 return
-            start = page[-1].offset + 1
+            start = offsets[-1] + 1
+
+
+def _batch(items: list, encoded: bool) -> EventsBatch | EncodedBatch:
+    return EncodedBatch(items) if encoded else EventsBatch(items)

@@ -102,7 +102,14 @@ def _is_customer_message(draft: EventDraft) -> bool:
     return draft.kind is EventKind.MESSAGE and draft.source is EventSource.CUSTOMER
 
 
-async def append_rows(conn: AsyncConnection, requests: list[AppendRequest]) -> _BatchOutcome:
+# Turns a committed event into the bytes readers send for it (the API layer's wire format; the
+# store keeps them opaque), so catch-up reads need no per-event conversion.
+EventEncoder = Callable[[Event], bytes]
+
+
+async def append_rows(
+    conn: AsyncConnection, requests: list[AppendRequest], encode: EventEncoder | None = None
+) -> _BatchOutcome:
     """Appends the requests inside the caller's transaction, in order.
 
     Offsets come from each session row's `next_offset`, read under the write lock (BEGIN
@@ -163,6 +170,7 @@ async def append_rows(conn: AsyncConnection, requests: list[AppendRequest]) -> _
                     "idempotency_key": draft.idempotency_key or None,
                     "request_digest": digest if draft.idempotency_key else None,
                     "data_json": data_json,
+                    "wire": encode(event) if encode is not None else None,
                 }
             )
             if draft.idempotency_key:
@@ -286,10 +294,12 @@ class Appender:
         database: Database,
         publish: Callable[[list[Event]], None],
         *,
+        encode: EventEncoder | None = None,
         max_batch: int = 512,
     ) -> None:
         self._database = database
         self._publish = publish
+        self._encode = encode
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Append | _Job | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -368,7 +378,7 @@ class Appender:
     async def _run_batch(self, batch: list[_Append]) -> None:
         try:
             async with self._database.writer.begin() as conn:
-                outcome = await append_rows(conn, [a.request for a in batch])
+                outcome = await append_rows(conn, [a.request for a in batch], self._encode)
         except Exception:
             if len(batch) == 1:
                 log.exception("append failed for session %s", batch[0].request.session_id)

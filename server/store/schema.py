@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -75,6 +76,8 @@ events = Table(
     # Digest of what the request asked for, to tell a retry from a conflicting reuse of a key.
     Column("request_digest", String(64), nullable=True),
     Column("data_json", Text, nullable=False),
+    # The event as readers receive it (opaque here; see Repository.read_encoded_events).
+    Column("wire", LargeBinary, nullable=True),
     UniqueConstraint("session_id", "idempotency_key", name="uq_events_session_idempotency_key"),
 )
 
