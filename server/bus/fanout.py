@@ -8,7 +8,6 @@ is marked `overflowed` and its buffer dropped; it then re-reads what it missed f
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 
 from baton_server.domain import Event, TextDelta
@@ -18,11 +17,15 @@ DELTA_CAPACITY = 256
 
 
 class Subscription:
+    """One live stream's mailbox. Idle streams are the common case (thousands per server), so
+    it allocates nothing until something arrives: lists instead of deques, one bare future as
+    the wake-up."""
+
     __slots__ = (
         "_buffer",
         "_capacity",
         "_deltas",
-        "_wakeup",
+        "_waiter",
         "closed_reason",
         "overflowed",
         "session_id",
@@ -30,59 +33,70 @@ class Subscription:
 
     def __init__(self, session_id: str, capacity: int) -> None:
         self.session_id = session_id
-        self._buffer: deque[Event] = deque()
-        self._deltas: deque[TextDelta] = deque(maxlen=DELTA_CAPACITY)
         self._capacity = capacity
-        self._wakeup = asyncio.Event()
+        self._buffer: list[Event] | None = None
+        self._deltas: list[TextDelta] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         # Set when the stream must end: "deleted" or "shutdown".
         self.closed_reason: str | None = None
 
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def _offer(self, events: list[Event]) -> None:
         if self.overflowed:
             return
-        if len(self._buffer) + len(events) > self._capacity:
+        buffered = len(self._buffer) if self._buffer else 0
+        if buffered + len(events) > self._capacity:
             self.overflowed = True
-            self._buffer.clear()
+            self._buffer = None
+        elif self._buffer is None:
+            self._buffer = list(events)
         else:
             self._buffer.extend(events)
-        self._wakeup.set()
+        self._wake()
 
     def _offer_delta(self, delta: TextDelta) -> None:
+        if self._deltas is None:
+            self._deltas = []
         self._deltas.append(delta)
-        self._wakeup.set()
+        if len(self._deltas) > DELTA_CAPACITY:
+            del self._deltas[0]
+        self._wake()
 
     def take_deltas(self) -> list[TextDelta]:
-        items = list(self._deltas)
-        self._deltas.clear()
+        items, self._deltas = self._deltas or [], None
         return items
 
     def _close(self, reason: str) -> None:
         self.closed_reason = reason
-        self._wakeup.set()
+        self._wake()
 
     def take(self) -> list[Event]:
         """Everything buffered so far, oldest first."""
-        items = list(self._buffer)
-        self._buffer.clear()
+        items, self._buffer = self._buffer or [], None
         return items
 
     def reset_overflow(self) -> None:
         """Call before re-reading the store: events published from now on are buffered again."""
         self.overflowed = False
-        self._buffer.clear()
+        self._buffer = None
 
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel
         """Waits until something is buffered, an overflow or a close; False on timeout."""
         if self._buffer or self._deltas or self.overflowed or self.closed_reason:
-            self._wakeup.clear()
             return True
+        self._waiter = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout):
-                await self._wakeup.wait()
+                await self._waiter
         except TimeoutError:
             return False
-        self._wakeup.clear()
+        finally:
+            self._waiter = None
         return True
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from baton_server.bus import EventBus, Subscription
+from baton_server.bus import EventBus
 from baton_server.domain import Event, EventFilter, EventKind, EventSource, TextDelta
 from baton_server.errors import NotFound, ShuttingDown
 from baton_server.store import Repository
@@ -94,73 +94,71 @@ class EventStreamer:
                 return
             cursor = max(cursor, head)
             yield CaughtUp()
-            async for item in self._follow(subscription, cursor, event_filter):
-                yield item
+            # Live (inlined rather than a nested generator: idle streams are many, and every
+            # generator frame is memory each of them holds).
+            session_id = subscription.session_id
+            settings = self._settings
+            deltas_wanted = wants_deltas(event_filter)
+            while True:
+                if not await subscription.wait(settings.heartbeat_interval_s):
+                    if settings.verify_head_when_idle:
+                        # Live hints can be lost (e.g. another replica's notification while our
+                        # LISTEN connection was down): the store has the last word. NotFound here
+                        # also ends streams of a session deleted through another replica.
+                        head = await self._repository.next_offset(session_id)
+                        if head > cursor:
+                            async for batch in self._read_store(
+                                session_id, cursor, head, event_filter
+                            ):
+                                yield batch
+                            batch = None
+                            cursor = head
+                    yield Heartbeat(cursor)
+                    continue
+                if subscription.closed_reason == "deleted":
+                    raise NotFound("session", session_id)
+                if subscription.closed_reason == "shutdown":
+                    raise ShuttingDown(
+                        f"the server is shutting down; resume with min_offset={cursor}",
+                        metadata={"next_offset": str(cursor)},
+                    )
+                if subscription.overflowed:
+                    subscription.reset_overflow()
+                    yield FellBehind()
+                    head = await self._repository.next_offset(session_id)
+                    async for batch in self._read_store(session_id, cursor, head, event_filter):
+                        yield batch
+                    batch = None
+                    cursor = max(cursor, head)
+                    continue
+                for delta in subscription.take_deltas():
+                    if deltas_wanted:
+                        yield Delta(delta)
+                ready: list[Event] = []
+                for event in subscription.take():
+                    if event.offset < cursor:
+                        continue  # already sent during catch-up or a store re-read
+                    if event.offset > cursor:
+                        # A commit published ahead of an earlier one: fetch the hole from the store.
+                        if ready:
+                            yield EventsBatch(ready, live=True)
+                            ready = []
+                        async for batch in self._read_store(
+                            session_id, cursor, event.offset, event_filter
+                        ):
+                            yield batch
+                        batch = None
+                    cursor = event.offset + 1
+                    if event_filter.matches(event):
+                        ready.append(event)
+                if ready:
+                    yield EventsBatch(ready, live=True)
+                # Drop references before waiting again, so an idle stream pins no events.
+                ready = []
+                event = None
         finally:
             if subscription is not None:
                 self._bus.unsubscribe(subscription)
-
-    async def _follow(
-        self, subscription: Subscription, cursor: int, event_filter: EventFilter
-    ) -> AsyncIterator[StreamItem]:
-        session_id = subscription.session_id
-        settings = self._settings
-        deltas_wanted = wants_deltas(event_filter)
-        while True:
-            if not await subscription.wait(settings.heartbeat_interval_s):
-                if settings.verify_head_when_idle:
-                    # Live hints can be lost (e.g. another replica's notification while our
-                    # LISTEN connection was down): the store has the last word. NotFound here
-                    # also ends streams of a session deleted through another replica.
-                    head = await self._repository.next_offset(session_id)
-                    if head > cursor:
-                        async for batch in self._read_store(session_id, cursor, head, event_filter):
-                            yield batch
-                        batch = None
-                        cursor = head
-                yield Heartbeat(cursor)
-                continue
-            if subscription.closed_reason == "deleted":
-                raise NotFound("session", session_id)
-            if subscription.closed_reason == "shutdown":
-                raise ShuttingDown(
-                    f"the server is shutting down; resume with min_offset={cursor}",
-                    metadata={"next_offset": str(cursor)},
-                )
-            if subscription.overflowed:
-                subscription.reset_overflow()
-                yield FellBehind()
-                head = await self._repository.next_offset(session_id)
-                async for batch in self._read_store(session_id, cursor, head, event_filter):
-                    yield batch
-                batch = None
-                cursor = max(cursor, head)
-                continue
-            for delta in subscription.take_deltas():
-                if deltas_wanted:
-                    yield Delta(delta)
-            ready: list[Event] = []
-            for event in subscription.take():
-                if event.offset < cursor:
-                    continue  # already sent during catch-up or a store re-read
-                if event.offset > cursor:
-                    # A commit published ahead of an earlier one: fetch the hole from the store.
-                    if ready:
-                        yield EventsBatch(ready, live=True)
-                        ready = []
-                    async for batch in self._read_store(
-                        session_id, cursor, event.offset, event_filter
-                    ):
-                        yield batch
-                    batch = None
-                cursor = event.offset + 1
-                if event_filter.matches(event):
-                    ready.append(event)
-            if ready:
-                yield EventsBatch(ready, live=True)
-            # Drop references before waiting again, so an idle stream pins no events.
-            ready = []
-            event = None
 
     async def _read_store(
         self, session_id: str, start: int, end: int, event_filter: EventFilter
