@@ -407,27 +407,18 @@ class Repository:
             raise NotFound("session", session_id)
         return int(value)
 
-    async def read_events(
+    def _events_query(
         self,
+        columns: Sequence[Any],
         session_id: str,
         from_offset: int,
         to_offset: int,
         event_filter: EventFilter,
         limit: int,
-    ) -> list[Event]:
-        """Committed events with from_offset <= offset < to_offset matching the filter, in order."""
+    ) -> Select[Any]:
         table = schema.events
         query = (
-            select(
-                table.c.id,
-                table.c.session_id,
-                table.c.offset,
-                table.c.kind,
-                table.c.source,
-                table.c.created_at_us,
-                table.c.correlation_id,
-                table.c.data_json,
-            )
+            select(*columns)
             .where(
                 table.c.session_id == session_id,
                 table.c.offset >= from_offset,
@@ -440,11 +431,32 @@ class Repository:
             query = query.where(table.c.kind.in_(sorted(k.value for k in event_filter.kinds)))
         if event_filter.sources:
             query = query.where(table.c.source.in_(sorted(s.value for s in event_filter.sources)))
+        return query
+
+    async def read_events(
+        self,
+        session_id: str,
+        from_offset: int,
+        to_offset: int,
+        event_filter: EventFilter,
+        limit: int,
+    ) -> list[Event]:
+        """Committed events with from_offset <= offset < to_offset matching the filter, in order."""
+        c = schema.events.c
+        columns = (
+            c.id,
+            c.session_id,
+            c.offset,
+            c.kind,
+            c.source,
+            c.created_at_us,
+            c.correlation_id,
+            c.data_json,
+        )
+        query = self._events_query(columns, session_id, from_offset, to_offset, event_filter, limit)
         async with self._db.reader.connect() as conn:
             result = await conn.execute(query)
             return [event_from_row(row) for row in result]
-
-    # ------------------------------------------------------------------ guidelines
 
     async def read_encoded_events(
         self,
@@ -457,27 +469,18 @@ class Repository:
         """Like `read_events`, as (offset, encoded event) pairs: the bytes stored at append, so
         replay costs no per-event conversion. Needs `encode_event`."""
         assert self._encode is not None, "the repository was built without encode_event"
-        table = schema.events
-        query = (
-            select(table.c.offset, table.c.wire)
-            .where(
-                table.c.session_id == session_id,
-                table.c.offset >= from_offset,
-                table.c.offset < to_offset,
-            )
-            .order_by(table.c.offset)
-            .limit(limit)
+        c = schema.events.c
+        query = self._events_query(
+            (c.offset, c.wire), session_id, from_offset, to_offset, event_filter, limit
         )
-        if event_filter.kinds:
-            query = query.where(table.c.kind.in_(sorted(k.value for k in event_filter.kinds)))
-        if event_filter.sources:
-            query = query.where(table.c.source.in_(sorted(s.value for s in event_filter.sources)))
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
         if any(wire is None for _, wire in rows):  # written before events were encoded
             events = await self.read_events(session_id, from_offset, to_offset, event_filter, limit)
             return [(e.offset, self._encode(e)) for e in events]
         return [(offset, bytes(wire)) for offset, wire in rows]
+
+    # ------------------------------------------------------------------ guidelines
 
     async def create_guideline(
         self,
