@@ -41,5 +41,5 @@ run go clients/go/smoke.sh "$target"
 run java clients/java/smoke.sh "$target"
 run go-unit bash -c "cd clients/go && go test ./..."
 run java-unit bash -c "cd clients/java && mvn -B -o -Dmaven.repo.local='$ROOT/.cache/m2' test | grep -E 'Tests run:|BUILD|ERROR'; exit \${PIPESTATUS[0]}"
-echo "client checks: $passed passed, $failed failed"
+echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
