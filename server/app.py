@@ -98,6 +98,7 @@ class BatonApp:
             self.engine = Engine(
                 self._repository, self.bus, self.provider, self.tools, engine_settings
             )
+            await self.engine.resume_unanswered(settings.resume_turns_within_s)
         if settings.example_agent:
             from baton_server.examples.support import install_example_agent
 

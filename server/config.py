@@ -36,3 +36,5 @@ class Settings:
     openai_max_retries: int = 2
     # False: store events only, run no agent turns.
     engine_enabled: bool = True
+    # At start, answer customer messages this recent whose turn a stop or crash cut short.
+    resume_turns_within_s: float = 600.0

@@ -68,7 +68,8 @@ async def test_acknowledged_events_survive_a_stop(database_url: str, stop_signal
     finally:
         server.kill()
 
-    restarted = ServerProcess(url)
+    # No engine after the restart: it would resume the interrupted turns and keep appending.
+    restarted = ServerProcess(url, "--no-engine")
     restarted.start()
     try:
         async with grpc.aio.insecure_channel(restarted.target) as channel:

@@ -388,3 +388,35 @@ async def test_messages_learned_out_of_order_still_get_the_newest_answered(
         await engine.close()
         await repository.close()
         await database.dispose()
+
+
+async def test_a_restarted_server_answers_what_a_stop_cut_short(start_server) -> None:  # type: ignore[no-untyped-def]
+    # The message is committed while no engine runs (as if the server died right after it).
+    app, baton = await start_server(engine_enabled=False, example_agent=True)
+    customer = await baton.customers.CreateCustomer(
+        rr.CreateCustomerRequest(customer=pb.Customer(name="Cy"))
+    )
+    session = (
+        await baton.sessions.CreateSession(
+            rr.CreateSessionRequest(
+                session=pb.Session(agent_id=app.example_agent_id, customer_id=customer.customer.id)
+            )
+        )
+    ).session
+    ask = await baton.say(session.id, "How does a refund work?")
+    await app.stop(grace=1.0)
+
+    restarted, baton = await start_server(**ENGINE)
+    await restarted.engine.idle()
+    log, _ = await collect(
+        baton.events.ListEvents(rr.ListEventsRequest(session_id=session.id, min_offset=ask.offset))
+    )
+    assert [describe(e)[:2] for e in log][-2:] == [
+        ("message", "EVENT_SOURCE_AI_AGENT"),
+        ("status", "STATUS_READY"),
+    ]
+    assert all(e.correlation_id == ask.id for e in log)
+    # Once answered, a further restart finds nothing to resume.
+    await restarted.stop(grace=1.0)
+    again, _ = await start_server(**ENGINE)
+    assert await again.engine.resume_unanswered(600) == 0

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from baton_server.bus import EventBus
-from baton_server.domain import SESSION_MODE_CHANGED, Event, EventKind, EventSource
+from baton_server.domain import SESSION_MODE_CHANGED, Event, EventKind, EventSource, now_us
 from baton_server.engine.turn import Turn
 from baton_server.nlp import NLPProvider
 from baton_server.store import Repository
@@ -140,6 +140,18 @@ class Engine:
                 await self._repository.release_turn(session_id, self._owner)
             except Exception:
                 pass
+
+    async def resume_unanswered(self, within_s: float) -> int:
+        """Starts turns for customer messages whose turn a stop or crash cut short (committed in
+        the last `within_s` seconds); returns how many. Replicas race harmlessly: the lease and
+        its trigger mark let one run each."""
+        since = now_us() - int(within_s * 1_000_000)
+        triggers = await self._repository.unanswered_customer_messages(since)
+        for trigger in triggers:
+            self._on_commit([trigger])
+        if triggers:
+            log.info("resuming %d interrupted agent turn(s)", len(triggers))
+        return len(triggers)
 
     async def idle(self) -> None:
         """Waits until no turn is running (tests, benchmarks, shutdown)."""

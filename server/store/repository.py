@@ -625,6 +625,52 @@ class Repository:
 
     # ------------------------------------------------------------------ agent turns
 
+    async def unanswered_customer_messages(self, since_us: int) -> list[Event]:
+        """The newest customer message of each AUTO session, committed after `since_us`, whose
+        turn never ended (no ready, error or cancelled status carries its correlation id): what
+        a restarted engine picks up again."""
+        events, sessions = schema.events, schema.sessions
+        newest = (
+            select(events.c.session_id, func.max(events.c.offset).label("offset"))
+            .join(sessions, sessions.c.id == events.c.session_id)
+            .where(
+                sessions.c.mode == SessionMode.AUTO.value,
+                events.c.kind == EventKind.MESSAGE.value,
+                events.c.source == EventSource.CUSTOMER.value,
+                events.c.created_at_us >= since_us,
+            )
+            .group_by(events.c.session_id)
+            .subquery()
+        )
+        trigger = events.alias("trigger")
+        ended = events.alias("ended")
+        query = (
+            select(trigger)
+            .join(
+                newest,
+                and_(
+                    trigger.c.session_id == newest.c.session_id,
+                    trigger.c.offset == newest.c.offset,
+                ),
+            )
+            .where(
+                ~exists().where(
+                    ended.c.session_id == trigger.c.session_id,
+                    ended.c.offset > trigger.c.offset,
+                    ended.c.correlation_id == trigger.c.correlation_id,
+                    ended.c.kind == EventKind.STATUS.value,
+                    or_(
+                        *(
+                            ended.c.data_json.contains(f'"status":"{name}"')
+                            for name in ("ready", "error", "cancelled")
+                        )
+                    ),
+                )
+            )
+        )
+        async with self._db.reader.connect() as conn:
+            return [event_from_row(row) for row in await conn.execute(query)]
+
     async def turn_snapshot(
         self, session_id: str, history_kinds: frozenset[EventKind], history_limit: int
     ) -> TurnSnapshot:
