@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import grpc
@@ -23,11 +24,23 @@ async def postgres_url() -> AsyncIterator[str]:
         yield url
 
 
-async def start_replicas(url: str, count: int, *flags: str) -> list[ServerProcess]:
+@asynccontextmanager
+async def running_replicas(
+    url: str, count: int, *flags: str
+) -> AsyncIterator[tuple[list[ServerProcess], list[Stubs]]]:
+    """`count` `baton serve` processes on one database, with a client for each."""
     replicas = [ServerProcess(url, *flags) for _ in range(count)]
-    # All at once, on a fresh database: they race to migrate it.
-    await asyncio.gather(*(asyncio.to_thread(replica.start) for replica in replicas))
-    return replicas
+    channels: list[grpc.aio.Channel] = []
+    try:
+        # All at once, on a fresh database: they race to migrate it.
+        await asyncio.gather(*(asyncio.to_thread(replica.start) for replica in replicas))
+        channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
+        yield replicas, [Stubs.on(c) for c in channels]
+    finally:
+        for channel in channels:
+            await channel.close()
+        for replica in replicas:
+            replica.kill()
 
 
 def human(session_id: str, text: str) -> rr.CreateEventRequest:
@@ -40,10 +53,7 @@ def human(session_id: str, text: str) -> rr.CreateEventRequest:
 
 
 async def test_three_replicas_one_subscriber_sees_every_offset_once(postgres_url: str) -> None:
-    replicas = await start_replicas(postgres_url, 3, "--no-engine")
-    channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
-    try:
-        stubs = [Stubs.on(c) for c in channels]
+    async with running_replicas(postgres_url, 3, "--no-engine") as (_replicas, stubs):
         session = await stubs[0].new_session()
         stream = stubs[0].events.ListEvents(
             rr.ListEventsRequest(session_id=session.id, follow=True)
@@ -60,19 +70,15 @@ async def test_three_replicas_one_subscriber_sees_every_offset_once(postgres_url
         events, _ = await reading
         stream.cancel()
         assert [e.offset for e in events] == list(range(1, 3 * per_replica + 1))
-    finally:
-        for channel in channels:
-            await channel.close()
-        for replica in replicas:
-            replica.kill()
 
 
 async def test_live_delivery_survives_a_dropped_listen_connection(postgres_url: str) -> None:
     # Short heartbeats: an idle follow stream re-checks the store that often.
-    replicas = await start_replicas(postgres_url, 2, "--no-engine", "--heartbeat", "0.5")
-    channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
-    try:
-        a, b = (Stubs.on(c) for c in channels)
+    async with running_replicas(postgres_url, 2, "--no-engine", "--heartbeat", "0.5") as (
+        _replicas,
+        stubs,
+    ):
+        a, b = stubs
         session = await a.new_session()
         stream = a.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
         await collect(stream, until_caught_up=True)
@@ -92,18 +98,11 @@ async def test_live_delivery_survives_a_dropped_listen_connection(postgres_url: 
         events, _ = await collect(stream, until_offset=after[-1].offset, timeout=30)
         stream.cancel()
         assert [e.offset for e in events] == [e.offset for e in after]
-    finally:
-        for channel in channels:
-            await channel.close()
-        for replica in replicas:
-            replica.kill()
 
 
 async def test_a_turn_runs_once_across_replicas(postgres_url: str) -> None:
-    replicas = await start_replicas(postgres_url, 2)
-    channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
-    try:
-        a, b = (Stubs.on(c) for c in channels)
+    async with running_replicas(postgres_url, 2) as (_replicas, stubs):
+        a, b = stubs
         session = await a.new_session()
         stream = a.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
         await collect(stream, until_caught_up=True)
@@ -134,18 +133,11 @@ async def test_a_turn_runs_once_across_replicas(postgres_url: str) -> None:
                 and e.WhichOneof("data") == "message"
             ]
             assert (len(acks), len(replies)) == (1, 1)
-    finally:
-        for channel in channels:
-            await channel.close()
-        for replica in replicas:
-            replica.kill()
 
 
 async def test_sigkill_of_one_replica_loses_no_acknowledged_event(postgres_url: str) -> None:
-    replicas = await start_replicas(postgres_url, 2, "--no-engine")
-    channels = [grpc.aio.insecure_channel(r.target) for r in replicas]
-    try:
-        a, b = (Stubs.on(c) for c in channels)
+    async with running_replicas(postgres_url, 2, "--no-engine") as (replicas, stubs):
+        a, b = stubs
         session = await a.new_session()
         acknowledged: list[str] = []
 
@@ -169,8 +161,3 @@ async def test_sigkill_of_one_replica_loses_no_acknowledged_event(postgres_url: 
         assert [e.offset for e in log] == list(range(len(log)))
         assert set(acknowledged) <= {e.id for e in log}
         assert len(log) >= 1 + 4 * 300, "replica A's writers went on"
-    finally:
-        for channel in channels:
-            await channel.close()
-        for replica in replicas:
-            replica.kill()

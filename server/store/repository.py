@@ -164,7 +164,7 @@ class Repository:
         return await self._update(schema.agents, "agent", agent_id, values, agent_from_row)
 
     async def delete_agent(self, agent_id: str) -> None:
-        await self._delete_unused(schema.agents, "agent", agent_id, schema.sessions.c.agent_id)
+        await self._delete(schema.agents, "agent", agent_id, schema.sessions.c.agent_id)
 
     # ------------------------------------------------------------------ customers
 
@@ -205,9 +205,7 @@ class Repository:
         )
 
     async def delete_customer(self, customer_id: str) -> None:
-        await self._delete_unused(
-            schema.customers, "customer", customer_id, schema.sessions.c.customer_id
-        )
+        await self._delete(schema.customers, "customer", customer_id, schema.sessions.c.customer_id)
 
     async def _update(
         self, table: Any, resource: str, resource_id: str, values: dict[str, Any], convert: Any
@@ -222,17 +220,25 @@ class Repository:
 
         return await self._appender.run_job(job)
 
-    async def _delete_unused(self, table: Any, resource: str, resource_id: str, fk: Any) -> None:
+    async def _delete(
+        self, table: Any, resource: str, resource_id: str, used_by_sessions: Any = None
+    ) -> None:
+        """Deletes one row; with `used_by_sessions` (a sessions column), refuses while any
+        session still references it."""
+
         async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
-            in_use = await conn.scalar(
-                select(func.count()).select_from(schema.sessions).where(fk == resource_id)
-            )
-            if in_use:
-                raise FailedPrecondition(
-                    f"{resource} {resource_id!r} is used by {in_use} session(s); "
-                    "delete those sessions first",
-                    metadata={"sessions": str(in_use)},
+            if used_by_sessions is not None:
+                in_use = await conn.scalar(
+                    select(func.count())
+                    .select_from(schema.sessions)
+                    .where(used_by_sessions == resource_id)
                 )
+                if in_use:
+                    raise FailedPrecondition(
+                        f"{resource} {resource_id!r} is used by {in_use} session(s); "
+                        "delete those sessions first",
+                        metadata={"sessions": str(in_use)},
+                    )
             result = await conn.execute(delete(table).where(table.c.id == resource_id))
             if result.rowcount == 0:
                 raise NotFound(resource, resource_id)
@@ -613,15 +619,6 @@ class Repository:
     async def _require_agent(self, conn: AsyncConnection, agent_id: str) -> None:
         if not await conn.scalar(select(exists().where(schema.agents.c.id == agent_id))):
             raise NotFound("agent", agent_id)
-
-    async def _delete(self, table: Any, resource: str, resource_id: str) -> None:
-        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
-            result = await conn.execute(delete(table).where(table.c.id == resource_id))
-            if result.rowcount == 0:
-                raise NotFound(resource, resource_id)
-            return None, []
-
-        await self._appender.run_job(job)
 
     # ------------------------------------------------------------------ agent turns
 
