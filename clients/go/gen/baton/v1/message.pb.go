@@ -9,6 +9,7 @@ package batonv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -277,6 +278,372 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_baton_v1_message_proto_rawDescGZIP(), []int{3}
 }
 
+// What happens when a handoff waits longer than `claim_timeout` for an operator.
+type ClaimTimeoutAction int32
+
+const (
+	// Not set: KEEP_WAITING.
+	ClaimTimeoutAction_CLAIM_TIMEOUT_ACTION_UNSPECIFIED ClaimTimeoutAction = 0
+	// Tell the customer (message `claim_timeout_message`) and keep the handoff in the queue.
+	ClaimTimeoutAction_CLAIM_TIMEOUT_ACTION_KEEP_WAITING ClaimTimeoutAction = 1
+	// End the handoff (outcome TIMED_OUT) and give the session back to the AI agent.
+	ClaimTimeoutAction_CLAIM_TIMEOUT_ACTION_RETURN_TO_AI ClaimTimeoutAction = 2
+)
+
+// Enum value maps for ClaimTimeoutAction.
+var (
+	ClaimTimeoutAction_name = map[int32]string{
+		0: "CLAIM_TIMEOUT_ACTION_UNSPECIFIED",
+		1: "CLAIM_TIMEOUT_ACTION_KEEP_WAITING",
+		2: "CLAIM_TIMEOUT_ACTION_RETURN_TO_AI",
+	}
+	ClaimTimeoutAction_value = map[string]int32{
+		"CLAIM_TIMEOUT_ACTION_UNSPECIFIED":  0,
+		"CLAIM_TIMEOUT_ACTION_KEEP_WAITING": 1,
+		"CLAIM_TIMEOUT_ACTION_RETURN_TO_AI": 2,
+	}
+)
+
+func (x ClaimTimeoutAction) Enum() *ClaimTimeoutAction {
+	p := new(ClaimTimeoutAction)
+	*p = x
+	return p
+}
+
+func (x ClaimTimeoutAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ClaimTimeoutAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[4].Descriptor()
+}
+
+func (ClaimTimeoutAction) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[4]
+}
+
+func (x ClaimTimeoutAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ClaimTimeoutAction.Descriptor instead.
+func (ClaimTimeoutAction) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{4}
+}
+
+// What happens when the operator of a claimed handoff stays silent for `inactivity_timeout`.
+type InactivityTimeoutAction int32
+
+const (
+	// Not set: RETURN_TO_AI.
+	InactivityTimeoutAction_INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED InactivityTimeoutAction = 0
+	// End the handoff (outcome TIMED_OUT) and give the session back to the AI agent.
+	InactivityTimeoutAction_INACTIVITY_TIMEOUT_ACTION_RETURN_TO_AI InactivityTimeoutAction = 1
+	// End the handoff (outcome TIMED_OUT); the session stays MANUAL.
+	InactivityTimeoutAction_INACTIVITY_TIMEOUT_ACTION_END InactivityTimeoutAction = 2
+)
+
+// Enum value maps for InactivityTimeoutAction.
+var (
+	InactivityTimeoutAction_name = map[int32]string{
+		0: "INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED",
+		1: "INACTIVITY_TIMEOUT_ACTION_RETURN_TO_AI",
+		2: "INACTIVITY_TIMEOUT_ACTION_END",
+	}
+	InactivityTimeoutAction_value = map[string]int32{
+		"INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED":  0,
+		"INACTIVITY_TIMEOUT_ACTION_RETURN_TO_AI": 1,
+		"INACTIVITY_TIMEOUT_ACTION_END":          2,
+	}
+)
+
+func (x InactivityTimeoutAction) Enum() *InactivityTimeoutAction {
+	p := new(InactivityTimeoutAction)
+	*p = x
+	return p
+}
+
+func (x InactivityTimeoutAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InactivityTimeoutAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[5].Descriptor()
+}
+
+func (InactivityTimeoutAction) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[5]
+}
+
+func (x InactivityTimeoutAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InactivityTimeoutAction.Descriptor instead.
+func (InactivityTimeoutAction) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{5}
+}
+
+// Where a handoff is in its life.
+type HandoffState int32
+
+const (
+	// Not set. Only used as "any state" in filters.
+	HandoffState_HANDOFF_STATE_UNSPECIFIED HandoffState = 0
+	// Waiting in the queue for an operator (possibly offered to one).
+	HandoffState_HANDOFF_STATE_PENDING HandoffState = 1
+	// An operator holds it and answers the customer.
+	HandoffState_HANDOFF_STATE_CLAIMED HandoffState = 2
+	// Over; `outcome` says how.
+	HandoffState_HANDOFF_STATE_ENDED HandoffState = 3
+)
+
+// Enum value maps for HandoffState.
+var (
+	HandoffState_name = map[int32]string{
+		0: "HANDOFF_STATE_UNSPECIFIED",
+		1: "HANDOFF_STATE_PENDING",
+		2: "HANDOFF_STATE_CLAIMED",
+		3: "HANDOFF_STATE_ENDED",
+	}
+	HandoffState_value = map[string]int32{
+		"HANDOFF_STATE_UNSPECIFIED": 0,
+		"HANDOFF_STATE_PENDING":     1,
+		"HANDOFF_STATE_CLAIMED":     2,
+		"HANDOFF_STATE_ENDED":       3,
+	}
+)
+
+func (x HandoffState) Enum() *HandoffState {
+	p := new(HandoffState)
+	*p = x
+	return p
+}
+
+func (x HandoffState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HandoffState) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[6].Descriptor()
+}
+
+func (HandoffState) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[6]
+}
+
+func (x HandoffState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HandoffState.Descriptor instead.
+func (HandoffState) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{6}
+}
+
+// How a handoff ended.
+type HandoffOutcome int32
+
+const (
+	// Not ended yet.
+	HandoffOutcome_HANDOFF_OUTCOME_UNSPECIFIED HandoffOutcome = 0
+	// A human resolved the customer's request; the session stays MANUAL.
+	HandoffOutcome_HANDOFF_OUTCOME_RESOLVED_BY_HUMAN HandoffOutcome = 1
+	// The session went back to the AI agent (AUTO).
+	HandoffOutcome_HANDOFF_OUTCOME_RETURNED_TO_AI HandoffOutcome = 2
+	// The customer left, or the integration withdrew the request.
+	HandoffOutcome_HANDOFF_OUTCOME_ABANDONED HandoffOutcome = 3
+	// A claim or inactivity timeout of the agent's HandoffPolicy ended it.
+	HandoffOutcome_HANDOFF_OUTCOME_TIMED_OUT HandoffOutcome = 4
+)
+
+// Enum value maps for HandoffOutcome.
+var (
+	HandoffOutcome_name = map[int32]string{
+		0: "HANDOFF_OUTCOME_UNSPECIFIED",
+		1: "HANDOFF_OUTCOME_RESOLVED_BY_HUMAN",
+		2: "HANDOFF_OUTCOME_RETURNED_TO_AI",
+		3: "HANDOFF_OUTCOME_ABANDONED",
+		4: "HANDOFF_OUTCOME_TIMED_OUT",
+	}
+	HandoffOutcome_value = map[string]int32{
+		"HANDOFF_OUTCOME_UNSPECIFIED":       0,
+		"HANDOFF_OUTCOME_RESOLVED_BY_HUMAN": 1,
+		"HANDOFF_OUTCOME_RETURNED_TO_AI":    2,
+		"HANDOFF_OUTCOME_ABANDONED":         3,
+		"HANDOFF_OUTCOME_TIMED_OUT":         4,
+	}
+)
+
+func (x HandoffOutcome) Enum() *HandoffOutcome {
+	p := new(HandoffOutcome)
+	*p = x
+	return p
+}
+
+func (x HandoffOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HandoffOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[7].Descriptor()
+}
+
+func (HandoffOutcome) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[7]
+}
+
+func (x HandoffOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HandoffOutcome.Descriptor instead.
+func (HandoffOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{7}
+}
+
+// Who asked for a handoff.
+type HandoffRequester int32
+
+const (
+	// Not set.
+	HandoffRequester_HANDOFF_REQUESTER_UNSPECIFIED HandoffRequester = 0
+	// A tool the AI agent called during a turn.
+	HandoffRequester_HANDOFF_REQUESTER_TOOL HandoffRequester = 1
+	// An external system, through RequestHandoff or UpdateSession.
+	HandoffRequester_HANDOFF_REQUESTER_EXTERNAL_SYSTEM HandoffRequester = 2
+	// The customer, relayed by the integration through RequestHandoff.
+	HandoffRequester_HANDOFF_REQUESTER_CUSTOMER HandoffRequester = 3
+	// A human agent who wrote on a session in AUTO mode and so took it over.
+	HandoffRequester_HANDOFF_REQUESTER_HUMAN_TAKEOVER HandoffRequester = 4
+)
+
+// Enum value maps for HandoffRequester.
+var (
+	HandoffRequester_name = map[int32]string{
+		0: "HANDOFF_REQUESTER_UNSPECIFIED",
+		1: "HANDOFF_REQUESTER_TOOL",
+		2: "HANDOFF_REQUESTER_EXTERNAL_SYSTEM",
+		3: "HANDOFF_REQUESTER_CUSTOMER",
+		4: "HANDOFF_REQUESTER_HUMAN_TAKEOVER",
+	}
+	HandoffRequester_value = map[string]int32{
+		"HANDOFF_REQUESTER_UNSPECIFIED":     0,
+		"HANDOFF_REQUESTER_TOOL":            1,
+		"HANDOFF_REQUESTER_EXTERNAL_SYSTEM": 2,
+		"HANDOFF_REQUESTER_CUSTOMER":        3,
+		"HANDOFF_REQUESTER_HUMAN_TAKEOVER":  4,
+	}
+)
+
+func (x HandoffRequester) Enum() *HandoffRequester {
+	p := new(HandoffRequester)
+	*p = x
+	return p
+}
+
+func (x HandoffRequester) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HandoffRequester) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[8].Descriptor()
+}
+
+func (HandoffRequester) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[8]
+}
+
+func (x HandoffRequester) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HandoffRequester.Descriptor instead.
+func (HandoffRequester) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+// What changed in a handoff, on the operator inbox stream.
+type HandoffChangeType int32
+
+const (
+	// Not set.
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_UNSPECIFIED HandoffChangeType = 0
+	// An open handoff as it stood when the stream started (snapshot, before `caught_up`).
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_OPEN HandoffChangeType = 1
+	// A handoff was requested.
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_REQUESTED HandoffChangeType = 2
+	// It was offered to a named operator.
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_OFFERED HandoffChangeType = 3
+	// The named operator declined the offer.
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_OFFER_DECLINED HandoffChangeType = 4
+	// An operator claimed it (or accepted an offer).
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_CLAIMED HandoffChangeType = 5
+	// It moved to another operator.
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_TRANSFERRED HandoffChangeType = 6
+	// The customer wrote on the handed-off session; `event_offset` points at the message.
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE HandoffChangeType = 7
+	// Its claim timeout passed and it keeps waiting.
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT HandoffChangeType = 8
+	// It ended; `handoff.outcome` says how.
+	HandoffChangeType_HANDOFF_CHANGE_TYPE_ENDED HandoffChangeType = 9
+)
+
+// Enum value maps for HandoffChangeType.
+var (
+	HandoffChangeType_name = map[int32]string{
+		0: "HANDOFF_CHANGE_TYPE_UNSPECIFIED",
+		1: "HANDOFF_CHANGE_TYPE_OPEN",
+		2: "HANDOFF_CHANGE_TYPE_REQUESTED",
+		3: "HANDOFF_CHANGE_TYPE_OFFERED",
+		4: "HANDOFF_CHANGE_TYPE_OFFER_DECLINED",
+		5: "HANDOFF_CHANGE_TYPE_CLAIMED",
+		6: "HANDOFF_CHANGE_TYPE_TRANSFERRED",
+		7: "HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE",
+		8: "HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT",
+		9: "HANDOFF_CHANGE_TYPE_ENDED",
+	}
+	HandoffChangeType_value = map[string]int32{
+		"HANDOFF_CHANGE_TYPE_UNSPECIFIED":      0,
+		"HANDOFF_CHANGE_TYPE_OPEN":             1,
+		"HANDOFF_CHANGE_TYPE_REQUESTED":        2,
+		"HANDOFF_CHANGE_TYPE_OFFERED":          3,
+		"HANDOFF_CHANGE_TYPE_OFFER_DECLINED":   4,
+		"HANDOFF_CHANGE_TYPE_CLAIMED":          5,
+		"HANDOFF_CHANGE_TYPE_TRANSFERRED":      6,
+		"HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE": 7,
+		"HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT":    8,
+		"HANDOFF_CHANGE_TYPE_ENDED":            9,
+	}
+)
+
+func (x HandoffChangeType) Enum() *HandoffChangeType {
+	p := new(HandoffChangeType)
+	*p = x
+	return p
+}
+
+func (x HandoffChangeType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HandoffChangeType) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[9].Descriptor()
+}
+
+func (HandoffChangeType) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[9]
+}
+
+func (x HandoffChangeType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HandoffChangeType.Descriptor instead.
+func (HandoffChangeType) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
+}
+
 // An AI agent: the persona and behaviour that answers customers in sessions.
 type Agent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -287,7 +654,10 @@ type Agent struct {
 	// What the agent is for; free text.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// When the agent was created. Output only.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// How handoffs to humans work for this agent's sessions; unset fields take the defaults
+	// documented on each field.
+	HandoffPolicy *HandoffPolicy `protobuf:"bytes,5,opt,name=handoff_policy,json=handoffPolicy,proto3" json:"handoff_policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +716,13 @@ func (x *Agent) GetDescription() string {
 func (x *Agent) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Agent) GetHandoffPolicy() *HandoffPolicy {
+	if x != nil {
+		return x.HandoffPolicy
 	}
 	return nil
 }
@@ -443,7 +820,11 @@ type Session struct {
 	// Integration-defined key/value pairs.
 	Metadata map[string]string `protobuf:"bytes,8,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Offset the next event will get, i.e. the number of events in the log. Output only.
-	NextOffset    int64 `protobuf:"varint,9,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	NextOffset int64 `protobuf:"varint,9,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	// Bumped by every change of who controls the session (mode change, handoff requested,
+	// offered, claimed, transferred, ended). Control RPCs take an `expected_epoch` and fail with
+	// ABORTED when it is stale. Output only.
+	ControlEpoch  int64 `protobuf:"varint,10,opt,name=control_epoch,json=controlEpoch,proto3" json:"control_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -537,6 +918,13 @@ func (x *Session) GetMetadata() map[string]string {
 func (x *Session) GetNextOffset() int64 {
 	if x != nil {
 		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *Session) GetControlEpoch() int64 {
+	if x != nil {
+		return x.ControlEpoch
 	}
 	return 0
 }
@@ -1314,17 +1702,738 @@ func (x *MessageDelta) GetIndex() int32 {
 	return 0
 }
 
+// A window of a week in which operators work, in `HandoffPolicy.time_zone`.
+type OperatingWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ISO weekdays the window applies to: 1 (Monday) to 7 (Sunday). Empty means every day.
+	Weekdays []int32 `protobuf:"varint,1,rep,packed,name=weekdays,proto3" json:"weekdays,omitempty"`
+	// Start of the window, "HH:MM" (24-hour clock), inclusive.
+	Start string `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	// End of the window, "HH:MM" (24-hour clock), exclusive; "24:00" for midnight.
+	End           string `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatingWindow) Reset() {
+	*x = OperatingWindow{}
+	mi := &file_baton_v1_message_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatingWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatingWindow) ProtoMessage() {}
+
+func (x *OperatingWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatingWindow.ProtoReflect.Descriptor instead.
+func (*OperatingWindow) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *OperatingWindow) GetWeekdays() []int32 {
+	if x != nil {
+		return x.Weekdays
+	}
+	return nil
+}
+
+func (x *OperatingWindow) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *OperatingWindow) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+// How handoffs work for one agent's sessions. Empty strings and zero durations take the
+// documented defaults; every customer-facing text is posted as a MESSAGE event with source
+// SYSTEM.
+type HandoffPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Posted when a handoff starts. Default: "I'm connecting you with a member of our team."
+	HandoffStartedMessage string `protobuf:"bytes,1,opt,name=handoff_started_message,json=handoffStartedMessage,proto3" json:"handoff_started_message,omitempty"`
+	// Posted when an operator joins; "{operator}" is replaced by their display name. Default:
+	// "{operator} has joined the conversation."
+	OperatorJoinedMessage string `protobuf:"bytes,2,opt,name=operator_joined_message,json=operatorJoinedMessage,proto3" json:"operator_joined_message,omitempty"`
+	// Posted instead of `operator_joined_message` when the operator writes on behalf of the AI
+	// agent, so the name is not shown. Default: "A member of our team has joined the conversation."
+	OperatorJoinedAnonymousMessage string `protobuf:"bytes,3,opt,name=operator_joined_anonymous_message,json=operatorJoinedAnonymousMessage,proto3" json:"operator_joined_anonymous_message,omitempty"`
+	// Posted when the session goes back to the AI agent. Default: "You're back with our virtual
+	// assistant."
+	AiBackMessage string `protobuf:"bytes,4,opt,name=ai_back_message,json=aiBackMessage,proto3" json:"ai_back_message,omitempty"`
+	// Posted when a handoff starts while no operator is available. Default: "No one from our team
+	// is available right now. Your request is queued and we will answer here as soon as we can."
+	NoOperatorMessage string `protobuf:"bytes,5,opt,name=no_operator_message,json=noOperatorMessage,proto3" json:"no_operator_message,omitempty"`
+	// Text of the queue-position events; "{position}" and "{wait_minutes}" are replaced. Default:
+	// "You are number {position} in the queue. Estimated wait: about {wait_minutes} min."
+	QueuePositionMessage string `protobuf:"bytes,6,opt,name=queue_position_message,json=queuePositionMessage,proto3" json:"queue_position_message,omitempty"`
+	// Posted when `claim_timeout` passes. Default: "Thank you for waiting; our team is still busy."
+	ClaimTimeoutMessage string `protobuf:"bytes,7,opt,name=claim_timeout_message,json=claimTimeoutMessage,proto3" json:"claim_timeout_message,omitempty"`
+	// How long a handoff may wait for an operator before `claim_timeout_action`; 0 means never.
+	ClaimTimeout *durationpb.Duration `protobuf:"bytes,8,opt,name=claim_timeout,json=claimTimeout,proto3" json:"claim_timeout,omitempty"`
+	// What to do when `claim_timeout` passes.
+	ClaimTimeoutAction ClaimTimeoutAction `protobuf:"varint,9,opt,name=claim_timeout_action,json=claimTimeoutAction,proto3,enum=baton.v1.ClaimTimeoutAction" json:"claim_timeout_action,omitempty"`
+	// How long the operator of a claimed handoff may stay silent (after claiming or after their
+	// last message) before `inactivity_timeout_action`; 0 means never.
+	InactivityTimeout *durationpb.Duration `protobuf:"bytes,10,opt,name=inactivity_timeout,json=inactivityTimeout,proto3" json:"inactivity_timeout,omitempty"`
+	// What to do when `inactivity_timeout` passes.
+	InactivityTimeoutAction InactivityTimeoutAction `protobuf:"varint,11,opt,name=inactivity_timeout_action,json=inactivityTimeoutAction,proto3,enum=baton.v1.InactivityTimeoutAction" json:"inactivity_timeout_action,omitempty"`
+	// Time zone of `operating_hours`, an IANA name such as "Europe/Paris". Default: "UTC".
+	TimeZone string `protobuf:"bytes,12,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// When operators work. Empty means always. Outside these windows RequestHandoff reports
+	// that no operator is available.
+	OperatingHours []*OperatingWindow `protobuf:"bytes,13,rep,name=operating_hours,json=operatingHours,proto3" json:"operating_hours,omitempty"`
+	// Estimated wait per queue position while there is no claim history. Default: 120 seconds.
+	DefaultWaitPerPosition *durationpb.Duration `protobuf:"bytes,14,opt,name=default_wait_per_position,json=defaultWaitPerPosition,proto3" json:"default_wait_per_position,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *HandoffPolicy) Reset() {
+	*x = HandoffPolicy{}
+	mi := &file_baton_v1_message_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoffPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoffPolicy) ProtoMessage() {}
+
+func (x *HandoffPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoffPolicy.ProtoReflect.Descriptor instead.
+func (*HandoffPolicy) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HandoffPolicy) GetHandoffStartedMessage() string {
+	if x != nil {
+		return x.HandoffStartedMessage
+	}
+	return ""
+}
+
+func (x *HandoffPolicy) GetOperatorJoinedMessage() string {
+	if x != nil {
+		return x.OperatorJoinedMessage
+	}
+	return ""
+}
+
+func (x *HandoffPolicy) GetOperatorJoinedAnonymousMessage() string {
+	if x != nil {
+		return x.OperatorJoinedAnonymousMessage
+	}
+	return ""
+}
+
+func (x *HandoffPolicy) GetAiBackMessage() string {
+	if x != nil {
+		return x.AiBackMessage
+	}
+	return ""
+}
+
+func (x *HandoffPolicy) GetNoOperatorMessage() string {
+	if x != nil {
+		return x.NoOperatorMessage
+	}
+	return ""
+}
+
+func (x *HandoffPolicy) GetQueuePositionMessage() string {
+	if x != nil {
+		return x.QueuePositionMessage
+	}
+	return ""
+}
+
+func (x *HandoffPolicy) GetClaimTimeoutMessage() string {
+	if x != nil {
+		return x.ClaimTimeoutMessage
+	}
+	return ""
+}
+
+func (x *HandoffPolicy) GetClaimTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.ClaimTimeout
+	}
+	return nil
+}
+
+func (x *HandoffPolicy) GetClaimTimeoutAction() ClaimTimeoutAction {
+	if x != nil {
+		return x.ClaimTimeoutAction
+	}
+	return ClaimTimeoutAction_CLAIM_TIMEOUT_ACTION_UNSPECIFIED
+}
+
+func (x *HandoffPolicy) GetInactivityTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.InactivityTimeout
+	}
+	return nil
+}
+
+func (x *HandoffPolicy) GetInactivityTimeoutAction() InactivityTimeoutAction {
+	if x != nil {
+		return x.InactivityTimeoutAction
+	}
+	return InactivityTimeoutAction_INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED
+}
+
+func (x *HandoffPolicy) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *HandoffPolicy) GetOperatingHours() []*OperatingWindow {
+	if x != nil {
+		return x.OperatingHours
+	}
+	return nil
+}
+
+func (x *HandoffPolicy) GetDefaultWaitPerPosition() *durationpb.Duration {
+	if x != nil {
+		return x.DefaultWaitPerPosition
+	}
+	return nil
+}
+
+// One escalation of a session to humans, from request to end.
+type Handoff struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Server-assigned identifier ("hof_..."). Output only.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The session handed off.
+	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The agent of that session.
+	AgentId string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Where the handoff is in its life.
+	State HandoffState `protobuf:"varint,4,opt,name=state,proto3,enum=baton.v1.HandoffState" json:"state,omitempty"`
+	// Why it was requested, as given.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Context for the operator: written by the NLP provider, or (offline) the last customer
+	// messages and the guideline the AI agent matched.
+	Summary string `protobuf:"bytes,6,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Who asked for it.
+	RequestedBy HandoffRequester `protobuf:"varint,7,opt,name=requested_by,json=requestedBy,proto3,enum=baton.v1.HandoffRequester" json:"requested_by,omitempty"`
+	// The operator holding it (CLAIMED), or who held it last (ENDED).
+	Operator *Participant `protobuf:"bytes,8,opt,name=operator,proto3" json:"operator,omitempty"`
+	// Whether the operator writes on behalf of the AI agent (hides their name from the customer).
+	OperatorOnBehalfOfAi bool `protobuf:"varint,9,opt,name=operator_on_behalf_of_ai,json=operatorOnBehalfOfAi,proto3" json:"operator_on_behalf_of_ai,omitempty"`
+	// The operator it is offered to while PENDING, if any.
+	OfferedTo *Participant `protobuf:"bytes,10,opt,name=offered_to,json=offeredTo,proto3" json:"offered_to,omitempty"`
+	// When it was requested.
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// When an operator first claimed it.
+	ClaimedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=claimed_at,json=claimedAt,proto3" json:"claimed_at,omitempty"`
+	// When a human agent first wrote after the request.
+	FirstHumanReplyAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=first_human_reply_at,json=firstHumanReplyAt,proto3" json:"first_human_reply_at,omitempty"`
+	// When it ended.
+	EndedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	// How it ended (ENDED only).
+	Outcome HandoffOutcome `protobuf:"varint,15,opt,name=outcome,proto3,enum=baton.v1.HandoffOutcome" json:"outcome,omitempty"`
+	// The operator's closing note; after a return to the AI it is context for the AI agent.
+	Note string `protobuf:"bytes,16,opt,name=note,proto3" json:"note,omitempty"`
+	// The session's control epoch after the last change of this handoff.
+	ControlEpoch int64 `protobuf:"varint,17,opt,name=control_epoch,json=controlEpoch,proto3" json:"control_epoch,omitempty"`
+	// 1-based place in the agent's queue while PENDING; 0 otherwise.
+	QueuePosition int32 `protobuf:"varint,18,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Handoff) Reset() {
+	*x = Handoff{}
+	mi := &file_baton_v1_message_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Handoff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Handoff) ProtoMessage() {}
+
+func (x *Handoff) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Handoff.ProtoReflect.Descriptor instead.
+func (*Handoff) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Handoff) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Handoff) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *Handoff) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Handoff) GetState() HandoffState {
+	if x != nil {
+		return x.State
+	}
+	return HandoffState_HANDOFF_STATE_UNSPECIFIED
+}
+
+func (x *Handoff) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Handoff) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *Handoff) GetRequestedBy() HandoffRequester {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return HandoffRequester_HANDOFF_REQUESTER_UNSPECIFIED
+}
+
+func (x *Handoff) GetOperator() *Participant {
+	if x != nil {
+		return x.Operator
+	}
+	return nil
+}
+
+func (x *Handoff) GetOperatorOnBehalfOfAi() bool {
+	if x != nil {
+		return x.OperatorOnBehalfOfAi
+	}
+	return false
+}
+
+func (x *Handoff) GetOfferedTo() *Participant {
+	if x != nil {
+		return x.OfferedTo
+	}
+	return nil
+}
+
+func (x *Handoff) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *Handoff) GetClaimedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClaimedAt
+	}
+	return nil
+}
+
+func (x *Handoff) GetFirstHumanReplyAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstHumanReplyAt
+	}
+	return nil
+}
+
+func (x *Handoff) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+func (x *Handoff) GetOutcome() HandoffOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return HandoffOutcome_HANDOFF_OUTCOME_UNSPECIFIED
+}
+
+func (x *Handoff) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *Handoff) GetControlEpoch() int64 {
+	if x != nil {
+		return x.ControlEpoch
+	}
+	return 0
+}
+
+func (x *Handoff) GetQueuePosition() int32 {
+	if x != nil {
+		return x.QueuePosition
+	}
+	return 0
+}
+
+// One change on the operator inbox stream.
+type HandoffChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position in the server-wide handoff change log: increasing, resumable with
+	// `WatchHandoffsRequest.after_position`. Snapshot entries carry the position they reflect.
+	Position int64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// What changed.
+	Type HandoffChangeType `protobuf:"varint,2,opt,name=type,proto3,enum=baton.v1.HandoffChangeType" json:"type,omitempty"`
+	// The handoff after the change.
+	Handoff *Handoff `protobuf:"bytes,3,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	// Offset of the session event that records the change.
+	EventOffset int64 `protobuf:"varint,4,opt,name=event_offset,json=eventOffset,proto3" json:"event_offset,omitempty"`
+	// When the change was committed.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoffChange) Reset() {
+	*x = HandoffChange{}
+	mi := &file_baton_v1_message_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoffChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoffChange) ProtoMessage() {}
+
+func (x *HandoffChange) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoffChange.ProtoReflect.Descriptor instead.
+func (*HandoffChange) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HandoffChange) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *HandoffChange) GetType() HandoffChangeType {
+	if x != nil {
+		return x.Type
+	}
+	return HandoffChangeType_HANDOFF_CHANGE_TYPE_UNSPECIFIED
+}
+
+func (x *HandoffChange) GetHandoff() *Handoff {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
+}
+
+func (x *HandoffChange) GetEventOffset() int64 {
+	if x != nil {
+		return x.EventOffset
+	}
+	return 0
+}
+
+func (x *HandoffChange) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// Median and 90th percentile of a duration.
+type DurationPercentiles struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many durations were measured.
+	Count int64 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// The median.
+	P50 *durationpb.Duration `protobuf:"bytes,2,opt,name=p50,proto3" json:"p50,omitempty"`
+	// The 90th percentile.
+	P90           *durationpb.Duration `protobuf:"bytes,3,opt,name=p90,proto3" json:"p90,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DurationPercentiles) Reset() {
+	*x = DurationPercentiles{}
+	mi := &file_baton_v1_message_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DurationPercentiles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DurationPercentiles) ProtoMessage() {}
+
+func (x *DurationPercentiles) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DurationPercentiles.ProtoReflect.Descriptor instead.
+func (*DurationPercentiles) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DurationPercentiles) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *DurationPercentiles) GetP50() *durationpb.Duration {
+	if x != nil {
+		return x.P50
+	}
+	return nil
+}
+
+func (x *DurationPercentiles) GetP90() *durationpb.Duration {
+	if x != nil {
+		return x.P90
+	}
+	return nil
+}
+
+// Handoff analytics over a time range.
+type HandoffStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sessions created in the range.
+	Sessions int64 `protobuf:"varint,1,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// Of those, sessions with at least one handoff requested in the range.
+	SessionsWithHandoff int64 `protobuf:"varint,2,opt,name=sessions_with_handoff,json=sessionsWithHandoff,proto3" json:"sessions_with_handoff,omitempty"`
+	// sessions_with_handoff / sessions (0 when there are no sessions).
+	HandoffRate float64 `protobuf:"fixed64,3,opt,name=handoff_rate,json=handoffRate,proto3" json:"handoff_rate,omitempty"`
+	// Handoffs requested in the range.
+	Handoffs int64 `protobuf:"varint,4,opt,name=handoffs,proto3" json:"handoffs,omitempty"`
+	// Handoffs per normalised reason (lower case, punctuation removed, spaces collapsed).
+	ByReason map[string]int64 `protobuf:"bytes,5,rep,name=by_reason,json=byReason,proto3" json:"by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Ended handoffs per outcome name (e.g. "RETURNED_TO_AI").
+	ByOutcome map[string]int64 `protobuf:"bytes,6,rep,name=by_outcome,json=byOutcome,proto3" json:"by_outcome,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// From request to first claim.
+	TimeToClaim *DurationPercentiles `protobuf:"bytes,7,opt,name=time_to_claim,json=timeToClaim,proto3" json:"time_to_claim,omitempty"`
+	// From request to the first human agent message.
+	TimeToFirstHumanReply *DurationPercentiles `protobuf:"bytes,8,opt,name=time_to_first_human_reply,json=timeToFirstHumanReply,proto3" json:"time_to_first_human_reply,omitempty"`
+	// Handoffs abandoned before any operator claimed them.
+	AbandonedWhileQueued int64 `protobuf:"varint,9,opt,name=abandoned_while_queued,json=abandonedWhileQueued,proto3" json:"abandoned_while_queued,omitempty"`
+	// Share of ended handoffs whose outcome is RETURNED_TO_AI.
+	ReturnedToAiShare float64 `protobuf:"fixed64,10,opt,name=returned_to_ai_share,json=returnedToAiShare,proto3" json:"returned_to_ai_share,omitempty"`
+	// Handoffs requested within 30 minutes after a previous handoff of the same session returned
+	// it to the AI agent.
+	RehandoffsWithin_30Minutes int64 `protobuf:"varint,11,opt,name=rehandoffs_within_30_minutes,json=rehandoffsWithin30Minutes,proto3" json:"rehandoffs_within_30_minutes,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
+}
+
+func (x *HandoffStats) Reset() {
+	*x = HandoffStats{}
+	mi := &file_baton_v1_message_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoffStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoffStats) ProtoMessage() {}
+
+func (x *HandoffStats) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoffStats.ProtoReflect.Descriptor instead.
+func (*HandoffStats) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *HandoffStats) GetSessions() int64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *HandoffStats) GetSessionsWithHandoff() int64 {
+	if x != nil {
+		return x.SessionsWithHandoff
+	}
+	return 0
+}
+
+func (x *HandoffStats) GetHandoffRate() float64 {
+	if x != nil {
+		return x.HandoffRate
+	}
+	return 0
+}
+
+func (x *HandoffStats) GetHandoffs() int64 {
+	if x != nil {
+		return x.Handoffs
+	}
+	return 0
+}
+
+func (x *HandoffStats) GetByReason() map[string]int64 {
+	if x != nil {
+		return x.ByReason
+	}
+	return nil
+}
+
+func (x *HandoffStats) GetByOutcome() map[string]int64 {
+	if x != nil {
+		return x.ByOutcome
+	}
+	return nil
+}
+
+func (x *HandoffStats) GetTimeToClaim() *DurationPercentiles {
+	if x != nil {
+		return x.TimeToClaim
+	}
+	return nil
+}
+
+func (x *HandoffStats) GetTimeToFirstHumanReply() *DurationPercentiles {
+	if x != nil {
+		return x.TimeToFirstHumanReply
+	}
+	return nil
+}
+
+func (x *HandoffStats) GetAbandonedWhileQueued() int64 {
+	if x != nil {
+		return x.AbandonedWhileQueued
+	}
+	return 0
+}
+
+func (x *HandoffStats) GetReturnedToAiShare() float64 {
+	if x != nil {
+		return x.ReturnedToAiShare
+	}
+	return 0
+}
+
+func (x *HandoffStats) GetRehandoffsWithin_30Minutes() int64 {
+	if x != nil {
+		return x.RehandoffsWithin_30Minutes
+	}
+	return 0
+}
+
 var File_baton_v1_message_proto protoreflect.FileDescriptor
 
 const file_baton_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"\x16baton/v1/message.proto\x12\bbaton.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n" +
+	"\x16baton/v1/message.proto\x12\bbaton.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xe4\x01\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12>\n" +
+	"\x0ehandoff_policy\x18\x05 \x01(\v2\x17.baton.v1.HandoffPolicyR\rhandoffPolicy\"\xe4\x01\n" +
 	"\bCustomer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
@@ -1333,7 +2442,7 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x03\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1f\n" +
@@ -1347,7 +2456,9 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n" +
 	"\bmetadata\x18\b \x03(\v2\x1f.baton.v1.Session.MetadataEntryR\bmetadata\x12\x1f\n" +
 	"\vnext_offset\x18\t \x01(\x03R\n" +
-	"nextOffset\x1a;\n" +
+	"nextOffset\x12#\n" +
+	"\rcontrol_epoch\x18\n" +
+	" \x01(\x03R\fcontrolEpoch\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
@@ -1411,7 +2522,80 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\fMessageDelta\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x05R\x05index*[\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\"U\n" +
+	"\x0fOperatingWindow\x12\x1a\n" +
+	"\bweekdays\x18\x01 \x03(\x05R\bweekdays\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\"\xfc\x06\n" +
+	"\rHandoffPolicy\x126\n" +
+	"\x17handoff_started_message\x18\x01 \x01(\tR\x15handoffStartedMessage\x126\n" +
+	"\x17operator_joined_message\x18\x02 \x01(\tR\x15operatorJoinedMessage\x12I\n" +
+	"!operator_joined_anonymous_message\x18\x03 \x01(\tR\x1eoperatorJoinedAnonymousMessage\x12&\n" +
+	"\x0fai_back_message\x18\x04 \x01(\tR\raiBackMessage\x12.\n" +
+	"\x13no_operator_message\x18\x05 \x01(\tR\x11noOperatorMessage\x124\n" +
+	"\x16queue_position_message\x18\x06 \x01(\tR\x14queuePositionMessage\x122\n" +
+	"\x15claim_timeout_message\x18\a \x01(\tR\x13claimTimeoutMessage\x12>\n" +
+	"\rclaim_timeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\fclaimTimeout\x12N\n" +
+	"\x14claim_timeout_action\x18\t \x01(\x0e2\x1c.baton.v1.ClaimTimeoutActionR\x12claimTimeoutAction\x12H\n" +
+	"\x12inactivity_timeout\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x11inactivityTimeout\x12]\n" +
+	"\x19inactivity_timeout_action\x18\v \x01(\x0e2!.baton.v1.InactivityTimeoutActionR\x17inactivityTimeoutAction\x12\x1b\n" +
+	"\ttime_zone\x18\f \x01(\tR\btimeZone\x12B\n" +
+	"\x0foperating_hours\x18\r \x03(\v2\x19.baton.v1.OperatingWindowR\x0eoperatingHours\x12T\n" +
+	"\x19default_wait_per_position\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x16defaultWaitPerPosition\"\xa5\x06\n" +
+	"\aHandoff\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12,\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x16.baton.v1.HandoffStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n" +
+	"\asummary\x18\x06 \x01(\tR\asummary\x12=\n" +
+	"\frequested_by\x18\a \x01(\x0e2\x1a.baton.v1.HandoffRequesterR\vrequestedBy\x121\n" +
+	"\boperator\x18\b \x01(\v2\x15.baton.v1.ParticipantR\boperator\x126\n" +
+	"\x18operator_on_behalf_of_ai\x18\t \x01(\bR\x14operatorOnBehalfOfAi\x124\n" +
+	"\n" +
+	"offered_to\x18\n" +
+	" \x01(\v2\x15.baton.v1.ParticipantR\tofferedTo\x12=\n" +
+	"\frequested_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x129\n" +
+	"\n" +
+	"claimed_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tclaimedAt\x12K\n" +
+	"\x14first_human_reply_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x11firstHumanReplyAt\x125\n" +
+	"\bended_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x122\n" +
+	"\aoutcome\x18\x0f \x01(\x0e2\x18.baton.v1.HandoffOutcomeR\aoutcome\x12\x12\n" +
+	"\x04note\x18\x10 \x01(\tR\x04note\x12#\n" +
+	"\rcontrol_epoch\x18\x11 \x01(\x03R\fcontrolEpoch\x12%\n" +
+	"\x0equeue_position\x18\x12 \x01(\x05R\rqueuePosition\"\xdc\x01\n" +
+	"\rHandoffChange\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x03R\bposition\x12/\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1b.baton.v1.HandoffChangeTypeR\x04type\x12+\n" +
+	"\ahandoff\x18\x03 \x01(\v2\x11.baton.v1.HandoffR\ahandoff\x12!\n" +
+	"\fevent_offset\x18\x04 \x01(\x03R\veventOffset\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x85\x01\n" +
+	"\x13DurationPercentiles\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\x12+\n" +
+	"\x03p50\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
+	"\x03p90\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p90\"\xe5\x05\n" +
+	"\fHandoffStats\x12\x1a\n" +
+	"\bsessions\x18\x01 \x01(\x03R\bsessions\x122\n" +
+	"\x15sessions_with_handoff\x18\x02 \x01(\x03R\x13sessionsWithHandoff\x12!\n" +
+	"\fhandoff_rate\x18\x03 \x01(\x01R\vhandoffRate\x12\x1a\n" +
+	"\bhandoffs\x18\x04 \x01(\x03R\bhandoffs\x12A\n" +
+	"\tby_reason\x18\x05 \x03(\v2$.baton.v1.HandoffStats.ByReasonEntryR\bbyReason\x12D\n" +
+	"\n" +
+	"by_outcome\x18\x06 \x03(\v2%.baton.v1.HandoffStats.ByOutcomeEntryR\tbyOutcome\x12A\n" +
+	"\rtime_to_claim\x18\a \x01(\v2\x1d.baton.v1.DurationPercentilesR\vtimeToClaim\x12W\n" +
+	"\x19time_to_first_human_reply\x18\b \x01(\v2\x1d.baton.v1.DurationPercentilesR\x15timeToFirstHumanReply\x124\n" +
+	"\x16abandoned_while_queued\x18\t \x01(\x03R\x14abandonedWhileQueued\x12/\n" +
+	"\x14returned_to_ai_share\x18\n" +
+	" \x01(\x01R\x11returnedToAiShare\x12?\n" +
+	"\x1crehandoffs_within_30_minutes\x18\v \x01(\x03R\x19rehandoffsWithin30Minutes\x1a;\n" +
+	"\rByReasonEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a<\n" +
+	"\x0eByOutcomeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*[\n" +
 	"\vSessionMode\x12\x1c\n" +
 	"\x18SESSION_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SESSION_MODE_AUTO\x10\x01\x12\x17\n" +
@@ -1437,7 +2621,43 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\rSTATUS_TYPING\x10\x03\x12\x10\n" +
 	"\fSTATUS_READY\x10\x04\x12\x14\n" +
 	"\x10STATUS_CANCELLED\x10\x05\x12\x10\n" +
-	"\fSTATUS_ERROR\x10\x06b\x06proto3"
+	"\fSTATUS_ERROR\x10\x06*\x88\x01\n" +
+	"\x12ClaimTimeoutAction\x12$\n" +
+	" CLAIM_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12%\n" +
+	"!CLAIM_TIMEOUT_ACTION_KEEP_WAITING\x10\x01\x12%\n" +
+	"!CLAIM_TIMEOUT_ACTION_RETURN_TO_AI\x10\x02*\x93\x01\n" +
+	"\x17InactivityTimeoutAction\x12)\n" +
+	"%INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12*\n" +
+	"&INACTIVITY_TIMEOUT_ACTION_RETURN_TO_AI\x10\x01\x12!\n" +
+	"\x1dINACTIVITY_TIMEOUT_ACTION_END\x10\x02*|\n" +
+	"\fHandoffState\x12\x1d\n" +
+	"\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15HANDOFF_STATE_PENDING\x10\x01\x12\x19\n" +
+	"\x15HANDOFF_STATE_CLAIMED\x10\x02\x12\x17\n" +
+	"\x13HANDOFF_STATE_ENDED\x10\x03*\xba\x01\n" +
+	"\x0eHandoffOutcome\x12\x1f\n" +
+	"\x1bHANDOFF_OUTCOME_UNSPECIFIED\x10\x00\x12%\n" +
+	"!HANDOFF_OUTCOME_RESOLVED_BY_HUMAN\x10\x01\x12\"\n" +
+	"\x1eHANDOFF_OUTCOME_RETURNED_TO_AI\x10\x02\x12\x1d\n" +
+	"\x19HANDOFF_OUTCOME_ABANDONED\x10\x03\x12\x1d\n" +
+	"\x19HANDOFF_OUTCOME_TIMED_OUT\x10\x04*\xbe\x01\n" +
+	"\x10HandoffRequester\x12!\n" +
+	"\x1dHANDOFF_REQUESTER_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16HANDOFF_REQUESTER_TOOL\x10\x01\x12%\n" +
+	"!HANDOFF_REQUESTER_EXTERNAL_SYSTEM\x10\x02\x12\x1e\n" +
+	"\x1aHANDOFF_REQUESTER_CUSTOMER\x10\x03\x12$\n" +
+	" HANDOFF_REQUESTER_HUMAN_TAKEOVER\x10\x04*\xf8\x02\n" +
+	"\x11HandoffChangeType\x12#\n" +
+	"\x1fHANDOFF_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18HANDOFF_CHANGE_TYPE_OPEN\x10\x01\x12!\n" +
+	"\x1dHANDOFF_CHANGE_TYPE_REQUESTED\x10\x02\x12\x1f\n" +
+	"\x1bHANDOFF_CHANGE_TYPE_OFFERED\x10\x03\x12&\n" +
+	"\"HANDOFF_CHANGE_TYPE_OFFER_DECLINED\x10\x04\x12\x1f\n" +
+	"\x1bHANDOFF_CHANGE_TYPE_CLAIMED\x10\x05\x12#\n" +
+	"\x1fHANDOFF_CHANGE_TYPE_TRANSFERRED\x10\x06\x12(\n" +
+	"$HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE\x10\a\x12%\n" +
+	"!HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT\x10\b\x12\x1d\n" +
+	"\x19HANDOFF_CHANGE_TYPE_ENDED\x10\tb\x06proto3"
 
 var (
 	file_baton_v1_message_proto_rawDescOnce sync.Once
@@ -1451,60 +2671,100 @@ func file_baton_v1_message_proto_rawDescGZIP() []byte {
 	return file_baton_v1_message_proto_rawDescData
 }
 
-var file_baton_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_baton_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_baton_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_baton_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_baton_v1_message_proto_goTypes = []any{
 	(SessionMode)(0),              // 0: baton.v1.SessionMode
 	(EventKind)(0),                // 1: baton.v1.EventKind
 	(EventSource)(0),              // 2: baton.v1.EventSource
 	(Status)(0),                   // 3: baton.v1.Status
-	(*Agent)(nil),                 // 4: baton.v1.Agent
-	(*Customer)(nil),              // 5: baton.v1.Customer
-	(*Session)(nil),               // 6: baton.v1.Session
-	(*Participant)(nil),           // 7: baton.v1.Participant
-	(*MessageData)(nil),           // 8: baton.v1.MessageData
-	(*ToolCall)(nil),              // 9: baton.v1.ToolCall
-	(*ToolData)(nil),              // 10: baton.v1.ToolData
-	(*StatusData)(nil),            // 11: baton.v1.StatusData
-	(*Event)(nil),                 // 12: baton.v1.Event
-	(*Guideline)(nil),             // 13: baton.v1.Guideline
-	(*CannedResponse)(nil),        // 14: baton.v1.CannedResponse
-	(*Tool)(nil),                  // 15: baton.v1.Tool
-	(*MessageDelta)(nil),          // 16: baton.v1.MessageDelta
-	nil,                           // 17: baton.v1.Customer.MetadataEntry
-	nil,                           // 18: baton.v1.Session.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 20: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 21: google.protobuf.Value
+	(ClaimTimeoutAction)(0),       // 4: baton.v1.ClaimTimeoutAction
+	(InactivityTimeoutAction)(0),  // 5: baton.v1.InactivityTimeoutAction
+	(HandoffState)(0),             // 6: baton.v1.HandoffState
+	(HandoffOutcome)(0),           // 7: baton.v1.HandoffOutcome
+	(HandoffRequester)(0),         // 8: baton.v1.HandoffRequester
+	(HandoffChangeType)(0),        // 9: baton.v1.HandoffChangeType
+	(*Agent)(nil),                 // 10: baton.v1.Agent
+	(*Customer)(nil),              // 11: baton.v1.Customer
+	(*Session)(nil),               // 12: baton.v1.Session
+	(*Participant)(nil),           // 13: baton.v1.Participant
+	(*MessageData)(nil),           // 14: baton.v1.MessageData
+	(*ToolCall)(nil),              // 15: baton.v1.ToolCall
+	(*ToolData)(nil),              // 16: baton.v1.ToolData
+	(*StatusData)(nil),            // 17: baton.v1.StatusData
+	(*Event)(nil),                 // 18: baton.v1.Event
+	(*Guideline)(nil),             // 19: baton.v1.Guideline
+	(*CannedResponse)(nil),        // 20: baton.v1.CannedResponse
+	(*Tool)(nil),                  // 21: baton.v1.Tool
+	(*MessageDelta)(nil),          // 22: baton.v1.MessageDelta
+	(*OperatingWindow)(nil),       // 23: baton.v1.OperatingWindow
+	(*HandoffPolicy)(nil),         // 24: baton.v1.HandoffPolicy
+	(*Handoff)(nil),               // 25: baton.v1.Handoff
+	(*HandoffChange)(nil),         // 26: baton.v1.HandoffChange
+	(*DurationPercentiles)(nil),   // 27: baton.v1.DurationPercentiles
+	(*HandoffStats)(nil),          // 28: baton.v1.HandoffStats
+	nil,                           // 29: baton.v1.Customer.MetadataEntry
+	nil,                           // 30: baton.v1.Session.MetadataEntry
+	nil,                           // 31: baton.v1.HandoffStats.ByReasonEntry
+	nil,                           // 32: baton.v1.HandoffStats.ByOutcomeEntry
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 34: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 35: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
 }
 var file_baton_v1_message_proto_depIdxs = []int32{
-	19, // 0: baton.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
-	17, // 1: baton.v1.Customer.metadata:type_name -> baton.v1.Customer.MetadataEntry
-	19, // 2: baton.v1.Customer.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: baton.v1.Session.mode:type_name -> baton.v1.SessionMode
-	19, // 4: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	19, // 5: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	18, // 6: baton.v1.Session.metadata:type_name -> baton.v1.Session.MetadataEntry
-	7,  // 7: baton.v1.MessageData.participant:type_name -> baton.v1.Participant
-	20, // 8: baton.v1.ToolCall.arguments:type_name -> google.protobuf.Struct
-	21, // 9: baton.v1.ToolCall.result:type_name -> google.protobuf.Value
-	9,  // 10: baton.v1.ToolData.tool_calls:type_name -> baton.v1.ToolCall
-	3,  // 11: baton.v1.StatusData.status:type_name -> baton.v1.Status
-	1,  // 12: baton.v1.Event.kind:type_name -> baton.v1.EventKind
-	2,  // 13: baton.v1.Event.source:type_name -> baton.v1.EventSource
-	19, // 14: baton.v1.Event.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 15: baton.v1.Event.message:type_name -> baton.v1.MessageData
-	10, // 16: baton.v1.Event.tool:type_name -> baton.v1.ToolData
-	11, // 17: baton.v1.Event.status:type_name -> baton.v1.StatusData
-	20, // 18: baton.v1.Event.custom:type_name -> google.protobuf.Struct
-	19, // 19: baton.v1.Guideline.created_at:type_name -> google.protobuf.Timestamp
-	19, // 20: baton.v1.CannedResponse.created_at:type_name -> google.protobuf.Timestamp
-	20, // 21: baton.v1.Tool.parameters:type_name -> google.protobuf.Struct
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	33, // 0: baton.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
+	24, // 1: baton.v1.Agent.handoff_policy:type_name -> baton.v1.HandoffPolicy
+	29, // 2: baton.v1.Customer.metadata:type_name -> baton.v1.Customer.MetadataEntry
+	33, // 3: baton.v1.Customer.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: baton.v1.Session.mode:type_name -> baton.v1.SessionMode
+	33, // 5: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	33, // 6: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 7: baton.v1.Session.metadata:type_name -> baton.v1.Session.MetadataEntry
+	13, // 8: baton.v1.MessageData.participant:type_name -> baton.v1.Participant
+	34, // 9: baton.v1.ToolCall.arguments:type_name -> google.protobuf.Struct
+	35, // 10: baton.v1.ToolCall.result:type_name -> google.protobuf.Value
+	15, // 11: baton.v1.ToolData.tool_calls:type_name -> baton.v1.ToolCall
+	3,  // 12: baton.v1.StatusData.status:type_name -> baton.v1.Status
+	1,  // 13: baton.v1.Event.kind:type_name -> baton.v1.EventKind
+	2,  // 14: baton.v1.Event.source:type_name -> baton.v1.EventSource
+	33, // 15: baton.v1.Event.created_at:type_name -> google.protobuf.Timestamp
+	14, // 16: baton.v1.Event.message:type_name -> baton.v1.MessageData
+	16, // 17: baton.v1.Event.tool:type_name -> baton.v1.ToolData
+	17, // 18: baton.v1.Event.status:type_name -> baton.v1.StatusData
+	34, // 19: baton.v1.Event.custom:type_name -> google.protobuf.Struct
+	33, // 20: baton.v1.Guideline.created_at:type_name -> google.protobuf.Timestamp
+	33, // 21: baton.v1.CannedResponse.created_at:type_name -> google.protobuf.Timestamp
+	34, // 22: baton.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	36, // 23: baton.v1.HandoffPolicy.claim_timeout:type_name -> google.protobuf.Duration
+	4,  // 24: baton.v1.HandoffPolicy.claim_timeout_action:type_name -> baton.v1.ClaimTimeoutAction
+	36, // 25: baton.v1.HandoffPolicy.inactivity_timeout:type_name -> google.protobuf.Duration
+	5,  // 26: baton.v1.HandoffPolicy.inactivity_timeout_action:type_name -> baton.v1.InactivityTimeoutAction
+	23, // 27: baton.v1.HandoffPolicy.operating_hours:type_name -> baton.v1.OperatingWindow
+	36, // 28: baton.v1.HandoffPolicy.default_wait_per_position:type_name -> google.protobuf.Duration
+	6,  // 29: baton.v1.Handoff.state:type_name -> baton.v1.HandoffState
+	8,  // 30: baton.v1.Handoff.requested_by:type_name -> baton.v1.HandoffRequester
+	13, // 31: baton.v1.Handoff.operator:type_name -> baton.v1.Participant
+	13, // 32: baton.v1.Handoff.offered_to:type_name -> baton.v1.Participant
+	33, // 33: baton.v1.Handoff.requested_at:type_name -> google.protobuf.Timestamp
+	33, // 34: baton.v1.Handoff.claimed_at:type_name -> google.protobuf.Timestamp
+	33, // 35: baton.v1.Handoff.first_human_reply_at:type_name -> google.protobuf.Timestamp
+	33, // 36: baton.v1.Handoff.ended_at:type_name -> google.protobuf.Timestamp
+	7,  // 37: baton.v1.Handoff.outcome:type_name -> baton.v1.HandoffOutcome
+	9,  // 38: baton.v1.HandoffChange.type:type_name -> baton.v1.HandoffChangeType
+	25, // 39: baton.v1.HandoffChange.handoff:type_name -> baton.v1.Handoff
+	33, // 40: baton.v1.HandoffChange.time:type_name -> google.protobuf.Timestamp
+	36, // 41: baton.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
+	36, // 42: baton.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
+	31, // 43: baton.v1.HandoffStats.by_reason:type_name -> baton.v1.HandoffStats.ByReasonEntry
+	32, // 44: baton.v1.HandoffStats.by_outcome:type_name -> baton.v1.HandoffStats.ByOutcomeEntry
+	27, // 45: baton.v1.HandoffStats.time_to_claim:type_name -> baton.v1.DurationPercentiles
+	27, // 46: baton.v1.HandoffStats.time_to_first_human_reply:type_name -> baton.v1.DurationPercentiles
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_message_proto_init() }
@@ -1524,8 +2784,8 @@ func file_baton_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_message_proto_rawDesc), len(file_baton_v1_message_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   15,
+			NumEnums:      10,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

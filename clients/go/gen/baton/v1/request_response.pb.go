@@ -325,7 +325,8 @@ type UpdateAgentRequest struct {
 	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// New values for the fields named in `update_mask`.
 	Agent *Agent `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
-	// Fields to update: "name", "description". Required, not empty.
+	// Fields to update: "name", "description", "handoff_policy" (replaced whole). Required, not
+	// empty.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1330,8 +1331,12 @@ type UpdateSessionRequest struct {
 	Session *Session `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
 	// Fields to update: "mode", "title", "metadata" (replaces the whole map). Required, not empty.
 	// A mode change appends a "baton.session_mode_changed" custom event (source SYSTEM) in the
-	// same transaction.
-	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// same transaction. Switching to MANUAL opens a handoff (requested by an external system) when
+	// none is open; switching to AUTO ends the open handoff with outcome RETURNED_TO_AI.
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// When set, the update fails with ABORTED unless the session's control epoch still has this
+	// value.
+	ExpectedEpoch *int64 `protobuf:"varint,4,opt,name=expected_epoch,json=expectedEpoch,proto3,oneof" json:"expected_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1385,6 +1390,13 @@ func (x *UpdateSessionRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
 		return x.UpdateMask
 	}
 	return nil
+}
+
+func (x *UpdateSessionRequest) GetExpectedEpoch() int64 {
+	if x != nil && x.ExpectedEpoch != nil {
+		return *x.ExpectedEpoch
+	}
+	return 0
 }
 
 // Response of SessionService.UpdateSession.
@@ -3030,6 +3042,1293 @@ func (x *ListToolsResponse) GetTools() []*Tool {
 	return nil
 }
 
+// Request of HandoffService.RequestHandoff.
+type RequestHandoffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session to hand to humans. It switches to MANUAL in the same transaction.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Why, in a few words (shown to operators, grouped in stats). Required.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who asks: EXTERNAL_SYSTEM (default) or CUSTOMER.
+	RequestedBy HandoffRequester `protobuf:"varint,3,opt,name=requested_by,json=requestedBy,proto3,enum=baton.v1.HandoffRequester" json:"requested_by,omitempty"`
+	// When set, fails with ABORTED unless the session's control epoch still has this value.
+	ExpectedEpoch *int64 `protobuf:"varint,4,opt,name=expected_epoch,json=expectedEpoch,proto3,oneof" json:"expected_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestHandoffRequest) Reset() {
+	*x = RequestHandoffRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestHandoffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestHandoffRequest) ProtoMessage() {}
+
+func (x *RequestHandoffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestHandoffRequest.ProtoReflect.Descriptor instead.
+func (*RequestHandoffRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RequestHandoffRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RequestHandoffRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RequestHandoffRequest) GetRequestedBy() HandoffRequester {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return HandoffRequester_HANDOFF_REQUESTER_UNSPECIFIED
+}
+
+func (x *RequestHandoffRequest) GetExpectedEpoch() int64 {
+	if x != nil && x.ExpectedEpoch != nil {
+		return *x.ExpectedEpoch
+	}
+	return 0
+}
+
+// Response of HandoffService.RequestHandoff.
+type RequestHandoffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new handoff (PENDING).
+	Handoff *Handoff `protobuf:"bytes,1,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	// Whether an operator can take it now (someone watches the inbox, within operating hours).
+	OperatorsAvailable bool `protobuf:"varint,2,opt,name=operators_available,json=operatorsAvailable,proto3" json:"operators_available,omitempty"`
+	// Why no operator is available: "NO_OPERATOR_WATCHING" or "OUTSIDE_OPERATING_HOURS"; empty
+	// when one is.
+	UnavailableReason string `protobuf:"bytes,3,opt,name=unavailable_reason,json=unavailableReason,proto3" json:"unavailable_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RequestHandoffResponse) Reset() {
+	*x = RequestHandoffResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestHandoffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestHandoffResponse) ProtoMessage() {}
+
+func (x *RequestHandoffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestHandoffResponse.ProtoReflect.Descriptor instead.
+func (*RequestHandoffResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RequestHandoffResponse) GetHandoff() *Handoff {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
+}
+
+func (x *RequestHandoffResponse) GetOperatorsAvailable() bool {
+	if x != nil {
+		return x.OperatorsAvailable
+	}
+	return false
+}
+
+func (x *RequestHandoffResponse) GetUnavailableReason() string {
+	if x != nil {
+		return x.UnavailableReason
+	}
+	return ""
+}
+
+// Request of HandoffService.GetHandoff.
+type GetHandoffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the handoff.
+	HandoffId     string `protobuf:"bytes,1,opt,name=handoff_id,json=handoffId,proto3" json:"handoff_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHandoffRequest) Reset() {
+	*x = GetHandoffRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHandoffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHandoffRequest) ProtoMessage() {}
+
+func (x *GetHandoffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHandoffRequest.ProtoReflect.Descriptor instead.
+func (*GetHandoffRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetHandoffRequest) GetHandoffId() string {
+	if x != nil {
+		return x.HandoffId
+	}
+	return ""
+}
+
+// Response of HandoffService.GetHandoff.
+type GetHandoffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handoff.
+	Handoff       *Handoff `protobuf:"bytes,1,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHandoffResponse) Reset() {
+	*x = GetHandoffResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHandoffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHandoffResponse) ProtoMessage() {}
+
+func (x *GetHandoffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHandoffResponse.ProtoReflect.Descriptor instead.
+func (*GetHandoffResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *GetHandoffResponse) GetHandoff() *Handoff {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
+}
+
+// Request of HandoffService.ListHandoffs.
+type ListHandoffsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Maximum number of handoffs to return; 0 means 50, values above 1000 are capped at 1000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// `next_page_token` of a previous response; empty for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only handoffs of this session; empty means all.
+	SessionId string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Only handoffs of this agent's sessions; empty means all.
+	AgentId string `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Only handoffs in this state; UNSPECIFIED means all.
+	State         HandoffState `protobuf:"varint,5,opt,name=state,proto3,enum=baton.v1.HandoffState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHandoffsRequest) Reset() {
+	*x = ListHandoffsRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHandoffsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHandoffsRequest) ProtoMessage() {}
+
+func (x *ListHandoffsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHandoffsRequest.ProtoReflect.Descriptor instead.
+func (*ListHandoffsRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ListHandoffsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListHandoffsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListHandoffsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *ListHandoffsRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ListHandoffsRequest) GetState() HandoffState {
+	if x != nil {
+		return x.State
+	}
+	return HandoffState_HANDOFF_STATE_UNSPECIFIED
+}
+
+// Response of HandoffService.ListHandoffs.
+type ListHandoffsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Handoffs, oldest request first.
+	Handoffs []*Handoff `protobuf:"bytes,1,rep,name=handoffs,proto3" json:"handoffs,omitempty"`
+	// Token for the next page; empty when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHandoffsResponse) Reset() {
+	*x = ListHandoffsResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHandoffsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHandoffsResponse) ProtoMessage() {}
+
+func (x *ListHandoffsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHandoffsResponse.ProtoReflect.Descriptor instead.
+func (*ListHandoffsResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ListHandoffsResponse) GetHandoffs() []*Handoff {
+	if x != nil {
+		return x.Handoffs
+	}
+	return nil
+}
+
+func (x *ListHandoffsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request of HandoffService.ClaimHandoff.
+type ClaimHandoffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The PENDING handoff to take.
+	HandoffId string `protobuf:"bytes,1,opt,name=handoff_id,json=handoffId,proto3" json:"handoff_id,omitempty"`
+	// The operator taking it; `id` is required.
+	Operator *Participant `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	// The operator writes on behalf of the AI agent: the customer is not shown their name.
+	OnBehalfOfAi bool `protobuf:"varint,3,opt,name=on_behalf_of_ai,json=onBehalfOfAi,proto3" json:"on_behalf_of_ai,omitempty"`
+	// When set, fails with ABORTED unless the session's control epoch still has this value.
+	ExpectedEpoch *int64 `protobuf:"varint,4,opt,name=expected_epoch,json=expectedEpoch,proto3,oneof" json:"expected_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimHandoffRequest) Reset() {
+	*x = ClaimHandoffRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimHandoffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimHandoffRequest) ProtoMessage() {}
+
+func (x *ClaimHandoffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimHandoffRequest.ProtoReflect.Descriptor instead.
+func (*ClaimHandoffRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ClaimHandoffRequest) GetHandoffId() string {
+	if x != nil {
+		return x.HandoffId
+	}
+	return ""
+}
+
+func (x *ClaimHandoffRequest) GetOperator() *Participant {
+	if x != nil {
+		return x.Operator
+	}
+	return nil
+}
+
+func (x *ClaimHandoffRequest) GetOnBehalfOfAi() bool {
+	if x != nil {
+		return x.OnBehalfOfAi
+	}
+	return false
+}
+
+func (x *ClaimHandoffRequest) GetExpectedEpoch() int64 {
+	if x != nil && x.ExpectedEpoch != nil {
+		return *x.ExpectedEpoch
+	}
+	return 0
+}
+
+// Response of HandoffService.ClaimHandoff.
+type ClaimHandoffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handoff, now CLAIMED by the operator.
+	Handoff       *Handoff `protobuf:"bytes,1,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimHandoffResponse) Reset() {
+	*x = ClaimHandoffResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimHandoffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimHandoffResponse) ProtoMessage() {}
+
+func (x *ClaimHandoffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimHandoffResponse.ProtoReflect.Descriptor instead.
+func (*ClaimHandoffResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ClaimHandoffResponse) GetHandoff() *Handoff {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
+}
+
+// Request of HandoffService.OfferHandoff.
+type OfferHandoffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The PENDING handoff to offer.
+	HandoffId string `protobuf:"bytes,1,opt,name=handoff_id,json=handoffId,proto3" json:"handoff_id,omitempty"`
+	// The operator it is offered to; `id` is required. Only they can claim it until they
+	// decline.
+	Operator *Participant `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	// When set, fails with ABORTED unless the session's control epoch still has this value.
+	ExpectedEpoch *int64 `protobuf:"varint,3,opt,name=expected_epoch,json=expectedEpoch,proto3,oneof" json:"expected_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferHandoffRequest) Reset() {
+	*x = OfferHandoffRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferHandoffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferHandoffRequest) ProtoMessage() {}
+
+func (x *OfferHandoffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferHandoffRequest.ProtoReflect.Descriptor instead.
+func (*OfferHandoffRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *OfferHandoffRequest) GetHandoffId() string {
+	if x != nil {
+		return x.HandoffId
+	}
+	return ""
+}
+
+func (x *OfferHandoffRequest) GetOperator() *Participant {
+	if x != nil {
+		return x.Operator
+	}
+	return nil
+}
+
+func (x *OfferHandoffRequest) GetExpectedEpoch() int64 {
+	if x != nil && x.ExpectedEpoch != nil {
+		return *x.ExpectedEpoch
+	}
+	return 0
+}
+
+// Response of HandoffService.OfferHandoff.
+type OfferHandoffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handoff, still PENDING, with `offered_to` set.
+	Handoff       *Handoff `protobuf:"bytes,1,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferHandoffResponse) Reset() {
+	*x = OfferHandoffResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferHandoffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferHandoffResponse) ProtoMessage() {}
+
+func (x *OfferHandoffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferHandoffResponse.ProtoReflect.Descriptor instead.
+func (*OfferHandoffResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *OfferHandoffResponse) GetHandoff() *Handoff {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
+}
+
+// Request of HandoffService.RespondToOffer.
+type RespondToOfferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handoff offered to `operator`.
+	HandoffId string `protobuf:"bytes,1,opt,name=handoff_id,json=handoffId,proto3" json:"handoff_id,omitempty"`
+	// The operator the handoff was offered to.
+	Operator *Participant `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	// True claims the handoff; false declines and puts it back in the open queue.
+	Accept bool `protobuf:"varint,3,opt,name=accept,proto3" json:"accept,omitempty"`
+	// With `accept`: the operator writes on behalf of the AI agent.
+	OnBehalfOfAi bool `protobuf:"varint,4,opt,name=on_behalf_of_ai,json=onBehalfOfAi,proto3" json:"on_behalf_of_ai,omitempty"`
+	// When set, fails with ABORTED unless the session's control epoch still has this value.
+	ExpectedEpoch *int64 `protobuf:"varint,5,opt,name=expected_epoch,json=expectedEpoch,proto3,oneof" json:"expected_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RespondToOfferRequest) Reset() {
+	*x = RespondToOfferRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RespondToOfferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RespondToOfferRequest) ProtoMessage() {}
+
+func (x *RespondToOfferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RespondToOfferRequest.ProtoReflect.Descriptor instead.
+func (*RespondToOfferRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *RespondToOfferRequest) GetHandoffId() string {
+	if x != nil {
+		return x.HandoffId
+	}
+	return ""
+}
+
+func (x *RespondToOfferRequest) GetOperator() *Participant {
+	if x != nil {
+		return x.Operator
+	}
+	return nil
+}
+
+func (x *RespondToOfferRequest) GetAccept() bool {
+	if x != nil {
+		return x.Accept
+	}
+	return false
+}
+
+func (x *RespondToOfferRequest) GetOnBehalfOfAi() bool {
+	if x != nil {
+		return x.OnBehalfOfAi
+	}
+	return false
+}
+
+func (x *RespondToOfferRequest) GetExpectedEpoch() int64 {
+	if x != nil && x.ExpectedEpoch != nil {
+		return *x.ExpectedEpoch
+	}
+	return 0
+}
+
+// Response of HandoffService.RespondToOffer.
+type RespondToOfferResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handoff after the answer.
+	Handoff       *Handoff `protobuf:"bytes,1,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RespondToOfferResponse) Reset() {
+	*x = RespondToOfferResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RespondToOfferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RespondToOfferResponse) ProtoMessage() {}
+
+func (x *RespondToOfferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RespondToOfferResponse.ProtoReflect.Descriptor instead.
+func (*RespondToOfferResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *RespondToOfferResponse) GetHandoff() *Handoff {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
+}
+
+// Request of HandoffService.ReleaseHandoff.
+type ReleaseHandoffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handoff to end.
+	HandoffId string `protobuf:"bytes,1,opt,name=handoff_id,json=handoffId,proto3" json:"handoff_id,omitempty"`
+	// The operator releasing it: must be the holder of a CLAIMED handoff; may be empty for a
+	// PENDING one (the integration withdraws the request).
+	OperatorId string `protobuf:"bytes,2,opt,name=operator_id,json=operatorId,proto3" json:"operator_id,omitempty"`
+	// How it ended. RETURNED_TO_AI switches the session back to AUTO. Required, not TIMED_OUT.
+	Outcome HandoffOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=baton.v1.HandoffOutcome" json:"outcome,omitempty"`
+	// A closing note; after a return to the AI it is context for the AI agent.
+	Note string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	// When set, fails with ABORTED unless the session's control epoch still has this value.
+	ExpectedEpoch *int64 `protobuf:"varint,5,opt,name=expected_epoch,json=expectedEpoch,proto3,oneof" json:"expected_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHandoffRequest) Reset() {
+	*x = ReleaseHandoffRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHandoffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHandoffRequest) ProtoMessage() {}
+
+func (x *ReleaseHandoffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHandoffRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseHandoffRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ReleaseHandoffRequest) GetHandoffId() string {
+	if x != nil {
+		return x.HandoffId
+	}
+	return ""
+}
+
+func (x *ReleaseHandoffRequest) GetOperatorId() string {
+	if x != nil {
+		return x.OperatorId
+	}
+	return ""
+}
+
+func (x *ReleaseHandoffRequest) GetOutcome() HandoffOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return HandoffOutcome_HANDOFF_OUTCOME_UNSPECIFIED
+}
+
+func (x *ReleaseHandoffRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *ReleaseHandoffRequest) GetExpectedEpoch() int64 {
+	if x != nil && x.ExpectedEpoch != nil {
+		return *x.ExpectedEpoch
+	}
+	return 0
+}
+
+// Response of HandoffService.ReleaseHandoff.
+type ReleaseHandoffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handoff, now ENDED.
+	Handoff       *Handoff `protobuf:"bytes,1,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHandoffResponse) Reset() {
+	*x = ReleaseHandoffResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHandoffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHandoffResponse) ProtoMessage() {}
+
+func (x *ReleaseHandoffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHandoffResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseHandoffResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ReleaseHandoffResponse) GetHandoff() *Handoff {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
+}
+
+// Request of HandoffService.TransferHandoff.
+type TransferHandoffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CLAIMED handoff to move.
+	HandoffId string `protobuf:"bytes,1,opt,name=handoff_id,json=handoffId,proto3" json:"handoff_id,omitempty"`
+	// The operator holding it now.
+	FromOperatorId string `protobuf:"bytes,2,opt,name=from_operator_id,json=fromOperatorId,proto3" json:"from_operator_id,omitempty"`
+	// The operator taking over; `id` is required.
+	ToOperator *Participant `protobuf:"bytes,3,opt,name=to_operator,json=toOperator,proto3" json:"to_operator,omitempty"`
+	// The new operator writes on behalf of the AI agent.
+	OnBehalfOfAi bool `protobuf:"varint,4,opt,name=on_behalf_of_ai,json=onBehalfOfAi,proto3" json:"on_behalf_of_ai,omitempty"`
+	// When set, fails with ABORTED unless the session's control epoch still has this value.
+	ExpectedEpoch *int64 `protobuf:"varint,5,opt,name=expected_epoch,json=expectedEpoch,proto3,oneof" json:"expected_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferHandoffRequest) Reset() {
+	*x = TransferHandoffRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferHandoffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferHandoffRequest) ProtoMessage() {}
+
+func (x *TransferHandoffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferHandoffRequest.ProtoReflect.Descriptor instead.
+func (*TransferHandoffRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *TransferHandoffRequest) GetHandoffId() string {
+	if x != nil {
+		return x.HandoffId
+	}
+	return ""
+}
+
+func (x *TransferHandoffRequest) GetFromOperatorId() string {
+	if x != nil {
+		return x.FromOperatorId
+	}
+	return ""
+}
+
+func (x *TransferHandoffRequest) GetToOperator() *Participant {
+	if x != nil {
+		return x.ToOperator
+	}
+	return nil
+}
+
+func (x *TransferHandoffRequest) GetOnBehalfOfAi() bool {
+	if x != nil {
+		return x.OnBehalfOfAi
+	}
+	return false
+}
+
+func (x *TransferHandoffRequest) GetExpectedEpoch() int64 {
+	if x != nil && x.ExpectedEpoch != nil {
+		return *x.ExpectedEpoch
+	}
+	return 0
+}
+
+// Response of HandoffService.TransferHandoff.
+type TransferHandoffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handoff, CLAIMED by the new operator.
+	Handoff       *Handoff `protobuf:"bytes,1,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferHandoffResponse) Reset() {
+	*x = TransferHandoffResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferHandoffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferHandoffResponse) ProtoMessage() {}
+
+func (x *TransferHandoffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferHandoffResponse.ProtoReflect.Descriptor instead.
+func (*TransferHandoffResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *TransferHandoffResponse) GetHandoff() *Handoff {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
+}
+
+// Request of HandoffService.WatchHandoffs.
+type WatchHandoffsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only handoffs of this agent's sessions; empty means all agents.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Resume after this position (the `position` of the last change handled): every later change
+	// is sent, then `caught_up`. When unset, the stream starts with the open handoffs (type
+	// OPEN), then `caught_up`, then live changes.
+	AfterPosition *int64 `protobuf:"varint,2,opt,name=after_position,json=afterPosition,proto3,oneof" json:"after_position,omitempty"`
+	// The operator watching. While at least one operator watches, RequestHandoff reports
+	// operators as available (for `agent_id`, or every agent when it is empty).
+	Operator      *Participant `protobuf:"bytes,3,opt,name=operator,proto3" json:"operator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchHandoffsRequest) Reset() {
+	*x = WatchHandoffsRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchHandoffsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchHandoffsRequest) ProtoMessage() {}
+
+func (x *WatchHandoffsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchHandoffsRequest.ProtoReflect.Descriptor instead.
+func (*WatchHandoffsRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *WatchHandoffsRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *WatchHandoffsRequest) GetAfterPosition() int64 {
+	if x != nil && x.AfterPosition != nil {
+		return *x.AfterPosition
+	}
+	return 0
+}
+
+func (x *WatchHandoffsRequest) GetOperator() *Participant {
+	if x != nil {
+		return x.Operator
+	}
+	return nil
+}
+
+// Heartbeat of an idle inbox stream.
+type WatchHandoffsHeartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every change up to this position has been sent; resume with `after_position` set to it.
+	Position int64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// Server time when the heartbeat was sent.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchHandoffsHeartbeat) Reset() {
+	*x = WatchHandoffsHeartbeat{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchHandoffsHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchHandoffsHeartbeat) ProtoMessage() {}
+
+func (x *WatchHandoffsHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchHandoffsHeartbeat.ProtoReflect.Descriptor instead.
+func (*WatchHandoffsHeartbeat) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *WatchHandoffsHeartbeat) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *WatchHandoffsHeartbeat) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// Response of HandoffService.WatchHandoffs (one stream message).
+type WatchHandoffsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Changes in increasing position order, never repeated on one stream.
+	Changes []*HandoffChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Set once, after the snapshot or the replay of missed changes.
+	CaughtUp bool `protobuf:"varint,2,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// Position the stream has reached when `caught_up` is set.
+	CaughtUpPosition int64 `protobuf:"varint,3,opt,name=caught_up_position,json=caughtUpPosition,proto3" json:"caught_up_position,omitempty"`
+	// Set on idle streams about every heartbeat interval.
+	Heartbeat     *WatchHandoffsHeartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchHandoffsResponse) Reset() {
+	*x = WatchHandoffsResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchHandoffsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchHandoffsResponse) ProtoMessage() {}
+
+func (x *WatchHandoffsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchHandoffsResponse.ProtoReflect.Descriptor instead.
+func (*WatchHandoffsResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *WatchHandoffsResponse) GetChanges() []*HandoffChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *WatchHandoffsResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *WatchHandoffsResponse) GetCaughtUpPosition() int64 {
+	if x != nil {
+		return x.CaughtUpPosition
+	}
+	return 0
+}
+
+func (x *WatchHandoffsResponse) GetHeartbeat() *WatchHandoffsHeartbeat {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
+}
+
+// Request of HandoffService.GetHandoffStats.
+type GetHandoffStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this agent's sessions; empty means all agents.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Start of the range (inclusive); unset means the beginning.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// End of the range (exclusive); unset means now.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHandoffStatsRequest) Reset() {
+	*x = GetHandoffStatsRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHandoffStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHandoffStatsRequest) ProtoMessage() {}
+
+func (x *GetHandoffStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHandoffStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetHandoffStatsRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *GetHandoffStatsRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *GetHandoffStatsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *GetHandoffStatsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+// Response of HandoffService.GetHandoffStats.
+type GetHandoffStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The figures.
+	Stats         *HandoffStats `protobuf:"bytes,1,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHandoffStatsResponse) Reset() {
+	*x = GetHandoffStatsResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHandoffStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHandoffStatsResponse) ProtoMessage() {}
+
+func (x *GetHandoffStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHandoffStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetHandoffStatsResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *GetHandoffStatsResponse) GetStats() *HandoffStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
 var File_baton_v1_request_response_proto protoreflect.FileDescriptor
 
 const file_baton_v1_request_response_proto_rawDesc = "" +
@@ -3107,13 +4406,15 @@ const file_baton_v1_request_response_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\x0e2\x15.baton.v1.SessionModeR\x04mode\"m\n" +
 	"\x14ListSessionsResponse\x12-\n" +
 	"\bsessions\x18\x01 \x03(\v2\x11.baton.v1.SessionR\bsessions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9f\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xde\x01\n" +
 	"\x14UpdateSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12+\n" +
 	"\asession\x18\x02 \x01(\v2\x11.baton.v1.SessionR\asession\x12;\n" +
 	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"D\n" +
+	"updateMask\x12*\n" +
+	"\x0eexpected_epoch\x18\x04 \x01(\x03H\x00R\rexpectedEpoch\x88\x01\x01B\x11\n" +
+	"\x0f_expected_epoch\"D\n" +
 	"\x15UpdateSessionResponse\x12+\n" +
 	"\asession\x18\x01 \x01(\v2\x11.baton.v1.SessionR\asession\"5\n" +
 	"\x14DeleteSessionRequest\x12\x1d\n" +
@@ -3209,7 +4510,103 @@ const file_baton_v1_request_response_proto_rawDesc = "" +
 	"\x1cDeleteCannedResponseResponse\"\x12\n" +
 	"\x10ListToolsRequest\"9\n" +
 	"\x11ListToolsResponse\x12$\n" +
-	"\x05tools\x18\x01 \x03(\v2\x0e.baton.v1.ToolR\x05toolsb\x06proto3"
+	"\x05tools\x18\x01 \x03(\v2\x0e.baton.v1.ToolR\x05tools\"\xcc\x01\n" +
+	"\x15RequestHandoffRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12=\n" +
+	"\frequested_by\x18\x03 \x01(\x0e2\x1a.baton.v1.HandoffRequesterR\vrequestedBy\x12*\n" +
+	"\x0eexpected_epoch\x18\x04 \x01(\x03H\x00R\rexpectedEpoch\x88\x01\x01B\x11\n" +
+	"\x0f_expected_epoch\"\xa5\x01\n" +
+	"\x16RequestHandoffResponse\x12+\n" +
+	"\ahandoff\x18\x01 \x01(\v2\x11.baton.v1.HandoffR\ahandoff\x12/\n" +
+	"\x13operators_available\x18\x02 \x01(\bR\x12operatorsAvailable\x12-\n" +
+	"\x12unavailable_reason\x18\x03 \x01(\tR\x11unavailableReason\"2\n" +
+	"\x11GetHandoffRequest\x12\x1d\n" +
+	"\n" +
+	"handoff_id\x18\x01 \x01(\tR\thandoffId\"A\n" +
+	"\x12GetHandoffResponse\x12+\n" +
+	"\ahandoff\x18\x01 \x01(\v2\x11.baton.v1.HandoffR\ahandoff\"\xb9\x01\n" +
+	"\x13ListHandoffsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x19\n" +
+	"\bagent_id\x18\x04 \x01(\tR\aagentId\x12,\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x16.baton.v1.HandoffStateR\x05state\"m\n" +
+	"\x14ListHandoffsResponse\x12-\n" +
+	"\bhandoffs\x18\x01 \x03(\v2\x11.baton.v1.HandoffR\bhandoffs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x01\n" +
+	"\x13ClaimHandoffRequest\x12\x1d\n" +
+	"\n" +
+	"handoff_id\x18\x01 \x01(\tR\thandoffId\x121\n" +
+	"\boperator\x18\x02 \x01(\v2\x15.baton.v1.ParticipantR\boperator\x12%\n" +
+	"\x0fon_behalf_of_ai\x18\x03 \x01(\bR\fonBehalfOfAi\x12*\n" +
+	"\x0eexpected_epoch\x18\x04 \x01(\x03H\x00R\rexpectedEpoch\x88\x01\x01B\x11\n" +
+	"\x0f_expected_epoch\"C\n" +
+	"\x14ClaimHandoffResponse\x12+\n" +
+	"\ahandoff\x18\x01 \x01(\v2\x11.baton.v1.HandoffR\ahandoff\"\xa6\x01\n" +
+	"\x13OfferHandoffRequest\x12\x1d\n" +
+	"\n" +
+	"handoff_id\x18\x01 \x01(\tR\thandoffId\x121\n" +
+	"\boperator\x18\x02 \x01(\v2\x15.baton.v1.ParticipantR\boperator\x12*\n" +
+	"\x0eexpected_epoch\x18\x03 \x01(\x03H\x00R\rexpectedEpoch\x88\x01\x01B\x11\n" +
+	"\x0f_expected_epoch\"C\n" +
+	"\x14OfferHandoffResponse\x12+\n" +
+	"\ahandoff\x18\x01 \x01(\v2\x11.baton.v1.HandoffR\ahandoff\"\xe7\x01\n" +
+	"\x15RespondToOfferRequest\x12\x1d\n" +
+	"\n" +
+	"handoff_id\x18\x01 \x01(\tR\thandoffId\x121\n" +
+	"\boperator\x18\x02 \x01(\v2\x15.baton.v1.ParticipantR\boperator\x12\x16\n" +
+	"\x06accept\x18\x03 \x01(\bR\x06accept\x12%\n" +
+	"\x0fon_behalf_of_ai\x18\x04 \x01(\bR\fonBehalfOfAi\x12*\n" +
+	"\x0eexpected_epoch\x18\x05 \x01(\x03H\x00R\rexpectedEpoch\x88\x01\x01B\x11\n" +
+	"\x0f_expected_epoch\"E\n" +
+	"\x16RespondToOfferResponse\x12+\n" +
+	"\ahandoff\x18\x01 \x01(\v2\x11.baton.v1.HandoffR\ahandoff\"\xde\x01\n" +
+	"\x15ReleaseHandoffRequest\x12\x1d\n" +
+	"\n" +
+	"handoff_id\x18\x01 \x01(\tR\thandoffId\x12\x1f\n" +
+	"\voperator_id\x18\x02 \x01(\tR\n" +
+	"operatorId\x122\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2\x18.baton.v1.HandoffOutcomeR\aoutcome\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\x12*\n" +
+	"\x0eexpected_epoch\x18\x05 \x01(\x03H\x00R\rexpectedEpoch\x88\x01\x01B\x11\n" +
+	"\x0f_expected_epoch\"E\n" +
+	"\x16ReleaseHandoffResponse\x12+\n" +
+	"\ahandoff\x18\x01 \x01(\v2\x11.baton.v1.HandoffR\ahandoff\"\xff\x01\n" +
+	"\x16TransferHandoffRequest\x12\x1d\n" +
+	"\n" +
+	"handoff_id\x18\x01 \x01(\tR\thandoffId\x12(\n" +
+	"\x10from_operator_id\x18\x02 \x01(\tR\x0efromOperatorId\x126\n" +
+	"\vto_operator\x18\x03 \x01(\v2\x15.baton.v1.ParticipantR\n" +
+	"toOperator\x12%\n" +
+	"\x0fon_behalf_of_ai\x18\x04 \x01(\bR\fonBehalfOfAi\x12*\n" +
+	"\x0eexpected_epoch\x18\x05 \x01(\x03H\x00R\rexpectedEpoch\x88\x01\x01B\x11\n" +
+	"\x0f_expected_epoch\"F\n" +
+	"\x17TransferHandoffResponse\x12+\n" +
+	"\ahandoff\x18\x01 \x01(\v2\x11.baton.v1.HandoffR\ahandoff\"\xa3\x01\n" +
+	"\x14WatchHandoffsRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12*\n" +
+	"\x0eafter_position\x18\x02 \x01(\x03H\x00R\rafterPosition\x88\x01\x01\x121\n" +
+	"\boperator\x18\x03 \x01(\v2\x15.baton.v1.ParticipantR\boperatorB\x11\n" +
+	"\x0f_after_position\"d\n" +
+	"\x16WatchHandoffsHeartbeat\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x03R\bposition\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xd5\x01\n" +
+	"\x15WatchHandoffsResponse\x121\n" +
+	"\achanges\x18\x01 \x03(\v2\x17.baton.v1.HandoffChangeR\achanges\x12\x1b\n" +
+	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12,\n" +
+	"\x12caught_up_position\x18\x03 \x01(\x03R\x10caughtUpPosition\x12>\n" +
+	"\theartbeat\x18\x04 \x01(\v2 .baton.v1.WatchHandoffsHeartbeatR\theartbeat\"\xa5\x01\n" +
+	"\x16GetHandoffStatsRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"G\n" +
+	"\x17GetHandoffStatsResponse\x12,\n" +
+	"\x05stats\x18\x01 \x01(\v2\x16.baton.v1.HandoffStatsR\x05statsb\x06proto3"
 
 var (
 	file_baton_v1_request_response_proto_rawDescOnce sync.Once
@@ -3223,7 +4620,7 @@ func file_baton_v1_request_response_proto_rawDescGZIP() []byte {
 	return file_baton_v1_request_response_proto_rawDescData
 }
 
-var file_baton_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_baton_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_baton_v1_request_response_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),           // 0: baton.v1.CreateAgentRequest
 	(*CreateAgentResponse)(nil),          // 1: baton.v1.CreateAgentResponse
@@ -3282,80 +4679,130 @@ var file_baton_v1_request_response_proto_goTypes = []any{
 	(*DeleteCannedResponseResponse)(nil), // 54: baton.v1.DeleteCannedResponseResponse
 	(*ListToolsRequest)(nil),             // 55: baton.v1.ListToolsRequest
 	(*ListToolsResponse)(nil),            // 56: baton.v1.ListToolsResponse
-	(*Agent)(nil),                        // 57: baton.v1.Agent
-	(*fieldmaskpb.FieldMask)(nil),        // 58: google.protobuf.FieldMask
-	(*Customer)(nil),                     // 59: baton.v1.Customer
-	(*Session)(nil),                      // 60: baton.v1.Session
-	(SessionMode)(0),                     // 61: baton.v1.SessionMode
-	(EventKind)(0),                       // 62: baton.v1.EventKind
-	(EventSource)(0),                     // 63: baton.v1.EventSource
-	(*MessageData)(nil),                  // 64: baton.v1.MessageData
-	(*ToolData)(nil),                     // 65: baton.v1.ToolData
-	(*StatusData)(nil),                   // 66: baton.v1.StatusData
-	(*structpb.Struct)(nil),              // 67: google.protobuf.Struct
-	(*Event)(nil),                        // 68: baton.v1.Event
-	(*timestamppb.Timestamp)(nil),        // 69: google.protobuf.Timestamp
-	(*MessageDelta)(nil),                 // 70: baton.v1.MessageDelta
-	(*Guideline)(nil),                    // 71: baton.v1.Guideline
-	(*CannedResponse)(nil),               // 72: baton.v1.CannedResponse
-	(*Tool)(nil),                         // 73: baton.v1.Tool
+	(*RequestHandoffRequest)(nil),        // 57: baton.v1.RequestHandoffRequest
+	(*RequestHandoffResponse)(nil),       // 58: baton.v1.RequestHandoffResponse
+	(*GetHandoffRequest)(nil),            // 59: baton.v1.GetHandoffRequest
+	(*GetHandoffResponse)(nil),           // 60: baton.v1.GetHandoffResponse
+	(*ListHandoffsRequest)(nil),          // 61: baton.v1.ListHandoffsRequest
+	(*ListHandoffsResponse)(nil),         // 62: baton.v1.ListHandoffsResponse
+	(*ClaimHandoffRequest)(nil),          // 63: baton.v1.ClaimHandoffRequest
+	(*ClaimHandoffResponse)(nil),         // 64: baton.v1.ClaimHandoffResponse
+	(*OfferHandoffRequest)(nil),          // 65: baton.v1.OfferHandoffRequest
+	(*OfferHandoffResponse)(nil),         // 66: baton.v1.OfferHandoffResponse
+	(*RespondToOfferRequest)(nil),        // 67: baton.v1.RespondToOfferRequest
+	(*RespondToOfferResponse)(nil),       // 68: baton.v1.RespondToOfferResponse
+	(*ReleaseHandoffRequest)(nil),        // 69: baton.v1.ReleaseHandoffRequest
+	(*ReleaseHandoffResponse)(nil),       // 70: baton.v1.ReleaseHandoffResponse
+	(*TransferHandoffRequest)(nil),       // 71: baton.v1.TransferHandoffRequest
+	(*TransferHandoffResponse)(nil),      // 72: baton.v1.TransferHandoffResponse
+	(*WatchHandoffsRequest)(nil),         // 73: baton.v1.WatchHandoffsRequest
+	(*WatchHandoffsHeartbeat)(nil),       // 74: baton.v1.WatchHandoffsHeartbeat
+	(*WatchHandoffsResponse)(nil),        // 75: baton.v1.WatchHandoffsResponse
+	(*GetHandoffStatsRequest)(nil),       // 76: baton.v1.GetHandoffStatsRequest
+	(*GetHandoffStatsResponse)(nil),      // 77: baton.v1.GetHandoffStatsResponse
+	(*Agent)(nil),                        // 78: baton.v1.Agent
+	(*fieldmaskpb.FieldMask)(nil),        // 79: google.protobuf.FieldMask
+	(*Customer)(nil),                     // 80: baton.v1.Customer
+	(*Session)(nil),                      // 81: baton.v1.Session
+	(SessionMode)(0),                     // 82: baton.v1.SessionMode
+	(EventKind)(0),                       // 83: baton.v1.EventKind
+	(EventSource)(0),                     // 84: baton.v1.EventSource
+	(*MessageData)(nil),                  // 85: baton.v1.MessageData
+	(*ToolData)(nil),                     // 86: baton.v1.ToolData
+	(*StatusData)(nil),                   // 87: baton.v1.StatusData
+	(*structpb.Struct)(nil),              // 88: google.protobuf.Struct
+	(*Event)(nil),                        // 89: baton.v1.Event
+	(*timestamppb.Timestamp)(nil),        // 90: google.protobuf.Timestamp
+	(*MessageDelta)(nil),                 // 91: baton.v1.MessageDelta
+	(*Guideline)(nil),                    // 92: baton.v1.Guideline
+	(*CannedResponse)(nil),               // 93: baton.v1.CannedResponse
+	(*Tool)(nil),                         // 94: baton.v1.Tool
+	(HandoffRequester)(0),                // 95: baton.v1.HandoffRequester
+	(*Handoff)(nil),                      // 96: baton.v1.Handoff
+	(HandoffState)(0),                    // 97: baton.v1.HandoffState
+	(*Participant)(nil),                  // 98: baton.v1.Participant
+	(HandoffOutcome)(0),                  // 99: baton.v1.HandoffOutcome
+	(*HandoffChange)(nil),                // 100: baton.v1.HandoffChange
+	(*HandoffStats)(nil),                 // 101: baton.v1.HandoffStats
 }
 var file_baton_v1_request_response_proto_depIdxs = []int32{
-	57, // 0: baton.v1.CreateAgentRequest.agent:type_name -> baton.v1.Agent
-	57, // 1: baton.v1.CreateAgentResponse.agent:type_name -> baton.v1.Agent
-	57, // 2: baton.v1.GetAgentResponse.agent:type_name -> baton.v1.Agent
-	57, // 3: baton.v1.ListAgentsResponse.agents:type_name -> baton.v1.Agent
-	57, // 4: baton.v1.UpdateAgentRequest.agent:type_name -> baton.v1.Agent
-	58, // 5: baton.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	57, // 6: baton.v1.UpdateAgentResponse.agent:type_name -> baton.v1.Agent
-	59, // 7: baton.v1.CreateCustomerRequest.customer:type_name -> baton.v1.Customer
-	59, // 8: baton.v1.CreateCustomerResponse.customer:type_name -> baton.v1.Customer
-	59, // 9: baton.v1.GetCustomerResponse.customer:type_name -> baton.v1.Customer
-	59, // 10: baton.v1.ListCustomersResponse.customers:type_name -> baton.v1.Customer
-	59, // 11: baton.v1.UpdateCustomerRequest.customer:type_name -> baton.v1.Customer
-	58, // 12: baton.v1.UpdateCustomerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	59, // 13: baton.v1.UpdateCustomerResponse.customer:type_name -> baton.v1.Customer
-	60, // 14: baton.v1.CreateSessionRequest.session:type_name -> baton.v1.Session
-	60, // 15: baton.v1.CreateSessionResponse.session:type_name -> baton.v1.Session
-	60, // 16: baton.v1.GetSessionResponse.session:type_name -> baton.v1.Session
-	61, // 17: baton.v1.ListSessionsRequest.mode:type_name -> baton.v1.SessionMode
-	60, // 18: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
-	60, // 19: baton.v1.UpdateSessionRequest.session:type_name -> baton.v1.Session
-	58, // 20: baton.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	60, // 21: baton.v1.UpdateSessionResponse.session:type_name -> baton.v1.Session
-	62, // 22: baton.v1.CreateEventRequest.kind:type_name -> baton.v1.EventKind
-	63, // 23: baton.v1.CreateEventRequest.source:type_name -> baton.v1.EventSource
-	64, // 24: baton.v1.CreateEventRequest.message:type_name -> baton.v1.MessageData
-	65, // 25: baton.v1.CreateEventRequest.tool:type_name -> baton.v1.ToolData
-	66, // 26: baton.v1.CreateEventRequest.status:type_name -> baton.v1.StatusData
-	67, // 27: baton.v1.CreateEventRequest.custom:type_name -> google.protobuf.Struct
-	68, // 28: baton.v1.CreateEventResponse.event:type_name -> baton.v1.Event
-	62, // 29: baton.v1.ListEventsRequest.kinds:type_name -> baton.v1.EventKind
-	63, // 30: baton.v1.ListEventsRequest.sources:type_name -> baton.v1.EventSource
-	69, // 31: baton.v1.ListEventsHeartbeat.time:type_name -> google.protobuf.Timestamp
-	68, // 32: baton.v1.ListEventsResponse.events:type_name -> baton.v1.Event
-	33, // 33: baton.v1.ListEventsResponse.heartbeat:type_name -> baton.v1.ListEventsHeartbeat
-	70, // 34: baton.v1.ListEventsResponse.delta:type_name -> baton.v1.MessageDelta
-	71, // 35: baton.v1.CreateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
-	71, // 36: baton.v1.CreateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	71, // 37: baton.v1.GetGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	71, // 38: baton.v1.ListGuidelinesResponse.guidelines:type_name -> baton.v1.Guideline
-	71, // 39: baton.v1.UpdateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
-	58, // 40: baton.v1.UpdateGuidelineRequest.update_mask:type_name -> google.protobuf.FieldMask
-	71, // 41: baton.v1.UpdateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	72, // 42: baton.v1.CreateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
-	72, // 43: baton.v1.CreateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	72, // 44: baton.v1.GetCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	72, // 45: baton.v1.ListCannedResponsesResponse.canned_responses:type_name -> baton.v1.CannedResponse
-	72, // 46: baton.v1.UpdateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
-	58, // 47: baton.v1.UpdateCannedResponseRequest.update_mask:type_name -> google.protobuf.FieldMask
-	72, // 48: baton.v1.UpdateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	73, // 49: baton.v1.ListToolsResponse.tools:type_name -> baton.v1.Tool
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	78,  // 0: baton.v1.CreateAgentRequest.agent:type_name -> baton.v1.Agent
+	78,  // 1: baton.v1.CreateAgentResponse.agent:type_name -> baton.v1.Agent
+	78,  // 2: baton.v1.GetAgentResponse.agent:type_name -> baton.v1.Agent
+	78,  // 3: baton.v1.ListAgentsResponse.agents:type_name -> baton.v1.Agent
+	78,  // 4: baton.v1.UpdateAgentRequest.agent:type_name -> baton.v1.Agent
+	79,  // 5: baton.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	78,  // 6: baton.v1.UpdateAgentResponse.agent:type_name -> baton.v1.Agent
+	80,  // 7: baton.v1.CreateCustomerRequest.customer:type_name -> baton.v1.Customer
+	80,  // 8: baton.v1.CreateCustomerResponse.customer:type_name -> baton.v1.Customer
+	80,  // 9: baton.v1.GetCustomerResponse.customer:type_name -> baton.v1.Customer
+	80,  // 10: baton.v1.ListCustomersResponse.customers:type_name -> baton.v1.Customer
+	80,  // 11: baton.v1.UpdateCustomerRequest.customer:type_name -> baton.v1.Customer
+	79,  // 12: baton.v1.UpdateCustomerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	80,  // 13: baton.v1.UpdateCustomerResponse.customer:type_name -> baton.v1.Customer
+	81,  // 14: baton.v1.CreateSessionRequest.session:type_name -> baton.v1.Session
+	81,  // 15: baton.v1.CreateSessionResponse.session:type_name -> baton.v1.Session
+	81,  // 16: baton.v1.GetSessionResponse.session:type_name -> baton.v1.Session
+	82,  // 17: baton.v1.ListSessionsRequest.mode:type_name -> baton.v1.SessionMode
+	81,  // 18: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
+	81,  // 19: baton.v1.UpdateSessionRequest.session:type_name -> baton.v1.Session
+	79,  // 20: baton.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	81,  // 21: baton.v1.UpdateSessionResponse.session:type_name -> baton.v1.Session
+	83,  // 22: baton.v1.CreateEventRequest.kind:type_name -> baton.v1.EventKind
+	84,  // 23: baton.v1.CreateEventRequest.source:type_name -> baton.v1.EventSource
+	85,  // 24: baton.v1.CreateEventRequest.message:type_name -> baton.v1.MessageData
+	86,  // 25: baton.v1.CreateEventRequest.tool:type_name -> baton.v1.ToolData
+	87,  // 26: baton.v1.CreateEventRequest.status:type_name -> baton.v1.StatusData
+	88,  // 27: baton.v1.CreateEventRequest.custom:type_name -> google.protobuf.Struct
+	89,  // 28: baton.v1.CreateEventResponse.event:type_name -> baton.v1.Event
+	83,  // 29: baton.v1.ListEventsRequest.kinds:type_name -> baton.v1.EventKind
+	84,  // 30: baton.v1.ListEventsRequest.sources:type_name -> baton.v1.EventSource
+	90,  // 31: baton.v1.ListEventsHeartbeat.time:type_name -> google.protobuf.Timestamp
+	89,  // 32: baton.v1.ListEventsResponse.events:type_name -> baton.v1.Event
+	33,  // 33: baton.v1.ListEventsResponse.heartbeat:type_name -> baton.v1.ListEventsHeartbeat
+	91,  // 34: baton.v1.ListEventsResponse.delta:type_name -> baton.v1.MessageDelta
+	92,  // 35: baton.v1.CreateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
+	92,  // 36: baton.v1.CreateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	92,  // 37: baton.v1.GetGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	92,  // 38: baton.v1.ListGuidelinesResponse.guidelines:type_name -> baton.v1.Guideline
+	92,  // 39: baton.v1.UpdateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
+	79,  // 40: baton.v1.UpdateGuidelineRequest.update_mask:type_name -> google.protobuf.FieldMask
+	92,  // 41: baton.v1.UpdateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	93,  // 42: baton.v1.CreateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
+	93,  // 43: baton.v1.CreateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	93,  // 44: baton.v1.GetCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	93,  // 45: baton.v1.ListCannedResponsesResponse.canned_responses:type_name -> baton.v1.CannedResponse
+	93,  // 46: baton.v1.UpdateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
+	79,  // 47: baton.v1.UpdateCannedResponseRequest.update_mask:type_name -> google.protobuf.FieldMask
+	93,  // 48: baton.v1.UpdateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	94,  // 49: baton.v1.ListToolsResponse.tools:type_name -> baton.v1.Tool
+	95,  // 50: baton.v1.RequestHandoffRequest.requested_by:type_name -> baton.v1.HandoffRequester
+	96,  // 51: baton.v1.RequestHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	96,  // 52: baton.v1.GetHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	97,  // 53: baton.v1.ListHandoffsRequest.state:type_name -> baton.v1.HandoffState
+	96,  // 54: baton.v1.ListHandoffsResponse.handoffs:type_name -> baton.v1.Handoff
+	98,  // 55: baton.v1.ClaimHandoffRequest.operator:type_name -> baton.v1.Participant
+	96,  // 56: baton.v1.ClaimHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	98,  // 57: baton.v1.OfferHandoffRequest.operator:type_name -> baton.v1.Participant
+	96,  // 58: baton.v1.OfferHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	98,  // 59: baton.v1.RespondToOfferRequest.operator:type_name -> baton.v1.Participant
+	96,  // 60: baton.v1.RespondToOfferResponse.handoff:type_name -> baton.v1.Handoff
+	99,  // 61: baton.v1.ReleaseHandoffRequest.outcome:type_name -> baton.v1.HandoffOutcome
+	96,  // 62: baton.v1.ReleaseHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	98,  // 63: baton.v1.TransferHandoffRequest.to_operator:type_name -> baton.v1.Participant
+	96,  // 64: baton.v1.TransferHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	98,  // 65: baton.v1.WatchHandoffsRequest.operator:type_name -> baton.v1.Participant
+	90,  // 66: baton.v1.WatchHandoffsHeartbeat.time:type_name -> google.protobuf.Timestamp
+	100, // 67: baton.v1.WatchHandoffsResponse.changes:type_name -> baton.v1.HandoffChange
+	74,  // 68: baton.v1.WatchHandoffsResponse.heartbeat:type_name -> baton.v1.WatchHandoffsHeartbeat
+	90,  // 69: baton.v1.GetHandoffStatsRequest.start_time:type_name -> google.protobuf.Timestamp
+	90,  // 70: baton.v1.GetHandoffStatsRequest.end_time:type_name -> google.protobuf.Timestamp
+	101, // 71: baton.v1.GetHandoffStatsResponse.stats:type_name -> baton.v1.HandoffStats
+	72,  // [72:72] is the sub-list for method output_type
+	72,  // [72:72] is the sub-list for method input_type
+	72,  // [72:72] is the sub-list for extension type_name
+	72,  // [72:72] is the sub-list for extension extendee
+	0,   // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_request_response_proto_init() }
@@ -3364,19 +4811,27 @@ func file_baton_v1_request_response_proto_init() {
 		return
 	}
 	file_baton_v1_message_proto_init()
+	file_baton_v1_request_response_proto_msgTypes[26].OneofWrappers = []any{}
 	file_baton_v1_request_response_proto_msgTypes[30].OneofWrappers = []any{
 		(*CreateEventRequest_Message)(nil),
 		(*CreateEventRequest_Tool)(nil),
 		(*CreateEventRequest_Status)(nil),
 		(*CreateEventRequest_Custom)(nil),
 	}
+	file_baton_v1_request_response_proto_msgTypes[57].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[63].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[65].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[67].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[69].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[71].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[73].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_request_response_proto_rawDesc), len(file_baton_v1_request_response_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

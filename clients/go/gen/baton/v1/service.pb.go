@@ -62,7 +62,19 @@ const file_baton_v1_service_proto_rawDesc = "" +
 	"\x14UpdateCannedResponse\x12%.baton.v1.UpdateCannedResponseRequest\x1a&.baton.v1.UpdateCannedResponseResponse\x12e\n" +
 	"\x14DeleteCannedResponse\x12%.baton.v1.DeleteCannedResponseRequest\x1a&.baton.v1.DeleteCannedResponseResponse2S\n" +
 	"\vToolService\x12D\n" +
-	"\tListTools\x12\x1a.baton.v1.ListToolsRequest\x1a\x1b.baton.v1.ListToolsResponseb\x06proto3"
+	"\tListTools\x12\x1a.baton.v1.ListToolsRequest\x1a\x1b.baton.v1.ListToolsResponse2\xc9\x06\n" +
+	"\x0eHandoffService\x12S\n" +
+	"\x0eRequestHandoff\x12\x1f.baton.v1.RequestHandoffRequest\x1a .baton.v1.RequestHandoffResponse\x12G\n" +
+	"\n" +
+	"GetHandoff\x12\x1b.baton.v1.GetHandoffRequest\x1a\x1c.baton.v1.GetHandoffResponse\x12M\n" +
+	"\fListHandoffs\x12\x1d.baton.v1.ListHandoffsRequest\x1a\x1e.baton.v1.ListHandoffsResponse\x12M\n" +
+	"\fClaimHandoff\x12\x1d.baton.v1.ClaimHandoffRequest\x1a\x1e.baton.v1.ClaimHandoffResponse\x12M\n" +
+	"\fOfferHandoff\x12\x1d.baton.v1.OfferHandoffRequest\x1a\x1e.baton.v1.OfferHandoffResponse\x12S\n" +
+	"\x0eRespondToOffer\x12\x1f.baton.v1.RespondToOfferRequest\x1a .baton.v1.RespondToOfferResponse\x12S\n" +
+	"\x0eReleaseHandoff\x12\x1f.baton.v1.ReleaseHandoffRequest\x1a .baton.v1.ReleaseHandoffResponse\x12V\n" +
+	"\x0fTransferHandoff\x12 .baton.v1.TransferHandoffRequest\x1a!.baton.v1.TransferHandoffResponse\x12R\n" +
+	"\rWatchHandoffs\x12\x1e.baton.v1.WatchHandoffsRequest\x1a\x1f.baton.v1.WatchHandoffsResponse0\x01\x12V\n" +
+	"\x0fGetHandoffStats\x12 .baton.v1.GetHandoffStatsRequest\x1a!.baton.v1.GetHandoffStatsResponseb\x06proto3"
 
 var file_baton_v1_service_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),           // 0: baton.v1.CreateAgentRequest
@@ -93,34 +105,54 @@ var file_baton_v1_service_proto_goTypes = []any{
 	(*UpdateCannedResponseRequest)(nil),  // 25: baton.v1.UpdateCannedResponseRequest
 	(*DeleteCannedResponseRequest)(nil),  // 26: baton.v1.DeleteCannedResponseRequest
 	(*ListToolsRequest)(nil),             // 27: baton.v1.ListToolsRequest
-	(*CreateAgentResponse)(nil),          // 28: baton.v1.CreateAgentResponse
-	(*GetAgentResponse)(nil),             // 29: baton.v1.GetAgentResponse
-	(*ListAgentsResponse)(nil),           // 30: baton.v1.ListAgentsResponse
-	(*UpdateAgentResponse)(nil),          // 31: baton.v1.UpdateAgentResponse
-	(*DeleteAgentResponse)(nil),          // 32: baton.v1.DeleteAgentResponse
-	(*CreateCustomerResponse)(nil),       // 33: baton.v1.CreateCustomerResponse
-	(*GetCustomerResponse)(nil),          // 34: baton.v1.GetCustomerResponse
-	(*ListCustomersResponse)(nil),        // 35: baton.v1.ListCustomersResponse
-	(*UpdateCustomerResponse)(nil),       // 36: baton.v1.UpdateCustomerResponse
-	(*DeleteCustomerResponse)(nil),       // 37: baton.v1.DeleteCustomerResponse
-	(*CreateSessionResponse)(nil),        // 38: baton.v1.CreateSessionResponse
-	(*GetSessionResponse)(nil),           // 39: baton.v1.GetSessionResponse
-	(*ListSessionsResponse)(nil),         // 40: baton.v1.ListSessionsResponse
-	(*UpdateSessionResponse)(nil),        // 41: baton.v1.UpdateSessionResponse
-	(*DeleteSessionResponse)(nil),        // 42: baton.v1.DeleteSessionResponse
-	(*CreateEventResponse)(nil),          // 43: baton.v1.CreateEventResponse
-	(*ListEventsResponse)(nil),           // 44: baton.v1.ListEventsResponse
-	(*CreateGuidelineResponse)(nil),      // 45: baton.v1.CreateGuidelineResponse
-	(*GetGuidelineResponse)(nil),         // 46: baton.v1.GetGuidelineResponse
-	(*ListGuidelinesResponse)(nil),       // 47: baton.v1.ListGuidelinesResponse
-	(*UpdateGuidelineResponse)(nil),      // 48: baton.v1.UpdateGuidelineResponse
-	(*DeleteGuidelineResponse)(nil),      // 49: baton.v1.DeleteGuidelineResponse
-	(*CreateCannedResponseResponse)(nil), // 50: baton.v1.CreateCannedResponseResponse
-	(*GetCannedResponseResponse)(nil),    // 51: baton.v1.GetCannedResponseResponse
-	(*ListCannedResponsesResponse)(nil),  // 52: baton.v1.ListCannedResponsesResponse
-	(*UpdateCannedResponseResponse)(nil), // 53: baton.v1.UpdateCannedResponseResponse
-	(*DeleteCannedResponseResponse)(nil), // 54: baton.v1.DeleteCannedResponseResponse
-	(*ListToolsResponse)(nil),            // 55: baton.v1.ListToolsResponse
+	(*RequestHandoffRequest)(nil),        // 28: baton.v1.RequestHandoffRequest
+	(*GetHandoffRequest)(nil),            // 29: baton.v1.GetHandoffRequest
+	(*ListHandoffsRequest)(nil),          // 30: baton.v1.ListHandoffsRequest
+	(*ClaimHandoffRequest)(nil),          // 31: baton.v1.ClaimHandoffRequest
+	(*OfferHandoffRequest)(nil),          // 32: baton.v1.OfferHandoffRequest
+	(*RespondToOfferRequest)(nil),        // 33: baton.v1.RespondToOfferRequest
+	(*ReleaseHandoffRequest)(nil),        // 34: baton.v1.ReleaseHandoffRequest
+	(*TransferHandoffRequest)(nil),       // 35: baton.v1.TransferHandoffRequest
+	(*WatchHandoffsRequest)(nil),         // 36: baton.v1.WatchHandoffsRequest
+	(*GetHandoffStatsRequest)(nil),       // 37: baton.v1.GetHandoffStatsRequest
+	(*CreateAgentResponse)(nil),          // 38: baton.v1.CreateAgentResponse
+	(*GetAgentResponse)(nil),             // 39: baton.v1.GetAgentResponse
+	(*ListAgentsResponse)(nil),           // 40: baton.v1.ListAgentsResponse
+	(*UpdateAgentResponse)(nil),          // 41: baton.v1.UpdateAgentResponse
+	(*DeleteAgentResponse)(nil),          // 42: baton.v1.DeleteAgentResponse
+	(*CreateCustomerResponse)(nil),       // 43: baton.v1.CreateCustomerResponse
+	(*GetCustomerResponse)(nil),          // 44: baton.v1.GetCustomerResponse
+	(*ListCustomersResponse)(nil),        // 45: baton.v1.ListCustomersResponse
+	(*UpdateCustomerResponse)(nil),       // 46: baton.v1.UpdateCustomerResponse
+	(*DeleteCustomerResponse)(nil),       // 47: baton.v1.DeleteCustomerResponse
+	(*CreateSessionResponse)(nil),        // 48: baton.v1.CreateSessionResponse
+	(*GetSessionResponse)(nil),           // 49: baton.v1.GetSessionResponse
+	(*ListSessionsResponse)(nil),         // 50: baton.v1.ListSessionsResponse
+	(*UpdateSessionResponse)(nil),        // 51: baton.v1.UpdateSessionResponse
+	(*DeleteSessionResponse)(nil),        // 52: baton.v1.DeleteSessionResponse
+	(*CreateEventResponse)(nil),          // 53: baton.v1.CreateEventResponse
+	(*ListEventsResponse)(nil),           // 54: baton.v1.ListEventsResponse
+	(*CreateGuidelineResponse)(nil),      // 55: baton.v1.CreateGuidelineResponse
+	(*GetGuidelineResponse)(nil),         // 56: baton.v1.GetGuidelineResponse
+	(*ListGuidelinesResponse)(nil),       // 57: baton.v1.ListGuidelinesResponse
+	(*UpdateGuidelineResponse)(nil),      // 58: baton.v1.UpdateGuidelineResponse
+	(*DeleteGuidelineResponse)(nil),      // 59: baton.v1.DeleteGuidelineResponse
+	(*CreateCannedResponseResponse)(nil), // 60: baton.v1.CreateCannedResponseResponse
+	(*GetCannedResponseResponse)(nil),    // 61: baton.v1.GetCannedResponseResponse
+	(*ListCannedResponsesResponse)(nil),  // 62: baton.v1.ListCannedResponsesResponse
+	(*UpdateCannedResponseResponse)(nil), // 63: baton.v1.UpdateCannedResponseResponse
+	(*DeleteCannedResponseResponse)(nil), // 64: baton.v1.DeleteCannedResponseResponse
+	(*ListToolsResponse)(nil),            // 65: baton.v1.ListToolsResponse
+	(*RequestHandoffResponse)(nil),       // 66: baton.v1.RequestHandoffResponse
+	(*GetHandoffResponse)(nil),           // 67: baton.v1.GetHandoffResponse
+	(*ListHandoffsResponse)(nil),         // 68: baton.v1.ListHandoffsResponse
+	(*ClaimHandoffResponse)(nil),         // 69: baton.v1.ClaimHandoffResponse
+	(*OfferHandoffResponse)(nil),         // 70: baton.v1.OfferHandoffResponse
+	(*RespondToOfferResponse)(nil),       // 71: baton.v1.RespondToOfferResponse
+	(*ReleaseHandoffResponse)(nil),       // 72: baton.v1.ReleaseHandoffResponse
+	(*TransferHandoffResponse)(nil),      // 73: baton.v1.TransferHandoffResponse
+	(*WatchHandoffsResponse)(nil),        // 74: baton.v1.WatchHandoffsResponse
+	(*GetHandoffStatsResponse)(nil),      // 75: baton.v1.GetHandoffStatsResponse
 }
 var file_baton_v1_service_proto_depIdxs = []int32{
 	0,  // 0: baton.v1.AgentService.CreateAgent:input_type -> baton.v1.CreateAgentRequest
@@ -151,36 +183,56 @@ var file_baton_v1_service_proto_depIdxs = []int32{
 	25, // 25: baton.v1.CannedResponseService.UpdateCannedResponse:input_type -> baton.v1.UpdateCannedResponseRequest
 	26, // 26: baton.v1.CannedResponseService.DeleteCannedResponse:input_type -> baton.v1.DeleteCannedResponseRequest
 	27, // 27: baton.v1.ToolService.ListTools:input_type -> baton.v1.ListToolsRequest
-	28, // 28: baton.v1.AgentService.CreateAgent:output_type -> baton.v1.CreateAgentResponse
-	29, // 29: baton.v1.AgentService.GetAgent:output_type -> baton.v1.GetAgentResponse
-	30, // 30: baton.v1.AgentService.ListAgents:output_type -> baton.v1.ListAgentsResponse
-	31, // 31: baton.v1.AgentService.UpdateAgent:output_type -> baton.v1.UpdateAgentResponse
-	32, // 32: baton.v1.AgentService.DeleteAgent:output_type -> baton.v1.DeleteAgentResponse
-	33, // 33: baton.v1.CustomerService.CreateCustomer:output_type -> baton.v1.CreateCustomerResponse
-	34, // 34: baton.v1.CustomerService.GetCustomer:output_type -> baton.v1.GetCustomerResponse
-	35, // 35: baton.v1.CustomerService.ListCustomers:output_type -> baton.v1.ListCustomersResponse
-	36, // 36: baton.v1.CustomerService.UpdateCustomer:output_type -> baton.v1.UpdateCustomerResponse
-	37, // 37: baton.v1.CustomerService.DeleteCustomer:output_type -> baton.v1.DeleteCustomerResponse
-	38, // 38: baton.v1.SessionService.CreateSession:output_type -> baton.v1.CreateSessionResponse
-	39, // 39: baton.v1.SessionService.GetSession:output_type -> baton.v1.GetSessionResponse
-	40, // 40: baton.v1.SessionService.ListSessions:output_type -> baton.v1.ListSessionsResponse
-	41, // 41: baton.v1.SessionService.UpdateSession:output_type -> baton.v1.UpdateSessionResponse
-	42, // 42: baton.v1.SessionService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
-	43, // 43: baton.v1.EventService.CreateEvent:output_type -> baton.v1.CreateEventResponse
-	44, // 44: baton.v1.EventService.ListEvents:output_type -> baton.v1.ListEventsResponse
-	45, // 45: baton.v1.GuidelineService.CreateGuideline:output_type -> baton.v1.CreateGuidelineResponse
-	46, // 46: baton.v1.GuidelineService.GetGuideline:output_type -> baton.v1.GetGuidelineResponse
-	47, // 47: baton.v1.GuidelineService.ListGuidelines:output_type -> baton.v1.ListGuidelinesResponse
-	48, // 48: baton.v1.GuidelineService.UpdateGuideline:output_type -> baton.v1.UpdateGuidelineResponse
-	49, // 49: baton.v1.GuidelineService.DeleteGuideline:output_type -> baton.v1.DeleteGuidelineResponse
-	50, // 50: baton.v1.CannedResponseService.CreateCannedResponse:output_type -> baton.v1.CreateCannedResponseResponse
-	51, // 51: baton.v1.CannedResponseService.GetCannedResponse:output_type -> baton.v1.GetCannedResponseResponse
-	52, // 52: baton.v1.CannedResponseService.ListCannedResponses:output_type -> baton.v1.ListCannedResponsesResponse
-	53, // 53: baton.v1.CannedResponseService.UpdateCannedResponse:output_type -> baton.v1.UpdateCannedResponseResponse
-	54, // 54: baton.v1.CannedResponseService.DeleteCannedResponse:output_type -> baton.v1.DeleteCannedResponseResponse
-	55, // 55: baton.v1.ToolService.ListTools:output_type -> baton.v1.ListToolsResponse
-	28, // [28:56] is the sub-list for method output_type
-	0,  // [0:28] is the sub-list for method input_type
+	28, // 28: baton.v1.HandoffService.RequestHandoff:input_type -> baton.v1.RequestHandoffRequest
+	29, // 29: baton.v1.HandoffService.GetHandoff:input_type -> baton.v1.GetHandoffRequest
+	30, // 30: baton.v1.HandoffService.ListHandoffs:input_type -> baton.v1.ListHandoffsRequest
+	31, // 31: baton.v1.HandoffService.ClaimHandoff:input_type -> baton.v1.ClaimHandoffRequest
+	32, // 32: baton.v1.HandoffService.OfferHandoff:input_type -> baton.v1.OfferHandoffRequest
+	33, // 33: baton.v1.HandoffService.RespondToOffer:input_type -> baton.v1.RespondToOfferRequest
+	34, // 34: baton.v1.HandoffService.ReleaseHandoff:input_type -> baton.v1.ReleaseHandoffRequest
+	35, // 35: baton.v1.HandoffService.TransferHandoff:input_type -> baton.v1.TransferHandoffRequest
+	36, // 36: baton.v1.HandoffService.WatchHandoffs:input_type -> baton.v1.WatchHandoffsRequest
+	37, // 37: baton.v1.HandoffService.GetHandoffStats:input_type -> baton.v1.GetHandoffStatsRequest
+	38, // 38: baton.v1.AgentService.CreateAgent:output_type -> baton.v1.CreateAgentResponse
+	39, // 39: baton.v1.AgentService.GetAgent:output_type -> baton.v1.GetAgentResponse
+	40, // 40: baton.v1.AgentService.ListAgents:output_type -> baton.v1.ListAgentsResponse
+	41, // 41: baton.v1.AgentService.UpdateAgent:output_type -> baton.v1.UpdateAgentResponse
+	42, // 42: baton.v1.AgentService.DeleteAgent:output_type -> baton.v1.DeleteAgentResponse
+	43, // 43: baton.v1.CustomerService.CreateCustomer:output_type -> baton.v1.CreateCustomerResponse
+	44, // 44: baton.v1.CustomerService.GetCustomer:output_type -> baton.v1.GetCustomerResponse
+	45, // 45: baton.v1.CustomerService.ListCustomers:output_type -> baton.v1.ListCustomersResponse
+	46, // 46: baton.v1.CustomerService.UpdateCustomer:output_type -> baton.v1.UpdateCustomerResponse
+	47, // 47: baton.v1.CustomerService.DeleteCustomer:output_type -> baton.v1.DeleteCustomerResponse
+	48, // 48: baton.v1.SessionService.CreateSession:output_type -> baton.v1.CreateSessionResponse
+	49, // 49: baton.v1.SessionService.GetSession:output_type -> baton.v1.GetSessionResponse
+	50, // 50: baton.v1.SessionService.ListSessions:output_type -> baton.v1.ListSessionsResponse
+	51, // 51: baton.v1.SessionService.UpdateSession:output_type -> baton.v1.UpdateSessionResponse
+	52, // 52: baton.v1.SessionService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
+	53, // 53: baton.v1.EventService.CreateEvent:output_type -> baton.v1.CreateEventResponse
+	54, // 54: baton.v1.EventService.ListEvents:output_type -> baton.v1.ListEventsResponse
+	55, // 55: baton.v1.GuidelineService.CreateGuideline:output_type -> baton.v1.CreateGuidelineResponse
+	56, // 56: baton.v1.GuidelineService.GetGuideline:output_type -> baton.v1.GetGuidelineResponse
+	57, // 57: baton.v1.GuidelineService.ListGuidelines:output_type -> baton.v1.ListGuidelinesResponse
+	58, // 58: baton.v1.GuidelineService.UpdateGuideline:output_type -> baton.v1.UpdateGuidelineResponse
+	59, // 59: baton.v1.GuidelineService.DeleteGuideline:output_type -> baton.v1.DeleteGuidelineResponse
+	60, // 60: baton.v1.CannedResponseService.CreateCannedResponse:output_type -> baton.v1.CreateCannedResponseResponse
+	61, // 61: baton.v1.CannedResponseService.GetCannedResponse:output_type -> baton.v1.GetCannedResponseResponse
+	62, // 62: baton.v1.CannedResponseService.ListCannedResponses:output_type -> baton.v1.ListCannedResponsesResponse
+	63, // 63: baton.v1.CannedResponseService.UpdateCannedResponse:output_type -> baton.v1.UpdateCannedResponseResponse
+	64, // 64: baton.v1.CannedResponseService.DeleteCannedResponse:output_type -> baton.v1.DeleteCannedResponseResponse
+	65, // 65: baton.v1.ToolService.ListTools:output_type -> baton.v1.ListToolsResponse
+	66, // 66: baton.v1.HandoffService.RequestHandoff:output_type -> baton.v1.RequestHandoffResponse
+	67, // 67: baton.v1.HandoffService.GetHandoff:output_type -> baton.v1.GetHandoffResponse
+	68, // 68: baton.v1.HandoffService.ListHandoffs:output_type -> baton.v1.ListHandoffsResponse
+	69, // 69: baton.v1.HandoffService.ClaimHandoff:output_type -> baton.v1.ClaimHandoffResponse
+	70, // 70: baton.v1.HandoffService.OfferHandoff:output_type -> baton.v1.OfferHandoffResponse
+	71, // 71: baton.v1.HandoffService.RespondToOffer:output_type -> baton.v1.RespondToOfferResponse
+	72, // 72: baton.v1.HandoffService.ReleaseHandoff:output_type -> baton.v1.ReleaseHandoffResponse
+	73, // 73: baton.v1.HandoffService.TransferHandoff:output_type -> baton.v1.TransferHandoffResponse
+	74, // 74: baton.v1.HandoffService.WatchHandoffs:output_type -> baton.v1.WatchHandoffsResponse
+	75, // 75: baton.v1.HandoffService.GetHandoffStats:output_type -> baton.v1.GetHandoffStatsResponse
+	38, // [38:76] is the sub-list for method output_type
+	0,  // [0:38] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -200,7 +252,7 @@ func file_baton_v1_service_proto_init() {
 			NumEnums:      0,
 			NumMessages:   0,
 			NumExtensions: 0,
-			NumServices:   7,
+			NumServices:   8,
 		},
 		GoTypes:           file_baton_v1_service_proto_goTypes,
 		DependencyIndexes: file_baton_v1_service_proto_depIdxs,

@@ -1619,3 +1619,483 @@ var ToolService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "baton/v1/service.proto",
 }
+
+const (
+	HandoffService_RequestHandoff_FullMethodName  = "/baton.v1.HandoffService/RequestHandoff"
+	HandoffService_GetHandoff_FullMethodName      = "/baton.v1.HandoffService/GetHandoff"
+	HandoffService_ListHandoffs_FullMethodName    = "/baton.v1.HandoffService/ListHandoffs"
+	HandoffService_ClaimHandoff_FullMethodName    = "/baton.v1.HandoffService/ClaimHandoff"
+	HandoffService_OfferHandoff_FullMethodName    = "/baton.v1.HandoffService/OfferHandoff"
+	HandoffService_RespondToOffer_FullMethodName  = "/baton.v1.HandoffService/RespondToOffer"
+	HandoffService_ReleaseHandoff_FullMethodName  = "/baton.v1.HandoffService/ReleaseHandoff"
+	HandoffService_TransferHandoff_FullMethodName = "/baton.v1.HandoffService/TransferHandoff"
+	HandoffService_WatchHandoffs_FullMethodName   = "/baton.v1.HandoffService/WatchHandoffs"
+	HandoffService_GetHandoffStats_FullMethodName = "/baton.v1.HandoffService/GetHandoffStats"
+)
+
+// HandoffServiceClient is the client API for HandoffService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+// inbox stream for help desks and analytics. Every change is also recorded in the session's
+// event log, in the same transaction.
+type HandoffServiceClient interface {
+	// Opens a handoff for a session (switching it to MANUAL); ALREADY_EXISTS if one is open.
+	RequestHandoff(ctx context.Context, in *RequestHandoffRequest, opts ...grpc.CallOption) (*RequestHandoffResponse, error)
+	// Returns one handoff; NOT_FOUND if it does not exist.
+	GetHandoff(ctx context.Context, in *GetHandoffRequest, opts ...grpc.CallOption) (*GetHandoffResponse, error)
+	// Lists handoffs, oldest first, filtered by session, agent and state.
+	ListHandoffs(ctx context.Context, in *ListHandoffsRequest, opts ...grpc.CallOption) (*ListHandoffsResponse, error)
+	// Takes a PENDING handoff; exactly one operator wins a race, the others get
+	// FAILED_PRECONDITION naming the holder.
+	ClaimHandoff(ctx context.Context, in *ClaimHandoffRequest, opts ...grpc.CallOption) (*ClaimHandoffResponse, error)
+	// Offers a PENDING handoff to one operator, who accepts or declines with RespondToOffer.
+	OfferHandoff(ctx context.Context, in *OfferHandoffRequest, opts ...grpc.CallOption) (*OfferHandoffResponse, error)
+	// Accepts (claims) or declines a handoff offered to the caller.
+	RespondToOffer(ctx context.Context, in *RespondToOfferRequest, opts ...grpc.CallOption) (*RespondToOfferResponse, error)
+	// Ends a handoff: resolved by a human, returned to the AI agent (AUTO again) or abandoned.
+	ReleaseHandoff(ctx context.Context, in *ReleaseHandoffRequest, opts ...grpc.CallOption) (*ReleaseHandoffResponse, error)
+	// Moves a CLAIMED handoff to another operator.
+	TransferHandoff(ctx context.Context, in *TransferHandoffRequest, opts ...grpc.CallOption) (*TransferHandoffResponse, error)
+	// The operator inbox: open handoffs, then every change live across all sessions, resumable
+	// from a position.
+	WatchHandoffs(ctx context.Context, in *WatchHandoffsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchHandoffsResponse], error)
+	// Handoff analytics over a time range.
+	GetHandoffStats(ctx context.Context, in *GetHandoffStatsRequest, opts ...grpc.CallOption) (*GetHandoffStatsResponse, error)
+}
+
+type handoffServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewHandoffServiceClient(cc grpc.ClientConnInterface) HandoffServiceClient {
+	return &handoffServiceClient{cc}
+}
+
+func (c *handoffServiceClient) RequestHandoff(ctx context.Context, in *RequestHandoffRequest, opts ...grpc.CallOption) (*RequestHandoffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestHandoffResponse)
+	err := c.cc.Invoke(ctx, HandoffService_RequestHandoff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *handoffServiceClient) GetHandoff(ctx context.Context, in *GetHandoffRequest, opts ...grpc.CallOption) (*GetHandoffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHandoffResponse)
+	err := c.cc.Invoke(ctx, HandoffService_GetHandoff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *handoffServiceClient) ListHandoffs(ctx context.Context, in *ListHandoffsRequest, opts ...grpc.CallOption) (*ListHandoffsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHandoffsResponse)
+	err := c.cc.Invoke(ctx, HandoffService_ListHandoffs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *handoffServiceClient) ClaimHandoff(ctx context.Context, in *ClaimHandoffRequest, opts ...grpc.CallOption) (*ClaimHandoffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimHandoffResponse)
+	err := c.cc.Invoke(ctx, HandoffService_ClaimHandoff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *handoffServiceClient) OfferHandoff(ctx context.Context, in *OfferHandoffRequest, opts ...grpc.CallOption) (*OfferHandoffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OfferHandoffResponse)
+	err := c.cc.Invoke(ctx, HandoffService_OfferHandoff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *handoffServiceClient) RespondToOffer(ctx context.Context, in *RespondToOfferRequest, opts ...grpc.CallOption) (*RespondToOfferResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RespondToOfferResponse)
+	err := c.cc.Invoke(ctx, HandoffService_RespondToOffer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *handoffServiceClient) ReleaseHandoff(ctx context.Context, in *ReleaseHandoffRequest, opts ...grpc.CallOption) (*ReleaseHandoffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseHandoffResponse)
+	err := c.cc.Invoke(ctx, HandoffService_ReleaseHandoff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *handoffServiceClient) TransferHandoff(ctx context.Context, in *TransferHandoffRequest, opts ...grpc.CallOption) (*TransferHandoffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferHandoffResponse)
+	err := c.cc.Invoke(ctx, HandoffService_TransferHandoff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *handoffServiceClient) WatchHandoffs(ctx context.Context, in *WatchHandoffsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchHandoffsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &HandoffService_ServiceDesc.Streams[0], HandoffService_WatchHandoffs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchHandoffsRequest, WatchHandoffsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type HandoffService_WatchHandoffsClient = grpc.ServerStreamingClient[WatchHandoffsResponse]
+
+func (c *handoffServiceClient) GetHandoffStats(ctx context.Context, in *GetHandoffStatsRequest, opts ...grpc.CallOption) (*GetHandoffStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHandoffStatsResponse)
+	err := c.cc.Invoke(ctx, HandoffService_GetHandoffStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// HandoffServiceServer is the server API for HandoffService service.
+// All implementations must embed UnimplementedHandoffServiceServer
+// for forward compatibility.
+//
+// Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+// inbox stream for help desks and analytics. Every change is also recorded in the session's
+// event log, in the same transaction.
+type HandoffServiceServer interface {
+	// Opens a handoff for a session (switching it to MANUAL); ALREADY_EXISTS if one is open.
+	RequestHandoff(context.Context, *RequestHandoffRequest) (*RequestHandoffResponse, error)
+	// Returns one handoff; NOT_FOUND if it does not exist.
+	GetHandoff(context.Context, *GetHandoffRequest) (*GetHandoffResponse, error)
+	// Lists handoffs, oldest first, filtered by session, agent and state.
+	ListHandoffs(context.Context, *ListHandoffsRequest) (*ListHandoffsResponse, error)
+	// Takes a PENDING handoff; exactly one operator wins a race, the others get
+	// FAILED_PRECONDITION naming the holder.
+	ClaimHandoff(context.Context, *ClaimHandoffRequest) (*ClaimHandoffResponse, error)
+	// Offers a PENDING handoff to one operator, who accepts or declines with RespondToOffer.
+	OfferHandoff(context.Context, *OfferHandoffRequest) (*OfferHandoffResponse, error)
+	// Accepts (claims) or declines a handoff offered to the caller.
+	RespondToOffer(context.Context, *RespondToOfferRequest) (*RespondToOfferResponse, error)
+	// Ends a handoff: resolved by a human, returned to the AI agent (AUTO again) or abandoned.
+	ReleaseHandoff(context.Context, *ReleaseHandoffRequest) (*ReleaseHandoffResponse, error)
+	// Moves a CLAIMED handoff to another operator.
+	TransferHandoff(context.Context, *TransferHandoffRequest) (*TransferHandoffResponse, error)
+	// The operator inbox: open handoffs, then every change live across all sessions, resumable
+	// from a position.
+	WatchHandoffs(*WatchHandoffsRequest, grpc.ServerStreamingServer[WatchHandoffsResponse]) error
+	// Handoff analytics over a time range.
+	GetHandoffStats(context.Context, *GetHandoffStatsRequest) (*GetHandoffStatsResponse, error)
+	mustEmbedUnimplementedHandoffServiceServer()
+}
+
+// UnimplementedHandoffServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedHandoffServiceServer struct{}
+
+func (UnimplementedHandoffServiceServer) RequestHandoff(context.Context, *RequestHandoffRequest) (*RequestHandoffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestHandoff not implemented")
+}
+func (UnimplementedHandoffServiceServer) GetHandoff(context.Context, *GetHandoffRequest) (*GetHandoffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetHandoff not implemented")
+}
+func (UnimplementedHandoffServiceServer) ListHandoffs(context.Context, *ListHandoffsRequest) (*ListHandoffsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHandoffs not implemented")
+}
+func (UnimplementedHandoffServiceServer) ClaimHandoff(context.Context, *ClaimHandoffRequest) (*ClaimHandoffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimHandoff not implemented")
+}
+func (UnimplementedHandoffServiceServer) OfferHandoff(context.Context, *OfferHandoffRequest) (*OfferHandoffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OfferHandoff not implemented")
+}
+func (UnimplementedHandoffServiceServer) RespondToOffer(context.Context, *RespondToOfferRequest) (*RespondToOfferResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RespondToOffer not implemented")
+}
+func (UnimplementedHandoffServiceServer) ReleaseHandoff(context.Context, *ReleaseHandoffRequest) (*ReleaseHandoffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseHandoff not implemented")
+}
+func (UnimplementedHandoffServiceServer) TransferHandoff(context.Context, *TransferHandoffRequest) (*TransferHandoffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferHandoff not implemented")
+}
+func (UnimplementedHandoffServiceServer) WatchHandoffs(*WatchHandoffsRequest, grpc.ServerStreamingServer[WatchHandoffsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchHandoffs not implemented")
+}
+func (UnimplementedHandoffServiceServer) GetHandoffStats(context.Context, *GetHandoffStatsRequest) (*GetHandoffStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetHandoffStats not implemented")
+}
+func (UnimplementedHandoffServiceServer) mustEmbedUnimplementedHandoffServiceServer() {}
+func (UnimplementedHandoffServiceServer) testEmbeddedByValue()                        {}
+
+// UnsafeHandoffServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to HandoffServiceServer will
+// result in compilation errors.
+type UnsafeHandoffServiceServer interface {
+	mustEmbedUnimplementedHandoffServiceServer()
+}
+
+func RegisterHandoffServiceServer(s grpc.ServiceRegistrar, srv HandoffServiceServer) {
+	// If the following call panics, it indicates UnimplementedHandoffServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&HandoffService_ServiceDesc, srv)
+}
+
+func _HandoffService_RequestHandoff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestHandoffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).RequestHandoff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_RequestHandoff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).RequestHandoff(ctx, req.(*RequestHandoffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HandoffService_GetHandoff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHandoffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).GetHandoff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_GetHandoff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).GetHandoff(ctx, req.(*GetHandoffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HandoffService_ListHandoffs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHandoffsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).ListHandoffs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_ListHandoffs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).ListHandoffs(ctx, req.(*ListHandoffsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HandoffService_ClaimHandoff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimHandoffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).ClaimHandoff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_ClaimHandoff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).ClaimHandoff(ctx, req.(*ClaimHandoffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HandoffService_OfferHandoff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OfferHandoffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).OfferHandoff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_OfferHandoff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).OfferHandoff(ctx, req.(*OfferHandoffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HandoffService_RespondToOffer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RespondToOfferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).RespondToOffer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_RespondToOffer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).RespondToOffer(ctx, req.(*RespondToOfferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HandoffService_ReleaseHandoff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseHandoffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).ReleaseHandoff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_ReleaseHandoff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).ReleaseHandoff(ctx, req.(*ReleaseHandoffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HandoffService_TransferHandoff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferHandoffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).TransferHandoff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_TransferHandoff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).TransferHandoff(ctx, req.(*TransferHandoffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HandoffService_WatchHandoffs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchHandoffsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(HandoffServiceServer).WatchHandoffs(m, &grpc.GenericServerStream[WatchHandoffsRequest, WatchHandoffsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type HandoffService_WatchHandoffsServer = grpc.ServerStreamingServer[WatchHandoffsResponse]
+
+func _HandoffService_GetHandoffStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHandoffStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HandoffServiceServer).GetHandoffStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HandoffService_GetHandoffStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HandoffServiceServer).GetHandoffStats(ctx, req.(*GetHandoffStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// HandoffService_ServiceDesc is the grpc.ServiceDesc for HandoffService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var HandoffService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "baton.v1.HandoffService",
+	HandlerType: (*HandoffServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RequestHandoff",
+			Handler:    _HandoffService_RequestHandoff_Handler,
+		},
+		{
+			MethodName: "GetHandoff",
+			Handler:    _HandoffService_GetHandoff_Handler,
+		},
+		{
+			MethodName: "ListHandoffs",
+			Handler:    _HandoffService_ListHandoffs_Handler,
+		},
+		{
+			MethodName: "ClaimHandoff",
+			Handler:    _HandoffService_ClaimHandoff_Handler,
+		},
+		{
+			MethodName: "OfferHandoff",
+			Handler:    _HandoffService_OfferHandoff_Handler,
+		},
+		{
+			MethodName: "RespondToOffer",
+			Handler:    _HandoffService_RespondToOffer_Handler,
+		},
+		{
+			MethodName: "ReleaseHandoff",
+			Handler:    _HandoffService_ReleaseHandoff_Handler,
+		},
+		{
+			MethodName: "TransferHandoff",
+			Handler:    _HandoffService_TransferHandoff_Handler,
+		},
+		{
+			MethodName: "GetHandoffStats",
+			Handler:    _HandoffService_GetHandoffStats_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchHandoffs",
+			Handler:       _HandoffService_WatchHandoffs_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "baton/v1/service.proto",
+}

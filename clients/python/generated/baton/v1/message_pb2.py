@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61ton/v1/message.proto\x12\x08\x62\x61ton.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x05\x41gent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x39\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"\xe4\x01\n\x08\x43ustomer\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12<\n\x08metadata\x18\x03 \x03(\x0b\x32 .baton.v1.Customer.MetadataEntryR\x08metadata\x12\x39\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xa7\x03\n\x07Session\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x1f\n\x0b\x63ustomer_id\x18\x03 \x01(\tR\ncustomerId\x12\x14\n\x05title\x18\x04 \x01(\tR\x05title\x12)\n\x04mode\x18\x05 \x01(\x0e\x32\x15.baton.v1.SessionModeR\x04mode\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n\x08metadata\x18\x08 \x03(\x0b\x32\x1f.baton.v1.Session.MetadataEntryR\x08metadata\x12\x1f\n\x0bnext_offset\x18\t \x01(\x03R\nnextOffset\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"@\n\x0bParticipant\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12!\n\x0c\x64isplay_name\x18\x02 \x01(\tR\x0b\x64isplayName\"Z\n\x0bMessageData\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x37\n\x0bparticipant\x18\x02 \x01(\x0b\x32\x15.baton.v1.ParticipantR\x0bparticipant\"\x9b\x01\n\x08ToolCall\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x35\n\targuments\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\targuments\x12.\n\x06result\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueR\x06result\x12\x14\n\x05\x65rror\x18\x04 \x01(\tR\x05\x65rror\"=\n\x08ToolData\x12\x31\n\ntool_calls\x18\x01 \x03(\x0b\x32\x12.baton.v1.ToolCallR\ttoolCalls\"^\n\nStatusData\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x10.baton.v1.StatusR\x06status\x12\x1b\n\x06\x64\x65tail\x18\x02 \x01(\tH\x00R\x06\x64\x65tail\x88\x01\x01\x42\t\n\x07_detail\"\xd0\x03\n\x05\x45vent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x16\n\x06offset\x18\x03 \x01(\x03R\x06offset\x12\'\n\x04kind\x18\x04 \x01(\x0e\x32\x13.baton.v1.EventKindR\x04kind\x12-\n\x06source\x18\x05 \x01(\x0e\x32\x15.baton.v1.EventSourceR\x06source\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12%\n\x0e\x63orrelation_id\x18\x07 \x01(\tR\rcorrelationId\x12\x31\n\x07message\x18\x08 \x01(\x0b\x32\x15.baton.v1.MessageDataH\x00R\x07message\x12(\n\x04tool\x18\t \x01(\x0b\x32\x12.baton.v1.ToolDataH\x00R\x04tool\x12.\n\x06status\x18\n \x01(\x0b\x32\x14.baton.v1.StatusDataH\x00R\x06status\x12\x31\n\x06\x63ustom\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructH\x00R\x06\x63ustomB\x06\n\x04\x64\x61ta\"\xe0\x01\n\tGuideline\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x1c\n\tcondition\x18\x03 \x01(\tR\tcondition\x12\x16\n\x06\x61\x63tion\x18\x04 \x01(\tR\x06\x61\x63tion\x12\x1d\n\ntool_names\x18\x05 \x03(\tR\ttoolNames\x12\x18\n\x07\x65nabled\x18\x06 \x01(\x08R\x07\x65nabled\x12\x39\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"\x8a\x01\n\x0e\x43\x61nnedResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x12\n\x04text\x18\x03 \x01(\tR\x04text\x12\x39\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"u\n\x04Tool\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x37\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\"_\n\x0cMessageDelta\x12%\n\x0e\x63orrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x14\n\x05index\x18\x03 \x01(\x05R\x05index*[\n\x0bSessionMode\x12\x1c\n\x18SESSION_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SESSION_MODE_AUTO\x10\x01\x12\x17\n\x13SESSION_MODE_MANUAL\x10\x02*\x82\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_KIND_MESSAGE\x10\x01\x12\x13\n\x0f\x45VENT_KIND_TOOL\x10\x02\x12\x15\n\x11\x45VENT_KIND_STATUS\x10\x03\x12\x15\n\x11\x45VENT_KIND_CUSTOM\x10\x04*\xea\x01\n\x0b\x45ventSource\x12\x1c\n\x18\x45VENT_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_SOURCE_CUSTOMER\x10\x01\x12\x1c\n\x18\x45VENT_SOURCE_CUSTOMER_UI\x10\x02\x12\x19\n\x15\x45VENT_SOURCE_AI_AGENT\x10\x03\x12\x1c\n\x18\x45VENT_SOURCE_HUMAN_AGENT\x10\x04\x12\x32\n.EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT\x10\x05\x12\x17\n\x13\x45VENT_SOURCE_SYSTEM\x10\x06*\x9d\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STATUS_ACKNOWLEDGED\x10\x01\x12\x15\n\x11STATUS_PROCESSING\x10\x02\x12\x11\n\rSTATUS_TYPING\x10\x03\x12\x10\n\x0cSTATUS_READY\x10\x04\x12\x14\n\x10STATUS_CANCELLED\x10\x05\x12\x10\n\x0cSTATUS_ERROR\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61ton/v1/message.proto\x12\x08\x62\x61ton.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\x05\x41gent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x39\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12>\n\x0ehandoff_policy\x18\x05 \x01(\x0b\x32\x17.baton.v1.HandoffPolicyR\rhandoffPolicy\"\xe4\x01\n\x08\x43ustomer\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12<\n\x08metadata\x18\x03 \x03(\x0b\x32 .baton.v1.Customer.MetadataEntryR\x08metadata\x12\x39\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xcc\x03\n\x07Session\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x1f\n\x0b\x63ustomer_id\x18\x03 \x01(\tR\ncustomerId\x12\x14\n\x05title\x18\x04 \x01(\tR\x05title\x12)\n\x04mode\x18\x05 \x01(\x0e\x32\x15.baton.v1.SessionModeR\x04mode\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n\x08metadata\x18\x08 \x03(\x0b\x32\x1f.baton.v1.Session.MetadataEntryR\x08metadata\x12\x1f\n\x0bnext_offset\x18\t \x01(\x03R\nnextOffset\x12#\n\rcontrol_epoch\x18\n \x01(\x03R\x0c\x63ontrolEpoch\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"@\n\x0bParticipant\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12!\n\x0c\x64isplay_name\x18\x02 \x01(\tR\x0b\x64isplayName\"Z\n\x0bMessageData\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x37\n\x0bparticipant\x18\x02 \x01(\x0b\x32\x15.baton.v1.ParticipantR\x0bparticipant\"\x9b\x01\n\x08ToolCall\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x35\n\targuments\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\targuments\x12.\n\x06result\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueR\x06result\x12\x14\n\x05\x65rror\x18\x04 \x01(\tR\x05\x65rror\"=\n\x08ToolData\x12\x31\n\ntool_calls\x18\x01 \x03(\x0b\x32\x12.baton.v1.ToolCallR\ttoolCalls\"^\n\nStatusData\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x10.baton.v1.StatusR\x06status\x12\x1b\n\x06\x64\x65tail\x18\x02 \x01(\tH\x00R\x06\x64\x65tail\x88\x01\x01\x42\t\n\x07_detail\"\xd0\x03\n\x05\x45vent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x16\n\x06offset\x18\x03 \x01(\x03R\x06offset\x12\'\n\x04kind\x18\x04 \x01(\x0e\x32\x13.baton.v1.EventKindR\x04kind\x12-\n\x06source\x18\x05 \x01(\x0e\x32\x15.baton.v1.EventSourceR\x06source\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12%\n\x0e\x63orrelation_id\x18\x07 \x01(\tR\rcorrelationId\x12\x31\n\x07message\x18\x08 \x01(\x0b\x32\x15.baton.v1.MessageDataH\x00R\x07message\x12(\n\x04tool\x18\t \x01(\x0b\x32\x12.baton.v1.ToolDataH\x00R\x04tool\x12.\n\x06status\x18\n \x01(\x0b\x32\x14.baton.v1.StatusDataH\x00R\x06status\x12\x31\n\x06\x63ustom\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructH\x00R\x06\x63ustomB\x06\n\x04\x64\x61ta\"\xe0\x01\n\tGuideline\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x1c\n\tcondition\x18\x03 \x01(\tR\tcondition\x12\x16\n\x06\x61\x63tion\x18\x04 \x01(\tR\x06\x61\x63tion\x12\x1d\n\ntool_names\x18\x05 \x03(\tR\ttoolNames\x12\x18\n\x07\x65nabled\x18\x06 \x01(\x08R\x07\x65nabled\x12\x39\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"\x8a\x01\n\x0e\x43\x61nnedResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x12\n\x04text\x18\x03 \x01(\tR\x04text\x12\x39\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"u\n\x04Tool\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x37\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\"_\n\x0cMessageDelta\x12%\n\x0e\x63orrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x14\n\x05index\x18\x03 \x01(\x05R\x05index\"U\n\x0fOperatingWindow\x12\x1a\n\x08weekdays\x18\x01 \x03(\x05R\x08weekdays\x12\x14\n\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n\x03\x65nd\x18\x03 \x01(\tR\x03\x65nd\"\xfc\x06\n\rHandoffPolicy\x12\x36\n\x17handoff_started_message\x18\x01 \x01(\tR\x15handoffStartedMessage\x12\x36\n\x17operator_joined_message\x18\x02 \x01(\tR\x15operatorJoinedMessage\x12I\n!operator_joined_anonymous_message\x18\x03 \x01(\tR\x1eoperatorJoinedAnonymousMessage\x12&\n\x0f\x61i_back_message\x18\x04 \x01(\tR\raiBackMessage\x12.\n\x13no_operator_message\x18\x05 \x01(\tR\x11noOperatorMessage\x12\x34\n\x16queue_position_message\x18\x06 \x01(\tR\x14queuePositionMessage\x12\x32\n\x15\x63laim_timeout_message\x18\x07 \x01(\tR\x13\x63laimTimeoutMessage\x12>\n\rclaim_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0c\x63laimTimeout\x12N\n\x14\x63laim_timeout_action\x18\t \x01(\x0e\x32\x1c.baton.v1.ClaimTimeoutActionR\x12\x63laimTimeoutAction\x12H\n\x12inactivity_timeout\x18\n \x01(\x0b\x32\x19.google.protobuf.DurationR\x11inactivityTimeout\x12]\n\x19inactivity_timeout_action\x18\x0b \x01(\x0e\x32!.baton.v1.InactivityTimeoutActionR\x17inactivityTimeoutAction\x12\x1b\n\ttime_zone\x18\x0c \x01(\tR\x08timeZone\x12\x42\n\x0foperating_hours\x18\r \x03(\x0b\x32\x19.baton.v1.OperatingWindowR\x0eoperatingHours\x12T\n\x19\x64\x65\x66\x61ult_wait_per_position\x18\x0e \x01(\x0b\x32\x19.google.protobuf.DurationR\x16\x64\x65\x66\x61ultWaitPerPosition\"\xa5\x06\n\x07Handoff\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x19\n\x08\x61gent_id\x18\x03 \x01(\tR\x07\x61gentId\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x16.baton.v1.HandoffStateR\x05state\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n\x07summary\x18\x06 \x01(\tR\x07summary\x12=\n\x0crequested_by\x18\x07 \x01(\x0e\x32\x1a.baton.v1.HandoffRequesterR\x0brequestedBy\x12\x31\n\x08operator\x18\x08 \x01(\x0b\x32\x15.baton.v1.ParticipantR\x08operator\x12\x36\n\x18operator_on_behalf_of_ai\x18\t \x01(\x08R\x14operatorOnBehalfOfAi\x12\x34\n\noffered_to\x18\n \x01(\x0b\x32\x15.baton.v1.ParticipantR\tofferedTo\x12=\n\x0crequested_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0brequestedAt\x12\x39\n\nclaimed_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tclaimedAt\x12K\n\x14\x66irst_human_reply_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11\x66irstHumanReplyAt\x12\x35\n\x08\x65nded_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndedAt\x12\x32\n\x07outcome\x18\x0f \x01(\x0e\x32\x18.baton.v1.HandoffOutcomeR\x07outcome\x12\x12\n\x04note\x18\x10 \x01(\tR\x04note\x12#\n\rcontrol_epoch\x18\x11 \x01(\x03R\x0c\x63ontrolEpoch\x12%\n\x0equeue_position\x18\x12 \x01(\x05R\rqueuePosition\"\xdc\x01\n\rHandoffChange\x12\x1a\n\x08position\x18\x01 \x01(\x03R\x08position\x12/\n\x04type\x18\x02 \x01(\x0e\x32\x1b.baton.v1.HandoffChangeTypeR\x04type\x12+\n\x07handoff\x18\x03 \x01(\x0b\x32\x11.baton.v1.HandoffR\x07handoff\x12!\n\x0c\x65vent_offset\x18\x04 \x01(\x03R\x0b\x65ventOffset\x12.\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\x85\x01\n\x13\x44urationPercentiles\x12\x14\n\x05\x63ount\x18\x01 \x01(\x03R\x05\x63ount\x12+\n\x03p50\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03p50\x12+\n\x03p90\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03p90\"\xe5\x05\n\x0cHandoffStats\x12\x1a\n\x08sessions\x18\x01 \x01(\x03R\x08sessions\x12\x32\n\x15sessions_with_handoff\x18\x02 \x01(\x03R\x13sessionsWithHandoff\x12!\n\x0chandoff_rate\x18\x03 \x01(\x01R\x0bhandoffRate\x12\x1a\n\x08handoffs\x18\x04 \x01(\x03R\x08handoffs\x12\x41\n\tby_reason\x18\x05 \x03(\x0b\x32$.baton.v1.HandoffStats.ByReasonEntryR\x08\x62yReason\x12\x44\n\nby_outcome\x18\x06 \x03(\x0b\x32%.baton.v1.HandoffStats.ByOutcomeEntryR\tbyOutcome\x12\x41\n\rtime_to_claim\x18\x07 \x01(\x0b\x32\x1d.baton.v1.DurationPercentilesR\x0btimeToClaim\x12W\n\x19time_to_first_human_reply\x18\x08 \x01(\x0b\x32\x1d.baton.v1.DurationPercentilesR\x15timeToFirstHumanReply\x12\x34\n\x16\x61\x62\x61ndoned_while_queued\x18\t \x01(\x03R\x14\x61\x62\x61ndonedWhileQueued\x12/\n\x14returned_to_ai_share\x18\n \x01(\x01R\x11returnedToAiShare\x12?\n\x1crehandoffs_within_30_minutes\x18\x0b \x01(\x03R\x19rehandoffsWithin30Minutes\x1a;\n\rByReasonEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x02\x38\x01\x1a<\n\x0e\x42yOutcomeEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x02\x38\x01*[\n\x0bSessionMode\x12\x1c\n\x18SESSION_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SESSION_MODE_AUTO\x10\x01\x12\x17\n\x13SESSION_MODE_MANUAL\x10\x02*\x82\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_KIND_MESSAGE\x10\x01\x12\x13\n\x0f\x45VENT_KIND_TOOL\x10\x02\x12\x15\n\x11\x45VENT_KIND_STATUS\x10\x03\x12\x15\n\x11\x45VENT_KIND_CUSTOM\x10\x04*\xea\x01\n\x0b\x45ventSource\x12\x1c\n\x18\x45VENT_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_SOURCE_CUSTOMER\x10\x01\x12\x1c\n\x18\x45VENT_SOURCE_CUSTOMER_UI\x10\x02\x12\x19\n\x15\x45VENT_SOURCE_AI_AGENT\x10\x03\x12\x1c\n\x18\x45VENT_SOURCE_HUMAN_AGENT\x10\x04\x12\x32\n.EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT\x10\x05\x12\x17\n\x13\x45VENT_SOURCE_SYSTEM\x10\x06*\x9d\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STATUS_ACKNOWLEDGED\x10\x01\x12\x15\n\x11STATUS_PROCESSING\x10\x02\x12\x11\n\rSTATUS_TYPING\x10\x03\x12\x10\n\x0cSTATUS_READY\x10\x04\x12\x14\n\x10STATUS_CANCELLED\x10\x05\x12\x10\n\x0cSTATUS_ERROR\x10\x06*\x88\x01\n\x12\x43laimTimeoutAction\x12$\n CLAIM_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12%\n!CLAIM_TIMEOUT_ACTION_KEEP_WAITING\x10\x01\x12%\n!CLAIM_TIMEOUT_ACTION_RETURN_TO_AI\x10\x02*\x93\x01\n\x17InactivityTimeoutAction\x12)\n%INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12*\n&INACTIVITY_TIMEOUT_ACTION_RETURN_TO_AI\x10\x01\x12!\n\x1dINACTIVITY_TIMEOUT_ACTION_END\x10\x02*|\n\x0cHandoffState\x12\x1d\n\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15HANDOFF_STATE_PENDING\x10\x01\x12\x19\n\x15HANDOFF_STATE_CLAIMED\x10\x02\x12\x17\n\x13HANDOFF_STATE_ENDED\x10\x03*\xba\x01\n\x0eHandoffOutcome\x12\x1f\n\x1bHANDOFF_OUTCOME_UNSPECIFIED\x10\x00\x12%\n!HANDOFF_OUTCOME_RESOLVED_BY_HUMAN\x10\x01\x12\"\n\x1eHANDOFF_OUTCOME_RETURNED_TO_AI\x10\x02\x12\x1d\n\x19HANDOFF_OUTCOME_ABANDONED\x10\x03\x12\x1d\n\x19HANDOFF_OUTCOME_TIMED_OUT\x10\x04*\xbe\x01\n\x10HandoffRequester\x12!\n\x1dHANDOFF_REQUESTER_UNSPECIFIED\x10\x00\x12\x1a\n\x16HANDOFF_REQUESTER_TOOL\x10\x01\x12%\n!HANDOFF_REQUESTER_EXTERNAL_SYSTEM\x10\x02\x12\x1e\n\x1aHANDOFF_REQUESTER_CUSTOMER\x10\x03\x12$\n HANDOFF_REQUESTER_HUMAN_TAKEOVER\x10\x04*\xf8\x02\n\x11HandoffChangeType\x12#\n\x1fHANDOFF_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18HANDOFF_CHANGE_TYPE_OPEN\x10\x01\x12!\n\x1dHANDOFF_CHANGE_TYPE_REQUESTED\x10\x02\x12\x1f\n\x1bHANDOFF_CHANGE_TYPE_OFFERED\x10\x03\x12&\n\"HANDOFF_CHANGE_TYPE_OFFER_DECLINED\x10\x04\x12\x1f\n\x1bHANDOFF_CHANGE_TYPE_CLAIMED\x10\x05\x12#\n\x1fHANDOFF_CHANGE_TYPE_TRANSFERRED\x10\x06\x12(\n$HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE\x10\x07\x12%\n!HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT\x10\x08\x12\x1d\n\x19HANDOFF_CHANGE_TYPE_ENDED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,42 +38,74 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CUSTOMER_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_SESSION_METADATAENTRY']._loaded_options = None
   _globals['_SESSION_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SESSIONMODE']._serialized_start=2421
-  _globals['_SESSIONMODE']._serialized_end=2512
-  _globals['_EVENTKIND']._serialized_start=2515
-  _globals['_EVENTKIND']._serialized_end=2645
-  _globals['_EVENTSOURCE']._serialized_start=2648
-  _globals['_EVENTSOURCE']._serialized_end=2882
-  _globals['_STATUS']._serialized_start=2885
-  _globals['_STATUS']._serialized_end=3042
-  _globals['_AGENT']._serialized_start=100
-  _globals['_AGENT']._serialized_end=236
-  _globals['_CUSTOMER']._serialized_start=239
-  _globals['_CUSTOMER']._serialized_end=467
-  _globals['_CUSTOMER_METADATAENTRY']._serialized_start=408
-  _globals['_CUSTOMER_METADATAENTRY']._serialized_end=467
-  _globals['_SESSION']._serialized_start=470
-  _globals['_SESSION']._serialized_end=893
-  _globals['_SESSION_METADATAENTRY']._serialized_start=408
-  _globals['_SESSION_METADATAENTRY']._serialized_end=467
-  _globals['_PARTICIPANT']._serialized_start=895
-  _globals['_PARTICIPANT']._serialized_end=959
-  _globals['_MESSAGEDATA']._serialized_start=961
-  _globals['_MESSAGEDATA']._serialized_end=1051
-  _globals['_TOOLCALL']._serialized_start=1054
-  _globals['_TOOLCALL']._serialized_end=1209
-  _globals['_TOOLDATA']._serialized_start=1211
-  _globals['_TOOLDATA']._serialized_end=1272
-  _globals['_STATUSDATA']._serialized_start=1274
-  _globals['_STATUSDATA']._serialized_end=1368
-  _globals['_EVENT']._serialized_start=1371
-  _globals['_EVENT']._serialized_end=1835
-  _globals['_GUIDELINE']._serialized_start=1838
-  _globals['_GUIDELINE']._serialized_end=2062
-  _globals['_CANNEDRESPONSE']._serialized_start=2065
-  _globals['_CANNEDRESPONSE']._serialized_end=2203
-  _globals['_TOOL']._serialized_start=2205
-  _globals['_TOOL']._serialized_end=2322
-  _globals['_MESSAGEDELTA']._serialized_start=2324
-  _globals['_MESSAGEDELTA']._serialized_end=2419
+  _globals['_HANDOFFSTATS_BYREASONENTRY']._loaded_options = None
+  _globals['_HANDOFFSTATS_BYREASONENTRY']._serialized_options = b'8\001'
+  _globals['_HANDOFFSTATS_BYOUTCOMEENTRY']._loaded_options = None
+  _globals['_HANDOFFSTATS_BYOUTCOMEENTRY']._serialized_options = b'8\001'
+  _globals['_SESSIONMODE']._serialized_start=5447
+  _globals['_SESSIONMODE']._serialized_end=5538
+  _globals['_EVENTKIND']._serialized_start=5541
+  _globals['_EVENTKIND']._serialized_end=5671
+  _globals['_EVENTSOURCE']._serialized_start=5674
+  _globals['_EVENTSOURCE']._serialized_end=5908
+  _globals['_STATUS']._serialized_start=5911
+  _globals['_STATUS']._serialized_end=6068
+  _globals['_CLAIMTIMEOUTACTION']._serialized_start=6071
+  _globals['_CLAIMTIMEOUTACTION']._serialized_end=6207
+  _globals['_INACTIVITYTIMEOUTACTION']._serialized_start=6210
+  _globals['_INACTIVITYTIMEOUTACTION']._serialized_end=6357
+  _globals['_HANDOFFSTATE']._serialized_start=6359
+  _globals['_HANDOFFSTATE']._serialized_end=6483
+  _globals['_HANDOFFOUTCOME']._serialized_start=6486
+  _globals['_HANDOFFOUTCOME']._serialized_end=6672
+  _globals['_HANDOFFREQUESTER']._serialized_start=6675
+  _globals['_HANDOFFREQUESTER']._serialized_end=6865
+  _globals['_HANDOFFCHANGETYPE']._serialized_start=6868
+  _globals['_HANDOFFCHANGETYPE']._serialized_end=7244
+  _globals['_AGENT']._serialized_start=132
+  _globals['_AGENT']._serialized_end=332
+  _globals['_CUSTOMER']._serialized_start=335
+  _globals['_CUSTOMER']._serialized_end=563
+  _globals['_CUSTOMER_METADATAENTRY']._serialized_start=504
+  _globals['_CUSTOMER_METADATAENTRY']._serialized_end=563
+  _globals['_SESSION']._serialized_start=566
+  _globals['_SESSION']._serialized_end=1026
+  _globals['_SESSION_METADATAENTRY']._serialized_start=504
+  _globals['_SESSION_METADATAENTRY']._serialized_end=563
+  _globals['_PARTICIPANT']._serialized_start=1028
+  _globals['_PARTICIPANT']._serialized_end=1092
+  _globals['_MESSAGEDATA']._serialized_start=1094
+  _globals['_MESSAGEDATA']._serialized_end=1184
+  _globals['_TOOLCALL']._serialized_start=1187
+  _globals['_TOOLCALL']._serialized_end=1342
+  _globals['_TOOLDATA']._serialized_start=1344
+  _globals['_TOOLDATA']._serialized_end=1405
+  _globals['_STATUSDATA']._serialized_start=1407
+  _globals['_STATUSDATA']._serialized_end=1501
+  _globals['_EVENT']._serialized_start=1504
+  _globals['_EVENT']._serialized_end=1968
+  _globals['_GUIDELINE']._serialized_start=1971
+  _globals['_GUIDELINE']._serialized_end=2195
+  _globals['_CANNEDRESPONSE']._serialized_start=2198
+  _globals['_CANNEDRESPONSE']._serialized_end=2336
+  _globals['_TOOL']._serialized_start=2338
+  _globals['_TOOL']._serialized_end=2455
+  _globals['_MESSAGEDELTA']._serialized_start=2457
+  _globals['_MESSAGEDELTA']._serialized_end=2552
+  _globals['_OPERATINGWINDOW']._serialized_start=2554
+  _globals['_OPERATINGWINDOW']._serialized_end=2639
+  _globals['_HANDOFFPOLICY']._serialized_start=2642
+  _globals['_HANDOFFPOLICY']._serialized_end=3534
+  _globals['_HANDOFF']._serialized_start=3537
+  _globals['_HANDOFF']._serialized_end=4342
+  _globals['_HANDOFFCHANGE']._serialized_start=4345
+  _globals['_HANDOFFCHANGE']._serialized_end=4565
+  _globals['_DURATIONPERCENTILES']._serialized_start=4568
+  _globals['_DURATIONPERCENTILES']._serialized_end=4701
+  _globals['_HANDOFFSTATS']._serialized_start=4704
+  _globals['_HANDOFFSTATS']._serialized_end=5445
+  _globals['_HANDOFFSTATS_BYREASONENTRY']._serialized_start=5324
+  _globals['_HANDOFFSTATS_BYREASONENTRY']._serialized_end=5383
+  _globals['_HANDOFFSTATS_BYOUTCOMEENTRY']._serialized_start=5385
+  _globals['_HANDOFFSTATS_BYOUTCOMEENTRY']._serialized_end=5445
 # @@protoc_insertion_point(module_scope)

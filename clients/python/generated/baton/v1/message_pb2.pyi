@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -163,6 +164,198 @@ STATUS_ERROR: Status.ValueType  # 6
 """The turn failed; `StatusData.detail` says why."""
 Global___Status: _TypeAlias = Status  # noqa: Y015
 
+class _ClaimTimeoutAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ClaimTimeoutActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ClaimTimeoutAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLAIM_TIMEOUT_ACTION_UNSPECIFIED: _ClaimTimeoutAction.ValueType  # 0
+    """Not set: KEEP_WAITING."""
+    CLAIM_TIMEOUT_ACTION_KEEP_WAITING: _ClaimTimeoutAction.ValueType  # 1
+    """Tell the customer (message `claim_timeout_message`) and keep the handoff in the queue."""
+    CLAIM_TIMEOUT_ACTION_RETURN_TO_AI: _ClaimTimeoutAction.ValueType  # 2
+    """End the handoff (outcome TIMED_OUT) and give the session back to the AI agent."""
+
+class ClaimTimeoutAction(_ClaimTimeoutAction, metaclass=_ClaimTimeoutActionEnumTypeWrapper):
+    """What happens when a handoff waits longer than `claim_timeout` for an operator."""
+
+CLAIM_TIMEOUT_ACTION_UNSPECIFIED: ClaimTimeoutAction.ValueType  # 0
+"""Not set: KEEP_WAITING."""
+CLAIM_TIMEOUT_ACTION_KEEP_WAITING: ClaimTimeoutAction.ValueType  # 1
+"""Tell the customer (message `claim_timeout_message`) and keep the handoff in the queue."""
+CLAIM_TIMEOUT_ACTION_RETURN_TO_AI: ClaimTimeoutAction.ValueType  # 2
+"""End the handoff (outcome TIMED_OUT) and give the session back to the AI agent."""
+Global___ClaimTimeoutAction: _TypeAlias = ClaimTimeoutAction  # noqa: Y015
+
+class _InactivityTimeoutAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InactivityTimeoutActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InactivityTimeoutAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED: _InactivityTimeoutAction.ValueType  # 0
+    """Not set: RETURN_TO_AI."""
+    INACTIVITY_TIMEOUT_ACTION_RETURN_TO_AI: _InactivityTimeoutAction.ValueType  # 1
+    """End the handoff (outcome TIMED_OUT) and give the session back to the AI agent."""
+    INACTIVITY_TIMEOUT_ACTION_END: _InactivityTimeoutAction.ValueType  # 2
+    """End the handoff (outcome TIMED_OUT); the session stays MANUAL."""
+
+class InactivityTimeoutAction(_InactivityTimeoutAction, metaclass=_InactivityTimeoutActionEnumTypeWrapper):
+    """What happens when the operator of a claimed handoff stays silent for `inactivity_timeout`."""
+
+INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED: InactivityTimeoutAction.ValueType  # 0
+"""Not set: RETURN_TO_AI."""
+INACTIVITY_TIMEOUT_ACTION_RETURN_TO_AI: InactivityTimeoutAction.ValueType  # 1
+"""End the handoff (outcome TIMED_OUT) and give the session back to the AI agent."""
+INACTIVITY_TIMEOUT_ACTION_END: InactivityTimeoutAction.ValueType  # 2
+"""End the handoff (outcome TIMED_OUT); the session stays MANUAL."""
+Global___InactivityTimeoutAction: _TypeAlias = InactivityTimeoutAction  # noqa: Y015
+
+class _HandoffState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HandoffStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HandoffState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HANDOFF_STATE_UNSPECIFIED: _HandoffState.ValueType  # 0
+    """Not set. Only used as "any state" in filters."""
+    HANDOFF_STATE_PENDING: _HandoffState.ValueType  # 1
+    """Waiting in the queue for an operator (possibly offered to one)."""
+    HANDOFF_STATE_CLAIMED: _HandoffState.ValueType  # 2
+    """An operator holds it and answers the customer."""
+    HANDOFF_STATE_ENDED: _HandoffState.ValueType  # 3
+    """Over; `outcome` says how."""
+
+class HandoffState(_HandoffState, metaclass=_HandoffStateEnumTypeWrapper):
+    """Where a handoff is in its life."""
+
+HANDOFF_STATE_UNSPECIFIED: HandoffState.ValueType  # 0
+"""Not set. Only used as "any state" in filters."""
+HANDOFF_STATE_PENDING: HandoffState.ValueType  # 1
+"""Waiting in the queue for an operator (possibly offered to one)."""
+HANDOFF_STATE_CLAIMED: HandoffState.ValueType  # 2
+"""An operator holds it and answers the customer."""
+HANDOFF_STATE_ENDED: HandoffState.ValueType  # 3
+"""Over; `outcome` says how."""
+Global___HandoffState: _TypeAlias = HandoffState  # noqa: Y015
+
+class _HandoffOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HandoffOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HandoffOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HANDOFF_OUTCOME_UNSPECIFIED: _HandoffOutcome.ValueType  # 0
+    """Not ended yet."""
+    HANDOFF_OUTCOME_RESOLVED_BY_HUMAN: _HandoffOutcome.ValueType  # 1
+    """A human resolved the customer's request; the session stays MANUAL."""
+    HANDOFF_OUTCOME_RETURNED_TO_AI: _HandoffOutcome.ValueType  # 2
+    """The session went back to the AI agent (AUTO)."""
+    HANDOFF_OUTCOME_ABANDONED: _HandoffOutcome.ValueType  # 3
+    """The customer left, or the integration withdrew the request."""
+    HANDOFF_OUTCOME_TIMED_OUT: _HandoffOutcome.ValueType  # 4
+    """A claim or inactivity timeout of the agent's HandoffPolicy ended it."""
+
+class HandoffOutcome(_HandoffOutcome, metaclass=_HandoffOutcomeEnumTypeWrapper):
+    """How a handoff ended."""
+
+HANDOFF_OUTCOME_UNSPECIFIED: HandoffOutcome.ValueType  # 0
+"""Not ended yet."""
+HANDOFF_OUTCOME_RESOLVED_BY_HUMAN: HandoffOutcome.ValueType  # 1
+"""A human resolved the customer's request; the session stays MANUAL."""
+HANDOFF_OUTCOME_RETURNED_TO_AI: HandoffOutcome.ValueType  # 2
+"""The session went back to the AI agent (AUTO)."""
+HANDOFF_OUTCOME_ABANDONED: HandoffOutcome.ValueType  # 3
+"""The customer left, or the integration withdrew the request."""
+HANDOFF_OUTCOME_TIMED_OUT: HandoffOutcome.ValueType  # 4
+"""A claim or inactivity timeout of the agent's HandoffPolicy ended it."""
+Global___HandoffOutcome: _TypeAlias = HandoffOutcome  # noqa: Y015
+
+class _HandoffRequester:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HandoffRequesterEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HandoffRequester.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HANDOFF_REQUESTER_UNSPECIFIED: _HandoffRequester.ValueType  # 0
+    """Not set."""
+    HANDOFF_REQUESTER_TOOL: _HandoffRequester.ValueType  # 1
+    """A tool the AI agent called during a turn."""
+    HANDOFF_REQUESTER_EXTERNAL_SYSTEM: _HandoffRequester.ValueType  # 2
+    """An external system, through RequestHandoff or UpdateSession."""
+    HANDOFF_REQUESTER_CUSTOMER: _HandoffRequester.ValueType  # 3
+    """The customer, relayed by the integration through RequestHandoff."""
+    HANDOFF_REQUESTER_HUMAN_TAKEOVER: _HandoffRequester.ValueType  # 4
+    """A human agent who wrote on a session in AUTO mode and so took it over."""
+
+class HandoffRequester(_HandoffRequester, metaclass=_HandoffRequesterEnumTypeWrapper):
+    """Who asked for a handoff."""
+
+HANDOFF_REQUESTER_UNSPECIFIED: HandoffRequester.ValueType  # 0
+"""Not set."""
+HANDOFF_REQUESTER_TOOL: HandoffRequester.ValueType  # 1
+"""A tool the AI agent called during a turn."""
+HANDOFF_REQUESTER_EXTERNAL_SYSTEM: HandoffRequester.ValueType  # 2
+"""An external system, through RequestHandoff or UpdateSession."""
+HANDOFF_REQUESTER_CUSTOMER: HandoffRequester.ValueType  # 3
+"""The customer, relayed by the integration through RequestHandoff."""
+HANDOFF_REQUESTER_HUMAN_TAKEOVER: HandoffRequester.ValueType  # 4
+"""A human agent who wrote on a session in AUTO mode and so took it over."""
+Global___HandoffRequester: _TypeAlias = HandoffRequester  # noqa: Y015
+
+class _HandoffChangeType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HandoffChangeTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HandoffChangeType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HANDOFF_CHANGE_TYPE_UNSPECIFIED: _HandoffChangeType.ValueType  # 0
+    """Not set."""
+    HANDOFF_CHANGE_TYPE_OPEN: _HandoffChangeType.ValueType  # 1
+    """An open handoff as it stood when the stream started (snapshot, before `caught_up`)."""
+    HANDOFF_CHANGE_TYPE_REQUESTED: _HandoffChangeType.ValueType  # 2
+    """A handoff was requested."""
+    HANDOFF_CHANGE_TYPE_OFFERED: _HandoffChangeType.ValueType  # 3
+    """It was offered to a named operator."""
+    HANDOFF_CHANGE_TYPE_OFFER_DECLINED: _HandoffChangeType.ValueType  # 4
+    """The named operator declined the offer."""
+    HANDOFF_CHANGE_TYPE_CLAIMED: _HandoffChangeType.ValueType  # 5
+    """An operator claimed it (or accepted an offer)."""
+    HANDOFF_CHANGE_TYPE_TRANSFERRED: _HandoffChangeType.ValueType  # 6
+    """It moved to another operator."""
+    HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE: _HandoffChangeType.ValueType  # 7
+    """The customer wrote on the handed-off session; `event_offset` points at the message."""
+    HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT: _HandoffChangeType.ValueType  # 8
+    """Its claim timeout passed and it keeps waiting."""
+    HANDOFF_CHANGE_TYPE_ENDED: _HandoffChangeType.ValueType  # 9
+    """It ended; `handoff.outcome` says how."""
+
+class HandoffChangeType(_HandoffChangeType, metaclass=_HandoffChangeTypeEnumTypeWrapper):
+    """What changed in a handoff, on the operator inbox stream."""
+
+HANDOFF_CHANGE_TYPE_UNSPECIFIED: HandoffChangeType.ValueType  # 0
+"""Not set."""
+HANDOFF_CHANGE_TYPE_OPEN: HandoffChangeType.ValueType  # 1
+"""An open handoff as it stood when the stream started (snapshot, before `caught_up`)."""
+HANDOFF_CHANGE_TYPE_REQUESTED: HandoffChangeType.ValueType  # 2
+"""A handoff was requested."""
+HANDOFF_CHANGE_TYPE_OFFERED: HandoffChangeType.ValueType  # 3
+"""It was offered to a named operator."""
+HANDOFF_CHANGE_TYPE_OFFER_DECLINED: HandoffChangeType.ValueType  # 4
+"""The named operator declined the offer."""
+HANDOFF_CHANGE_TYPE_CLAIMED: HandoffChangeType.ValueType  # 5
+"""An operator claimed it (or accepted an offer)."""
+HANDOFF_CHANGE_TYPE_TRANSFERRED: HandoffChangeType.ValueType  # 6
+"""It moved to another operator."""
+HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE: HandoffChangeType.ValueType  # 7
+"""The customer wrote on the handed-off session; `event_offset` points at the message."""
+HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT: HandoffChangeType.ValueType  # 8
+"""Its claim timeout passed and it keeps waiting."""
+HANDOFF_CHANGE_TYPE_ENDED: HandoffChangeType.ValueType  # 9
+"""It ended; `handoff.outcome` says how."""
+Global___HandoffChangeType: _TypeAlias = HandoffChangeType  # noqa: Y015
+
 @_typing.final
 class Agent(_message.Message):
     """An AI agent: the persona and behaviour that answers customers in sessions."""
@@ -173,6 +366,7 @@ class Agent(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    HANDOFF_POLICY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier ("agt_..."). Output only."""
     name: _builtins.str
@@ -183,6 +377,12 @@ class Agent(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the agent was created. Output only."""
 
+    @_builtins.property
+    def handoff_policy(self) -> Global___HandoffPolicy:
+        """How handoffs to humans work for this agent's sessions; unset fields take the defaults
+        documented on each field.
+        """
+
     def __init__(
         self,
         *,
@@ -190,10 +390,11 @@ class Agent(_message.Message):
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        handoff_policy: Global___HandoffPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "handoff_policy", b"handoff_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "id", b"id", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "handoff_policy", b"handoff_policy", "id", b"id", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -292,6 +493,7 @@ class Session(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     NEXT_OFFSET_FIELD_NUMBER: _builtins.int
+    CONTROL_EPOCH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier ("ses_..."). Output only."""
     agent_id: _builtins.str
@@ -304,6 +506,11 @@ class Session(_message.Message):
     """Who answers customer messages: the AI agent (AUTO) or humans (MANUAL)."""
     next_offset: _builtins.int
     """Offset the next event will get, i.e. the number of events in the log. Output only."""
+    control_epoch: _builtins.int
+    """Bumped by every change of who controls the session (mode change, handoff requested,
+    offered, claimed, transferred, ended). Control RPCs take an `expected_epoch` and fail with
+    ABORTED when it is stale. Output only.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the session was created. Output only."""
@@ -328,10 +535,11 @@ class Session(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         next_offset: _builtins.int = ...,
+        control_epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "created_at", b"created_at", "customer_id", b"customer_id", "id", b"id", "metadata", b"metadata", "mode", b"mode", "next_offset", b"next_offset", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "control_epoch", b"control_epoch", "created_at", b"created_at", "customer_id", b"customer_id", "id", b"id", "metadata", b"metadata", "mode", b"mode", "next_offset", b"next_offset", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -709,3 +917,428 @@ class MessageDelta(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MessageDelta: _TypeAlias = MessageDelta  # noqa: Y015
+
+@_typing.final
+class OperatingWindow(_message.Message):
+    """A window of a week in which operators work, in `HandoffPolicy.time_zone`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEEKDAYS_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    start: _builtins.str
+    """Start of the window, "HH:MM" (24-hour clock), inclusive."""
+    end: _builtins.str
+    """End of the window, "HH:MM" (24-hour clock), exclusive; "24:00" for midnight."""
+    @_builtins.property
+    def weekdays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """ISO weekdays the window applies to: 1 (Monday) to 7 (Sunday). Empty means every day."""
+
+    def __init__(
+        self,
+        *,
+        weekdays: _abc.Iterable[_builtins.int] | None = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start", "weekdays", b"weekdays"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OperatingWindow: _TypeAlias = OperatingWindow  # noqa: Y015
+
+@_typing.final
+class HandoffPolicy(_message.Message):
+    """How handoffs work for one agent's sessions. Empty strings and zero durations take the
+    documented defaults; every customer-facing text is posted as a MESSAGE event with source
+    SYSTEM.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_STARTED_MESSAGE_FIELD_NUMBER: _builtins.int
+    OPERATOR_JOINED_MESSAGE_FIELD_NUMBER: _builtins.int
+    OPERATOR_JOINED_ANONYMOUS_MESSAGE_FIELD_NUMBER: _builtins.int
+    AI_BACK_MESSAGE_FIELD_NUMBER: _builtins.int
+    NO_OPERATOR_MESSAGE_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_MESSAGE_FIELD_NUMBER: _builtins.int
+    CLAIM_TIMEOUT_MESSAGE_FIELD_NUMBER: _builtins.int
+    CLAIM_TIMEOUT_FIELD_NUMBER: _builtins.int
+    CLAIM_TIMEOUT_ACTION_FIELD_NUMBER: _builtins.int
+    INACTIVITY_TIMEOUT_FIELD_NUMBER: _builtins.int
+    INACTIVITY_TIMEOUT_ACTION_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    OPERATING_HOURS_FIELD_NUMBER: _builtins.int
+    DEFAULT_WAIT_PER_POSITION_FIELD_NUMBER: _builtins.int
+    handoff_started_message: _builtins.str
+    """Posted when a handoff starts. Default: "I'm connecting you with a member of our team." """
+    operator_joined_message: _builtins.str
+    """Posted when an operator joins; "{operator}" is replaced by their display name. Default:
+    "{operator} has joined the conversation."
+    """
+    operator_joined_anonymous_message: _builtins.str
+    """Posted instead of `operator_joined_message` when the operator writes on behalf of the AI
+    agent, so the name is not shown. Default: "A member of our team has joined the conversation."
+    """
+    ai_back_message: _builtins.str
+    """Posted when the session goes back to the AI agent. Default: "You're back with our virtual
+    assistant."
+    """
+    no_operator_message: _builtins.str
+    """Posted when a handoff starts while no operator is available. Default: "No one from our team
+    is available right now. Your request is queued and we will answer here as soon as we can."
+    """
+    queue_position_message: _builtins.str
+    """Text of the queue-position events; "{position}" and "{wait_minutes}" are replaced. Default:
+    "You are number {position} in the queue. Estimated wait: about {wait_minutes} min."
+    """
+    claim_timeout_message: _builtins.str
+    """Posted when `claim_timeout` passes. Default: "Thank you for waiting; our team is still busy." """
+    claim_timeout_action: Global___ClaimTimeoutAction.ValueType
+    """What to do when `claim_timeout` passes."""
+    inactivity_timeout_action: Global___InactivityTimeoutAction.ValueType
+    """What to do when `inactivity_timeout` passes."""
+    time_zone: _builtins.str
+    """Time zone of `operating_hours`, an IANA name such as "Europe/Paris". Default: "UTC"."""
+    @_builtins.property
+    def claim_timeout(self) -> _duration_pb2.Duration:
+        """How long a handoff may wait for an operator before `claim_timeout_action`; 0 means never."""
+
+    @_builtins.property
+    def inactivity_timeout(self) -> _duration_pb2.Duration:
+        """How long the operator of a claimed handoff may stay silent (after claiming or after their
+        last message) before `inactivity_timeout_action`; 0 means never.
+        """
+
+    @_builtins.property
+    def operating_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___OperatingWindow]:
+        """When operators work. Empty means always. Outside these windows RequestHandoff reports
+        that no operator is available.
+        """
+
+    @_builtins.property
+    def default_wait_per_position(self) -> _duration_pb2.Duration:
+        """Estimated wait per queue position while there is no claim history. Default: 120 seconds."""
+
+    def __init__(
+        self,
+        *,
+        handoff_started_message: _builtins.str = ...,
+        operator_joined_message: _builtins.str = ...,
+        operator_joined_anonymous_message: _builtins.str = ...,
+        ai_back_message: _builtins.str = ...,
+        no_operator_message: _builtins.str = ...,
+        queue_position_message: _builtins.str = ...,
+        claim_timeout_message: _builtins.str = ...,
+        claim_timeout: _duration_pb2.Duration | None = ...,
+        claim_timeout_action: Global___ClaimTimeoutAction.ValueType = ...,
+        inactivity_timeout: _duration_pb2.Duration | None = ...,
+        inactivity_timeout_action: Global___InactivityTimeoutAction.ValueType = ...,
+        time_zone: _builtins.str = ...,
+        operating_hours: _abc.Iterable[Global___OperatingWindow] | None = ...,
+        default_wait_per_position: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim_timeout", b"claim_timeout", "default_wait_per_position", b"default_wait_per_position", "inactivity_timeout", b"inactivity_timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ai_back_message", b"ai_back_message", "claim_timeout", b"claim_timeout", "claim_timeout_action", b"claim_timeout_action", "claim_timeout_message", b"claim_timeout_message", "default_wait_per_position", b"default_wait_per_position", "handoff_started_message", b"handoff_started_message", "inactivity_timeout", b"inactivity_timeout", "inactivity_timeout_action", b"inactivity_timeout_action", "no_operator_message", b"no_operator_message", "operating_hours", b"operating_hours", "operator_joined_anonymous_message", b"operator_joined_anonymous_message", "operator_joined_message", b"operator_joined_message", "queue_position_message", b"queue_position_message", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandoffPolicy: _TypeAlias = HandoffPolicy  # noqa: Y015
+
+@_typing.final
+class Handoff(_message.Message):
+    """One escalation of a session to humans, from request to end."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    OPERATOR_ON_BEHALF_OF_AI_FIELD_NUMBER: _builtins.int
+    OFFERED_TO_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    CLAIMED_AT_FIELD_NUMBER: _builtins.int
+    FIRST_HUMAN_REPLY_AT_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CONTROL_EPOCH_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Server-assigned identifier ("hof_..."). Output only."""
+    session_id: _builtins.str
+    """The session handed off."""
+    agent_id: _builtins.str
+    """The agent of that session."""
+    state: Global___HandoffState.ValueType
+    """Where the handoff is in its life."""
+    reason: _builtins.str
+    """Why it was requested, as given."""
+    summary: _builtins.str
+    """Context for the operator: written by the NLP provider, or (offline) the last customer
+    messages and the guideline the AI agent matched.
+    """
+    requested_by: Global___HandoffRequester.ValueType
+    """Who asked for it."""
+    operator_on_behalf_of_ai: _builtins.bool
+    """Whether the operator writes on behalf of the AI agent (hides their name from the customer)."""
+    outcome: Global___HandoffOutcome.ValueType
+    """How it ended (ENDED only)."""
+    note: _builtins.str
+    """The operator's closing note; after a return to the AI it is context for the AI agent."""
+    control_epoch: _builtins.int
+    """The session's control epoch after the last change of this handoff."""
+    queue_position: _builtins.int
+    """1-based place in the agent's queue while PENDING; 0 otherwise."""
+    @_builtins.property
+    def operator(self) -> Global___Participant:
+        """The operator holding it (CLAIMED), or who held it last (ENDED)."""
+
+    @_builtins.property
+    def offered_to(self) -> Global___Participant:
+        """The operator it is offered to while PENDING, if any."""
+
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was requested."""
+
+    @_builtins.property
+    def claimed_at(self) -> _timestamp_pb2.Timestamp:
+        """When an operator first claimed it."""
+
+    @_builtins.property
+    def first_human_reply_at(self) -> _timestamp_pb2.Timestamp:
+        """When a human agent first wrote after the request."""
+
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp:
+        """When it ended."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        state: Global___HandoffState.ValueType = ...,
+        reason: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        requested_by: Global___HandoffRequester.ValueType = ...,
+        operator: Global___Participant | None = ...,
+        operator_on_behalf_of_ai: _builtins.bool = ...,
+        offered_to: Global___Participant | None = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        claimed_at: _timestamp_pb2.Timestamp | None = ...,
+        first_human_reply_at: _timestamp_pb2.Timestamp | None = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+        outcome: Global___HandoffOutcome.ValueType = ...,
+        note: _builtins.str = ...,
+        control_epoch: _builtins.int = ...,
+        queue_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at", "ended_at", b"ended_at", "first_human_reply_at", b"first_human_reply_at", "offered_to", b"offered_to", "operator", b"operator", "requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "claimed_at", b"claimed_at", "control_epoch", b"control_epoch", "ended_at", b"ended_at", "first_human_reply_at", b"first_human_reply_at", "id", b"id", "note", b"note", "offered_to", b"offered_to", "operator", b"operator", "operator_on_behalf_of_ai", b"operator_on_behalf_of_ai", "outcome", b"outcome", "queue_position", b"queue_position", "reason", b"reason", "requested_at", b"requested_at", "requested_by", b"requested_by", "session_id", b"session_id", "state", b"state", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Handoff: _TypeAlias = Handoff  # noqa: Y015
+
+@_typing.final
+class HandoffChange(_message.Message):
+    """One change on the operator inbox stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    EVENT_OFFSET_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """Position in the server-wide handoff change log: increasing, resumable with
+    `WatchHandoffsRequest.after_position`. Snapshot entries carry the position they reflect.
+    """
+    type: Global___HandoffChangeType.ValueType
+    """What changed."""
+    event_offset: _builtins.int
+    """Offset of the session event that records the change."""
+    @_builtins.property
+    def handoff(self) -> Global___Handoff:
+        """The handoff after the change."""
+
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        type: Global___HandoffChangeType.ValueType = ...,
+        handoff: Global___Handoff | None = ...,
+        event_offset: _builtins.int = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_offset", b"event_offset", "handoff", b"handoff", "position", b"position", "time", b"time", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandoffChange: _TypeAlias = HandoffChange  # noqa: Y015
+
+@_typing.final
+class DurationPercentiles(_message.Message):
+    """Median and 90th percentile of a duration."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    P50_FIELD_NUMBER: _builtins.int
+    P90_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many durations were measured."""
+    @_builtins.property
+    def p50(self) -> _duration_pb2.Duration:
+        """The median."""
+
+    @_builtins.property
+    def p90(self) -> _duration_pb2.Duration:
+        """The 90th percentile."""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        p50: _duration_pb2.Duration | None = ...,
+        p90: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["p50", b"p50", "p90", b"p90"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "p50", b"p50", "p90", b"p90"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DurationPercentiles: _TypeAlias = DurationPercentiles  # noqa: Y015
+
+@_typing.final
+class HandoffStats(_message.Message):
+    """Handoff analytics over a time range."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ByReasonEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ByOutcomeEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    SESSIONS_WITH_HANDOFF_FIELD_NUMBER: _builtins.int
+    HANDOFF_RATE_FIELD_NUMBER: _builtins.int
+    HANDOFFS_FIELD_NUMBER: _builtins.int
+    BY_REASON_FIELD_NUMBER: _builtins.int
+    BY_OUTCOME_FIELD_NUMBER: _builtins.int
+    TIME_TO_CLAIM_FIELD_NUMBER: _builtins.int
+    TIME_TO_FIRST_HUMAN_REPLY_FIELD_NUMBER: _builtins.int
+    ABANDONED_WHILE_QUEUED_FIELD_NUMBER: _builtins.int
+    RETURNED_TO_AI_SHARE_FIELD_NUMBER: _builtins.int
+    REHANDOFFS_WITHIN_30_MINUTES_FIELD_NUMBER: _builtins.int
+    sessions: _builtins.int
+    """Sessions created in the range."""
+    sessions_with_handoff: _builtins.int
+    """Of those, sessions with at least one handoff requested in the range."""
+    handoff_rate: _builtins.float
+    """sessions_with_handoff / sessions (0 when there are no sessions)."""
+    handoffs: _builtins.int
+    """Handoffs requested in the range."""
+    abandoned_while_queued: _builtins.int
+    """Handoffs abandoned before any operator claimed them."""
+    returned_to_ai_share: _builtins.float
+    """Share of ended handoffs whose outcome is RETURNED_TO_AI."""
+    rehandoffs_within_30_minutes: _builtins.int
+    """Handoffs requested within 30 minutes after a previous handoff of the same session returned
+    it to the AI agent.
+    """
+    @_builtins.property
+    def by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Handoffs per normalised reason (lower case, punctuation removed, spaces collapsed)."""
+
+    @_builtins.property
+    def by_outcome(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Ended handoffs per outcome name (e.g. "RETURNED_TO_AI")."""
+
+    @_builtins.property
+    def time_to_claim(self) -> Global___DurationPercentiles:
+        """From request to first claim."""
+
+    @_builtins.property
+    def time_to_first_human_reply(self) -> Global___DurationPercentiles:
+        """From request to the first human agent message."""
+
+    def __init__(
+        self,
+        *,
+        sessions: _builtins.int = ...,
+        sessions_with_handoff: _builtins.int = ...,
+        handoff_rate: _builtins.float = ...,
+        handoffs: _builtins.int = ...,
+        by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        by_outcome: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        time_to_claim: Global___DurationPercentiles | None = ...,
+        time_to_first_human_reply: Global___DurationPercentiles | None = ...,
+        abandoned_while_queued: _builtins.int = ...,
+        returned_to_ai_share: _builtins.float = ...,
+        rehandoffs_within_30_minutes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_to_claim", b"time_to_claim", "time_to_first_human_reply", b"time_to_first_human_reply"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned_while_queued", b"abandoned_while_queued", "by_outcome", b"by_outcome", "by_reason", b"by_reason", "handoff_rate", b"handoff_rate", "handoffs", b"handoffs", "rehandoffs_within_30_minutes", b"rehandoffs_within_30_minutes", "returned_to_ai_share", b"returned_to_ai_share", "sessions", b"sessions", "sessions_with_handoff", b"sessions_with_handoff", "time_to_claim", b"time_to_claim", "time_to_first_human_reply", b"time_to_first_human_reply"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandoffStats: _TypeAlias = HandoffStats  # noqa: Y015

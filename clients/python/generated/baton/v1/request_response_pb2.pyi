@@ -190,7 +190,9 @@ class UpdateAgentRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to update: "name", "description". Required, not empty."""
+        """Fields to update: "name", "description", "handoff_policy" (replaced whole). Required, not
+        empty.
+        """
 
     def __init__(
         self,
@@ -693,8 +695,13 @@ class UpdateSessionRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    EXPECTED_EPOCH_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Id of the session to update."""
+    expected_epoch: _builtins.int
+    """When set, the update fails with ABORTED unless the session's control epoch still has this
+    value.
+    """
     @_builtins.property
     def session(self) -> _message_pb2.Session:
         """New values for the fields named in `update_mask`."""
@@ -703,7 +710,8 @@ class UpdateSessionRequest(_message.Message):
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to update: "mode", "title", "metadata" (replaces the whole map). Required, not empty.
         A mode change appends a "baton.session_mode_changed" custom event (source SYSTEM) in the
-        same transaction.
+        same transaction. Switching to MANUAL opens a handoff (requested by an external system) when
+        none is open; switching to AUTO ends the open handoff with outcome RETURNED_TO_AI.
         """
 
     def __init__(
@@ -712,12 +720,15 @@ class UpdateSessionRequest(_message.Message):
         session_id: _builtins.str = ...,
         session: _message_pb2.Session | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        expected_epoch: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session", "update_mask", b"update_mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "session", b"session", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session", "session_id", b"session_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "session", b"session", "session_id", b"session_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expected_epoch: _TypeAlias = _typing.Literal["expected_epoch"]  # noqa: Y015
+    _WhichOneofArgType__expected_epoch: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_epoch) -> _WhichOneofReturnType__expected_epoch | None: ...
 
 Global___UpdateSessionRequest: _TypeAlias = UpdateSessionRequest  # noqa: Y015
 
@@ -1551,3 +1562,671 @@ class ListToolsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListToolsResponse: _TypeAlias = ListToolsResponse  # noqa: Y015
+
+@_typing.final
+class RequestHandoffRequest(_message.Message):
+    """---------------------------------------------------------------- handoffs
+
+    Request of HandoffService.RequestHandoff.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    EXPECTED_EPOCH_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session to hand to humans. It switches to MANUAL in the same transaction."""
+    reason: _builtins.str
+    """Why, in a few words (shown to operators, grouped in stats). Required."""
+    requested_by: _message_pb2.HandoffRequester.ValueType
+    """Who asks: EXTERNAL_SYSTEM (default) or CUSTOMER."""
+    expected_epoch: _builtins.int
+    """When set, fails with ABORTED unless the session's control epoch still has this value."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        requested_by: _message_pb2.HandoffRequester.ValueType = ...,
+        expected_epoch: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "reason", b"reason", "requested_by", b"requested_by", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_epoch: _TypeAlias = _typing.Literal["expected_epoch"]  # noqa: Y015
+    _WhichOneofArgType__expected_epoch: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_epoch) -> _WhichOneofReturnType__expected_epoch | None: ...
+
+Global___RequestHandoffRequest: _TypeAlias = RequestHandoffRequest  # noqa: Y015
+
+@_typing.final
+class RequestHandoffResponse(_message.Message):
+    """Response of HandoffService.RequestHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    OPERATORS_AVAILABLE_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    operators_available: _builtins.bool
+    """Whether an operator can take it now (someone watches the inbox, within operating hours)."""
+    unavailable_reason: _builtins.str
+    """Why no operator is available: "NO_OPERATOR_WATCHING" or "OUTSIDE_OPERATING_HOURS"; empty
+    when one is.
+    """
+    @_builtins.property
+    def handoff(self) -> _message_pb2.Handoff:
+        """The new handoff (PENDING)."""
+
+    def __init__(
+        self,
+        *,
+        handoff: _message_pb2.Handoff | None = ...,
+        operators_available: _builtins.bool = ...,
+        unavailable_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff", "operators_available", b"operators_available", "unavailable_reason", b"unavailable_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestHandoffResponse: _TypeAlias = RequestHandoffResponse  # noqa: Y015
+
+@_typing.final
+class GetHandoffRequest(_message.Message):
+    """Request of HandoffService.GetHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_ID_FIELD_NUMBER: _builtins.int
+    handoff_id: _builtins.str
+    """Id of the handoff."""
+    def __init__(
+        self,
+        *,
+        handoff_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff_id", b"handoff_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHandoffRequest: _TypeAlias = GetHandoffRequest  # noqa: Y015
+
+@_typing.final
+class GetHandoffResponse(_message.Message):
+    """Response of HandoffService.GetHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def handoff(self) -> _message_pb2.Handoff:
+        """The handoff."""
+
+    def __init__(
+        self,
+        *,
+        handoff: _message_pb2.Handoff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHandoffResponse: _TypeAlias = GetHandoffResponse  # noqa: Y015
+
+@_typing.final
+class ListHandoffsRequest(_message.Message):
+    """Request of HandoffService.ListHandoffs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number of handoffs to return; 0 means 50, values above 1000 are capped at 1000."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous response; empty for the first page."""
+    session_id: _builtins.str
+    """Only handoffs of this session; empty means all."""
+    agent_id: _builtins.str
+    """Only handoffs of this agent's sessions; empty means all."""
+    state: _message_pb2.HandoffState.ValueType
+    """Only handoffs in this state; UNSPECIFIED means all."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        state: _message_pb2.HandoffState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHandoffsRequest: _TypeAlias = ListHandoffsRequest  # noqa: Y015
+
+@_typing.final
+class ListHandoffsResponse(_message.Message):
+    """Response of HandoffService.ListHandoffs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFFS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more."""
+    @_builtins.property
+    def handoffs(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.Handoff]:
+        """Handoffs, oldest request first."""
+
+    def __init__(
+        self,
+        *,
+        handoffs: _abc.Iterable[_message_pb2.Handoff] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoffs", b"handoffs", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHandoffsResponse: _TypeAlias = ListHandoffsResponse  # noqa: Y015
+
+@_typing.final
+class ClaimHandoffRequest(_message.Message):
+    """Request of HandoffService.ClaimHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_AI_FIELD_NUMBER: _builtins.int
+    EXPECTED_EPOCH_FIELD_NUMBER: _builtins.int
+    handoff_id: _builtins.str
+    """The PENDING handoff to take."""
+    on_behalf_of_ai: _builtins.bool
+    """The operator writes on behalf of the AI agent: the customer is not shown their name."""
+    expected_epoch: _builtins.int
+    """When set, fails with ABORTED unless the session's control epoch still has this value."""
+    @_builtins.property
+    def operator(self) -> _message_pb2.Participant:
+        """The operator taking it; `id` is required."""
+
+    def __init__(
+        self,
+        *,
+        handoff_id: _builtins.str = ...,
+        operator: _message_pb2.Participant | None = ...,
+        on_behalf_of_ai: _builtins.bool = ...,
+        expected_epoch: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "operator", b"operator"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "handoff_id", b"handoff_id", "on_behalf_of_ai", b"on_behalf_of_ai", "operator", b"operator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_epoch: _TypeAlias = _typing.Literal["expected_epoch"]  # noqa: Y015
+    _WhichOneofArgType__expected_epoch: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_epoch) -> _WhichOneofReturnType__expected_epoch | None: ...
+
+Global___ClaimHandoffRequest: _TypeAlias = ClaimHandoffRequest  # noqa: Y015
+
+@_typing.final
+class ClaimHandoffResponse(_message.Message):
+    """Response of HandoffService.ClaimHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def handoff(self) -> _message_pb2.Handoff:
+        """The handoff, now CLAIMED by the operator."""
+
+    def __init__(
+        self,
+        *,
+        handoff: _message_pb2.Handoff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimHandoffResponse: _TypeAlias = ClaimHandoffResponse  # noqa: Y015
+
+@_typing.final
+class OfferHandoffRequest(_message.Message):
+    """Request of HandoffService.OfferHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    EXPECTED_EPOCH_FIELD_NUMBER: _builtins.int
+    handoff_id: _builtins.str
+    """The PENDING handoff to offer."""
+    expected_epoch: _builtins.int
+    """When set, fails with ABORTED unless the session's control epoch still has this value."""
+    @_builtins.property
+    def operator(self) -> _message_pb2.Participant:
+        """The operator it is offered to; `id` is required. Only they can claim it until they
+        decline.
+        """
+
+    def __init__(
+        self,
+        *,
+        handoff_id: _builtins.str = ...,
+        operator: _message_pb2.Participant | None = ...,
+        expected_epoch: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "operator", b"operator"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "handoff_id", b"handoff_id", "operator", b"operator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_epoch: _TypeAlias = _typing.Literal["expected_epoch"]  # noqa: Y015
+    _WhichOneofArgType__expected_epoch: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_epoch) -> _WhichOneofReturnType__expected_epoch | None: ...
+
+Global___OfferHandoffRequest: _TypeAlias = OfferHandoffRequest  # noqa: Y015
+
+@_typing.final
+class OfferHandoffResponse(_message.Message):
+    """Response of HandoffService.OfferHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def handoff(self) -> _message_pb2.Handoff:
+        """The handoff, still PENDING, with `offered_to` set."""
+
+    def __init__(
+        self,
+        *,
+        handoff: _message_pb2.Handoff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OfferHandoffResponse: _TypeAlias = OfferHandoffResponse  # noqa: Y015
+
+@_typing.final
+class RespondToOfferRequest(_message.Message):
+    """Request of HandoffService.RespondToOffer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    ACCEPT_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_AI_FIELD_NUMBER: _builtins.int
+    EXPECTED_EPOCH_FIELD_NUMBER: _builtins.int
+    handoff_id: _builtins.str
+    """The handoff offered to `operator`."""
+    accept: _builtins.bool
+    """True claims the handoff; false declines and puts it back in the open queue."""
+    on_behalf_of_ai: _builtins.bool
+    """With `accept`: the operator writes on behalf of the AI agent."""
+    expected_epoch: _builtins.int
+    """When set, fails with ABORTED unless the session's control epoch still has this value."""
+    @_builtins.property
+    def operator(self) -> _message_pb2.Participant:
+        """The operator the handoff was offered to."""
+
+    def __init__(
+        self,
+        *,
+        handoff_id: _builtins.str = ...,
+        operator: _message_pb2.Participant | None = ...,
+        accept: _builtins.bool = ...,
+        on_behalf_of_ai: _builtins.bool = ...,
+        expected_epoch: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "operator", b"operator"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "accept", b"accept", "expected_epoch", b"expected_epoch", "handoff_id", b"handoff_id", "on_behalf_of_ai", b"on_behalf_of_ai", "operator", b"operator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_epoch: _TypeAlias = _typing.Literal["expected_epoch"]  # noqa: Y015
+    _WhichOneofArgType__expected_epoch: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_epoch) -> _WhichOneofReturnType__expected_epoch | None: ...
+
+Global___RespondToOfferRequest: _TypeAlias = RespondToOfferRequest  # noqa: Y015
+
+@_typing.final
+class RespondToOfferResponse(_message.Message):
+    """Response of HandoffService.RespondToOffer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def handoff(self) -> _message_pb2.Handoff:
+        """The handoff after the answer."""
+
+    def __init__(
+        self,
+        *,
+        handoff: _message_pb2.Handoff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RespondToOfferResponse: _TypeAlias = RespondToOfferResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseHandoffRequest(_message.Message):
+    """Request of HandoffService.ReleaseHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    EXPECTED_EPOCH_FIELD_NUMBER: _builtins.int
+    handoff_id: _builtins.str
+    """The handoff to end."""
+    operator_id: _builtins.str
+    """The operator releasing it: must be the holder of a CLAIMED handoff; may be empty for a
+    PENDING one (the integration withdraws the request).
+    """
+    outcome: _message_pb2.HandoffOutcome.ValueType
+    """How it ended. RETURNED_TO_AI switches the session back to AUTO. Required, not TIMED_OUT."""
+    note: _builtins.str
+    """A closing note; after a return to the AI it is context for the AI agent."""
+    expected_epoch: _builtins.int
+    """When set, fails with ABORTED unless the session's control epoch still has this value."""
+    def __init__(
+        self,
+        *,
+        handoff_id: _builtins.str = ...,
+        operator_id: _builtins.str = ...,
+        outcome: _message_pb2.HandoffOutcome.ValueType = ...,
+        note: _builtins.str = ...,
+        expected_epoch: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "handoff_id", b"handoff_id", "note", b"note", "operator_id", b"operator_id", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_epoch: _TypeAlias = _typing.Literal["expected_epoch"]  # noqa: Y015
+    _WhichOneofArgType__expected_epoch: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_epoch) -> _WhichOneofReturnType__expected_epoch | None: ...
+
+Global___ReleaseHandoffRequest: _TypeAlias = ReleaseHandoffRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseHandoffResponse(_message.Message):
+    """Response of HandoffService.ReleaseHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def handoff(self) -> _message_pb2.Handoff:
+        """The handoff, now ENDED."""
+
+    def __init__(
+        self,
+        *,
+        handoff: _message_pb2.Handoff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseHandoffResponse: _TypeAlias = ReleaseHandoffResponse  # noqa: Y015
+
+@_typing.final
+class TransferHandoffRequest(_message.Message):
+    """Request of HandoffService.TransferHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_ID_FIELD_NUMBER: _builtins.int
+    FROM_OPERATOR_ID_FIELD_NUMBER: _builtins.int
+    TO_OPERATOR_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_AI_FIELD_NUMBER: _builtins.int
+    EXPECTED_EPOCH_FIELD_NUMBER: _builtins.int
+    handoff_id: _builtins.str
+    """The CLAIMED handoff to move."""
+    from_operator_id: _builtins.str
+    """The operator holding it now."""
+    on_behalf_of_ai: _builtins.bool
+    """The new operator writes on behalf of the AI agent."""
+    expected_epoch: _builtins.int
+    """When set, fails with ABORTED unless the session's control epoch still has this value."""
+    @_builtins.property
+    def to_operator(self) -> _message_pb2.Participant:
+        """The operator taking over; `id` is required."""
+
+    def __init__(
+        self,
+        *,
+        handoff_id: _builtins.str = ...,
+        from_operator_id: _builtins.str = ...,
+        to_operator: _message_pb2.Participant | None = ...,
+        on_behalf_of_ai: _builtins.bool = ...,
+        expected_epoch: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "to_operator", b"to_operator"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch", "expected_epoch", b"expected_epoch", "from_operator_id", b"from_operator_id", "handoff_id", b"handoff_id", "on_behalf_of_ai", b"on_behalf_of_ai", "to_operator", b"to_operator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_epoch: _TypeAlias = _typing.Literal["expected_epoch"]  # noqa: Y015
+    _WhichOneofArgType__expected_epoch: _TypeAlias = _typing.Literal["_expected_epoch", b"_expected_epoch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_epoch) -> _WhichOneofReturnType__expected_epoch | None: ...
+
+Global___TransferHandoffRequest: _TypeAlias = TransferHandoffRequest  # noqa: Y015
+
+@_typing.final
+class TransferHandoffResponse(_message.Message):
+    """Response of HandoffService.TransferHandoff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def handoff(self) -> _message_pb2.Handoff:
+        """The handoff, CLAIMED by the new operator."""
+
+    def __init__(
+        self,
+        *,
+        handoff: _message_pb2.Handoff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferHandoffResponse: _TypeAlias = TransferHandoffResponse  # noqa: Y015
+
+@_typing.final
+class WatchHandoffsRequest(_message.Message):
+    """Request of HandoffService.WatchHandoffs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    AFTER_POSITION_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    """Only handoffs of this agent's sessions; empty means all agents."""
+    after_position: _builtins.int
+    """Resume after this position (the `position` of the last change handled): every later change
+    is sent, then `caught_up`. When unset, the stream starts with the open handoffs (type
+    OPEN), then `caught_up`, then live changes.
+    """
+    @_builtins.property
+    def operator(self) -> _message_pb2.Participant:
+        """The operator watching. While at least one operator watches, RequestHandoff reports
+        operators as available (for `agent_id`, or every agent when it is empty).
+        """
+
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        after_position: _builtins.int | None = ...,
+        operator: _message_pb2.Participant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_position", b"_after_position", "after_position", b"after_position", "operator", b"operator"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_position", b"_after_position", "after_position", b"after_position", "agent_id", b"agent_id", "operator", b"operator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__after_position: _TypeAlias = _typing.Literal["after_position"]  # noqa: Y015
+    _WhichOneofArgType__after_position: _TypeAlias = _typing.Literal["_after_position", b"_after_position"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_position) -> _WhichOneofReturnType__after_position | None: ...
+
+Global___WatchHandoffsRequest: _TypeAlias = WatchHandoffsRequest  # noqa: Y015
+
+@_typing.final
+class WatchHandoffsHeartbeat(_message.Message):
+    """Heartbeat of an idle inbox stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """Every change up to this position has been sent; resume with `after_position` set to it."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Server time when the heartbeat was sent."""
+
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["position", b"position", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchHandoffsHeartbeat: _TypeAlias = WatchHandoffsHeartbeat  # noqa: Y015
+
+@_typing.final
+class WatchHandoffsResponse(_message.Message):
+    """Response of HandoffService.WatchHandoffs (one stream message)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_POSITION_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    caught_up: _builtins.bool
+    """Set once, after the snapshot or the replay of missed changes."""
+    caught_up_position: _builtins.int
+    """Position the stream has reached when `caught_up` is set."""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.HandoffChange]:
+        """Changes in increasing position order, never repeated on one stream."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___WatchHandoffsHeartbeat:
+        """Set on idle streams about every heartbeat interval."""
+
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[_message_pb2.HandoffChange] | None = ...,
+        caught_up: _builtins.bool = ...,
+        caught_up_position: _builtins.int = ...,
+        heartbeat: Global___WatchHandoffsHeartbeat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "caught_up_position", b"caught_up_position", "changes", b"changes", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchHandoffsResponse: _TypeAlias = WatchHandoffsResponse  # noqa: Y015
+
+@_typing.final
+class GetHandoffStatsRequest(_message.Message):
+    """Request of HandoffService.GetHandoffStats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    """Only this agent's sessions; empty means all agents."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the range (inclusive); unset means the beginning."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the range (exclusive); unset means now."""
+
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHandoffStatsRequest: _TypeAlias = GetHandoffStatsRequest  # noqa: Y015
+
+@_typing.final
+class GetHandoffStatsResponse(_message.Message):
+    """Response of HandoffService.GetHandoffStats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> _message_pb2.HandoffStats:
+        """The figures."""
+
+    def __init__(
+        self,
+        *,
+        stats: _message_pb2.HandoffStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHandoffStatsResponse: _TypeAlias = GetHandoffStatsResponse  # noqa: Y015

@@ -1480,3 +1480,483 @@ class ToolService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class HandoffServiceStub:
+    """Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+    inbox stream for help desks and analytics. Every change is also recorded in the session's
+    event log, in the same transaction.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RequestHandoff = channel.unary_unary(
+                '/baton.v1.HandoffService/RequestHandoff',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.RequestHandoffRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.RequestHandoffResponse.FromString,
+                _registered_method=True)
+        self.GetHandoff = channel.unary_unary(
+                '/baton.v1.HandoffService/GetHandoff',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.GetHandoffRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.GetHandoffResponse.FromString,
+                _registered_method=True)
+        self.ListHandoffs = channel.unary_unary(
+                '/baton.v1.HandoffService/ListHandoffs',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.ListHandoffsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.ListHandoffsResponse.FromString,
+                _registered_method=True)
+        self.ClaimHandoff = channel.unary_unary(
+                '/baton.v1.HandoffService/ClaimHandoff',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.ClaimHandoffRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.ClaimHandoffResponse.FromString,
+                _registered_method=True)
+        self.OfferHandoff = channel.unary_unary(
+                '/baton.v1.HandoffService/OfferHandoff',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.OfferHandoffRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.OfferHandoffResponse.FromString,
+                _registered_method=True)
+        self.RespondToOffer = channel.unary_unary(
+                '/baton.v1.HandoffService/RespondToOffer',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.RespondToOfferRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.RespondToOfferResponse.FromString,
+                _registered_method=True)
+        self.ReleaseHandoff = channel.unary_unary(
+                '/baton.v1.HandoffService/ReleaseHandoff',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.ReleaseHandoffRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.ReleaseHandoffResponse.FromString,
+                _registered_method=True)
+        self.TransferHandoff = channel.unary_unary(
+                '/baton.v1.HandoffService/TransferHandoff',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.TransferHandoffRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.TransferHandoffResponse.FromString,
+                _registered_method=True)
+        self.WatchHandoffs = channel.unary_stream(
+                '/baton.v1.HandoffService/WatchHandoffs',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.WatchHandoffsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.WatchHandoffsResponse.FromString,
+                _registered_method=True)
+        self.GetHandoffStats = channel.unary_unary(
+                '/baton.v1.HandoffService/GetHandoffStats',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.GetHandoffStatsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.GetHandoffStatsResponse.FromString,
+                _registered_method=True)
+
+
+class HandoffServiceServicer:
+    """Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+    inbox stream for help desks and analytics. Every change is also recorded in the session's
+    event log, in the same transaction.
+    """
+
+    def RequestHandoff(self, request, context):
+        """Opens a handoff for a session (switching it to MANUAL); ALREADY_EXISTS if one is open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHandoff(self, request, context):
+        """Returns one handoff; NOT_FOUND if it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHandoffs(self, request, context):
+        """Lists handoffs, oldest first, filtered by session, agent and state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimHandoff(self, request, context):
+        """Takes a PENDING handoff; exactly one operator wins a race, the others get
+        FAILED_PRECONDITION naming the holder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OfferHandoff(self, request, context):
+        """Offers a PENDING handoff to one operator, who accepts or declines with RespondToOffer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RespondToOffer(self, request, context):
+        """Accepts (claims) or declines a handoff offered to the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseHandoff(self, request, context):
+        """Ends a handoff: resolved by a human, returned to the AI agent (AUTO again) or abandoned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferHandoff(self, request, context):
+        """Moves a CLAIMED handoff to another operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchHandoffs(self, request, context):
+        """The operator inbox: open handoffs, then every change live across all sessions, resumable
+        from a position.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHandoffStats(self, request, context):
+        """Handoff analytics over a time range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_HandoffServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RequestHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestHandoff,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.RequestHandoffRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.RequestHandoffResponse.SerializeToString,
+            ),
+            'GetHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHandoff,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.GetHandoffRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.GetHandoffResponse.SerializeToString,
+            ),
+            'ListHandoffs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHandoffs,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.ListHandoffsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.ListHandoffsResponse.SerializeToString,
+            ),
+            'ClaimHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimHandoff,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.ClaimHandoffRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.ClaimHandoffResponse.SerializeToString,
+            ),
+            'OfferHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.OfferHandoff,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.OfferHandoffRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.OfferHandoffResponse.SerializeToString,
+            ),
+            'RespondToOffer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RespondToOffer,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.RespondToOfferRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.RespondToOfferResponse.SerializeToString,
+            ),
+            'ReleaseHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseHandoff,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.ReleaseHandoffRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.ReleaseHandoffResponse.SerializeToString,
+            ),
+            'TransferHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferHandoff,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.TransferHandoffRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.TransferHandoffResponse.SerializeToString,
+            ),
+            'WatchHandoffs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchHandoffs,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.WatchHandoffsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.WatchHandoffsResponse.SerializeToString,
+            ),
+            'GetHandoffStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHandoffStats,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.GetHandoffStatsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.GetHandoffStatsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baton.v1.HandoffService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baton.v1.HandoffService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class HandoffService:
+    """Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+    inbox stream for help desks and analytics. Every change is also recorded in the session's
+    event log, in the same transaction.
+    """
+
+    @staticmethod
+    def RequestHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/RequestHandoff',
+            baton_dot_v1_dot_request__response__pb2.RequestHandoffRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.RequestHandoffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/GetHandoff',
+            baton_dot_v1_dot_request__response__pb2.GetHandoffRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.GetHandoffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHandoffs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/ListHandoffs',
+            baton_dot_v1_dot_request__response__pb2.ListHandoffsRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.ListHandoffsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/ClaimHandoff',
+            baton_dot_v1_dot_request__response__pb2.ClaimHandoffRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.ClaimHandoffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OfferHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/OfferHandoff',
+            baton_dot_v1_dot_request__response__pb2.OfferHandoffRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.OfferHandoffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RespondToOffer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/RespondToOffer',
+            baton_dot_v1_dot_request__response__pb2.RespondToOfferRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.RespondToOfferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/ReleaseHandoff',
+            baton_dot_v1_dot_request__response__pb2.ReleaseHandoffRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.ReleaseHandoffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/TransferHandoff',
+            baton_dot_v1_dot_request__response__pb2.TransferHandoffRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.TransferHandoffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchHandoffs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/baton.v1.HandoffService/WatchHandoffs',
+            baton_dot_v1_dot_request__response__pb2.WatchHandoffsRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.WatchHandoffsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHandoffStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.HandoffService/GetHandoffStats',
+            baton_dot_v1_dot_request__response__pb2.GetHandoffStatsRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.GetHandoffStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -500,3 +500,163 @@ class ToolServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists every loaded tool with the JSON Schema of its parameters."""
 
 def add_ToolServiceServicer_to_server(servicer: ToolServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class HandoffServiceStub:
+    """Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+    inbox stream for help desks and analytics. Every change is also recorded in the session's
+    event log, in the same transaction.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> HandoffServiceAsyncStub: ...
+    RequestHandoff: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.RequestHandoffRequest, _request_response_pb2.RequestHandoffResponse]
+    """Opens a handoff for a session (switching it to MANUAL); ALREADY_EXISTS if one is open."""
+    GetHandoff: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.GetHandoffRequest, _request_response_pb2.GetHandoffResponse]
+    """Returns one handoff; NOT_FOUND if it does not exist."""
+    ListHandoffs: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.ListHandoffsRequest, _request_response_pb2.ListHandoffsResponse]
+    """Lists handoffs, oldest first, filtered by session, agent and state."""
+    ClaimHandoff: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.ClaimHandoffRequest, _request_response_pb2.ClaimHandoffResponse]
+    """Takes a PENDING handoff; exactly one operator wins a race, the others get
+    FAILED_PRECONDITION naming the holder.
+    """
+    OfferHandoff: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.OfferHandoffRequest, _request_response_pb2.OfferHandoffResponse]
+    """Offers a PENDING handoff to one operator, who accepts or declines with RespondToOffer."""
+    RespondToOffer: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.RespondToOfferRequest, _request_response_pb2.RespondToOfferResponse]
+    """Accepts (claims) or declines a handoff offered to the caller."""
+    ReleaseHandoff: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.ReleaseHandoffRequest, _request_response_pb2.ReleaseHandoffResponse]
+    """Ends a handoff: resolved by a human, returned to the AI agent (AUTO again) or abandoned."""
+    TransferHandoff: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.TransferHandoffRequest, _request_response_pb2.TransferHandoffResponse]
+    """Moves a CLAIMED handoff to another operator."""
+    WatchHandoffs: _grpc.UnaryStreamMultiCallable[_request_response_pb2.WatchHandoffsRequest, _request_response_pb2.WatchHandoffsResponse]
+    """The operator inbox: open handoffs, then every change live across all sessions, resumable
+    from a position.
+    """
+    GetHandoffStats: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.GetHandoffStatsRequest, _request_response_pb2.GetHandoffStatsResponse]
+    """Handoff analytics over a time range."""
+
+@_typing.type_check_only
+class HandoffServiceAsyncStub(HandoffServiceStub):
+    """Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+    inbox stream for help desks and analytics. Every change is also recorded in the session's
+    event log, in the same transaction.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    RequestHandoff: _aio.UnaryUnaryMultiCallable[_request_response_pb2.RequestHandoffRequest, _request_response_pb2.RequestHandoffResponse]  # type: ignore[assignment]
+    """Opens a handoff for a session (switching it to MANUAL); ALREADY_EXISTS if one is open."""
+    GetHandoff: _aio.UnaryUnaryMultiCallable[_request_response_pb2.GetHandoffRequest, _request_response_pb2.GetHandoffResponse]  # type: ignore[assignment]
+    """Returns one handoff; NOT_FOUND if it does not exist."""
+    ListHandoffs: _aio.UnaryUnaryMultiCallable[_request_response_pb2.ListHandoffsRequest, _request_response_pb2.ListHandoffsResponse]  # type: ignore[assignment]
+    """Lists handoffs, oldest first, filtered by session, agent and state."""
+    ClaimHandoff: _aio.UnaryUnaryMultiCallable[_request_response_pb2.ClaimHandoffRequest, _request_response_pb2.ClaimHandoffResponse]  # type: ignore[assignment]
+    """Takes a PENDING handoff; exactly one operator wins a race, the others get
+    FAILED_PRECONDITION naming the holder.
+    """
+    OfferHandoff: _aio.UnaryUnaryMultiCallable[_request_response_pb2.OfferHandoffRequest, _request_response_pb2.OfferHandoffResponse]  # type: ignore[assignment]
+    """Offers a PENDING handoff to one operator, who accepts or declines with RespondToOffer."""
+    RespondToOffer: _aio.UnaryUnaryMultiCallable[_request_response_pb2.RespondToOfferRequest, _request_response_pb2.RespondToOfferResponse]  # type: ignore[assignment]
+    """Accepts (claims) or declines a handoff offered to the caller."""
+    ReleaseHandoff: _aio.UnaryUnaryMultiCallable[_request_response_pb2.ReleaseHandoffRequest, _request_response_pb2.ReleaseHandoffResponse]  # type: ignore[assignment]
+    """Ends a handoff: resolved by a human, returned to the AI agent (AUTO again) or abandoned."""
+    TransferHandoff: _aio.UnaryUnaryMultiCallable[_request_response_pb2.TransferHandoffRequest, _request_response_pb2.TransferHandoffResponse]  # type: ignore[assignment]
+    """Moves a CLAIMED handoff to another operator."""
+    WatchHandoffs: _aio.UnaryStreamMultiCallable[_request_response_pb2.WatchHandoffsRequest, _request_response_pb2.WatchHandoffsResponse]  # type: ignore[assignment]
+    """The operator inbox: open handoffs, then every change live across all sessions, resumable
+    from a position.
+    """
+    GetHandoffStats: _aio.UnaryUnaryMultiCallable[_request_response_pb2.GetHandoffStatsRequest, _request_response_pb2.GetHandoffStatsResponse]  # type: ignore[assignment]
+    """Handoff analytics over a time range."""
+
+class HandoffServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+    inbox stream for help desks and analytics. Every change is also recorded in the session's
+    event log, in the same transaction.
+    """
+
+    @_abc_1.abstractmethod
+    def RequestHandoff(
+        self,
+        request: _request_response_pb2.RequestHandoffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.RequestHandoffResponse, _abc.Awaitable[_request_response_pb2.RequestHandoffResponse]]:
+        """Opens a handoff for a session (switching it to MANUAL); ALREADY_EXISTS if one is open."""
+
+    @_abc_1.abstractmethod
+    def GetHandoff(
+        self,
+        request: _request_response_pb2.GetHandoffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.GetHandoffResponse, _abc.Awaitable[_request_response_pb2.GetHandoffResponse]]:
+        """Returns one handoff; NOT_FOUND if it does not exist."""
+
+    @_abc_1.abstractmethod
+    def ListHandoffs(
+        self,
+        request: _request_response_pb2.ListHandoffsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.ListHandoffsResponse, _abc.Awaitable[_request_response_pb2.ListHandoffsResponse]]:
+        """Lists handoffs, oldest first, filtered by session, agent and state."""
+
+    @_abc_1.abstractmethod
+    def ClaimHandoff(
+        self,
+        request: _request_response_pb2.ClaimHandoffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.ClaimHandoffResponse, _abc.Awaitable[_request_response_pb2.ClaimHandoffResponse]]:
+        """Takes a PENDING handoff; exactly one operator wins a race, the others get
+        FAILED_PRECONDITION naming the holder.
+        """
+
+    @_abc_1.abstractmethod
+    def OfferHandoff(
+        self,
+        request: _request_response_pb2.OfferHandoffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.OfferHandoffResponse, _abc.Awaitable[_request_response_pb2.OfferHandoffResponse]]:
+        """Offers a PENDING handoff to one operator, who accepts or declines with RespondToOffer."""
+
+    @_abc_1.abstractmethod
+    def RespondToOffer(
+        self,
+        request: _request_response_pb2.RespondToOfferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.RespondToOfferResponse, _abc.Awaitable[_request_response_pb2.RespondToOfferResponse]]:
+        """Accepts (claims) or declines a handoff offered to the caller."""
+
+    @_abc_1.abstractmethod
+    def ReleaseHandoff(
+        self,
+        request: _request_response_pb2.ReleaseHandoffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.ReleaseHandoffResponse, _abc.Awaitable[_request_response_pb2.ReleaseHandoffResponse]]:
+        """Ends a handoff: resolved by a human, returned to the AI agent (AUTO again) or abandoned."""
+
+    @_abc_1.abstractmethod
+    def TransferHandoff(
+        self,
+        request: _request_response_pb2.TransferHandoffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.TransferHandoffResponse, _abc.Awaitable[_request_response_pb2.TransferHandoffResponse]]:
+        """Moves a CLAIMED handoff to another operator."""
+
+    @_abc_1.abstractmethod
+    def WatchHandoffs(
+        self,
+        request: _request_response_pb2.WatchHandoffsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_request_response_pb2.WatchHandoffsResponse], _abc.AsyncIterator[_request_response_pb2.WatchHandoffsResponse]]:
+        """The operator inbox: open handoffs, then every change live across all sessions, resumable
+        from a position.
+        """
+
+    @_abc_1.abstractmethod
+    def GetHandoffStats(
+        self,
+        request: _request_response_pb2.GetHandoffStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.GetHandoffStatsResponse, _abc.Awaitable[_request_response_pb2.GetHandoffStatsResponse]]:
+        """Handoff analytics over a time range."""
+
+def add_HandoffServiceServicer_to_server(servicer: HandoffServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

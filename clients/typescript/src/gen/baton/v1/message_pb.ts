@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file baton/v1/message.proto.
  */
 export const file_baton_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9tZXNzYWdlLnByb3RvEghiYXRvbi52MSJmCgVBZ2VudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrkBCghDdXN0b21lchIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEjIKCG1ldGFkYXRhGAMgAygLMiAuYmF0b24udjEuQ3VzdG9tZXIuTWV0YWRhdGFFbnRyeRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiyQIKB1Nlc3Npb24SCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEwoLY3VzdG9tZXJfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSIwoEbW9kZRgFIAEoDjIVLmJhdG9uLnYxLlNlc3Npb25Nb2RlEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKCG1ldGFkYXRhGAggAygLMh8uYmF0b24udjEuU2Vzc2lvbi5NZXRhZGF0YUVudHJ5EhMKC25leHRfb2Zmc2V0GAkgASgDGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvCgtQYXJ0aWNpcGFudBIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkiRwoLTWVzc2FnZURhdGESDAoEdGV4dBgBIAEoCRIqCgtwYXJ0aWNpcGFudBgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50InsKCFRvb2xDYWxsEgwKBG5hbWUYASABKAkSKgoJYXJndW1lbnRzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBImCgZyZXN1bHQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBCABKAkiMgoIVG9vbERhdGESJgoKdG9vbF9jYWxscxgBIAMoCzISLmJhdG9uLnYxLlRvb2xDYWxsIk4KClN0YXR1c0RhdGESIAoGc3RhdHVzGAEgASgOMhAuYmF0b24udjEuU3RhdHVzEhMKBmRldGFpbBgCIAEoCUgAiAEBQgkKB19kZXRhaWwi8gIKBUV2ZW50EgoKAmlkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGb2Zmc2V0GAMgASgDEiEKBGtpbmQYBCABKA4yEy5iYXRvbi52MS5FdmVudEtpbmQSJQoGc291cmNlGAUgASgOMhUuYmF0b24udjEuRXZlbnRTb3VyY2USLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY29ycmVsYXRpb25faWQYByABKAkSKAoHbWVzc2FnZRgIIAEoCzIVLmJhdG9uLnYxLk1lc3NhZ2VEYXRhSAASIgoEdG9vbBgJIAEoCzISLmJhdG9uLnYxLlRvb2xEYXRhSAASJgoGc3RhdHVzGAogASgLMhQuYmF0b24udjEuU3RhdHVzRGF0YUgAEikKBmN1c3RvbRgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RIAEIGCgRkYXRhIqEBCglHdWlkZWxpbmUSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEQoJY29uZGl0aW9uGAMgASgJEg4KBmFjdGlvbhgEIAEoCRISCgp0b29sX25hbWVzGAUgAygJEg8KB2VuYWJsZWQYBiABKAgSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoOQ2FubmVkUmVzcG9uc2USCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDAoEdGV4dBgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJWCgRUb29sEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKwoKcGFyYW1ldGVycxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiQwoMTWVzc2FnZURlbHRhEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEgwKBHRleHQYAiABKAkSDQoFaW5kZXgYAyABKAUqWwoLU2Vzc2lvbk1vZGUSHAoYU0VTU0lPTl9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRU0VTU0lPTl9NT0RFX0FVVE8QARIXChNTRVNTSU9OX01PREVfTUFOVUFMEAIqggEKCUV2ZW50S2luZBIaChZFVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASFgoSRVZFTlRfS0lORF9NRVNTQUdFEAESEwoPRVZFTlRfS0lORF9UT09MEAISFQoRRVZFTlRfS0lORF9TVEFUVVMQAxIVChFFVkVOVF9LSU5EX0NVU1RPTRAEKuoBCgtFdmVudFNvdXJjZRIcChhFVkVOVF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIZChVFVkVOVF9TT1VSQ0VfQ1VTVE9NRVIQARIcChhFVkVOVF9TT1VSQ0VfQ1VTVE9NRVJfVUkQAhIZChVFVkVOVF9TT1VSQ0VfQUlfQUdFTlQQAxIcChhFVkVOVF9TT1VSQ0VfSFVNQU5fQUdFTlQQBBIyCi5FVkVOVF9TT1VSQ0VfSFVNQU5fQUdFTlRfT05fQkVIQUxGX09GX0FJX0FHRU5UEAUSFwoTRVZFTlRfU09VUkNFX1NZU1RFTRAGKp0BCgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU1RBVFVTX0FDS05PV0xFREdFRBABEhUKEVNUQVRVU19QUk9DRVNTSU5HEAISEQoNU1RBVFVTX1RZUElORxADEhAKDFNUQVRVU19SRUFEWRAEEhQKEFNUQVRVU19DQU5DRUxMRUQQBRIQCgxTVEFUVVNfRVJST1IQBmIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiYXRvbi92MS9tZXNzYWdlLnByb3RvEghiYXRvbi52MSKXAQoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCg5oYW5kb2ZmX3BvbGljeRgFIAEoCzIXLmJhdG9uLnYxLkhhbmRvZmZQb2xpY3kiuQEKCEN1c3RvbWVyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMgoIbWV0YWRhdGEYAyADKAsyIC5iYXRvbi52MS5DdXN0b21lci5NZXRhZGF0YUVudHJ5Ei4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLgAgoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRITCgtjdXN0b21lcl9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIjCgRtb2RlGAUgASgOMhUuYmF0b24udjEuU2Vzc2lvbk1vZGUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoIbWV0YWRhdGEYCCADKAsyHy5iYXRvbi52MS5TZXNzaW9uLk1ldGFkYXRhRW50cnkSEwoLbmV4dF9vZmZzZXQYCSABKAMSFQoNY29udHJvbF9lcG9jaBgKIAEoAxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoLUGFydGljaXBhbnQSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJIkcKC01lc3NhZ2VEYXRhEgwKBHRleHQYASABKAkSKgoLcGFydGljaXBhbnQYAiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudCJ7CghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEioKCWFyZ3VtZW50cxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoGcmVzdWx0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg0KBWVycm9yGAQgASgJIjIKCFRvb2xEYXRhEiYKCnRvb2xfY2FsbHMYASADKAsyEi5iYXRvbi52MS5Ub29sQ2FsbCJOCgpTdGF0dXNEYXRhEiAKBnN0YXR1cxgBIAEoDjIQLmJhdG9uLnYxLlN0YXR1cxITCgZkZXRhaWwYAiABKAlIAIgBAUIJCgdfZGV0YWlsIvICCgVFdmVudBIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIhCgRraW5kGAQgASgOMhMuYmF0b24udjEuRXZlbnRLaW5kEiUKBnNvdXJjZRgFIAEoDjIVLmJhdG9uLnYxLkV2ZW50U291cmNlEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEigKB21lc3NhZ2UYCCABKAsyFS5iYXRvbi52MS5NZXNzYWdlRGF0YUgAEiIKBHRvb2wYCSABKAsyEi5iYXRvbi52MS5Ub29sRGF0YUgAEiYKBnN0YXR1cxgKIAEoCzIULmJhdG9uLnYxLlN0YXR1c0RhdGFIABIpCgZjdXN0b20YCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0SABCBgoEZGF0YSKhAQoJR3VpZGVsaW5lEgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhEKCWNvbmRpdGlvbhgDIAEoCRIOCgZhY3Rpb24YBCABKAkSEgoKdG9vbF9uYW1lcxgFIAMoCRIPCgdlbmFibGVkGAYgASgIEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImwKDkNhbm5lZFJlc3BvbnNlEgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVgoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEisKCnBhcmFtZXRlcnMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkMKDE1lc3NhZ2VEZWx0YRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEg0KBWluZGV4GAMgASgFIj8KD09wZXJhdGluZ1dpbmRvdxIQCgh3ZWVrZGF5cxgBIAMoBRINCgVzdGFydBgCIAEoCRILCgNlbmQYAyABKAki4QQKDUhhbmRvZmZQb2xpY3kSHwoXaGFuZG9mZl9zdGFydGVkX21lc3NhZ2UYASABKAkSHwoXb3BlcmF0b3Jfam9pbmVkX21lc3NhZ2UYAiABKAkSKQohb3BlcmF0b3Jfam9pbmVkX2Fub255bW91c19tZXNzYWdlGAMgASgJEhcKD2FpX2JhY2tfbWVzc2FnZRgEIAEoCRIbChNub19vcGVyYXRvcl9tZXNzYWdlGAUgASgJEh4KFnF1ZXVlX3Bvc2l0aW9uX21lc3NhZ2UYBiABKAkSHQoVY2xhaW1fdGltZW91dF9tZXNzYWdlGAcgASgJEjAKDWNsYWltX3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SOgoUY2xhaW1fdGltZW91dF9hY3Rpb24YCSABKA4yHC5iYXRvbi52MS5DbGFpbVRpbWVvdXRBY3Rpb24SNQoSaW5hY3Rpdml0eV90aW1lb3V0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEkQKGWluYWN0aXZpdHlfdGltZW91dF9hY3Rpb24YCyABKA4yIS5iYXRvbi52MS5JbmFjdGl2aXR5VGltZW91dEFjdGlvbhIRCgl0aW1lX3pvbmUYDCABKAkSMgoPb3BlcmF0aW5nX2hvdXJzGA0gAygLMhkuYmF0b24udjEuT3BlcmF0aW5nV2luZG93EjwKGWRlZmF1bHRfd2FpdF9wZXJfcG9zaXRpb24YDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i3QQKB0hhbmRvZmYSCgoCaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLmJhdG9uLnYxLkhhbmRvZmZTdGF0ZRIOCgZyZWFzb24YBSABKAkSDwoHc3VtbWFyeRgGIAEoCRIwCgxyZXF1ZXN0ZWRfYnkYByABKA4yGi5iYXRvbi52MS5IYW5kb2ZmUmVxdWVzdGVyEicKCG9wZXJhdG9yGAggASgLMhUuYmF0b24udjEuUGFydGljaXBhbnQSIAoYb3BlcmF0b3Jfb25fYmVoYWxmX29mX2FpGAkgASgIEikKCm9mZmVyZWRfdG8YCiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIwCgxyZXF1ZXN0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsYWltZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjgKFGZpcnN0X2h1bWFuX3JlcGx5X2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoHb3V0Y29tZRgPIAEoDjIYLmJhdG9uLnYxLkhhbmRvZmZPdXRjb21lEgwKBG5vdGUYECABKAkSFQoNY29udHJvbF9lcG9jaBgRIAEoAxIWCg5xdWV1ZV9wb3NpdGlvbhgSIAEoBSKwAQoNSGFuZG9mZkNoYW5nZRIQCghwb3NpdGlvbhgBIAEoAxIpCgR0eXBlGAIgASgOMhsuYmF0b24udjEuSGFuZG9mZkNoYW5nZVR5cGUSIgoHaGFuZG9mZhgDIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYSFAoMZXZlbnRfb2Zmc2V0GAQgASgDEigKBHRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInQKE0R1cmF0aW9uUGVyY2VudGlsZXMSDQoFY291bnQYASABKAMSJgoDcDUwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA3A5MBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKaBAoMSGFuZG9mZlN0YXRzEhAKCHNlc3Npb25zGAEgASgDEh0KFXNlc3Npb25zX3dpdGhfaGFuZG9mZhgCIAEoAxIUCgxoYW5kb2ZmX3JhdGUYAyABKAESEAoIaGFuZG9mZnMYBCABKAMSNwoJYnlfcmVhc29uGAUgAygLMiQuYmF0b24udjEuSGFuZG9mZlN0YXRzLkJ5UmVhc29uRW50cnkSOQoKYnlfb3V0Y29tZRgGIAMoCzIlLmJhdG9uLnYxLkhhbmRvZmZTdGF0cy5CeU91dGNvbWVFbnRyeRI0Cg10aW1lX3RvX2NsYWltGAcgASgLMh0uYmF0b24udjEuRHVyYXRpb25QZXJjZW50aWxlcxJAChl0aW1lX3RvX2ZpcnN0X2h1bWFuX3JlcGx5GAggASgLMh0uYmF0b24udjEuRHVyYXRpb25QZXJjZW50aWxlcxIeChZhYmFuZG9uZWRfd2hpbGVfcXVldWVkGAkgASgDEhwKFHJldHVybmVkX3RvX2FpX3NoYXJlGAogASgBEiQKHHJlaGFuZG9mZnNfd2l0aGluXzMwX21pbnV0ZXMYCyABKAMaLwoNQnlSZWFzb25FbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBGjAKDkJ5T3V0Y29tZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEqWwoLU2Vzc2lvbk1vZGUSHAoYU0VTU0lPTl9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRU0VTU0lPTl9NT0RFX0FVVE8QARIXChNTRVNTSU9OX01PREVfTUFOVUFMEAIqggEKCUV2ZW50S2luZBIaChZFVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASFgoSRVZFTlRfS0lORF9NRVNTQUdFEAESEwoPRVZFTlRfS0lORF9UT09MEAISFQoRRVZFTlRfS0lORF9TVEFUVVMQAxIVChFFVkVOVF9LSU5EX0NVU1RPTRAEKuoBCgtFdmVudFNvdXJjZRIcChhFVkVOVF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIZChVFVkVOVF9TT1VSQ0VfQ1VTVE9NRVIQARIcChhFVkVOVF9TT1VSQ0VfQ1VTVE9NRVJfVUkQAhIZChVFVkVOVF9TT1VSQ0VfQUlfQUdFTlQQAxIcChhFVkVOVF9TT1VSQ0VfSFVNQU5fQUdFTlQQBBIyCi5FVkVOVF9TT1VSQ0VfSFVNQU5fQUdFTlRfT05fQkVIQUxGX09GX0FJX0FHRU5UEAUSFwoTRVZFTlRfU09VUkNFX1NZU1RFTRAGKp0BCgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU1RBVFVTX0FDS05PV0xFREdFRBABEhUKEVNUQVRVU19QUk9DRVNTSU5HEAISEQoNU1RBVFVTX1RZUElORxADEhAKDFNUQVRVU19SRUFEWRAEEhQKEFNUQVRVU19DQU5DRUxMRUQQBRIQCgxTVEFUVVNfRVJST1IQBiqIAQoSQ2xhaW1UaW1lb3V0QWN0aW9uEiQKIENMQUlNX1RJTUVPVVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fS0VFUF9XQUlUSU5HEAESJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fUkVUVVJOX1RPX0FJEAIqkwEKF0luYWN0aXZpdHlUaW1lb3V0QWN0aW9uEikKJUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIqCiZJTkFDVElWSVRZX1RJTUVPVVRfQUNUSU9OX1JFVFVSTl9UT19BSRABEiEKHUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fRU5EEAIqfAoMSGFuZG9mZlN0YXRlEh0KGUhBTkRPRkZfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVIQU5ET0ZGX1NUQVRFX1BFTkRJTkcQARIZChVIQU5ET0ZGX1NUQVRFX0NMQUlNRUQQAhIXChNIQU5ET0ZGX1NUQVRFX0VOREVEEAMqugEKDkhhbmRvZmZPdXRjb21lEh8KG0hBTkRPRkZfT1VUQ09NRV9VTlNQRUNJRklFRBAAEiUKIUhBTkRPRkZfT1VUQ09NRV9SRVNPTFZFRF9CWV9IVU1BThABEiIKHkhBTkRPRkZfT1VUQ09NRV9SRVRVUk5FRF9UT19BSRACEh0KGUhBTkRPRkZfT1VUQ09NRV9BQkFORE9ORUQQAxIdChlIQU5ET0ZGX09VVENPTUVfVElNRURfT1VUEAQqvgEKEEhhbmRvZmZSZXF1ZXN0ZXISIQodSEFORE9GRl9SRVFVRVNURVJfVU5TUEVDSUZJRUQQABIaChZIQU5ET0ZGX1JFUVVFU1RFUl9UT09MEAESJQohSEFORE9GRl9SRVFVRVNURVJfRVhURVJOQUxfU1lTVEVNEAISHgoaSEFORE9GRl9SRVFVRVNURVJfQ1VTVE9NRVIQAxIkCiBIQU5ET0ZGX1JFUVVFU1RFUl9IVU1BTl9UQUtFT1ZFUhAEKvgCChFIYW5kb2ZmQ2hhbmdlVHlwZRIjCh9IQU5ET0ZGX0NIQU5HRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYSEFORE9GRl9DSEFOR0VfVFlQRV9PUEVOEAESIQodSEFORE9GRl9DSEFOR0VfVFlQRV9SRVFVRVNURUQQAhIfChtIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSRUQQAxImCiJIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSX0RFQ0xJTkVEEAQSHwobSEFORE9GRl9DSEFOR0VfVFlQRV9DTEFJTUVEEAUSIwofSEFORE9GRl9DSEFOR0VfVFlQRV9UUkFOU0ZFUlJFRBAGEigKJEhBTkRPRkZfQ0hBTkdFX1RZUEVfQ1VTVE9NRVJfTUVTU0FHRRAHEiUKIUhBTkRPRkZfQ0hBTkdFX1RZUEVfQ0xBSU1fVElNRU9VVBAIEh0KGUhBTkRPRkZfQ0hBTkdFX1RZUEVfRU5ERUQQCWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * An AI agent: the persona and behaviour that answers customers in sessions.
@@ -47,6 +47,14 @@ export type Agent = Message<"baton.v1.Agent"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 4;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * How handoffs to humans work for this agent's sessions; unset fields take the defaults
+   * documented on each field.
+   *
+   * @generated from field: baton.v1.HandoffPolicy handoff_policy = 5;
+   */
+  handoffPolicy?: HandoffPolicy | undefined;
 };
 
 /**
@@ -166,6 +174,15 @@ export type Session = Message<"baton.v1.Session"> & {
    * @generated from field: int64 next_offset = 9;
    */
   nextOffset: bigint;
+
+  /**
+   * Bumped by every change of who controls the session (mode change, handoff requested,
+   * offered, claimed, transferred, ended). Control RPCs take an `expected_epoch` and fail with
+   * ABORTED when it is stale. Output only.
+   *
+   * @generated from field: int64 control_epoch = 10;
+   */
+  controlEpoch: bigint;
 };
 
 /**
@@ -604,6 +621,480 @@ export const MessageDeltaSchema: GenMessage<MessageDelta> = /*@__PURE__*/
   messageDesc(file_baton_v1_message, 12);
 
 /**
+ * A window of a week in which operators work, in `HandoffPolicy.time_zone`.
+ *
+ * @generated from message baton.v1.OperatingWindow
+ */
+export type OperatingWindow = Message<"baton.v1.OperatingWindow"> & {
+  /**
+   * ISO weekdays the window applies to: 1 (Monday) to 7 (Sunday). Empty means every day.
+   *
+   * @generated from field: repeated int32 weekdays = 1;
+   */
+  weekdays: number[];
+
+  /**
+   * Start of the window, "HH:MM" (24-hour clock), inclusive.
+   *
+   * @generated from field: string start = 2;
+   */
+  start: string;
+
+  /**
+   * End of the window, "HH:MM" (24-hour clock), exclusive; "24:00" for midnight.
+   *
+   * @generated from field: string end = 3;
+   */
+  end: string;
+};
+
+/**
+ * Describes the message baton.v1.OperatingWindow.
+ * Use `create(OperatingWindowSchema)` to create a new message.
+ */
+export const OperatingWindowSchema: GenMessage<OperatingWindow> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 13);
+
+/**
+ * How handoffs work for one agent's sessions. Empty strings and zero durations take the
+ * documented defaults; every customer-facing text is posted as a MESSAGE event with source
+ * SYSTEM.
+ *
+ * @generated from message baton.v1.HandoffPolicy
+ */
+export type HandoffPolicy = Message<"baton.v1.HandoffPolicy"> & {
+  /**
+   * Posted when a handoff starts. Default: "I'm connecting you with a member of our team."
+   *
+   * @generated from field: string handoff_started_message = 1;
+   */
+  handoffStartedMessage: string;
+
+  /**
+   * Posted when an operator joins; "{operator}" is replaced by their display name. Default:
+   * "{operator} has joined the conversation."
+   *
+   * @generated from field: string operator_joined_message = 2;
+   */
+  operatorJoinedMessage: string;
+
+  /**
+   * Posted instead of `operator_joined_message` when the operator writes on behalf of the AI
+   * agent, so the name is not shown. Default: "A member of our team has joined the conversation."
+   *
+   * @generated from field: string operator_joined_anonymous_message = 3;
+   */
+  operatorJoinedAnonymousMessage: string;
+
+  /**
+   * Posted when the session goes back to the AI agent. Default: "You're back with our virtual
+   * assistant."
+   *
+   * @generated from field: string ai_back_message = 4;
+   */
+  aiBackMessage: string;
+
+  /**
+   * Posted when a handoff starts while no operator is available. Default: "No one from our team
+   * is available right now. Your request is queued and we will answer here as soon as we can."
+   *
+   * @generated from field: string no_operator_message = 5;
+   */
+  noOperatorMessage: string;
+
+  /**
+   * Text of the queue-position events; "{position}" and "{wait_minutes}" are replaced. Default:
+   * "You are number {position} in the queue. Estimated wait: about {wait_minutes} min."
+   *
+   * @generated from field: string queue_position_message = 6;
+   */
+  queuePositionMessage: string;
+
+  /**
+   * Posted when `claim_timeout` passes. Default: "Thank you for waiting; our team is still busy."
+   *
+   * @generated from field: string claim_timeout_message = 7;
+   */
+  claimTimeoutMessage: string;
+
+  /**
+   * How long a handoff may wait for an operator before `claim_timeout_action`; 0 means never.
+   *
+   * @generated from field: google.protobuf.Duration claim_timeout = 8;
+   */
+  claimTimeout?: Duration | undefined;
+
+  /**
+   * What to do when `claim_timeout` passes.
+   *
+   * @generated from field: baton.v1.ClaimTimeoutAction claim_timeout_action = 9;
+   */
+  claimTimeoutAction: ClaimTimeoutAction;
+
+  /**
+   * How long the operator of a claimed handoff may stay silent (after claiming or after their
+   * last message) before `inactivity_timeout_action`; 0 means never.
+   *
+   * @generated from field: google.protobuf.Duration inactivity_timeout = 10;
+   */
+  inactivityTimeout?: Duration | undefined;
+
+  /**
+   * What to do when `inactivity_timeout` passes.
+   *
+   * @generated from field: baton.v1.InactivityTimeoutAction inactivity_timeout_action = 11;
+   */
+  inactivityTimeoutAction: InactivityTimeoutAction;
+
+  /**
+   * Time zone of `operating_hours`, an IANA name such as "Europe/Paris". Default: "UTC".
+   *
+   * @generated from field: string time_zone = 12;
+   */
+  timeZone: string;
+
+  /**
+   * When operators work. Empty means always. Outside these windows RequestHandoff reports
+   * that no operator is available.
+   *
+   * @generated from field: repeated baton.v1.OperatingWindow operating_hours = 13;
+   */
+  operatingHours: OperatingWindow[];
+
+  /**
+   * Estimated wait per queue position while there is no claim history. Default: 120 seconds.
+   *
+   * @generated from field: google.protobuf.Duration default_wait_per_position = 14;
+   */
+  defaultWaitPerPosition?: Duration | undefined;
+};
+
+/**
+ * Describes the message baton.v1.HandoffPolicy.
+ * Use `create(HandoffPolicySchema)` to create a new message.
+ */
+export const HandoffPolicySchema: GenMessage<HandoffPolicy> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 14);
+
+/**
+ * One escalation of a session to humans, from request to end.
+ *
+ * @generated from message baton.v1.Handoff
+ */
+export type Handoff = Message<"baton.v1.Handoff"> & {
+  /**
+   * Server-assigned identifier ("hof_..."). Output only.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The session handed off.
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+
+  /**
+   * The agent of that session.
+   *
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * Where the handoff is in its life.
+   *
+   * @generated from field: baton.v1.HandoffState state = 4;
+   */
+  state: HandoffState;
+
+  /**
+   * Why it was requested, as given.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * Context for the operator: written by the NLP provider, or (offline) the last customer
+   * messages and the guideline the AI agent matched.
+   *
+   * @generated from field: string summary = 6;
+   */
+  summary: string;
+
+  /**
+   * Who asked for it.
+   *
+   * @generated from field: baton.v1.HandoffRequester requested_by = 7;
+   */
+  requestedBy: HandoffRequester;
+
+  /**
+   * The operator holding it (CLAIMED), or who held it last (ENDED).
+   *
+   * @generated from field: baton.v1.Participant operator = 8;
+   */
+  operator?: Participant | undefined;
+
+  /**
+   * Whether the operator writes on behalf of the AI agent (hides their name from the customer).
+   *
+   * @generated from field: bool operator_on_behalf_of_ai = 9;
+   */
+  operatorOnBehalfOfAi: boolean;
+
+  /**
+   * The operator it is offered to while PENDING, if any.
+   *
+   * @generated from field: baton.v1.Participant offered_to = 10;
+   */
+  offeredTo?: Participant | undefined;
+
+  /**
+   * When it was requested.
+   *
+   * @generated from field: google.protobuf.Timestamp requested_at = 11;
+   */
+  requestedAt?: Timestamp | undefined;
+
+  /**
+   * When an operator first claimed it.
+   *
+   * @generated from field: google.protobuf.Timestamp claimed_at = 12;
+   */
+  claimedAt?: Timestamp | undefined;
+
+  /**
+   * When a human agent first wrote after the request.
+   *
+   * @generated from field: google.protobuf.Timestamp first_human_reply_at = 13;
+   */
+  firstHumanReplyAt?: Timestamp | undefined;
+
+  /**
+   * When it ended.
+   *
+   * @generated from field: google.protobuf.Timestamp ended_at = 14;
+   */
+  endedAt?: Timestamp | undefined;
+
+  /**
+   * How it ended (ENDED only).
+   *
+   * @generated from field: baton.v1.HandoffOutcome outcome = 15;
+   */
+  outcome: HandoffOutcome;
+
+  /**
+   * The operator's closing note; after a return to the AI it is context for the AI agent.
+   *
+   * @generated from field: string note = 16;
+   */
+  note: string;
+
+  /**
+   * The session's control epoch after the last change of this handoff.
+   *
+   * @generated from field: int64 control_epoch = 17;
+   */
+  controlEpoch: bigint;
+
+  /**
+   * 1-based place in the agent's queue while PENDING; 0 otherwise.
+   *
+   * @generated from field: int32 queue_position = 18;
+   */
+  queuePosition: number;
+};
+
+/**
+ * Describes the message baton.v1.Handoff.
+ * Use `create(HandoffSchema)` to create a new message.
+ */
+export const HandoffSchema: GenMessage<Handoff> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 15);
+
+/**
+ * One change on the operator inbox stream.
+ *
+ * @generated from message baton.v1.HandoffChange
+ */
+export type HandoffChange = Message<"baton.v1.HandoffChange"> & {
+  /**
+   * Position in the server-wide handoff change log: increasing, resumable with
+   * `WatchHandoffsRequest.after_position`. Snapshot entries carry the position they reflect.
+   *
+   * @generated from field: int64 position = 1;
+   */
+  position: bigint;
+
+  /**
+   * What changed.
+   *
+   * @generated from field: baton.v1.HandoffChangeType type = 2;
+   */
+  type: HandoffChangeType;
+
+  /**
+   * The handoff after the change.
+   *
+   * @generated from field: baton.v1.Handoff handoff = 3;
+   */
+  handoff?: Handoff | undefined;
+
+  /**
+   * Offset of the session event that records the change.
+   *
+   * @generated from field: int64 event_offset = 4;
+   */
+  eventOffset: bigint;
+
+  /**
+   * When the change was committed.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 5;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message baton.v1.HandoffChange.
+ * Use `create(HandoffChangeSchema)` to create a new message.
+ */
+export const HandoffChangeSchema: GenMessage<HandoffChange> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 16);
+
+/**
+ * Median and 90th percentile of a duration.
+ *
+ * @generated from message baton.v1.DurationPercentiles
+ */
+export type DurationPercentiles = Message<"baton.v1.DurationPercentiles"> & {
+  /**
+   * How many durations were measured.
+   *
+   * @generated from field: int64 count = 1;
+   */
+  count: bigint;
+
+  /**
+   * The median.
+   *
+   * @generated from field: google.protobuf.Duration p50 = 2;
+   */
+  p50?: Duration | undefined;
+
+  /**
+   * The 90th percentile.
+   *
+   * @generated from field: google.protobuf.Duration p90 = 3;
+   */
+  p90?: Duration | undefined;
+};
+
+/**
+ * Describes the message baton.v1.DurationPercentiles.
+ * Use `create(DurationPercentilesSchema)` to create a new message.
+ */
+export const DurationPercentilesSchema: GenMessage<DurationPercentiles> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 17);
+
+/**
+ * Handoff analytics over a time range.
+ *
+ * @generated from message baton.v1.HandoffStats
+ */
+export type HandoffStats = Message<"baton.v1.HandoffStats"> & {
+  /**
+   * Sessions created in the range.
+   *
+   * @generated from field: int64 sessions = 1;
+   */
+  sessions: bigint;
+
+  /**
+   * Of those, sessions with at least one handoff requested in the range.
+   *
+   * @generated from field: int64 sessions_with_handoff = 2;
+   */
+  sessionsWithHandoff: bigint;
+
+  /**
+   * sessions_with_handoff / sessions (0 when there are no sessions).
+   *
+   * @generated from field: double handoff_rate = 3;
+   */
+  handoffRate: number;
+
+  /**
+   * Handoffs requested in the range.
+   *
+   * @generated from field: int64 handoffs = 4;
+   */
+  handoffs: bigint;
+
+  /**
+   * Handoffs per normalised reason (lower case, punctuation removed, spaces collapsed).
+   *
+   * @generated from field: map<string, int64> by_reason = 5;
+   */
+  byReason: { [key: string]: bigint };
+
+  /**
+   * Ended handoffs per outcome name (e.g. "RETURNED_TO_AI").
+   *
+   * @generated from field: map<string, int64> by_outcome = 6;
+   */
+  byOutcome: { [key: string]: bigint };
+
+  /**
+   * From request to first claim.
+   *
+   * @generated from field: baton.v1.DurationPercentiles time_to_claim = 7;
+   */
+  timeToClaim?: DurationPercentiles | undefined;
+
+  /**
+   * From request to the first human agent message.
+   *
+   * @generated from field: baton.v1.DurationPercentiles time_to_first_human_reply = 8;
+   */
+  timeToFirstHumanReply?: DurationPercentiles | undefined;
+
+  /**
+   * Handoffs abandoned before any operator claimed them.
+   *
+   * @generated from field: int64 abandoned_while_queued = 9;
+   */
+  abandonedWhileQueued: bigint;
+
+  /**
+   * Share of ended handoffs whose outcome is RETURNED_TO_AI.
+   *
+   * @generated from field: double returned_to_ai_share = 10;
+   */
+  returnedToAiShare: number;
+
+  /**
+   * Handoffs requested within 30 minutes after a previous handoff of the same session returned
+   * it to the AI agent.
+   *
+   * @generated from field: int64 rehandoffs_within_30_minutes = 11;
+   */
+  rehandoffsWithin30Minutes: bigint;
+};
+
+/**
+ * Describes the message baton.v1.HandoffStats.
+ * Use `create(HandoffStatsSchema)` to create a new message.
+ */
+export const HandoffStatsSchema: GenMessage<HandoffStats> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 18);
+
+/**
  * Whether the AI agent answers customer messages on a session.
  *
  * @generated from enum baton.v1.SessionMode
@@ -810,4 +1301,292 @@ export enum Status {
  */
 export const StatusSchema: GenEnum<Status> = /*@__PURE__*/
   enumDesc(file_baton_v1_message, 3);
+
+/**
+ * What happens when a handoff waits longer than `claim_timeout` for an operator.
+ *
+ * @generated from enum baton.v1.ClaimTimeoutAction
+ */
+export enum ClaimTimeoutAction {
+  /**
+   * Not set: KEEP_WAITING.
+   *
+   * @generated from enum value: CLAIM_TIMEOUT_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Tell the customer (message `claim_timeout_message`) and keep the handoff in the queue.
+   *
+   * @generated from enum value: CLAIM_TIMEOUT_ACTION_KEEP_WAITING = 1;
+   */
+  KEEP_WAITING = 1,
+
+  /**
+   * End the handoff (outcome TIMED_OUT) and give the session back to the AI agent.
+   *
+   * @generated from enum value: CLAIM_TIMEOUT_ACTION_RETURN_TO_AI = 2;
+   */
+  RETURN_TO_AI = 2,
+}
+
+/**
+ * Describes the enum baton.v1.ClaimTimeoutAction.
+ */
+export const ClaimTimeoutActionSchema: GenEnum<ClaimTimeoutAction> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 4);
+
+/**
+ * What happens when the operator of a claimed handoff stays silent for `inactivity_timeout`.
+ *
+ * @generated from enum baton.v1.InactivityTimeoutAction
+ */
+export enum InactivityTimeoutAction {
+  /**
+   * Not set: RETURN_TO_AI.
+   *
+   * @generated from enum value: INACTIVITY_TIMEOUT_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * End the handoff (outcome TIMED_OUT) and give the session back to the AI agent.
+   *
+   * @generated from enum value: INACTIVITY_TIMEOUT_ACTION_RETURN_TO_AI = 1;
+   */
+  RETURN_TO_AI = 1,
+
+  /**
+   * End the handoff (outcome TIMED_OUT); the session stays MANUAL.
+   *
+   * @generated from enum value: INACTIVITY_TIMEOUT_ACTION_END = 2;
+   */
+  END = 2,
+}
+
+/**
+ * Describes the enum baton.v1.InactivityTimeoutAction.
+ */
+export const InactivityTimeoutActionSchema: GenEnum<InactivityTimeoutAction> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 5);
+
+/**
+ * Where a handoff is in its life.
+ *
+ * @generated from enum baton.v1.HandoffState
+ */
+export enum HandoffState {
+  /**
+   * Not set. Only used as "any state" in filters.
+   *
+   * @generated from enum value: HANDOFF_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting in the queue for an operator (possibly offered to one).
+   *
+   * @generated from enum value: HANDOFF_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * An operator holds it and answers the customer.
+   *
+   * @generated from enum value: HANDOFF_STATE_CLAIMED = 2;
+   */
+  CLAIMED = 2,
+
+  /**
+   * Over; `outcome` says how.
+   *
+   * @generated from enum value: HANDOFF_STATE_ENDED = 3;
+   */
+  ENDED = 3,
+}
+
+/**
+ * Describes the enum baton.v1.HandoffState.
+ */
+export const HandoffStateSchema: GenEnum<HandoffState> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 6);
+
+/**
+ * How a handoff ended.
+ *
+ * @generated from enum baton.v1.HandoffOutcome
+ */
+export enum HandoffOutcome {
+  /**
+   * Not ended yet.
+   *
+   * @generated from enum value: HANDOFF_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A human resolved the customer's request; the session stays MANUAL.
+   *
+   * @generated from enum value: HANDOFF_OUTCOME_RESOLVED_BY_HUMAN = 1;
+   */
+  RESOLVED_BY_HUMAN = 1,
+
+  /**
+   * The session went back to the AI agent (AUTO).
+   *
+   * @generated from enum value: HANDOFF_OUTCOME_RETURNED_TO_AI = 2;
+   */
+  RETURNED_TO_AI = 2,
+
+  /**
+   * The customer left, or the integration withdrew the request.
+   *
+   * @generated from enum value: HANDOFF_OUTCOME_ABANDONED = 3;
+   */
+  ABANDONED = 3,
+
+  /**
+   * A claim or inactivity timeout of the agent's HandoffPolicy ended it.
+   *
+   * @generated from enum value: HANDOFF_OUTCOME_TIMED_OUT = 4;
+   */
+  TIMED_OUT = 4,
+}
+
+/**
+ * Describes the enum baton.v1.HandoffOutcome.
+ */
+export const HandoffOutcomeSchema: GenEnum<HandoffOutcome> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 7);
+
+/**
+ * Who asked for a handoff.
+ *
+ * @generated from enum baton.v1.HandoffRequester
+ */
+export enum HandoffRequester {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: HANDOFF_REQUESTER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A tool the AI agent called during a turn.
+   *
+   * @generated from enum value: HANDOFF_REQUESTER_TOOL = 1;
+   */
+  TOOL = 1,
+
+  /**
+   * An external system, through RequestHandoff or UpdateSession.
+   *
+   * @generated from enum value: HANDOFF_REQUESTER_EXTERNAL_SYSTEM = 2;
+   */
+  EXTERNAL_SYSTEM = 2,
+
+  /**
+   * The customer, relayed by the integration through RequestHandoff.
+   *
+   * @generated from enum value: HANDOFF_REQUESTER_CUSTOMER = 3;
+   */
+  CUSTOMER = 3,
+
+  /**
+   * A human agent who wrote on a session in AUTO mode and so took it over.
+   *
+   * @generated from enum value: HANDOFF_REQUESTER_HUMAN_TAKEOVER = 4;
+   */
+  HUMAN_TAKEOVER = 4,
+}
+
+/**
+ * Describes the enum baton.v1.HandoffRequester.
+ */
+export const HandoffRequesterSchema: GenEnum<HandoffRequester> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 8);
+
+/**
+ * What changed in a handoff, on the operator inbox stream.
+ *
+ * @generated from enum baton.v1.HandoffChangeType
+ */
+export enum HandoffChangeType {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * An open handoff as it stood when the stream started (snapshot, before `caught_up`).
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_OPEN = 1;
+   */
+  OPEN = 1,
+
+  /**
+   * A handoff was requested.
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_REQUESTED = 2;
+   */
+  REQUESTED = 2,
+
+  /**
+   * It was offered to a named operator.
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_OFFERED = 3;
+   */
+  OFFERED = 3,
+
+  /**
+   * The named operator declined the offer.
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_OFFER_DECLINED = 4;
+   */
+  OFFER_DECLINED = 4,
+
+  /**
+   * An operator claimed it (or accepted an offer).
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_CLAIMED = 5;
+   */
+  CLAIMED = 5,
+
+  /**
+   * It moved to another operator.
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_TRANSFERRED = 6;
+   */
+  TRANSFERRED = 6,
+
+  /**
+   * The customer wrote on the handed-off session; `event_offset` points at the message.
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE = 7;
+   */
+  CUSTOMER_MESSAGE = 7,
+
+  /**
+   * Its claim timeout passed and it keeps waiting.
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT = 8;
+   */
+  CLAIM_TIMEOUT = 8,
+
+  /**
+   * It ended; `handoff.outcome` says how.
+   *
+   * @generated from enum value: HANDOFF_CHANGE_TYPE_ENDED = 9;
+   */
+  ENDED = 9,
+}
+
+/**
+ * Describes the enum baton.v1.HandoffChangeType.
+ */
+export const HandoffChangeTypeSchema: GenEnum<HandoffChangeType> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 9);
 

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Agent, CannedResponse, Customer, Event, EventKind, EventSource, Guideline, MessageData, MessageDelta, Session, SessionMode, StatusData, Tool, ToolData } from "./message_pb.js";
+import type { Agent, CannedResponse, Customer, Event, EventKind, EventSource, Guideline, Handoff, HandoffChange, HandoffOutcome, HandoffRequester, HandoffState, HandoffStats, MessageData, MessageDelta, Participant, Session, SessionMode, StatusData, Tool, ToolData } from "./message_pb.js";
 import { file_baton_v1_message } from "./message_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/request_response.proto.
  */
 export const file_baton_v1_request_response: GenFile = /*@__PURE__*/
-  fileDesc("Ch9iYXRvbi92MS9yZXF1ZXN0X3Jlc3BvbnNlLnByb3RvEghiYXRvbi52MSI0ChJDcmVhdGVBZ2VudFJlcXVlc3QSHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCI1ChNDcmVhdGVBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjIKEEdldEFnZW50UmVzcG9uc2USHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCI6ChFMaXN0QWdlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJOChJMaXN0QWdlbnRzUmVzcG9uc2USHwoGYWdlbnRzGAEgAygLMg8uYmF0b24udjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIncKElVwZGF0ZUFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIeCgVhZ2VudBgCIAEoCzIPLmJhdG9uLnYxLkFnZW50Ei8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI1ChNVcGRhdGVBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiJgoSRGVsZXRlQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIhUKE0RlbGV0ZUFnZW50UmVzcG9uc2UiPQoVQ3JlYXRlQ3VzdG9tZXJSZXF1ZXN0EiQKCGN1c3RvbWVyGAEgASgLMhIuYmF0b24udjEuQ3VzdG9tZXIiPgoWQ3JlYXRlQ3VzdG9tZXJSZXNwb25zZRIkCghjdXN0b21lchgBIAEoCzISLmJhdG9uLnYxLkN1c3RvbWVyIikKEkdldEN1c3RvbWVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCSI7ChNHZXRDdXN0b21lclJlc3BvbnNlEiQKCGN1c3RvbWVyGAEgASgLMhIuYmF0b24udjEuQ3VzdG9tZXIiPQoUTGlzdEN1c3RvbWVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoVTGlzdEN1c3RvbWVyc1Jlc3BvbnNlEiUKCWN1c3RvbWVycxgBIAMoCzISLmJhdG9uLnYxLkN1c3RvbWVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKDAQoVVXBkYXRlQ3VzdG9tZXJSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEiQKCGN1c3RvbWVyGAIgASgLMhIuYmF0b24udjEuQ3VzdG9tZXISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFlVwZGF0ZUN1c3RvbWVyUmVzcG9uc2USJAoIY3VzdG9tZXIYASABKAsyEi5iYXRvbi52MS5DdXN0b21lciIsChVEZWxldGVDdXN0b21lclJlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkiGAoWRGVsZXRlQ3VzdG9tZXJSZXNwb25zZSI6ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIiCgdzZXNzaW9uGAEgASgLMhEuYmF0b24udjEuU2Vzc2lvbiI7ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USIgoHc2Vzc2lvbhgBIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24iJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSI4ChJHZXRTZXNzaW9uUmVzcG9uc2USIgoHc2Vzc2lvbhgBIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24iiAEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEwoLY3VzdG9tZXJfaWQYBCABKAkSIwoEbW9kZRgFIAEoDjIVLmJhdG9uLnYxLlNlc3Npb25Nb2RlIlQKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiMKCHNlc3Npb25zGAEgAygLMhEuYmF0b24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkifwoUVXBkYXRlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIiCgdzZXNzaW9uGAIgASgLMhEuYmF0b24udjEuU2Vzc2lvbhIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siOwoVVXBkYXRlU2Vzc2lvblJlc3BvbnNlEiIKB3Nlc3Npb24YASABKAsyES5iYXRvbi52MS5TZXNzaW9uIioKFERlbGV0ZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlIswCChJDcmVhdGVFdmVudFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIhCgRraW5kGAIgASgOMhMuYmF0b24udjEuRXZlbnRLaW5kEiUKBnNvdXJjZRgDIAEoDjIVLmJhdG9uLnYxLkV2ZW50U291cmNlEigKB21lc3NhZ2UYBCABKAsyFS5iYXRvbi52MS5NZXNzYWdlRGF0YUgAEiIKBHRvb2wYBSABKAsyEi5iYXRvbi52MS5Ub29sRGF0YUgAEiYKBnN0YXR1cxgGIAEoCzIULmJhdG9uLnYxLlN0YXR1c0RhdGFIABIpCgZjdXN0b20YByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0SAASFgoOY29ycmVsYXRpb25faWQYCCABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAkgASgJQgYKBGRhdGEiNQoTQ3JlYXRlRXZlbnRSZXNwb25zZRIeCgVldmVudBgBIAEoCzIPLmJhdG9uLnYxLkV2ZW50IpcBChFMaXN0RXZlbnRzUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhIKCm1pbl9vZmZzZXQYAiABKAMSIgoFa2luZHMYAyADKA4yEy5iYXRvbi52MS5FdmVudEtpbmQSJgoHc291cmNlcxgEIAMoDjIVLmJhdG9uLnYxLkV2ZW50U291cmNlEg4KBmZvbGxvdxgFIAEoCCJUChNMaXN0RXZlbnRzSGVhcnRiZWF0EhMKC25leHRfb2Zmc2V0GAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrYBChJMaXN0RXZlbnRzUmVzcG9uc2USHwoGZXZlbnRzGAEgAygLMg8uYmF0b24udjEuRXZlbnQSEQoJY2F1Z2h0X3VwGAIgASgIEhMKC2ZlbGxfYmVoaW5kGAMgASgIEjAKCWhlYXJ0YmVhdBgEIAEoCzIdLmJhdG9uLnYxLkxpc3RFdmVudHNIZWFydGJlYXQSJQoFZGVsdGEYBSABKAsyFi5iYXRvbi52MS5NZXNzYWdlRGVsdGEiQAoWQ3JlYXRlR3VpZGVsaW5lUmVxdWVzdBImCglndWlkZWxpbmUYASABKAsyEy5iYXRvbi52MS5HdWlkZWxpbmUiQQoXQ3JlYXRlR3VpZGVsaW5lUmVzcG9uc2USJgoJZ3VpZGVsaW5lGAEgASgLMhMuYmF0b24udjEuR3VpZGVsaW5lIisKE0dldEd1aWRlbGluZVJlcXVlc3QSFAoMZ3VpZGVsaW5lX2lkGAEgASgJIj4KFEdldEd1aWRlbGluZVJlc3BvbnNlEiYKCWd1aWRlbGluZRgBIAEoCzITLmJhdG9uLnYxLkd1aWRlbGluZSJQChVMaXN0R3VpZGVsaW5lc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEAoIYWdlbnRfaWQYAyABKAkiWgoWTGlzdEd1aWRlbGluZXNSZXNwb25zZRInCgpndWlkZWxpbmVzGAEgAygLMhMuYmF0b24udjEuR3VpZGVsaW5lEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKHAQoWVXBkYXRlR3VpZGVsaW5lUmVxdWVzdBIUCgxndWlkZWxpbmVfaWQYASABKAkSJgoJZ3VpZGVsaW5lGAIgASgLMhMuYmF0b24udjEuR3VpZGVsaW5lEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJBChdVcGRhdGVHdWlkZWxpbmVSZXNwb25zZRImCglndWlkZWxpbmUYASABKAsyEy5iYXRvbi52MS5HdWlkZWxpbmUiLgoWRGVsZXRlR3VpZGVsaW5lUmVxdWVzdBIUCgxndWlkZWxpbmVfaWQYASABKAkiGQoXRGVsZXRlR3VpZGVsaW5lUmVzcG9uc2UiUAobQ3JlYXRlQ2FubmVkUmVzcG9uc2VSZXF1ZXN0EjEKD2Nhbm5lZF9yZXNwb25zZRgBIAEoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlIlEKHENyZWF0ZUNhbm5lZFJlc3BvbnNlUmVzcG9uc2USMQoPY2FubmVkX3Jlc3BvbnNlGAEgASgLMhguYmF0b24udjEuQ2FubmVkUmVzcG9uc2UiNgoYR2V0Q2FubmVkUmVzcG9uc2VSZXF1ZXN0EhoKEmNhbm5lZF9yZXNwb25zZV9pZBgBIAEoCSJOChlHZXRDYW5uZWRSZXNwb25zZVJlc3BvbnNlEjEKD2Nhbm5lZF9yZXNwb25zZRgBIAEoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlIlUKGkxpc3RDYW5uZWRSZXNwb25zZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCGFnZW50X2lkGAMgASgJImoKG0xpc3RDYW5uZWRSZXNwb25zZXNSZXNwb25zZRIyChBjYW5uZWRfcmVzcG9uc2VzGAEgAygLMhguYmF0b24udjEuQ2FubmVkUmVzcG9uc2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIp0BChtVcGRhdGVDYW5uZWRSZXNwb25zZVJlcXVlc3QSGgoSY2FubmVkX3Jlc3BvbnNlX2lkGAEgASgJEjEKD2Nhbm5lZF9yZXNwb25zZRgCIAEoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJRChxVcGRhdGVDYW5uZWRSZXNwb25zZVJlc3BvbnNlEjEKD2Nhbm5lZF9yZXNwb25zZRgBIAEoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlIjkKG0RlbGV0ZUNhbm5lZFJlc3BvbnNlUmVxdWVzdBIaChJjYW5uZWRfcmVzcG9uc2VfaWQYASABKAkiHgocRGVsZXRlQ2FubmVkUmVzcG9uc2VSZXNwb25zZSISChBMaXN0VG9vbHNSZXF1ZXN0IjIKEUxpc3RUb29sc1Jlc3BvbnNlEh0KBXRvb2xzGAEgAygLMg4uYmF0b24udjEuVG9vbGIGcHJvdG8z", [file_baton_v1_message, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch9iYXRvbi92MS9yZXF1ZXN0X3Jlc3BvbnNlLnByb3RvEghiYXRvbi52MSI0ChJDcmVhdGVBZ2VudFJlcXVlc3QSHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCI1ChNDcmVhdGVBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjIKEEdldEFnZW50UmVzcG9uc2USHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCI6ChFMaXN0QWdlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJOChJMaXN0QWdlbnRzUmVzcG9uc2USHwoGYWdlbnRzGAEgAygLMg8uYmF0b24udjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIncKElVwZGF0ZUFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIeCgVhZ2VudBgCIAEoCzIPLmJhdG9uLnYxLkFnZW50Ei8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI1ChNVcGRhdGVBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiJgoSRGVsZXRlQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIhUKE0RlbGV0ZUFnZW50UmVzcG9uc2UiPQoVQ3JlYXRlQ3VzdG9tZXJSZXF1ZXN0EiQKCGN1c3RvbWVyGAEgASgLMhIuYmF0b24udjEuQ3VzdG9tZXIiPgoWQ3JlYXRlQ3VzdG9tZXJSZXNwb25zZRIkCghjdXN0b21lchgBIAEoCzISLmJhdG9uLnYxLkN1c3RvbWVyIikKEkdldEN1c3RvbWVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCSI7ChNHZXRDdXN0b21lclJlc3BvbnNlEiQKCGN1c3RvbWVyGAEgASgLMhIuYmF0b24udjEuQ3VzdG9tZXIiPQoUTGlzdEN1c3RvbWVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoVTGlzdEN1c3RvbWVyc1Jlc3BvbnNlEiUKCWN1c3RvbWVycxgBIAMoCzISLmJhdG9uLnYxLkN1c3RvbWVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKDAQoVVXBkYXRlQ3VzdG9tZXJSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEiQKCGN1c3RvbWVyGAIgASgLMhIuYmF0b24udjEuQ3VzdG9tZXISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFlVwZGF0ZUN1c3RvbWVyUmVzcG9uc2USJAoIY3VzdG9tZXIYASABKAsyEi5iYXRvbi52MS5DdXN0b21lciIsChVEZWxldGVDdXN0b21lclJlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkiGAoWRGVsZXRlQ3VzdG9tZXJSZXNwb25zZSI6ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIiCgdzZXNzaW9uGAEgASgLMhEuYmF0b24udjEuU2Vzc2lvbiI7ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USIgoHc2Vzc2lvbhgBIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24iJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSI4ChJHZXRTZXNzaW9uUmVzcG9uc2USIgoHc2Vzc2lvbhgBIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24iiAEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEwoLY3VzdG9tZXJfaWQYBCABKAkSIwoEbW9kZRgFIAEoDjIVLmJhdG9uLnYxLlNlc3Npb25Nb2RlIlQKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiMKCHNlc3Npb25zGAEgAygLMhEuYmF0b24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkirwEKFFVwZGF0ZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSIgoHc2Vzc2lvbhgCIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24SLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEhsKDmV4cGVjdGVkX2Vwb2NoGAQgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoIjsKFVVwZGF0ZVNlc3Npb25SZXNwb25zZRIiCgdzZXNzaW9uGAEgASgLMhEuYmF0b24udjEuU2Vzc2lvbiIqChREZWxldGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhcKFURlbGV0ZVNlc3Npb25SZXNwb25zZSLMAgoSQ3JlYXRlRXZlbnRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSIQoEa2luZBgCIAEoDjITLmJhdG9uLnYxLkV2ZW50S2luZBIlCgZzb3VyY2UYAyABKA4yFS5iYXRvbi52MS5FdmVudFNvdXJjZRIoCgdtZXNzYWdlGAQgASgLMhUuYmF0b24udjEuTWVzc2FnZURhdGFIABIiCgR0b29sGAUgASgLMhIuYmF0b24udjEuVG9vbERhdGFIABImCgZzdGF0dXMYBiABKAsyFC5iYXRvbi52MS5TdGF0dXNEYXRhSAASKQoGY3VzdG9tGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEgAEhYKDmNvcnJlbGF0aW9uX2lkGAggASgJEhcKD2lkZW1wb3RlbmN5X2tleRgJIAEoCUIGCgRkYXRhIjUKE0NyZWF0ZUV2ZW50UmVzcG9uc2USHgoFZXZlbnQYASABKAsyDy5iYXRvbi52MS5FdmVudCKXAQoRTGlzdEV2ZW50c1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgptaW5fb2Zmc2V0GAIgASgDEiIKBWtpbmRzGAMgAygOMhMuYmF0b24udjEuRXZlbnRLaW5kEiYKB3NvdXJjZXMYBCADKA4yFS5iYXRvbi52MS5FdmVudFNvdXJjZRIOCgZmb2xsb3cYBSABKAgiVAoTTGlzdEV2ZW50c0hlYXJ0YmVhdBITCgtuZXh0X29mZnNldBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK2AQoSTGlzdEV2ZW50c1Jlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmJhdG9uLnYxLkV2ZW50EhEKCWNhdWdodF91cBgCIAEoCBITCgtmZWxsX2JlaGluZBgDIAEoCBIwCgloZWFydGJlYXQYBCABKAsyHS5iYXRvbi52MS5MaXN0RXZlbnRzSGVhcnRiZWF0EiUKBWRlbHRhGAUgASgLMhYuYmF0b24udjEuTWVzc2FnZURlbHRhIkAKFkNyZWF0ZUd1aWRlbGluZVJlcXVlc3QSJgoJZ3VpZGVsaW5lGAEgASgLMhMuYmF0b24udjEuR3VpZGVsaW5lIkEKF0NyZWF0ZUd1aWRlbGluZVJlc3BvbnNlEiYKCWd1aWRlbGluZRgBIAEoCzITLmJhdG9uLnYxLkd1aWRlbGluZSIrChNHZXRHdWlkZWxpbmVSZXF1ZXN0EhQKDGd1aWRlbGluZV9pZBgBIAEoCSI+ChRHZXRHdWlkZWxpbmVSZXNwb25zZRImCglndWlkZWxpbmUYASABKAsyEy5iYXRvbi52MS5HdWlkZWxpbmUiUAoVTGlzdEd1aWRlbGluZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCGFnZW50X2lkGAMgASgJIloKFkxpc3RHdWlkZWxpbmVzUmVzcG9uc2USJwoKZ3VpZGVsaW5lcxgBIAMoCzITLmJhdG9uLnYxLkd1aWRlbGluZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihwEKFlVwZGF0ZUd1aWRlbGluZVJlcXVlc3QSFAoMZ3VpZGVsaW5lX2lkGAEgASgJEiYKCWd1aWRlbGluZRgCIAEoCzITLmJhdG9uLnYxLkd1aWRlbGluZRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siQQoXVXBkYXRlR3VpZGVsaW5lUmVzcG9uc2USJgoJZ3VpZGVsaW5lGAEgASgLMhMuYmF0b24udjEuR3VpZGVsaW5lIi4KFkRlbGV0ZUd1aWRlbGluZVJlcXVlc3QSFAoMZ3VpZGVsaW5lX2lkGAEgASgJIhkKF0RlbGV0ZUd1aWRlbGluZVJlc3BvbnNlIlAKG0NyZWF0ZUNhbm5lZFJlc3BvbnNlUmVxdWVzdBIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSJRChxDcmVhdGVDYW5uZWRSZXNwb25zZVJlc3BvbnNlEjEKD2Nhbm5lZF9yZXNwb25zZRgBIAEoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlIjYKGEdldENhbm5lZFJlc3BvbnNlUmVxdWVzdBIaChJjYW5uZWRfcmVzcG9uc2VfaWQYASABKAkiTgoZR2V0Q2FubmVkUmVzcG9uc2VSZXNwb25zZRIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSJVChpMaXN0Q2FubmVkUmVzcG9uc2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCSJqChtMaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USMgoQY2FubmVkX3Jlc3BvbnNlcxgBIAMoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKdAQobVXBkYXRlQ2FubmVkUmVzcG9uc2VSZXF1ZXN0EhoKEmNhbm5lZF9yZXNwb25zZV9pZBgBIAEoCRIxCg9jYW5uZWRfcmVzcG9uc2UYAiABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siUQocVXBkYXRlQ2FubmVkUmVzcG9uc2VSZXNwb25zZRIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSI5ChtEZWxldGVDYW5uZWRSZXNwb25zZVJlcXVlc3QSGgoSY2FubmVkX3Jlc3BvbnNlX2lkGAEgASgJIh4KHERlbGV0ZUNhbm5lZFJlc3BvbnNlUmVzcG9uc2UiEgoQTGlzdFRvb2xzUmVxdWVzdCIyChFMaXN0VG9vbHNSZXNwb25zZRIdCgV0b29scxgBIAMoCzIOLmJhdG9uLnYxLlRvb2winQEKFVJlcXVlc3RIYW5kb2ZmUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIwCgxyZXF1ZXN0ZWRfYnkYAyABKA4yGi5iYXRvbi52MS5IYW5kb2ZmUmVxdWVzdGVyEhsKDmV4cGVjdGVkX2Vwb2NoGAQgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoInUKFlJlcXVlc3RIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYSGwoTb3BlcmF0b3JzX2F2YWlsYWJsZRgCIAEoCBIaChJ1bmF2YWlsYWJsZV9yZWFzb24YAyABKAkiJwoRR2V0SGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCSI4ChJHZXRIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYiiQEKE0xpc3RIYW5kb2Zmc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRIQCghhZ2VudF9pZBgEIAEoCRIlCgVzdGF0ZRgFIAEoDjIWLmJhdG9uLnYxLkhhbmRvZmZTdGF0ZSJUChRMaXN0SGFuZG9mZnNSZXNwb25zZRIjCghoYW5kb2ZmcxgBIAMoCzIRLmJhdG9uLnYxLkhhbmRvZmYSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpsBChNDbGFpbUhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSJwoIb3BlcmF0b3IYAiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIXCg9vbl9iZWhhbGZfb2ZfYWkYAyABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBCABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giOgoUQ2xhaW1IYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYiggEKE09mZmVySGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCRInCghvcGVyYXRvchgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50EhsKDmV4cGVjdGVkX2Vwb2NoGAMgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoIjoKFE9mZmVySGFuZG9mZlJlc3BvbnNlEiIKB2hhbmRvZmYYASABKAsyES5iYXRvbi52MS5IYW5kb2ZmIq0BChVSZXNwb25kVG9PZmZlclJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCRInCghvcGVyYXRvchgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50Eg4KBmFjY2VwdBgDIAEoCBIXCg9vbl9iZWhhbGZfb2ZfYWkYBCABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPAoWUmVzcG9uZFRvT2ZmZXJSZXNwb25zZRIiCgdoYW5kb2ZmGAEgASgLMhEuYmF0b24udjEuSGFuZG9mZiKpAQoVUmVsZWFzZUhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSEwoLb3BlcmF0b3JfaWQYAiABKAkSKQoHb3V0Y29tZRgDIAEoDjIYLmJhdG9uLnYxLkhhbmRvZmZPdXRjb21lEgwKBG5vdGUYBCABKAkSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPAoWUmVsZWFzZUhhbmRvZmZSZXNwb25zZRIiCgdoYW5kb2ZmGAEgASgLMhEuYmF0b24udjEuSGFuZG9mZiK7AQoWVHJhbnNmZXJIYW5kb2ZmUmVxdWVzdBISCgpoYW5kb2ZmX2lkGAEgASgJEhgKEGZyb21fb3BlcmF0b3JfaWQYAiABKAkSKgoLdG9fb3BlcmF0b3IYAyABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIXCg9vbl9iZWhhbGZfb2ZfYWkYBCABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPQoXVHJhbnNmZXJIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYigQEKFFdhdGNoSGFuZG9mZnNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEhsKDmFmdGVyX3Bvc2l0aW9uGAIgASgDSACIAQESJwoIb3BlcmF0b3IYAyABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudEIRCg9fYWZ0ZXJfcG9zaXRpb24iVAoWV2F0Y2hIYW5kb2Zmc0hlYXJ0YmVhdBIQCghwb3NpdGlvbhgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKlAQoVV2F0Y2hIYW5kb2Zmc1Jlc3BvbnNlEigKB2NoYW5nZXMYASADKAsyFy5iYXRvbi52MS5IYW5kb2ZmQ2hhbmdlEhEKCWNhdWdodF91cBgCIAEoCBIaChJjYXVnaHRfdXBfcG9zaXRpb24YAyABKAMSMwoJaGVhcnRiZWF0GAQgASgLMiAuYmF0b24udjEuV2F0Y2hIYW5kb2Zmc0hlYXJ0YmVhdCKIAQoWR2V0SGFuZG9mZlN0YXRzUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQAoXR2V0SGFuZG9mZlN0YXRzUmVzcG9uc2USJQoFc3RhdHMYASABKAsyFi5iYXRvbi52MS5IYW5kb2ZmU3RhdHNiBnByb3RvMw", [file_baton_v1_message, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Request of AgentService.CreateAgent.
@@ -177,7 +177,8 @@ export type UpdateAgentRequest = Message<"baton.v1.UpdateAgentRequest"> & {
   agent?: Agent | undefined;
 
   /**
-   * Fields to update: "name", "description". Required, not empty.
+   * Fields to update: "name", "description", "handoff_policy" (replaced whole). Required, not
+   * empty.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 3;
    */
@@ -666,11 +667,20 @@ export type UpdateSessionRequest = Message<"baton.v1.UpdateSessionRequest"> & {
   /**
    * Fields to update: "mode", "title", "metadata" (replaces the whole map). Required, not empty.
    * A mode change appends a "baton.session_mode_changed" custom event (source SYSTEM) in the
-   * same transaction.
+   * same transaction. Switching to MANUAL opens a handoff (requested by an external system) when
+   * none is open; switching to AUTO ends the open handoff with outcome RETURNED_TO_AI.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 3;
    */
   updateMask?: FieldMask | undefined;
+
+  /**
+   * When set, the update fails with ABORTED unless the session's control epoch still has this
+   * value.
+   *
+   * @generated from field: optional int64 expected_epoch = 4;
+   */
+  expectedEpoch?: bigint | undefined;
 };
 
 /**
@@ -1493,4 +1503,696 @@ export type ListToolsResponse = Message<"baton.v1.ListToolsResponse"> & {
  */
 export const ListToolsResponseSchema: GenMessage<ListToolsResponse> = /*@__PURE__*/
   messageDesc(file_baton_v1_request_response, 56);
+
+/**
+ * Request of HandoffService.RequestHandoff.
+ *
+ * @generated from message baton.v1.RequestHandoffRequest
+ */
+export type RequestHandoffRequest = Message<"baton.v1.RequestHandoffRequest"> & {
+  /**
+   * The session to hand to humans. It switches to MANUAL in the same transaction.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Why, in a few words (shown to operators, grouped in stats). Required.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * Who asks: EXTERNAL_SYSTEM (default) or CUSTOMER.
+   *
+   * @generated from field: baton.v1.HandoffRequester requested_by = 3;
+   */
+  requestedBy: HandoffRequester;
+
+  /**
+   * When set, fails with ABORTED unless the session's control epoch still has this value.
+   *
+   * @generated from field: optional int64 expected_epoch = 4;
+   */
+  expectedEpoch?: bigint | undefined;
+};
+
+/**
+ * Describes the message baton.v1.RequestHandoffRequest.
+ * Use `create(RequestHandoffRequestSchema)` to create a new message.
+ */
+export const RequestHandoffRequestSchema: GenMessage<RequestHandoffRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 57);
+
+/**
+ * Response of HandoffService.RequestHandoff.
+ *
+ * @generated from message baton.v1.RequestHandoffResponse
+ */
+export type RequestHandoffResponse = Message<"baton.v1.RequestHandoffResponse"> & {
+  /**
+   * The new handoff (PENDING).
+   *
+   * @generated from field: baton.v1.Handoff handoff = 1;
+   */
+  handoff?: Handoff | undefined;
+
+  /**
+   * Whether an operator can take it now (someone watches the inbox, within operating hours).
+   *
+   * @generated from field: bool operators_available = 2;
+   */
+  operatorsAvailable: boolean;
+
+  /**
+   * Why no operator is available: "NO_OPERATOR_WATCHING" or "OUTSIDE_OPERATING_HOURS"; empty
+   * when one is.
+   *
+   * @generated from field: string unavailable_reason = 3;
+   */
+  unavailableReason: string;
+};
+
+/**
+ * Describes the message baton.v1.RequestHandoffResponse.
+ * Use `create(RequestHandoffResponseSchema)` to create a new message.
+ */
+export const RequestHandoffResponseSchema: GenMessage<RequestHandoffResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 58);
+
+/**
+ * Request of HandoffService.GetHandoff.
+ *
+ * @generated from message baton.v1.GetHandoffRequest
+ */
+export type GetHandoffRequest = Message<"baton.v1.GetHandoffRequest"> & {
+  /**
+   * Id of the handoff.
+   *
+   * @generated from field: string handoff_id = 1;
+   */
+  handoffId: string;
+};
+
+/**
+ * Describes the message baton.v1.GetHandoffRequest.
+ * Use `create(GetHandoffRequestSchema)` to create a new message.
+ */
+export const GetHandoffRequestSchema: GenMessage<GetHandoffRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 59);
+
+/**
+ * Response of HandoffService.GetHandoff.
+ *
+ * @generated from message baton.v1.GetHandoffResponse
+ */
+export type GetHandoffResponse = Message<"baton.v1.GetHandoffResponse"> & {
+  /**
+   * The handoff.
+   *
+   * @generated from field: baton.v1.Handoff handoff = 1;
+   */
+  handoff?: Handoff | undefined;
+};
+
+/**
+ * Describes the message baton.v1.GetHandoffResponse.
+ * Use `create(GetHandoffResponseSchema)` to create a new message.
+ */
+export const GetHandoffResponseSchema: GenMessage<GetHandoffResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 60);
+
+/**
+ * Request of HandoffService.ListHandoffs.
+ *
+ * @generated from message baton.v1.ListHandoffsRequest
+ */
+export type ListHandoffsRequest = Message<"baton.v1.ListHandoffsRequest"> & {
+  /**
+   * Maximum number of handoffs to return; 0 means 50, values above 1000 are capped at 1000.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * `next_page_token` of a previous response; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only handoffs of this session; empty means all.
+   *
+   * @generated from field: string session_id = 3;
+   */
+  sessionId: string;
+
+  /**
+   * Only handoffs of this agent's sessions; empty means all.
+   *
+   * @generated from field: string agent_id = 4;
+   */
+  agentId: string;
+
+  /**
+   * Only handoffs in this state; UNSPECIFIED means all.
+   *
+   * @generated from field: baton.v1.HandoffState state = 5;
+   */
+  state: HandoffState;
+};
+
+/**
+ * Describes the message baton.v1.ListHandoffsRequest.
+ * Use `create(ListHandoffsRequestSchema)` to create a new message.
+ */
+export const ListHandoffsRequestSchema: GenMessage<ListHandoffsRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 61);
+
+/**
+ * Response of HandoffService.ListHandoffs.
+ *
+ * @generated from message baton.v1.ListHandoffsResponse
+ */
+export type ListHandoffsResponse = Message<"baton.v1.ListHandoffsResponse"> & {
+  /**
+   * Handoffs, oldest request first.
+   *
+   * @generated from field: repeated baton.v1.Handoff handoffs = 1;
+   */
+  handoffs: Handoff[];
+
+  /**
+   * Token for the next page; empty when there are no more.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message baton.v1.ListHandoffsResponse.
+ * Use `create(ListHandoffsResponseSchema)` to create a new message.
+ */
+export const ListHandoffsResponseSchema: GenMessage<ListHandoffsResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 62);
+
+/**
+ * Request of HandoffService.ClaimHandoff.
+ *
+ * @generated from message baton.v1.ClaimHandoffRequest
+ */
+export type ClaimHandoffRequest = Message<"baton.v1.ClaimHandoffRequest"> & {
+  /**
+   * The PENDING handoff to take.
+   *
+   * @generated from field: string handoff_id = 1;
+   */
+  handoffId: string;
+
+  /**
+   * The operator taking it; `id` is required.
+   *
+   * @generated from field: baton.v1.Participant operator = 2;
+   */
+  operator?: Participant | undefined;
+
+  /**
+   * The operator writes on behalf of the AI agent: the customer is not shown their name.
+   *
+   * @generated from field: bool on_behalf_of_ai = 3;
+   */
+  onBehalfOfAi: boolean;
+
+  /**
+   * When set, fails with ABORTED unless the session's control epoch still has this value.
+   *
+   * @generated from field: optional int64 expected_epoch = 4;
+   */
+  expectedEpoch?: bigint | undefined;
+};
+
+/**
+ * Describes the message baton.v1.ClaimHandoffRequest.
+ * Use `create(ClaimHandoffRequestSchema)` to create a new message.
+ */
+export const ClaimHandoffRequestSchema: GenMessage<ClaimHandoffRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 63);
+
+/**
+ * Response of HandoffService.ClaimHandoff.
+ *
+ * @generated from message baton.v1.ClaimHandoffResponse
+ */
+export type ClaimHandoffResponse = Message<"baton.v1.ClaimHandoffResponse"> & {
+  /**
+   * The handoff, now CLAIMED by the operator.
+   *
+   * @generated from field: baton.v1.Handoff handoff = 1;
+   */
+  handoff?: Handoff | undefined;
+};
+
+/**
+ * Describes the message baton.v1.ClaimHandoffResponse.
+ * Use `create(ClaimHandoffResponseSchema)` to create a new message.
+ */
+export const ClaimHandoffResponseSchema: GenMessage<ClaimHandoffResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 64);
+
+/**
+ * Request of HandoffService.OfferHandoff.
+ *
+ * @generated from message baton.v1.OfferHandoffRequest
+ */
+export type OfferHandoffRequest = Message<"baton.v1.OfferHandoffRequest"> & {
+  /**
+   * The PENDING handoff to offer.
+   *
+   * @generated from field: string handoff_id = 1;
+   */
+  handoffId: string;
+
+  /**
+   * The operator it is offered to; `id` is required. Only they can claim it until they
+   * decline.
+   *
+   * @generated from field: baton.v1.Participant operator = 2;
+   */
+  operator?: Participant | undefined;
+
+  /**
+   * When set, fails with ABORTED unless the session's control epoch still has this value.
+   *
+   * @generated from field: optional int64 expected_epoch = 3;
+   */
+  expectedEpoch?: bigint | undefined;
+};
+
+/**
+ * Describes the message baton.v1.OfferHandoffRequest.
+ * Use `create(OfferHandoffRequestSchema)` to create a new message.
+ */
+export const OfferHandoffRequestSchema: GenMessage<OfferHandoffRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 65);
+
+/**
+ * Response of HandoffService.OfferHandoff.
+ *
+ * @generated from message baton.v1.OfferHandoffResponse
+ */
+export type OfferHandoffResponse = Message<"baton.v1.OfferHandoffResponse"> & {
+  /**
+   * The handoff, still PENDING, with `offered_to` set.
+   *
+   * @generated from field: baton.v1.Handoff handoff = 1;
+   */
+  handoff?: Handoff | undefined;
+};
+
+/**
+ * Describes the message baton.v1.OfferHandoffResponse.
+ * Use `create(OfferHandoffResponseSchema)` to create a new message.
+ */
+export const OfferHandoffResponseSchema: GenMessage<OfferHandoffResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 66);
+
+/**
+ * Request of HandoffService.RespondToOffer.
+ *
+ * @generated from message baton.v1.RespondToOfferRequest
+ */
+export type RespondToOfferRequest = Message<"baton.v1.RespondToOfferRequest"> & {
+  /**
+   * The handoff offered to `operator`.
+   *
+   * @generated from field: string handoff_id = 1;
+   */
+  handoffId: string;
+
+  /**
+   * The operator the handoff was offered to.
+   *
+   * @generated from field: baton.v1.Participant operator = 2;
+   */
+  operator?: Participant | undefined;
+
+  /**
+   * True claims the handoff; false declines and puts it back in the open queue.
+   *
+   * @generated from field: bool accept = 3;
+   */
+  accept: boolean;
+
+  /**
+   * With `accept`: the operator writes on behalf of the AI agent.
+   *
+   * @generated from field: bool on_behalf_of_ai = 4;
+   */
+  onBehalfOfAi: boolean;
+
+  /**
+   * When set, fails with ABORTED unless the session's control epoch still has this value.
+   *
+   * @generated from field: optional int64 expected_epoch = 5;
+   */
+  expectedEpoch?: bigint | undefined;
+};
+
+/**
+ * Describes the message baton.v1.RespondToOfferRequest.
+ * Use `create(RespondToOfferRequestSchema)` to create a new message.
+ */
+export const RespondToOfferRequestSchema: GenMessage<RespondToOfferRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 67);
+
+/**
+ * Response of HandoffService.RespondToOffer.
+ *
+ * @generated from message baton.v1.RespondToOfferResponse
+ */
+export type RespondToOfferResponse = Message<"baton.v1.RespondToOfferResponse"> & {
+  /**
+   * The handoff after the answer.
+   *
+   * @generated from field: baton.v1.Handoff handoff = 1;
+   */
+  handoff?: Handoff | undefined;
+};
+
+/**
+ * Describes the message baton.v1.RespondToOfferResponse.
+ * Use `create(RespondToOfferResponseSchema)` to create a new message.
+ */
+export const RespondToOfferResponseSchema: GenMessage<RespondToOfferResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 68);
+
+/**
+ * Request of HandoffService.ReleaseHandoff.
+ *
+ * @generated from message baton.v1.ReleaseHandoffRequest
+ */
+export type ReleaseHandoffRequest = Message<"baton.v1.ReleaseHandoffRequest"> & {
+  /**
+   * The handoff to end.
+   *
+   * @generated from field: string handoff_id = 1;
+   */
+  handoffId: string;
+
+  /**
+   * The operator releasing it: must be the holder of a CLAIMED handoff; may be empty for a
+   * PENDING one (the integration withdraws the request).
+   *
+   * @generated from field: string operator_id = 2;
+   */
+  operatorId: string;
+
+  /**
+   * How it ended. RETURNED_TO_AI switches the session back to AUTO. Required, not TIMED_OUT.
+   *
+   * @generated from field: baton.v1.HandoffOutcome outcome = 3;
+   */
+  outcome: HandoffOutcome;
+
+  /**
+   * A closing note; after a return to the AI it is context for the AI agent.
+   *
+   * @generated from field: string note = 4;
+   */
+  note: string;
+
+  /**
+   * When set, fails with ABORTED unless the session's control epoch still has this value.
+   *
+   * @generated from field: optional int64 expected_epoch = 5;
+   */
+  expectedEpoch?: bigint | undefined;
+};
+
+/**
+ * Describes the message baton.v1.ReleaseHandoffRequest.
+ * Use `create(ReleaseHandoffRequestSchema)` to create a new message.
+ */
+export const ReleaseHandoffRequestSchema: GenMessage<ReleaseHandoffRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 69);
+
+/**
+ * Response of HandoffService.ReleaseHandoff.
+ *
+ * @generated from message baton.v1.ReleaseHandoffResponse
+ */
+export type ReleaseHandoffResponse = Message<"baton.v1.ReleaseHandoffResponse"> & {
+  /**
+   * The handoff, now ENDED.
+   *
+   * @generated from field: baton.v1.Handoff handoff = 1;
+   */
+  handoff?: Handoff | undefined;
+};
+
+/**
+ * Describes the message baton.v1.ReleaseHandoffResponse.
+ * Use `create(ReleaseHandoffResponseSchema)` to create a new message.
+ */
+export const ReleaseHandoffResponseSchema: GenMessage<ReleaseHandoffResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 70);
+
+/**
+ * Request of HandoffService.TransferHandoff.
+ *
+ * @generated from message baton.v1.TransferHandoffRequest
+ */
+export type TransferHandoffRequest = Message<"baton.v1.TransferHandoffRequest"> & {
+  /**
+   * The CLAIMED handoff to move.
+   *
+   * @generated from field: string handoff_id = 1;
+   */
+  handoffId: string;
+
+  /**
+   * The operator holding it now.
+   *
+   * @generated from field: string from_operator_id = 2;
+   */
+  fromOperatorId: string;
+
+  /**
+   * The operator taking over; `id` is required.
+   *
+   * @generated from field: baton.v1.Participant to_operator = 3;
+   */
+  toOperator?: Participant | undefined;
+
+  /**
+   * The new operator writes on behalf of the AI agent.
+   *
+   * @generated from field: bool on_behalf_of_ai = 4;
+   */
+  onBehalfOfAi: boolean;
+
+  /**
+   * When set, fails with ABORTED unless the session's control epoch still has this value.
+   *
+   * @generated from field: optional int64 expected_epoch = 5;
+   */
+  expectedEpoch?: bigint | undefined;
+};
+
+/**
+ * Describes the message baton.v1.TransferHandoffRequest.
+ * Use `create(TransferHandoffRequestSchema)` to create a new message.
+ */
+export const TransferHandoffRequestSchema: GenMessage<TransferHandoffRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 71);
+
+/**
+ * Response of HandoffService.TransferHandoff.
+ *
+ * @generated from message baton.v1.TransferHandoffResponse
+ */
+export type TransferHandoffResponse = Message<"baton.v1.TransferHandoffResponse"> & {
+  /**
+   * The handoff, CLAIMED by the new operator.
+   *
+   * @generated from field: baton.v1.Handoff handoff = 1;
+   */
+  handoff?: Handoff | undefined;
+};
+
+/**
+ * Describes the message baton.v1.TransferHandoffResponse.
+ * Use `create(TransferHandoffResponseSchema)` to create a new message.
+ */
+export const TransferHandoffResponseSchema: GenMessage<TransferHandoffResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 72);
+
+/**
+ * Request of HandoffService.WatchHandoffs.
+ *
+ * @generated from message baton.v1.WatchHandoffsRequest
+ */
+export type WatchHandoffsRequest = Message<"baton.v1.WatchHandoffsRequest"> & {
+  /**
+   * Only handoffs of this agent's sessions; empty means all agents.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * Resume after this position (the `position` of the last change handled): every later change
+   * is sent, then `caught_up`. When unset, the stream starts with the open handoffs (type
+   * OPEN), then `caught_up`, then live changes.
+   *
+   * @generated from field: optional int64 after_position = 2;
+   */
+  afterPosition?: bigint | undefined;
+
+  /**
+   * The operator watching. While at least one operator watches, RequestHandoff reports
+   * operators as available (for `agent_id`, or every agent when it is empty).
+   *
+   * @generated from field: baton.v1.Participant operator = 3;
+   */
+  operator?: Participant | undefined;
+};
+
+/**
+ * Describes the message baton.v1.WatchHandoffsRequest.
+ * Use `create(WatchHandoffsRequestSchema)` to create a new message.
+ */
+export const WatchHandoffsRequestSchema: GenMessage<WatchHandoffsRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 73);
+
+/**
+ * Heartbeat of an idle inbox stream.
+ *
+ * @generated from message baton.v1.WatchHandoffsHeartbeat
+ */
+export type WatchHandoffsHeartbeat = Message<"baton.v1.WatchHandoffsHeartbeat"> & {
+  /**
+   * Every change up to this position has been sent; resume with `after_position` set to it.
+   *
+   * @generated from field: int64 position = 1;
+   */
+  position: bigint;
+
+  /**
+   * Server time when the heartbeat was sent.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message baton.v1.WatchHandoffsHeartbeat.
+ * Use `create(WatchHandoffsHeartbeatSchema)` to create a new message.
+ */
+export const WatchHandoffsHeartbeatSchema: GenMessage<WatchHandoffsHeartbeat> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 74);
+
+/**
+ * Response of HandoffService.WatchHandoffs (one stream message).
+ *
+ * @generated from message baton.v1.WatchHandoffsResponse
+ */
+export type WatchHandoffsResponse = Message<"baton.v1.WatchHandoffsResponse"> & {
+  /**
+   * Changes in increasing position order, never repeated on one stream.
+   *
+   * @generated from field: repeated baton.v1.HandoffChange changes = 1;
+   */
+  changes: HandoffChange[];
+
+  /**
+   * Set once, after the snapshot or the replay of missed changes.
+   *
+   * @generated from field: bool caught_up = 2;
+   */
+  caughtUp: boolean;
+
+  /**
+   * Position the stream has reached when `caught_up` is set.
+   *
+   * @generated from field: int64 caught_up_position = 3;
+   */
+  caughtUpPosition: bigint;
+
+  /**
+   * Set on idle streams about every heartbeat interval.
+   *
+   * @generated from field: baton.v1.WatchHandoffsHeartbeat heartbeat = 4;
+   */
+  heartbeat?: WatchHandoffsHeartbeat | undefined;
+};
+
+/**
+ * Describes the message baton.v1.WatchHandoffsResponse.
+ * Use `create(WatchHandoffsResponseSchema)` to create a new message.
+ */
+export const WatchHandoffsResponseSchema: GenMessage<WatchHandoffsResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 75);
+
+/**
+ * Request of HandoffService.GetHandoffStats.
+ *
+ * @generated from message baton.v1.GetHandoffStatsRequest
+ */
+export type GetHandoffStatsRequest = Message<"baton.v1.GetHandoffStatsRequest"> & {
+  /**
+   * Only this agent's sessions; empty means all agents.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * Start of the range (inclusive); unset means the beginning.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the range (exclusive); unset means now.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message baton.v1.GetHandoffStatsRequest.
+ * Use `create(GetHandoffStatsRequestSchema)` to create a new message.
+ */
+export const GetHandoffStatsRequestSchema: GenMessage<GetHandoffStatsRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 76);
+
+/**
+ * Response of HandoffService.GetHandoffStats.
+ *
+ * @generated from message baton.v1.GetHandoffStatsResponse
+ */
+export type GetHandoffStatsResponse = Message<"baton.v1.GetHandoffStatsResponse"> & {
+  /**
+   * The figures.
+   *
+   * @generated from field: baton.v1.HandoffStats stats = 1;
+   */
+  stats?: HandoffStats | undefined;
+};
+
+/**
+ * Describes the message baton.v1.GetHandoffStatsResponse.
+ * Use `create(GetHandoffStatsResponseSchema)` to create a new message.
+ */
+export const GetHandoffStatsResponseSchema: GenMessage<GetHandoffStatsResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 77);
 

@@ -4,14 +4,14 @@
 
 import type { GenFile, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { CreateAgentRequestSchema, CreateAgentResponseSchema, CreateCannedResponseRequestSchema, CreateCannedResponseResponseSchema, CreateCustomerRequestSchema, CreateCustomerResponseSchema, CreateEventRequestSchema, CreateEventResponseSchema, CreateGuidelineRequestSchema, CreateGuidelineResponseSchema, CreateSessionRequestSchema, CreateSessionResponseSchema, DeleteAgentRequestSchema, DeleteAgentResponseSchema, DeleteCannedResponseRequestSchema, DeleteCannedResponseResponseSchema, DeleteCustomerRequestSchema, DeleteCustomerResponseSchema, DeleteGuidelineRequestSchema, DeleteGuidelineResponseSchema, DeleteSessionRequestSchema, DeleteSessionResponseSchema, GetAgentRequestSchema, GetAgentResponseSchema, GetCannedResponseRequestSchema, GetCannedResponseResponseSchema, GetCustomerRequestSchema, GetCustomerResponseSchema, GetGuidelineRequestSchema, GetGuidelineResponseSchema, GetSessionRequestSchema, GetSessionResponseSchema, ListAgentsRequestSchema, ListAgentsResponseSchema, ListCannedResponsesRequestSchema, ListCannedResponsesResponseSchema, ListCustomersRequestSchema, ListCustomersResponseSchema, ListEventsRequestSchema, ListEventsResponseSchema, ListGuidelinesRequestSchema, ListGuidelinesResponseSchema, ListSessionsRequestSchema, ListSessionsResponseSchema, ListToolsRequestSchema, ListToolsResponseSchema, UpdateAgentRequestSchema, UpdateAgentResponseSchema, UpdateCannedResponseRequestSchema, UpdateCannedResponseResponseSchema, UpdateCustomerRequestSchema, UpdateCustomerResponseSchema, UpdateGuidelineRequestSchema, UpdateGuidelineResponseSchema, UpdateSessionRequestSchema, UpdateSessionResponseSchema } from "./request_response_pb.js";
+import type { ClaimHandoffRequestSchema, ClaimHandoffResponseSchema, CreateAgentRequestSchema, CreateAgentResponseSchema, CreateCannedResponseRequestSchema, CreateCannedResponseResponseSchema, CreateCustomerRequestSchema, CreateCustomerResponseSchema, CreateEventRequestSchema, CreateEventResponseSchema, CreateGuidelineRequestSchema, CreateGuidelineResponseSchema, CreateSessionRequestSchema, CreateSessionResponseSchema, DeleteAgentRequestSchema, DeleteAgentResponseSchema, DeleteCannedResponseRequestSchema, DeleteCannedResponseResponseSchema, DeleteCustomerRequestSchema, DeleteCustomerResponseSchema, DeleteGuidelineRequestSchema, DeleteGuidelineResponseSchema, DeleteSessionRequestSchema, DeleteSessionResponseSchema, GetAgentRequestSchema, GetAgentResponseSchema, GetCannedResponseRequestSchema, GetCannedResponseResponseSchema, GetCustomerRequestSchema, GetCustomerResponseSchema, GetGuidelineRequestSchema, GetGuidelineResponseSchema, GetHandoffRequestSchema, GetHandoffResponseSchema, GetHandoffStatsRequestSchema, GetHandoffStatsResponseSchema, GetSessionRequestSchema, GetSessionResponseSchema, ListAgentsRequestSchema, ListAgentsResponseSchema, ListCannedResponsesRequestSchema, ListCannedResponsesResponseSchema, ListCustomersRequestSchema, ListCustomersResponseSchema, ListEventsRequestSchema, ListEventsResponseSchema, ListGuidelinesRequestSchema, ListGuidelinesResponseSchema, ListHandoffsRequestSchema, ListHandoffsResponseSchema, ListSessionsRequestSchema, ListSessionsResponseSchema, ListToolsRequestSchema, ListToolsResponseSchema, OfferHandoffRequestSchema, OfferHandoffResponseSchema, ReleaseHandoffRequestSchema, ReleaseHandoffResponseSchema, RequestHandoffRequestSchema, RequestHandoffResponseSchema, RespondToOfferRequestSchema, RespondToOfferResponseSchema, TransferHandoffRequestSchema, TransferHandoffResponseSchema, UpdateAgentRequestSchema, UpdateAgentResponseSchema, UpdateCannedResponseRequestSchema, UpdateCannedResponseResponseSchema, UpdateCustomerRequestSchema, UpdateCustomerResponseSchema, UpdateGuidelineRequestSchema, UpdateGuidelineResponseSchema, UpdateSessionRequestSchema, UpdateSessionResponseSchema, WatchHandoffsRequestSchema, WatchHandoffsResponseSchema } from "./request_response_pb.js";
 import { file_baton_v1_request_response } from "./request_response_pb.js";
 
 /**
  * Describes the file baton/v1/service.proto.
  */
 export const file_baton_v1_service: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9zZXJ2aWNlLnByb3RvEghiYXRvbi52MTL+AgoMQWdlbnRTZXJ2aWNlEkoKC0NyZWF0ZUFnZW50EhwuYmF0b24udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Gh0uYmF0b24udjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJBCghHZXRBZ2VudBIZLmJhdG9uLnYxLkdldEFnZW50UmVxdWVzdBoaLmJhdG9uLnYxLkdldEFnZW50UmVzcG9uc2USRwoKTGlzdEFnZW50cxIbLmJhdG9uLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GhwuYmF0b24udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkoKC1VwZGF0ZUFnZW50EhwuYmF0b24udjEuVXBkYXRlQWdlbnRSZXF1ZXN0Gh0uYmF0b24udjEuVXBkYXRlQWdlbnRSZXNwb25zZRJKCgtEZWxldGVBZ2VudBIcLmJhdG9uLnYxLkRlbGV0ZUFnZW50UmVxdWVzdBodLmJhdG9uLnYxLkRlbGV0ZUFnZW50UmVzcG9uc2UyrgMKD0N1c3RvbWVyU2VydmljZRJTCg5DcmVhdGVDdXN0b21lchIfLmJhdG9uLnYxLkNyZWF0ZUN1c3RvbWVyUmVxdWVzdBogLmJhdG9uLnYxLkNyZWF0ZUN1c3RvbWVyUmVzcG9uc2USSgoLR2V0Q3VzdG9tZXISHC5iYXRvbi52MS5HZXRDdXN0b21lclJlcXVlc3QaHS5iYXRvbi52MS5HZXRDdXN0b21lclJlc3BvbnNlElAKDUxpc3RDdXN0b21lcnMSHi5iYXRvbi52MS5MaXN0Q3VzdG9tZXJzUmVxdWVzdBofLmJhdG9uLnYxLkxpc3RDdXN0b21lcnNSZXNwb25zZRJTCg5VcGRhdGVDdXN0b21lchIfLmJhdG9uLnYxLlVwZGF0ZUN1c3RvbWVyUmVxdWVzdBogLmJhdG9uLnYxLlVwZGF0ZUN1c3RvbWVyUmVzcG9uc2USUwoORGVsZXRlQ3VzdG9tZXISHy5iYXRvbi52MS5EZWxldGVDdXN0b21lclJlcXVlc3QaIC5iYXRvbi52MS5EZWxldGVDdXN0b21lclJlc3BvbnNlMp4DCg5TZXNzaW9uU2VydmljZRJQCg1DcmVhdGVTZXNzaW9uEh4uYmF0b24udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaHy5iYXRvbi52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2USRwoKR2V0U2Vzc2lvbhIbLmJhdG9uLnYxLkdldFNlc3Npb25SZXF1ZXN0GhwuYmF0b24udjEuR2V0U2Vzc2lvblJlc3BvbnNlEk0KDExpc3RTZXNzaW9ucxIdLmJhdG9uLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHi5iYXRvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJQCg1VcGRhdGVTZXNzaW9uEh4uYmF0b24udjEuVXBkYXRlU2Vzc2lvblJlcXVlc3QaHy5iYXRvbi52MS5VcGRhdGVTZXNzaW9uUmVzcG9uc2USUAoNRGVsZXRlU2Vzc2lvbhIeLmJhdG9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0Gh8uYmF0b24udjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlMqUBCgxFdmVudFNlcnZpY2USSgoLQ3JlYXRlRXZlbnQSHC5iYXRvbi52MS5DcmVhdGVFdmVudFJlcXVlc3QaHS5iYXRvbi52MS5DcmVhdGVFdmVudFJlc3BvbnNlEkkKCkxpc3RFdmVudHMSGy5iYXRvbi52MS5MaXN0RXZlbnRzUmVxdWVzdBocLmJhdG9uLnYxLkxpc3RFdmVudHNSZXNwb25zZTABMr4DChBHdWlkZWxpbmVTZXJ2aWNlElYKD0NyZWF0ZUd1aWRlbGluZRIgLmJhdG9uLnYxLkNyZWF0ZUd1aWRlbGluZVJlcXVlc3QaIS5iYXRvbi52MS5DcmVhdGVHdWlkZWxpbmVSZXNwb25zZRJNCgxHZXRHdWlkZWxpbmUSHS5iYXRvbi52MS5HZXRHdWlkZWxpbmVSZXF1ZXN0Gh4uYmF0b24udjEuR2V0R3VpZGVsaW5lUmVzcG9uc2USUwoOTGlzdEd1aWRlbGluZXMSHy5iYXRvbi52MS5MaXN0R3VpZGVsaW5lc1JlcXVlc3QaIC5iYXRvbi52MS5MaXN0R3VpZGVsaW5lc1Jlc3BvbnNlElYKD1VwZGF0ZUd1aWRlbGluZRIgLmJhdG9uLnYxLlVwZGF0ZUd1aWRlbGluZVJlcXVlc3QaIS5iYXRvbi52MS5VcGRhdGVHdWlkZWxpbmVSZXNwb25zZRJWCg9EZWxldGVHdWlkZWxpbmUSIC5iYXRvbi52MS5EZWxldGVHdWlkZWxpbmVSZXF1ZXN0GiEuYmF0b24udjEuRGVsZXRlR3VpZGVsaW5lUmVzcG9uc2UyjgQKFUNhbm5lZFJlc3BvbnNlU2VydmljZRJlChRDcmVhdGVDYW5uZWRSZXNwb25zZRIlLmJhdG9uLnYxLkNyZWF0ZUNhbm5lZFJlc3BvbnNlUmVxdWVzdBomLmJhdG9uLnYxLkNyZWF0ZUNhbm5lZFJlc3BvbnNlUmVzcG9uc2USXAoRR2V0Q2FubmVkUmVzcG9uc2USIi5iYXRvbi52MS5HZXRDYW5uZWRSZXNwb25zZVJlcXVlc3QaIy5iYXRvbi52MS5HZXRDYW5uZWRSZXNwb25zZVJlc3BvbnNlEmIKE0xpc3RDYW5uZWRSZXNwb25zZXMSJC5iYXRvbi52MS5MaXN0Q2FubmVkUmVzcG9uc2VzUmVxdWVzdBolLmJhdG9uLnYxLkxpc3RDYW5uZWRSZXNwb25zZXNSZXNwb25zZRJlChRVcGRhdGVDYW5uZWRSZXNwb25zZRIlLmJhdG9uLnYxLlVwZGF0ZUNhbm5lZFJlc3BvbnNlUmVxdWVzdBomLmJhdG9uLnYxLlVwZGF0ZUNhbm5lZFJlc3BvbnNlUmVzcG9uc2USZQoURGVsZXRlQ2FubmVkUmVzcG9uc2USJS5iYXRvbi52MS5EZWxldGVDYW5uZWRSZXNwb25zZVJlcXVlc3QaJi5iYXRvbi52MS5EZWxldGVDYW5uZWRSZXNwb25zZVJlc3BvbnNlMlMKC1Rvb2xTZXJ2aWNlEkQKCUxpc3RUb29scxIaLmJhdG9uLnYxLkxpc3RUb29sc1JlcXVlc3QaGy5iYXRvbi52MS5MaXN0VG9vbHNSZXNwb25zZWIGcHJvdG8z", [file_baton_v1_request_response]);
+  fileDesc("ChZiYXRvbi92MS9zZXJ2aWNlLnByb3RvEghiYXRvbi52MTL+AgoMQWdlbnRTZXJ2aWNlEkoKC0NyZWF0ZUFnZW50EhwuYmF0b24udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Gh0uYmF0b24udjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJBCghHZXRBZ2VudBIZLmJhdG9uLnYxLkdldEFnZW50UmVxdWVzdBoaLmJhdG9uLnYxLkdldEFnZW50UmVzcG9uc2USRwoKTGlzdEFnZW50cxIbLmJhdG9uLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GhwuYmF0b24udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkoKC1VwZGF0ZUFnZW50EhwuYmF0b24udjEuVXBkYXRlQWdlbnRSZXF1ZXN0Gh0uYmF0b24udjEuVXBkYXRlQWdlbnRSZXNwb25zZRJKCgtEZWxldGVBZ2VudBIcLmJhdG9uLnYxLkRlbGV0ZUFnZW50UmVxdWVzdBodLmJhdG9uLnYxLkRlbGV0ZUFnZW50UmVzcG9uc2UyrgMKD0N1c3RvbWVyU2VydmljZRJTCg5DcmVhdGVDdXN0b21lchIfLmJhdG9uLnYxLkNyZWF0ZUN1c3RvbWVyUmVxdWVzdBogLmJhdG9uLnYxLkNyZWF0ZUN1c3RvbWVyUmVzcG9uc2USSgoLR2V0Q3VzdG9tZXISHC5iYXRvbi52MS5HZXRDdXN0b21lclJlcXVlc3QaHS5iYXRvbi52MS5HZXRDdXN0b21lclJlc3BvbnNlElAKDUxpc3RDdXN0b21lcnMSHi5iYXRvbi52MS5MaXN0Q3VzdG9tZXJzUmVxdWVzdBofLmJhdG9uLnYxLkxpc3RDdXN0b21lcnNSZXNwb25zZRJTCg5VcGRhdGVDdXN0b21lchIfLmJhdG9uLnYxLlVwZGF0ZUN1c3RvbWVyUmVxdWVzdBogLmJhdG9uLnYxLlVwZGF0ZUN1c3RvbWVyUmVzcG9uc2USUwoORGVsZXRlQ3VzdG9tZXISHy5iYXRvbi52MS5EZWxldGVDdXN0b21lclJlcXVlc3QaIC5iYXRvbi52MS5EZWxldGVDdXN0b21lclJlc3BvbnNlMp4DCg5TZXNzaW9uU2VydmljZRJQCg1DcmVhdGVTZXNzaW9uEh4uYmF0b24udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaHy5iYXRvbi52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2USRwoKR2V0U2Vzc2lvbhIbLmJhdG9uLnYxLkdldFNlc3Npb25SZXF1ZXN0GhwuYmF0b24udjEuR2V0U2Vzc2lvblJlc3BvbnNlEk0KDExpc3RTZXNzaW9ucxIdLmJhdG9uLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHi5iYXRvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJQCg1VcGRhdGVTZXNzaW9uEh4uYmF0b24udjEuVXBkYXRlU2Vzc2lvblJlcXVlc3QaHy5iYXRvbi52MS5VcGRhdGVTZXNzaW9uUmVzcG9uc2USUAoNRGVsZXRlU2Vzc2lvbhIeLmJhdG9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0Gh8uYmF0b24udjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlMqUBCgxFdmVudFNlcnZpY2USSgoLQ3JlYXRlRXZlbnQSHC5iYXRvbi52MS5DcmVhdGVFdmVudFJlcXVlc3QaHS5iYXRvbi52MS5DcmVhdGVFdmVudFJlc3BvbnNlEkkKCkxpc3RFdmVudHMSGy5iYXRvbi52MS5MaXN0RXZlbnRzUmVxdWVzdBocLmJhdG9uLnYxLkxpc3RFdmVudHNSZXNwb25zZTABMr4DChBHdWlkZWxpbmVTZXJ2aWNlElYKD0NyZWF0ZUd1aWRlbGluZRIgLmJhdG9uLnYxLkNyZWF0ZUd1aWRlbGluZVJlcXVlc3QaIS5iYXRvbi52MS5DcmVhdGVHdWlkZWxpbmVSZXNwb25zZRJNCgxHZXRHdWlkZWxpbmUSHS5iYXRvbi52MS5HZXRHdWlkZWxpbmVSZXF1ZXN0Gh4uYmF0b24udjEuR2V0R3VpZGVsaW5lUmVzcG9uc2USUwoOTGlzdEd1aWRlbGluZXMSHy5iYXRvbi52MS5MaXN0R3VpZGVsaW5lc1JlcXVlc3QaIC5iYXRvbi52MS5MaXN0R3VpZGVsaW5lc1Jlc3BvbnNlElYKD1VwZGF0ZUd1aWRlbGluZRIgLmJhdG9uLnYxLlVwZGF0ZUd1aWRlbGluZVJlcXVlc3QaIS5iYXRvbi52MS5VcGRhdGVHdWlkZWxpbmVSZXNwb25zZRJWCg9EZWxldGVHdWlkZWxpbmUSIC5iYXRvbi52MS5EZWxldGVHdWlkZWxpbmVSZXF1ZXN0GiEuYmF0b24udjEuRGVsZXRlR3VpZGVsaW5lUmVzcG9uc2UyjgQKFUNhbm5lZFJlc3BvbnNlU2VydmljZRJlChRDcmVhdGVDYW5uZWRSZXNwb25zZRIlLmJhdG9uLnYxLkNyZWF0ZUNhbm5lZFJlc3BvbnNlUmVxdWVzdBomLmJhdG9uLnYxLkNyZWF0ZUNhbm5lZFJlc3BvbnNlUmVzcG9uc2USXAoRR2V0Q2FubmVkUmVzcG9uc2USIi5iYXRvbi52MS5HZXRDYW5uZWRSZXNwb25zZVJlcXVlc3QaIy5iYXRvbi52MS5HZXRDYW5uZWRSZXNwb25zZVJlc3BvbnNlEmIKE0xpc3RDYW5uZWRSZXNwb25zZXMSJC5iYXRvbi52MS5MaXN0Q2FubmVkUmVzcG9uc2VzUmVxdWVzdBolLmJhdG9uLnYxLkxpc3RDYW5uZWRSZXNwb25zZXNSZXNwb25zZRJlChRVcGRhdGVDYW5uZWRSZXNwb25zZRIlLmJhdG9uLnYxLlVwZGF0ZUNhbm5lZFJlc3BvbnNlUmVxdWVzdBomLmJhdG9uLnYxLlVwZGF0ZUNhbm5lZFJlc3BvbnNlUmVzcG9uc2USZQoURGVsZXRlQ2FubmVkUmVzcG9uc2USJS5iYXRvbi52MS5EZWxldGVDYW5uZWRSZXNwb25zZVJlcXVlc3QaJi5iYXRvbi52MS5EZWxldGVDYW5uZWRSZXNwb25zZVJlc3BvbnNlMlMKC1Rvb2xTZXJ2aWNlEkQKCUxpc3RUb29scxIaLmJhdG9uLnYxLkxpc3RUb29sc1JlcXVlc3QaGy5iYXRvbi52MS5MaXN0VG9vbHNSZXNwb25zZTLJBgoOSGFuZG9mZlNlcnZpY2USUwoOUmVxdWVzdEhhbmRvZmYSHy5iYXRvbi52MS5SZXF1ZXN0SGFuZG9mZlJlcXVlc3QaIC5iYXRvbi52MS5SZXF1ZXN0SGFuZG9mZlJlc3BvbnNlEkcKCkdldEhhbmRvZmYSGy5iYXRvbi52MS5HZXRIYW5kb2ZmUmVxdWVzdBocLmJhdG9uLnYxLkdldEhhbmRvZmZSZXNwb25zZRJNCgxMaXN0SGFuZG9mZnMSHS5iYXRvbi52MS5MaXN0SGFuZG9mZnNSZXF1ZXN0Gh4uYmF0b24udjEuTGlzdEhhbmRvZmZzUmVzcG9uc2USTQoMQ2xhaW1IYW5kb2ZmEh0uYmF0b24udjEuQ2xhaW1IYW5kb2ZmUmVxdWVzdBoeLmJhdG9uLnYxLkNsYWltSGFuZG9mZlJlc3BvbnNlEk0KDE9mZmVySGFuZG9mZhIdLmJhdG9uLnYxLk9mZmVySGFuZG9mZlJlcXVlc3QaHi5iYXRvbi52MS5PZmZlckhhbmRvZmZSZXNwb25zZRJTCg5SZXNwb25kVG9PZmZlchIfLmJhdG9uLnYxLlJlc3BvbmRUb09mZmVyUmVxdWVzdBogLmJhdG9uLnYxLlJlc3BvbmRUb09mZmVyUmVzcG9uc2USUwoOUmVsZWFzZUhhbmRvZmYSHy5iYXRvbi52MS5SZWxlYXNlSGFuZG9mZlJlcXVlc3QaIC5iYXRvbi52MS5SZWxlYXNlSGFuZG9mZlJlc3BvbnNlElYKD1RyYW5zZmVySGFuZG9mZhIgLmJhdG9uLnYxLlRyYW5zZmVySGFuZG9mZlJlcXVlc3QaIS5iYXRvbi52MS5UcmFuc2ZlckhhbmRvZmZSZXNwb25zZRJSCg1XYXRjaEhhbmRvZmZzEh4uYmF0b24udjEuV2F0Y2hIYW5kb2Zmc1JlcXVlc3QaHy5iYXRvbi52MS5XYXRjaEhhbmRvZmZzUmVzcG9uc2UwARJWCg9HZXRIYW5kb2ZmU3RhdHMSIC5iYXRvbi52MS5HZXRIYW5kb2ZmU3RhdHNSZXF1ZXN0GiEuYmF0b24udjEuR2V0SGFuZG9mZlN0YXRzUmVzcG9uc2ViBnByb3RvMw", [file_baton_v1_request_response]);
 
 /**
  * Manages AI agents.
@@ -356,4 +356,117 @@ export const ToolService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_baton_v1_service, 6);
+
+/**
+ * Hands sessions to human operators and back: a queue of handoffs, operator controls, an
+ * inbox stream for help desks and analytics. Every change is also recorded in the session's
+ * event log, in the same transaction.
+ *
+ * @generated from service baton.v1.HandoffService
+ */
+export const HandoffService: GenService<{
+  /**
+   * Opens a handoff for a session (switching it to MANUAL); ALREADY_EXISTS if one is open.
+   *
+   * @generated from rpc baton.v1.HandoffService.RequestHandoff
+   */
+  requestHandoff: {
+    methodKind: "unary";
+    input: typeof RequestHandoffRequestSchema;
+    output: typeof RequestHandoffResponseSchema;
+  },
+  /**
+   * Returns one handoff; NOT_FOUND if it does not exist.
+   *
+   * @generated from rpc baton.v1.HandoffService.GetHandoff
+   */
+  getHandoff: {
+    methodKind: "unary";
+    input: typeof GetHandoffRequestSchema;
+    output: typeof GetHandoffResponseSchema;
+  },
+  /**
+   * Lists handoffs, oldest first, filtered by session, agent and state.
+   *
+   * @generated from rpc baton.v1.HandoffService.ListHandoffs
+   */
+  listHandoffs: {
+    methodKind: "unary";
+    input: typeof ListHandoffsRequestSchema;
+    output: typeof ListHandoffsResponseSchema;
+  },
+  /**
+   * Takes a PENDING handoff; exactly one operator wins a race, the others get
+   * FAILED_PRECONDITION naming the holder.
+   *
+   * @generated from rpc baton.v1.HandoffService.ClaimHandoff
+   */
+  claimHandoff: {
+    methodKind: "unary";
+    input: typeof ClaimHandoffRequestSchema;
+    output: typeof ClaimHandoffResponseSchema;
+  },
+  /**
+   * Offers a PENDING handoff to one operator, who accepts or declines with RespondToOffer.
+   *
+   * @generated from rpc baton.v1.HandoffService.OfferHandoff
+   */
+  offerHandoff: {
+    methodKind: "unary";
+    input: typeof OfferHandoffRequestSchema;
+    output: typeof OfferHandoffResponseSchema;
+  },
+  /**
+   * Accepts (claims) or declines a handoff offered to the caller.
+   *
+   * @generated from rpc baton.v1.HandoffService.RespondToOffer
+   */
+  respondToOffer: {
+    methodKind: "unary";
+    input: typeof RespondToOfferRequestSchema;
+    output: typeof RespondToOfferResponseSchema;
+  },
+  /**
+   * Ends a handoff: resolved by a human, returned to the AI agent (AUTO again) or abandoned.
+   *
+   * @generated from rpc baton.v1.HandoffService.ReleaseHandoff
+   */
+  releaseHandoff: {
+    methodKind: "unary";
+    input: typeof ReleaseHandoffRequestSchema;
+    output: typeof ReleaseHandoffResponseSchema;
+  },
+  /**
+   * Moves a CLAIMED handoff to another operator.
+   *
+   * @generated from rpc baton.v1.HandoffService.TransferHandoff
+   */
+  transferHandoff: {
+    methodKind: "unary";
+    input: typeof TransferHandoffRequestSchema;
+    output: typeof TransferHandoffResponseSchema;
+  },
+  /**
+   * The operator inbox: open handoffs, then every change live across all sessions, resumable
+   * from a position.
+   *
+   * @generated from rpc baton.v1.HandoffService.WatchHandoffs
+   */
+  watchHandoffs: {
+    methodKind: "server_streaming";
+    input: typeof WatchHandoffsRequestSchema;
+    output: typeof WatchHandoffsResponseSchema;
+  },
+  /**
+   * Handoff analytics over a time range.
+   *
+   * @generated from rpc baton.v1.HandoffService.GetHandoffStats
+   */
+  getHandoffStats: {
+    methodKind: "unary";
+    input: typeof GetHandoffStatsRequestSchema;
+    output: typeof GetHandoffStatsResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_baton_v1_service, 7);
 
