@@ -10,17 +10,23 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 
 from baton_server.api.events import encode_event
+from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.server import SERVICE_NAMES, build_server
 from baton_server.bus import EventBus
 from baton_server.bus.pg_relay import PostgresRelay
 from baton_server.config import Settings
-from baton_server.domain import Event
+from baton_server.domain import Event, now_us
 from baton_server.engine import Engine, EngineSettings
+from baton_server.handoff.controls import Clock, HandoffControls
+from baton_server.handoff.inbox import HandoffInbox
+from baton_server.handoff.summary import Summarizer, SummaryWriter
+from baton_server.handoff.timeouts import HandoffTimer
 from baton_server.nlp import NLPProvider
 from baton_server.nlp.offline import OfflineProvider
 from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.service.event_stream import EventStreamer, StreamSettings
 from baton_server.store import Database, Repository, open_database
+from baton_server.store.handoffs import HandoffReader
 from baton_server.tools import ToolRegistry
 
 EXAMPLE_TOOLS = "baton_server.examples.support"
@@ -57,8 +63,10 @@ log = logging.getLogger(__name__)
 class BatonApp:
     """A running Baton server. `start()`, then `stop()` (or `serve_until_signal()`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = now_us) -> None:
         self.settings = settings
+        # Handoff times and timeouts follow this clock (tests pass one they control).
+        self._clock = clock
         self.bus = EventBus(buffer_capacity=settings.subscriber_buffer)
         self.port = 0
         self.tools = build_tools(settings)
@@ -70,6 +78,8 @@ class BatonApp:
         self._repository: Repository | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
+        self.inbox: HandoffInbox | None = None
+        self.handoff_timer: HandoffTimer | None = None
 
     @property
     def repository(self) -> Repository:
@@ -92,11 +102,27 @@ class BatonApp:
             # Replicas may share this database: relay commits between them.
             self.relay = PostgresRelay(settings.database_url, self._repository, self.bus)
             await self.relay.start()
+        self.handoff_reader = HandoffReader(self._database)
+        summary_writer = self.provider if isinstance(self.provider, SummaryWriter) else None
+        self.handoffs = HandoffControls(
+            self._repository,
+            self.handoff_reader,
+            Summarizer(self._repository, summary_writer),
+            self._clock,
+        )
+        self.inbox = HandoffInbox(
+            self._repository, self.handoff_reader, self.bus, settings.heartbeat_interval_s
+        )
         if settings.engine_enabled:
             # SQLite serves one process; a shared PostgreSQL may have several replicas.
             engine_settings = EngineSettings(use_turn_lease=not self._database.is_sqlite)
             self.engine = Engine(
-                self._repository, self.bus, self.provider, self.tools, engine_settings
+                self._repository,
+                self.bus,
+                self.provider,
+                self.tools,
+                engine_settings,
+                self.handoffs,
             )
             await self.engine.resume_unanswered(settings.resume_turns_within_s)
         if settings.example_agent:
@@ -112,7 +138,14 @@ class BatonApp:
                 verify_head_when_idle=self.relay is not None,
             ),
         )
-        self._server = build_server(settings, self._repository, streamer, self._health, self.tools)
+        self.handoff_timer = HandoffTimer(
+            self.handoffs, self.handoff_reader, settings.handoff_timer_tick_s
+        )
+        self.handoff_timer.start()
+        handoff_servicer = HandoffServicer(self.handoffs, self.handoff_reader, self.inbox)
+        self._server = build_server(
+            settings, self._repository, streamer, self._health, self.tools, handoff_servicer
+        )
         self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
@@ -133,6 +166,10 @@ class BatonApp:
         grace = self.settings.shutdown_grace_s if grace is None else grace
         await self._health.enter_graceful_shutdown()
         self.bus.close()
+        if self.inbox is not None:
+            self.inbox.close()
+        if self.handoff_timer is not None:
+            await self.handoff_timer.close()
         if self._server is not None:
             await self._server.stop(grace)
         if self.engine is not None:

@@ -38,3 +38,5 @@ class Settings:
     engine_enabled: bool = True
     # At start, answer customer messages this recent whose turn a stop or crash cut short.
     resume_turns_within_s: float = 600.0
+    # How often due handoff timeouts (claim, inactivity) are looked for.
+    handoff_timer_tick_s: float = 1.0

@@ -35,6 +35,8 @@ class EventSource(enum.StrEnum):
 # Types of Baton's own lifecycle events (custom events with source SYSTEM).
 SESSION_CREATED = "baton.session_created"
 SESSION_MODE_CHANGED = "baton.session_mode_changed"
+# Prefix of the types of handoff lifecycle events ("baton.handoff_requested", ...).
+HANDOFF_EVENT_PREFIX = "baton.handoff_"
 
 
 def now_us() -> int:
@@ -47,11 +49,67 @@ def us_to_datetime(value: int) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatingWindow:
+    weekdays: tuple[int, ...]  # ISO weekdays 1..7; empty means every day
+    start: str  # "HH:MM"
+    end: str  # "HH:MM", exclusive; "24:00" for midnight
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffPolicy:
+    """How handoffs work for one agent. Empty texts and zero durations mean "default"; the
+    handoff package resolves them (see handoff/policy.py)."""
+
+    handoff_started_message: str = ""
+    operator_joined_message: str = ""
+    operator_joined_anonymous_message: str = ""
+    ai_back_message: str = ""
+    no_operator_message: str = ""
+    queue_position_message: str = ""
+    claim_timeout_message: str = ""
+    claim_timeout_s: float = 0.0
+    # "keep_waiting" or "return_to_ai"
+    claim_timeout_action: str = "keep_waiting"
+    inactivity_timeout_s: float = 0.0
+    # "return_to_ai" or "end"
+    inactivity_timeout_action: str = "return_to_ai"
+    time_zone: str = ""
+    operating_hours: tuple[OperatingWindow, ...] = ()
+    default_wait_per_position_s: float = 0.0
+
+    def to_json(self) -> str:
+        data = {
+            name: getattr(self, name)
+            for name in self.__slots__  # type: ignore[attr-defined]
+            if name != "operating_hours"
+        }
+        data["operating_hours"] = [
+            {"weekdays": list(w.weekdays), "start": w.start, "end": w.end}
+            for w in self.operating_hours
+        ]
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HandoffPolicy:
+        data = json.loads(text or "{}")
+        windows = tuple(
+            OperatingWindow(tuple(w.get("weekdays", ())), w["start"], w["end"])
+            for w in data.pop("operating_hours", [])
+        )
+        known = set(cls.__slots__)  # type: ignore[attr-defined]
+        return cls(**{k: v for k, v in data.items() if k in known}, operating_hours=windows)
+
+
+DEFAULT_POLICY = HandoffPolicy()
+
+
+@dataclass(frozen=True, slots=True)
 class Agent:
     id: str
     name: str
     description: str
     created_at_us: int
+    handoff_policy: HandoffPolicy = DEFAULT_POLICY
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +131,7 @@ class Session:
     created_at_us: int
     updated_at_us: int
     next_offset: int
+    control_epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,3 +245,79 @@ class TurnSnapshot:
     guidelines: list[Guideline]
     canned_responses: list[CannedResponse]
     history: list[Event]
+
+
+class HandoffState(enum.StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    ENDED = "ended"
+
+
+class HandoffOutcome(enum.StrEnum):
+    NONE = ""
+    RESOLVED_BY_HUMAN = "resolved_by_human"
+    RETURNED_TO_AI = "returned_to_ai"
+    ABANDONED = "abandoned"
+    TIMED_OUT = "timed_out"
+
+
+class HandoffRequester(enum.StrEnum):
+    TOOL = "tool"
+    EXTERNAL_SYSTEM = "external_system"
+    CUSTOMER = "customer"
+    HUMAN_TAKEOVER = "human_takeover"
+
+
+class HandoffChangeType(enum.StrEnum):
+    OPEN = "open"
+    REQUESTED = "requested"
+    OFFERED = "offered"
+    OFFER_DECLINED = "offer_declined"
+    CLAIMED = "claimed"
+    TRANSFERRED = "transferred"
+    CUSTOMER_MESSAGE = "customer_message"
+    CLAIM_TIMEOUT = "claim_timeout"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """A human agent as the integration knows them."""
+
+    id: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    id: str
+    session_id: str
+    agent_id: str
+    state: HandoffState
+    reason: str
+    summary: str
+    requested_by: HandoffRequester
+    operator: Operator | None
+    operator_on_behalf_of_ai: bool
+    offered_to: Operator | None
+    requested_at_us: int
+    claimed_at_us: int | None
+    first_human_reply_at_us: int | None
+    ended_at_us: int | None
+    outcome: HandoffOutcome
+    note: str
+    control_epoch: int
+    queue_position: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not HandoffState.ENDED
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffChange:
+    position: int
+    type: HandoffChangeType
+    handoff: Handoff
+    event_offset: int
+    created_at_us: int

@@ -70,3 +70,20 @@ class TurnAborted(BatonError):
     left AUTO mode (a human took over). Its output is discarded, never posted."""
 
     reason = "TURN_ABORTED"
+
+
+class StaleEpoch(BatonError):
+    """A control RPC acted on an old picture of who controls the session."""
+
+    reason = "STALE_CONTROL_EPOCH"
+
+    def __init__(self, session_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"session {session_id!r} is at control epoch {actual}, not {expected}: someone "
+            "changed who controls it; re-read the session or handoff and decide again",
+            metadata={
+                "session_id": session_id,
+                "expected_epoch": str(expected),
+                "control_epoch": str(actual),
+            },
+        )

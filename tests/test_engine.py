@@ -14,6 +14,7 @@ from google.protobuf import field_mask_pb2
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton_server.examples import support
+from baton_server.handoff import policy
 from tests import engine_tools
 from tests.support import ROOT, Stubs, bad_request_fields, collect
 
@@ -100,6 +101,10 @@ async def test_seed_scenario_handoff_and_back(start_server) -> None:  # type: ig
         ("status", "STATUS_PROCESSING", "considering tools"),
         ("tool", "EVENT_SOURCE_SYSTEM", (("initiate_human_handoff", ""),)),
         ("custom", "baton.session_mode_changed", "manual"),
+        ("custom", "baton.handoff_requested", None),
+        ("message", "EVENT_SOURCE_SYSTEM", policy.DEFAULT_TEXTS["handoff_started_message"]),
+        ("message", "EVENT_SOURCE_SYSTEM", policy.DEFAULT_TEXTS["no_operator_message"]),
+        ("custom", "baton.handoff_queue_position", None),
         ("status", "STATUS_PROCESSING", "articulating"),
         ("status", "STATUS_TYPING", None),
         ("message", "EVENT_SOURCE_AI_AGENT", support.CANNED_RESPONSES[0]),
@@ -137,6 +142,9 @@ async def test_seed_scenario_handoff_and_back(start_server) -> None:  # type: ig
     )
     live, _ = await collect(stream, until_offset=behalf.event.offset)
     assert [describe(e) for e in live] == [
+        # The first human to answer a pending handoff claims it.
+        ("custom", "baton.handoff_claimed", None),
+        ("message", "EVENT_SOURCE_SYSTEM", "Olga has joined the conversation."),
         ("message", "EVENT_SOURCE_HUMAN_AGENT", "Hi, I'm Olga. I'll sort this out."),
         (
             "message",
@@ -144,8 +152,8 @@ async def test_seed_scenario_handoff_and_back(start_server) -> None:  # type: ig
             "Your replacement is on its way.",
         ),
     ]
-    assert live[0].message.participant.display_name == "Olga"
-    assert human.event.offset == again.offset + 2  # only `acknowledged` in between
+    assert live[2].message.participant.display_name == "Olga"
+    assert human.event.offset == again.offset + 4  # `acknowledged`, the claim, "joined"
 
     # Back to the AI, which answers the next customer message.
     await baton.sessions.UpdateSession(

@@ -18,6 +18,7 @@ from baton_server.domain import (
     EventSource,
     Guideline,
 )
+from baton_server.handoff import policy
 from baton_server.nlp import ProviderError, TurnContext
 from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.tools.api import tool
@@ -179,6 +180,7 @@ async def test_end_to_end_handoff_with_streamed_reply(start_server, fake: FakeOp
                 {"name": "initiate_human_handoff", "arguments": '{"reason": "customer asked"}'}
             ]
         ),
+        completion("Customer wants to talk to a person; nothing tried yet."),
         streamed("Connecting ", "you with ", "a colleague."),
     )
     ask = await baton.say(session.id, "get me a person")
@@ -201,12 +203,18 @@ async def test_end_to_end_handoff_with_streamed_reply(start_server, fake: FakeOp
         ("status", "STATUS_PROCESSING", "considering tools"),
         ("tool", "EVENT_SOURCE_SYSTEM", (("initiate_human_handoff", ""),)),
         ("custom", "baton.session_mode_changed", "manual"),
+        ("custom", "baton.handoff_requested", None),
+        ("message", "EVENT_SOURCE_SYSTEM", policy.DEFAULT_TEXTS["handoff_started_message"]),
+        ("message", "EVENT_SOURCE_SYSTEM", policy.DEFAULT_TEXTS["no_operator_message"]),
+        ("custom", "baton.handoff_queue_position", None),
         ("status", "STATUS_PROCESSING", "articulating"),
         ("status", "STATUS_TYPING", None),
         ("message", "EVENT_SOURCE_AI_AGENT", "Connecting you with a colleague."),
         ("status", "STATUS_READY", None),
     ]
-    assert len(fake.requests) == 3
+    # The operator's brief was written by the model.
+    assert events[6].custom["summary"] == "Customer wants to talk to a person; nothing tried yet."
+    assert len(fake.requests) == 4
     assert fake.requests[1]["tools"][0]["function"]["name"] == "initiate_human_handoff"
 
 

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from baton_server.bus import EventBus
-from baton_server.domain import EventDraft, EventKind, EventSource, SessionMode, TurnGuard
+from baton_server.domain import (
+    Event,
+    EventDraft,
+    EventKind,
+    EventSource,
+    HandoffRequester,
+    SessionMode,
+    TurnGuard,
+)
 from baton_server.errors import TurnAborted
+from baton_server.handoff.controls import HandoffControls
+from baton_server.handoff.summary import Summarizer
 from baton_server.store import Repository, open_database
+from baton_server.store.handoffs import HandoffReader
 
 
 async def open_repository(database_url: str) -> tuple[Repository, EventBus]:
@@ -84,7 +97,15 @@ async def test_after_a_handoff_a_human_message_silences_the_turn(database_url: s
         trigger = await repository.append_event(session_id, message("I want a human"))
         guard = TurnGuard(trigger_offset=trigger.offset)
         tool = EventDraft(EventKind.TOOL, EventSource.SYSTEM, {"tool_calls": []})
-        await repository.append_turn_events(session_id, [tool], guard, hand_off="asked")
+        controls = HandoffControls(
+            repository, HandoffReader(repository.database), Summarizer(repository, None)
+        )
+        opening = await controls.prepare(session_id, "asked", HandoffRequester.TOOL)
+
+        async def hand_off(conn: AsyncConnection) -> list[Event]:
+            return (await controls.open_in(conn, opening))[1]
+
+        await repository.append_turn_events(session_id, [tool], guard, hand_off=hand_off)
         handed_off = TurnGuard(trigger_offset=trigger.offset, handed_off=True)
         # The turn's own transition message may still go out...
         await repository.append_turn_events(

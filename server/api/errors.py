@@ -27,6 +27,7 @@ from baton_server.errors import (
     InvalidArgument,
     NotFound,
     ShuttingDown,
+    StaleEpoch,
 )
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ _CODES: list[tuple[type[BatonError], int]] = [
     (AlreadyExists, code_pb2.ALREADY_EXISTS),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (ShuttingDown, code_pb2.UNAVAILABLE),
+    (StaleEpoch, code_pb2.ABORTED),
 ]
 
 

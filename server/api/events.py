@@ -19,6 +19,7 @@ from baton_server.api.mapping import (
 from baton_server.api.protos import pb, rr, svc_grpc
 from baton_server.domain import Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
+from baton_server.handoff.controls import HandoffControls, is_human_message
 from baton_server.service.event_stream import (
     CaughtUp,
     Delta,
@@ -83,8 +84,11 @@ def filter_from_request(request: Any) -> EventFilter:
 
 
 class EventServicer(svc_grpc.EventServiceServicer):
-    def __init__(self, repository: Repository, streamer: EventStreamer) -> None:
+    def __init__(
+        self, repository: Repository, streamer: EventStreamer, handoffs: HandoffControls
+    ) -> None:
         self._repo = repository
+        self._handoffs = handoffs
         self._streamer = streamer
         # Live events go to every follower of a session: build each one's proto once.
         self._live_protos: OrderedDict[str, Any] = OrderedDict()
@@ -100,7 +104,11 @@ class EventServicer(svc_grpc.EventServiceServicer):
     async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         session_id = require_id(request.session_id, "session_id")
         draft = draft_from_request(request)
-        event = await self._repo.append_event(session_id, draft)
+        if is_human_message(draft):
+            # A human answering may take the session over: handoff rules apply.
+            event = await self._handoffs.append_human_message(session_id, draft)
+        else:
+            event = await self._repo.append_event(session_id, draft)
         return rr.CreateEventResponse(event=event_to_proto(event))
 
     async def ListEvents(

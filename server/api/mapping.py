@@ -139,11 +139,14 @@ def timestamp(us: int) -> Timestamp:
 
 
 def agent_to_proto(agent: Agent) -> pb.Agent:
+    from baton_server.api.handoff_mapping import policy_to_proto  # (imports this module)
+
     return pb.Agent(
         id=agent.id,
         name=agent.name,
         description=agent.description,
         created_at=timestamp(agent.created_at_us),
+        handoff_policy=policy_to_proto(agent.handoff_policy),
     )
 
 
@@ -167,6 +170,7 @@ def session_to_proto(session: Session) -> pb.Session:
         created_at=timestamp(session.created_at_us),
         updated_at=timestamp(session.updated_at_us),
         next_offset=session.next_offset,
+        control_epoch=session.control_epoch,
     )
 
 

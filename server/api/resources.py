@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 
+from baton_server.api.handoff_mapping import policy_from_proto
 from baton_server.api.mapping import (
     MODE_FROM_PROTO,
     agent_to_proto,
@@ -19,6 +20,7 @@ from baton_server.api.mapping import (
 from baton_server.api.protos import rr, svc_grpc
 from baton_server.domain import SessionMode
 from baton_server.errors import InvalidArgument
+from baton_server.handoff.controls import HandoffControls
 from baton_server.store import Repository
 
 Context = grpc.aio.ServicerContext
@@ -30,7 +32,9 @@ class AgentServicer(svc_grpc.AgentServiceServicer):
 
     async def CreateAgent(self, request: Any, context: Context) -> Any:
         name = require_name(request.agent.name, "agent.name")
-        agent = await self._repo.create_agent(name, request.agent.description)
+        agent = await self._repo.create_agent(
+            name, request.agent.description, policy_from_proto(request.agent.handoff_policy)
+        )
         return rr.CreateAgentResponse(agent=agent_to_proto(agent))
 
     async def GetAgent(self, request: Any, context: Context) -> Any:
@@ -45,12 +49,16 @@ class AgentServicer(svc_grpc.AgentServiceServicer):
 
     async def UpdateAgent(self, request: Any, context: Context) -> Any:
         agent_id = require_id(request.agent_id, "agent_id")
-        paths = check_update_mask(list(request.update_mask.paths), ("name", "description"))
+        paths = check_update_mask(
+            list(request.update_mask.paths), ("name", "description", "handoff_policy")
+        )
         changes: dict[str, Any] = {}
         if "name" in paths:
             changes["name"] = require_name(request.agent.name, "agent.name")
         if "description" in paths:
             changes["description"] = request.agent.description
+        if "handoff_policy" in paths:
+            changes["handoff_policy"] = policy_from_proto(request.agent.handoff_policy)
         agent = await self._repo.update_agent(agent_id, **changes)
         return rr.UpdateAgentResponse(agent=agent_to_proto(agent))
 
@@ -96,8 +104,9 @@ class CustomerServicer(svc_grpc.CustomerServiceServicer):
 
 
 class SessionServicer(svc_grpc.SessionServiceServicer):
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, handoffs: HandoffControls) -> None:
         self._repo = repository
+        self._handoffs = handoffs
 
     async def CreateSession(self, request: Any, context: Context) -> Any:
         draft = request.session
@@ -140,7 +149,12 @@ class SessionServicer(svc_grpc.SessionServiceServicer):
             changes["title"] = request.session.title
         if "metadata" in paths:
             changes["metadata"] = dict(request.session.metadata)
-        session = await self._repo.update_session(session_id, **changes)
+        session = await self._repo.update_session(
+            session_id,
+            **changes,
+            expected_epoch=request.expected_epoch if request.HasField("expected_epoch") else None,
+            on_mode_change=self._handoffs.on_mode_change,
+        )
         return rr.UpdateSessionResponse(session=session_to_proto(session))
 
     async def DeleteSession(self, request: Any, context: Context) -> Any:

@@ -9,6 +9,7 @@ from grpc_reflection.v1alpha import reflection
 from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
 from baton_server.api.errors import ErrorMappingInterceptor
 from baton_server.api.events import EventServicer, serialize_response
+from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.protos import rr, svc, svc_grpc
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
 from baton_server.config import Settings
@@ -73,14 +74,17 @@ def build_server(
     streamer: EventStreamer,
     health_servicer: health.aio.HealthServicer,
     tools: ToolRegistry,
+    handoffs: HandoffServicer,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor()], options=server_options(settings)
     )
     svc_grpc.add_AgentServiceServicer_to_server(AgentServicer(repository), server)
     svc_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(repository), server)
-    svc_grpc.add_SessionServiceServicer_to_server(SessionServicer(repository), server)
-    add_event_service(EventServicer(repository, streamer), server)
+    controls = handoffs.controls
+    svc_grpc.add_SessionServiceServicer_to_server(SessionServicer(repository, controls), server)
+    add_event_service(EventServicer(repository, streamer, controls), server)
+    svc_grpc.add_HandoffServiceServicer_to_server(handoffs, server)
     svc_grpc.add_GuidelineServiceServicer_to_server(GuidelineServicer(repository, tools), server)
     svc_grpc.add_CannedResponseServiceServicer_to_server(CannedResponseServicer(repository), server)
     svc_grpc.add_ToolServiceServicer_to_server(ToolServicer(tools), server)

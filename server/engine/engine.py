@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from baton_server.bus import EventBus
 from baton_server.domain import SESSION_MODE_CHANGED, Event, EventKind, EventSource, now_us
 from baton_server.engine.turn import Turn
+from baton_server.handoff.controls import HandoffControls
+from baton_server.handoff.summary import Summarizer
 from baton_server.nlp import NLPProvider
 from baton_server.store import Repository
+from baton_server.store.handoffs import HandoffReader
 from baton_server.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -54,12 +57,16 @@ class Engine:
         provider: NLPProvider,
         tools: ToolRegistry,
         settings: EngineSettings = EngineSettings(),
+        handoffs: HandoffControls | None = None,
     ) -> None:
         self._repository = repository
         self._bus = bus
         self._provider = provider
         self._tools = tools
         self._settings = settings
+        self._handoffs = handoffs or HandoffControls(
+            repository, HandoffReader(repository.database), Summarizer(repository, None)
+        )
         self._owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._running: dict[str, tuple[Turn, asyncio.Task[None]]] = {}
         self._closing = False
@@ -98,7 +105,9 @@ class Engine:
         previous = self._running.get(trigger.session_id)
         if previous is not None:
             previous[0].cancel_reason = "superseded by a newer customer message"
-        turn = Turn(self._repository, self._bus, self._provider, self._tools, trigger)
+        turn = Turn(
+            self._repository, self._bus, self._provider, self._tools, trigger, self._handoffs
+        )
         task = asyncio.create_task(
             self._run(turn, previous[1] if previous else None),
             name=f"turn-{trigger.correlation_id}",

@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from baton_server.bus import EventBus
 from baton_server.domain import (
     Event,
@@ -21,12 +23,15 @@ from baton_server.domain import (
     EventFilter,
     EventKind,
     EventSource,
+    HandoffRequester,
     TextDelta,
     TurnGuard,
 )
 from baton_server.errors import BatonError, NotFound, TurnAborted
-from baton_server.nlp import NLPProvider, ProviderError, TurnContext
+from baton_server.handoff.controls import HandoffControls
+from baton_server.nlp import GuidelineMatch, NLPProvider, ProviderError, TurnContext
 from baton_server.store import Repository
+from baton_server.store.repository import InTransaction
 from baton_server.tools import ToolContext, ToolRegistry
 from baton_server.tools.registry import ToolOutcome
 
@@ -76,6 +81,8 @@ class Turn:
     provider: NLPProvider
     tools: ToolRegistry
     trigger: Event
+    # Opens the handoff a tool asks for (in the transaction of the tool event).
+    handoffs: HandoffControls | None = None
     # Set by whoever cancels the turn, recorded as the `cancelled` status detail.
     cancel_reason: str = "cancelled"
 
@@ -130,8 +137,11 @@ class Turn:
                         )
                     )
                     reason = handoff_reason(outcomes)
+                    hand_off = None
+                    if reason is not None and self.handoffs is not None:
+                        hand_off = await self._handoff_opening(reason, matches)
                     await self.repository.append_turn_events(
-                        session_id, [tool_event(outcomes, correlation)], guard, hand_off=reason
+                        session_id, [tool_event(outcomes, correlation)], guard, hand_off=hand_off
                     )
                     if reason is not None:
                         guard = replace(guard, handed_off=True)
@@ -167,6 +177,26 @@ class Turn:
         except Exception:
             log.exception("turn %s failed", correlation)
             await self._end("error", "internal error; the server logged the details")
+
+    async def _handoff_opening(self, reason: str, matches: list[GuidelineMatch]) -> InTransaction:
+        handoffs = self.handoffs
+        assert handoffs is not None
+        guideline = ""
+        if matches:
+            best = matches[0].guideline
+            guideline = f"when {best.condition} then {best.action}"
+        opening = replace(
+            await handoffs.prepare(
+                self.trigger.session_id, reason, HandoffRequester.TOOL, guideline
+            ),
+            correlation_id=self.correlation_id,
+        )
+
+        async def open_handoff(conn: AsyncConnection) -> list[Event]:
+            _, events = await handoffs.open_in(conn, opening)
+            return events
+
+        return open_handoff
 
     async def _say(self, guard: TurnGuard, *drafts: EventDraft) -> None:
         await self.repository.append_turn_events(self.trigger.session_id, drafts, guard)

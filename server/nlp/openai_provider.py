@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 
-from baton_server.domain import EventKind, EventSource
+from baton_server.domain import Event, EventKind, EventSource
 from baton_server.nlp.base import GuidelineMatch, ProviderError, ToolCallPlan, TurnContext
 from baton_server.tools.api import Tool
 from baton_server.tools.registry import ToolOutcome
@@ -41,10 +41,21 @@ _MATCH_SCHEMA = {
 }
 
 
+HANDOFF_SUMMARY_PROMPT = (
+    "Summarise this customer-service conversation for the human colleague who takes it over:"
+    " the customer's problem, what was already tried or promised, and what they wait for."
+    " At most five short lines, no greeting."
+)
+
+
 def conversation(context: TurnContext) -> list[dict[str, Any]]:
     """The session's history as chat messages, from the AI agent's point of view."""
+    return history_messages(context.history)
+
+
+def history_messages(history: list[Event]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
-    for event in context.history:
+    for event in history:
         data = event.data
         if event.kind is EventKind.MESSAGE:
             text = str(data.get("text", ""))
@@ -225,6 +236,17 @@ class OpenAIProvider:
         if not reply:
             raise ProviderError("the model returned an empty reply")
         return reply
+
+    async def summarize_handoff(self, history: list[Event], reason: str) -> str:
+        """A short brief for the human who takes the conversation over."""
+        messages = [
+            {"role": "system", "content": HANDOFF_SUMMARY_PROMPT + f" Handoff reason: {reason}"},
+            *history_messages(history),
+        ]
+        response = await self._call(model=self._model, messages=messages)
+        if not response.choices:
+            raise ProviderError("the language model returned no summary")
+        return str(response.choices[0].message.content or "")
 
     async def _call(self, **request: Any) -> Any:
         try:

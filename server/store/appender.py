@@ -36,6 +36,7 @@ from baton_server.errors import (
 )
 from baton_server.store import schema
 from baton_server.store.database import Database
+from baton_server.store.handoffs import record_customer_messages
 from baton_server.store.ids import new_id
 from baton_server.store.rows import event_from_row
 
@@ -192,6 +193,16 @@ async def append_rows(
             .values(next_offset=bindparam("b_next"), updated_at_us=bindparam("b_at")),
             [{"b_id": sid, "b_next": next_offsets[sid], "b_at": created_at} for sid in touched],
         )
+        # Operators watch customers of handed-off sessions on the inbox stream.
+        manual = [
+            e
+            for e in outcome.committed
+            if modes[e.session_id] == SessionMode.MANUAL.value
+            and e.kind is EventKind.MESSAGE
+            and e.source is EventSource.CUSTOMER
+        ]
+        if manual:
+            await record_customer_messages(conn, manual)
     return outcome
 
 

@@ -7,13 +7,14 @@ each state change commits together with the event that records it, and is publis
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.domain import (
+    DEFAULT_POLICY,
     SESSION_CREATED,
     SESSION_MODE_CHANGED,
     Agent,
@@ -25,6 +26,7 @@ from baton_server.domain import (
     EventKind,
     EventSource,
     Guideline,
+    HandoffPolicy,
     Page,
     Session,
     SessionMode,
@@ -32,7 +34,7 @@ from baton_server.domain import (
     TurnSnapshot,
     now_us,
 )
-from baton_server.errors import FailedPrecondition, NotFound
+from baton_server.errors import FailedPrecondition, NotFound, StaleEpoch
 from baton_server.store import schema
 from baton_server.store.appender import Appender, AppendRequest, EventEncoder, append_rows
 from baton_server.store.database import Database
@@ -48,6 +50,11 @@ from baton_server.store.rows import (
 )
 
 _UNSET: Any = object()
+
+# Runs inside a write transaction (given its connection); returns the events it appended.
+InTransaction = Callable[[AsyncConnection], Awaitable[list[Event]]]
+# What UpdateSession does on a mode change: (conn, session before, new mode, reason) → events.
+ModeChangeHook = Callable[[AsyncConnection, Session, SessionMode, str], Awaitable[list[Event]]]
 
 
 def mode_changed(
@@ -84,12 +91,33 @@ class Repository:
         self._on_session_deleted = on_session_deleted
 
     @property
+    def database(self) -> Database:
+        return self._db
+
+    @property
     def stores_encoded_events(self) -> bool:
         """Whether appends keep each event's encoded form (see `read_encoded_events`)."""
         return self._encode is not None
 
     def start(self) -> None:
         self._appender.start()
+
+    async def run_write(self, job: Any) -> Any:
+        """Runs `job(conn) -> (result, appended events)` in one transaction on the writer;
+        publishes the appended events after commit and returns the result."""
+        return await self._appender.run_job(job)
+
+    async def key_used(self, conn: AsyncConnection, session_id: str, key: str) -> bool:
+        events = schema.events
+        return bool(
+            await conn.scalar(
+                select(
+                    exists().where(
+                        events.c.session_id == session_id, events.c.idempotency_key == key
+                    )
+                )
+            )
+        )
 
     async def close(self) -> None:
         await self._appender.close()
@@ -131,8 +159,10 @@ class Repository:
 
     # ------------------------------------------------------------------ agents
 
-    async def create_agent(self, name: str, description: str) -> Agent:
-        agent = Agent(new_id("agt"), name, description, now_us())
+    async def create_agent(
+        self, name: str, description: str, handoff_policy: HandoffPolicy = DEFAULT_POLICY
+    ) -> Agent:
+        agent = Agent(new_id("agt"), name, description, now_us(), handoff_policy)
 
         async def job(conn: AsyncConnection) -> tuple[Agent, list[Event]]:
             await conn.execute(
@@ -141,6 +171,7 @@ class Repository:
                     name=name,
                     description=description,
                     created_at_us=agent.created_at_us,
+                    handoff_policy_json=handoff_policy.to_json(),
                 )
             )
             return agent, []
@@ -156,11 +187,18 @@ class Repository:
         )
 
     async def update_agent(
-        self, agent_id: str, *, name: str = _UNSET, description: str = _UNSET
+        self,
+        agent_id: str,
+        *,
+        name: str = _UNSET,
+        description: str = _UNSET,
+        handoff_policy: HandoffPolicy = _UNSET,
     ) -> Agent:
         values = {
             k: v for k, v in (("name", name), ("description", description)) if v is not _UNSET
         }
+        if handoff_policy is not _UNSET:
+            values["handoff_policy_json"] = handoff_policy.to_json()
         return await self._update(schema.agents, "agent", agent_id, values, agent_from_row)
 
     async def delete_agent(self, agent_id: str) -> None:
@@ -289,7 +327,7 @@ class Repository:
                     "mode": mode.value,
                 },
             )
-            committed = await self._append_in(conn, session_id, [draft])
+            committed = await self.append_in(conn, session_id, [draft])
             return await self._session_in(conn, session_id), committed
 
         return await self._appender.run_job(job)
@@ -329,18 +367,24 @@ class Repository:
         metadata: dict[str, str] = _UNSET,
         mode: SessionMode = _UNSET,
         reason: str = "",
+        expected_epoch: int | None = None,
+        on_mode_change: ModeChangeHook | None = None,
     ) -> Session:
-        """Updates fields; a mode change appends a mode-changed event in the same transaction."""
+        """Updates fields; a mode change appends a mode-changed event in the same transaction
+        (or runs `on_mode_change`, which records it with whatever else a change implies)."""
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             current = await self._session_in(conn, session_id, lock=True)
+            if expected_epoch is not None and expected_epoch != current.control_epoch:
+                raise StaleEpoch(session_id, expected_epoch, current.control_epoch)
             values: dict[str, Any] = {}
             if title is not _UNSET:
                 values["title"] = title
             if metadata is not _UNSET:
                 values["metadata_json"] = json.dumps(metadata)
             drafts: list[EventDraft] = []
-            if mode is not _UNSET and mode != current.mode:
+            changes_mode = mode is not _UNSET and mode != current.mode
+            if changes_mode and on_mode_change is None:
                 values["mode"] = mode.value
                 drafts.append(mode_changed(current.mode, mode, reason))
             if values:
@@ -348,7 +392,9 @@ class Repository:
                 await conn.execute(
                     update(schema.sessions).where(schema.sessions.c.id == session_id).values(values)
                 )
-            committed = await self._append_in(conn, session_id, drafts) if drafts else []
+            committed = await self.append_in(conn, session_id, drafts) if drafts else []
+            if changes_mode and on_mode_change is not None:
+                committed += await on_mode_change(conn, current, mode, reason)
             return await self._session_in(conn, session_id), committed
 
         return await self._appender.run_job(job)
@@ -379,7 +425,7 @@ class Repository:
             raise NotFound("session", session_id)
         return session_from_row(row)
 
-    async def _append_in(
+    async def append_in(
         self,
         conn: AsyncConnection,
         session_id: str,
@@ -662,7 +708,14 @@ class Repository:
                             for name in ("ready", "error", "cancelled")
                         )
                     ),
-                )
+                ),
+                # Written while humans answered (or before a handoff): context, not a turn owed.
+                ~exists().where(
+                    ended.c.session_id == trigger.c.session_id,
+                    ended.c.offset > trigger.c.offset,
+                    ended.c.kind == EventKind.CUSTOM.value,
+                    ended.c.data_json.contains(f'"type":"{SESSION_MODE_CHANGED}"'),
+                ),
             )
         )
         async with self._db.reader.connect() as conn:
@@ -769,28 +822,19 @@ class Repository:
         drafts: Sequence[EventDraft],
         guard: TurnGuard,
         *,
-        hand_off: str | None = None,
+        hand_off: InTransaction | None = None,
     ) -> list[Event]:
         """Appends an agent turn's events if the turn still may speak (see TurnGuard), else
-        raises TurnAborted and appends nothing. With `hand_off` (a reason), the session switches
-        to MANUAL in the same transaction, recorded right after `drafts`."""
+        raises TurnAborted and appends nothing. `hand_off` runs in the same transaction right
+        after (the handoff a tool asked for)."""
 
         if hand_off is None:
             # The common case rides the group commit; the guard is checked in that transaction.
             return await self._appender.append(AppendRequest(session_id, list(drafts), guard))
 
         async def job(conn: AsyncConnection) -> tuple[list[Event], list[Event]]:
-            result = await self._append_in(conn, session_id, drafts, guard)
-            session = await self._session_in(conn, session_id, lock=True)
-            if session.mode is SessionMode.AUTO:
-                await conn.execute(
-                    update(schema.sessions)
-                    .where(schema.sessions.c.id == session_id)
-                    .values(mode=SessionMode.MANUAL.value, updated_at_us=now_us())
-                )
-                correlation = drafts[0].correlation_id if drafts else ""
-                change = mode_changed(session.mode, SessionMode.MANUAL, hand_off, correlation)
-                result += await self._append_in(conn, session_id, [change])
+            result = await self.append_in(conn, session_id, drafts, guard)
+            result += await hand_off(conn)
             return result, result
 
         return await self._appender.run_job(job)

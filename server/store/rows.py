@@ -13,6 +13,12 @@ from baton_server.domain import (
     EventKind,
     EventSource,
     Guideline,
+    Handoff,
+    HandoffOutcome,
+    HandoffPolicy,
+    HandoffRequester,
+    HandoffState,
+    Operator,
     Session,
     SessionMode,
 )
@@ -37,7 +43,11 @@ def event_from_row(row: Any) -> Event:
 
 def agent_from_row(row: Any) -> Agent:
     return Agent(
-        id=row.id, name=row.name, description=row.description, created_at_us=row.created_at_us
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        created_at_us=row.created_at_us,
+        handoff_policy=HandoffPolicy.from_json(row.handoff_policy_json),
     )
 
 
@@ -61,6 +71,7 @@ def session_from_row(row: Any) -> Session:
         created_at_us=row.created_at_us,
         updated_at_us=row.updated_at_us,
         next_offset=row.next_offset,
+        control_epoch=row.control_epoch,
     )
 
 
@@ -80,3 +91,47 @@ def canned_response_from_row(row: Any) -> CannedResponse:
     return CannedResponse(
         id=row.id, agent_id=row.agent_id, text=row.text, created_at_us=row.created_at_us
     )
+
+
+def _operator(operator_id: str | None, name: str | None) -> Operator | None:
+    return Operator(operator_id, name or "") if operator_id else None
+
+
+def handoff_from_row(row: Any) -> Handoff:
+    return Handoff(
+        id=row.id,
+        session_id=row.session_id,
+        agent_id=row.agent_id,
+        state=HandoffState(row.state),
+        reason=row.reason,
+        summary=row.summary,
+        requested_by=HandoffRequester(row.requested_by),
+        operator=_operator(row.operator_id, row.operator_name),
+        operator_on_behalf_of_ai=bool(row.operator_on_behalf_of_ai),
+        offered_to=_operator(row.offered_to_id, row.offered_to_name),
+        requested_at_us=row.requested_at_us,
+        claimed_at_us=row.claimed_at_us,
+        first_human_reply_at_us=row.first_human_reply_at_us,
+        ended_at_us=row.ended_at_us,
+        outcome=HandoffOutcome(row.outcome),
+        note=row.note,
+        control_epoch=row.control_epoch,
+    )
+
+
+def handoff_to_json(handoff: Handoff) -> str:
+    data = {name: getattr(handoff, name) for name in handoff.__slots__}
+    for name in ("operator", "offered_to"):
+        value = data[name]
+        data[name] = [value.id, value.display_name] if value else None
+    return json.dumps(data, separators=(",", ":"))
+
+
+def handoff_from_json(text: str) -> Handoff:
+    data = json.loads(text)
+    for name in ("operator", "offered_to"):
+        data[name] = Operator(*data[name]) if data[name] else None
+    data["state"] = HandoffState(data["state"])
+    data["requested_by"] = HandoffRequester(data["requested_by"])
+    data["outcome"] = HandoffOutcome(data["outcome"])
+    return Handoff(**data)

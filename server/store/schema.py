@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -28,6 +29,7 @@ agents = Table(
     Column("name", Text, nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("created_at_us", BigInteger, nullable=False),
+    Column("handoff_policy_json", Text, nullable=False, server_default="{}"),
 )
 
 customers = Table(
@@ -52,6 +54,8 @@ sessions = Table(
     Column("updated_at_us", BigInteger, nullable=False),
     # Offset the next appended event gets; bumped in the append transaction.
     Column("next_offset", BigInteger, nullable=False, default=0),
+    # Bumped by every change of who controls the session (see handoff/).
+    Column("control_epoch", BigInteger, nullable=False, server_default="0"),
     Index("ix_sessions_agent_created", "agent_id", "created_at_us", "id"),
     Index("ix_sessions_customer_created", "customer_id", "created_at_us", "id"),
 )
@@ -118,4 +122,76 @@ session_turns = Table(
     # The newest customer message a turn was started for: a replica that learns of it late
     # must not answer it again.
     Column("last_trigger_offset", BigInteger, nullable=False, server_default="-1"),
+)
+
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("session_id", String(64), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    # The session id while the handoff is open, NULL once ended: a unique column, so the
+    # database itself refuses a second open handoff for a session (also across replicas).
+    Column("open_session_id", String(64), nullable=True, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("reason_key", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("requested_by", String(32), nullable=False),
+    Column("operator_id", String(256), nullable=True),
+    Column("operator_name", Text, nullable=True),
+    Column("operator_on_behalf_of_ai", Boolean, nullable=False, default=False),
+    Column("offered_to_id", String(256), nullable=True),
+    Column("offered_to_name", Text, nullable=True),
+    Column("requested_at_us", BigInteger, nullable=False),
+    Column("claimed_at_us", BigInteger, nullable=True),
+    Column("first_human_reply_at_us", BigInteger, nullable=True),
+    Column("ended_at_us", BigInteger, nullable=True),
+    Column("outcome", String(32), nullable=False, default=""),
+    Column("note", Text, nullable=False, default=""),
+    Column("control_epoch", BigInteger, nullable=False),
+    # When the policy's timeouts fire (NULL: not armed); the timer picks rows that are due.
+    Column("claim_deadline_us", BigInteger, nullable=True),
+    Column("inactivity_deadline_us", BigInteger, nullable=True),
+    Index("ix_handoffs_agent_requested", "agent_id", "requested_at_us", "id"),
+    Index("ix_handoffs_state_requested", "state", "requested_at_us", "id"),
+    Index("ix_handoffs_session", "session_id", "requested_at_us"),
+    Index("ix_handoffs_claim_deadline", "claim_deadline_us"),
+    Index("ix_handoffs_inactivity_deadline", "inactivity_deadline_us"),
+)
+
+# Server-wide log of handoff changes (the operator inbox). Positions come from the single row
+# of handoff_log_head, bumped under a row lock in the changing transaction, so commit order is
+# position order and a reader that saw position p never later finds a smaller one appear.
+handoff_changes = Table(
+    "handoff_changes",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("handoff_id", String(64), nullable=False),
+    Column("session_id", String(64), nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("event_offset", BigInteger, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    # The handoff as it stood after the change.
+    Column("handoff_json", Text, nullable=False),
+    Index("ix_handoff_changes_agent_position", "agent_id", "position"),
+)
+
+handoff_log_head = Table(
+    "handoff_log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+# Operators watching the inbox (one row per WatchHandoffs stream, renewed on heartbeats), so
+# every replica can tell whether anyone is there to take a handoff.
+operator_presence = Table(
+    "operator_presence",
+    metadata,
+    Column("stream_id", String(64), primary_key=True),
+    Column("operator_id", String(256), nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    Column("expires_at_us", BigInteger, nullable=False),
 )

@@ -1,0 +1,1 @@
+"""Handoff controls: humans take sessions over from the AI agent and give them back."""

@@ -1,0 +1,454 @@
+"""Handoff rows: the primitives the handoff controls compose inside one write transaction,
+and the reads behind the inbox stream, listings and stats."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from baton_server.domain import (
+    Event,
+    Handoff,
+    HandoffChange,
+    HandoffChangeType,
+    HandoffPolicy,
+    HandoffState,
+    Page,
+    Session,
+    SessionMode,
+)
+from baton_server.errors import NotFound, StaleEpoch
+from baton_server.store import schema
+from baton_server.store.database import Database
+from baton_server.store.paging import Cursor, decode_token, encode_token, page_size
+from baton_server.store.rows import (
+    handoff_from_json,
+    handoff_from_row,
+    handoff_to_json,
+    session_from_row,
+)
+
+_KEEP: Any = object()
+
+
+def reason_key(reason: str) -> str:
+    """Normalised reason for grouping: lower case, punctuation removed, spaces collapsed."""
+    return " ".join(re.sub(r"[^\w\s]", " ", reason.lower()).split())
+
+
+# ---------------------------------------------------------------- inside a write transaction
+
+
+async def lock_session(conn: AsyncConnection, session_id: str) -> Session:
+    row = (
+        await conn.execute(
+            select(schema.sessions).where(schema.sessions.c.id == session_id).with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise NotFound("session", session_id)
+    return session_from_row(row)
+
+
+async def change_control(
+    conn: AsyncConnection,
+    session: Session,
+    expected_epoch: int | None,
+    mode: SessionMode | None = None,
+    now_us: int = 0,
+) -> int:
+    """Checks `expected_epoch`, bumps the session's control epoch (and sets `mode`); returns
+    the new epoch."""
+    if expected_epoch is not None and expected_epoch != session.control_epoch:
+        raise StaleEpoch(session.id, expected_epoch, session.control_epoch)
+    epoch = session.control_epoch + 1
+    values: dict[str, Any] = {"control_epoch": epoch}
+    if mode is not None:
+        values["mode"] = mode.value
+    if now_us:
+        values["updated_at_us"] = now_us
+    await conn.execute(
+        update(schema.sessions).where(schema.sessions.c.id == session.id).values(values)
+    )
+    return epoch
+
+
+async def open_handoff_of(conn: AsyncConnection, session_id: str) -> Handoff | None:
+    table = schema.handoffs
+    row = (await conn.execute(select(table).where(table.c.open_session_id == session_id))).first()
+    return handoff_from_row(row) if row is not None else None
+
+
+async def load_handoff(conn: AsyncConnection, handoff_id: str) -> Handoff:
+    table = schema.handoffs
+    row = (await conn.execute(select(table).where(table.c.id == handoff_id))).first()
+    if row is None:
+        raise NotFound("handoff", handoff_id)
+    return handoff_from_row(row)
+
+
+def _columns(handoff: Handoff) -> dict[str, Any]:
+    return {
+        "state": handoff.state.value,
+        "open_session_id": handoff.session_id if handoff.is_open else None,
+        "summary": handoff.summary,
+        "operator_id": handoff.operator.id if handoff.operator else None,
+        "operator_name": handoff.operator.display_name if handoff.operator else None,
+        "operator_on_behalf_of_ai": handoff.operator_on_behalf_of_ai,
+        "offered_to_id": handoff.offered_to.id if handoff.offered_to else None,
+        "offered_to_name": handoff.offered_to.display_name if handoff.offered_to else None,
+        "claimed_at_us": handoff.claimed_at_us,
+        "first_human_reply_at_us": handoff.first_human_reply_at_us,
+        "ended_at_us": handoff.ended_at_us,
+        "outcome": handoff.outcome.value,
+        "note": handoff.note,
+        "control_epoch": handoff.control_epoch,
+    }
+
+
+async def insert_handoff(
+    conn: AsyncConnection,
+    handoff: Handoff,
+    *,
+    claim_deadline_us: int | None,
+    inactivity_deadline_us: int | None,
+) -> None:
+    await conn.execute(
+        schema.handoffs.insert().values(
+            id=handoff.id,
+            session_id=handoff.session_id,
+            agent_id=handoff.agent_id,
+            reason=handoff.reason,
+            reason_key=reason_key(handoff.reason),
+            requested_by=handoff.requested_by.value,
+            requested_at_us=handoff.requested_at_us,
+            claim_deadline_us=claim_deadline_us,
+            inactivity_deadline_us=inactivity_deadline_us,
+            **_columns(handoff),
+        )
+    )
+
+
+async def save_handoff(
+    conn: AsyncConnection,
+    handoff: Handoff,
+    *,
+    claim_deadline_us: int | None = _KEEP,
+    inactivity_deadline_us: int | None = _KEEP,
+) -> None:
+    values = _columns(handoff)
+    if claim_deadline_us is not _KEEP:
+        values["claim_deadline_us"] = claim_deadline_us
+    if inactivity_deadline_us is not _KEEP:
+        values["inactivity_deadline_us"] = inactivity_deadline_us
+    await conn.execute(
+        update(schema.handoffs).where(schema.handoffs.c.id == handoff.id).values(values)
+    )
+
+
+async def record_change(
+    conn: AsyncConnection,
+    handoff: Handoff,
+    change_type: HandoffChangeType,
+    event: Event,
+) -> int:
+    """Appends to the inbox change log; returns the change's position."""
+    head = schema.handoff_log_head
+    position = (
+        await conn.scalar(select(head.c.position).where(head.c.id == 1).with_for_update())
+    ) + 1
+    await conn.execute(update(head).where(head.c.id == 1).values(position=position))
+    await conn.execute(
+        schema.handoff_changes.insert().values(
+            position=position,
+            handoff_id=handoff.id,
+            session_id=handoff.session_id,
+            agent_id=handoff.agent_id,
+            type=change_type.value,
+            event_offset=event.offset,
+            created_at_us=event.created_at_us,
+            handoff_json=handoff_to_json(handoff),
+        )
+    )
+    return position
+
+
+async def deadline_of(conn: AsyncConnection, handoff_id: str, kind: str) -> int | None:
+    table = schema.handoffs
+    column = table.c.claim_deadline_us if kind == "claim" else table.c.inactivity_deadline_us
+    return await conn.scalar(select(column).where(table.c.id == handoff_id))
+
+
+async def pending_queue(conn: AsyncConnection, agent_id: str) -> list[Handoff]:
+    """The agent's PENDING handoffs, first come first served."""
+    table = schema.handoffs
+    rows = await conn.execute(
+        select(table)
+        .where(table.c.agent_id == agent_id, table.c.state == HandoffState.PENDING.value)
+        .order_by(table.c.requested_at_us, table.c.id)
+    )
+    return [handoff_from_row(r) for r in rows]
+
+
+async def recent_claim_waits_us(conn: AsyncConnection, agent_id: str, limit: int = 50) -> list[int]:
+    table = schema.handoffs
+    rows = await conn.execute(
+        select(table.c.claimed_at_us - table.c.requested_at_us)
+        .where(table.c.agent_id == agent_id, table.c.claimed_at_us.is_not(None))
+        .order_by(table.c.claimed_at_us.desc())
+        .limit(limit)
+    )
+    return [int(r[0]) for r in rows]
+
+
+async def agent_policy(conn: AsyncConnection, agent_id: str) -> HandoffPolicy:
+    text = await conn.scalar(
+        select(schema.agents.c.handoff_policy_json).where(schema.agents.c.id == agent_id)
+    )
+    return HandoffPolicy.from_json(text or "{}")
+
+
+async def record_customer_messages(conn: AsyncConnection, messages: Sequence[Event]) -> None:
+    """Inbox changes for customer messages committed on sessions with an open handoff (called
+    by the append transaction for messages on MANUAL sessions)."""
+    for event in messages:
+        handoff = await open_handoff_of(conn, event.session_id)
+        if handoff is not None:
+            await record_change(conn, handoff, HandoffChangeType.CUSTOMER_MESSAGE, event)
+
+
+# ---------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimeout:
+    handoff_id: str
+    session_id: str
+    kind: str  # "claim" or "inactivity"
+
+
+class HandoffReader:
+    """Reads on pooled connections (never through the writer)."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def get(self, handoff_id: str) -> Handoff:
+        async with self._db.reader.connect() as conn:
+            return await load_handoff(conn, handoff_id)
+
+    async def queue_position(self, handoff: Handoff) -> int:
+        if handoff.state is not HandoffState.PENDING:
+            return 0
+        table = schema.handoffs
+        async with self._db.reader.connect() as conn:
+            ahead = await conn.scalar(
+                select(func.count())
+                .select_from(table)
+                .where(
+                    table.c.agent_id == handoff.agent_id,
+                    table.c.state == HandoffState.PENDING.value,
+                    or_(
+                        table.c.requested_at_us < handoff.requested_at_us,
+                        and_(
+                            table.c.requested_at_us == handoff.requested_at_us,
+                            table.c.id < handoff.id,
+                        ),
+                    ),
+                )
+            )
+        return int(ahead or 0) + 1
+
+    async def list(
+        self,
+        size: int,
+        token: str,
+        *,
+        session_id: str = "",
+        agent_id: str = "",
+        state: HandoffState | None = None,
+    ) -> Page[Handoff]:
+        table = schema.handoffs
+        filters = {
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "state": state.value if state else "",
+        }
+        limit = page_size(size)
+        cursor = decode_token(token, filters)
+        query = select(table)
+        if session_id:
+            query = query.where(table.c.session_id == session_id)
+        if agent_id:
+            query = query.where(table.c.agent_id == agent_id)
+        if state is not None:
+            query = query.where(table.c.state == state.value)
+        if cursor is not None:
+            query = query.where(
+                or_(
+                    table.c.requested_at_us > cursor.created_at_us,
+                    and_(table.c.requested_at_us == cursor.created_at_us, table.c.id > cursor.id),
+                )
+            )
+        query = query.order_by(table.c.requested_at_us, table.c.id).limit(limit + 1)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        more = len(rows) > limit
+        items = [handoff_from_row(r) for r in rows[:limit]]
+        next_token = ""
+        if more:
+            last = items[-1]
+            next_token = encode_token(Cursor(last.requested_at_us, last.id), filters)
+        return Page(items, next_token)
+
+    async def head_position(self) -> int:
+        head = schema.handoff_log_head
+        async with self._db.reader.connect() as conn:
+            return int(await conn.scalar(select(head.c.position).where(head.c.id == 1)) or 0)
+
+    async def snapshot(self, agent_id: str) -> tuple[int, list[Handoff]]:
+        """The head position and the open handoffs as of that position (one read transaction
+        with a stable snapshot)."""
+        table, head = schema.handoffs, schema.handoff_log_head
+        query = select(table).where(table.c.open_session_id.is_not(None))
+        if agent_id:
+            query = query.where(table.c.agent_id == agent_id)
+        query = query.order_by(table.c.requested_at_us, table.c.id)
+        options = {} if self._db.is_sqlite else {"isolation_level": "REPEATABLE READ"}
+        async with self._db.reader.connect() as conn:
+            conn = await conn.execution_options(**options)
+            async with conn.begin():
+                position = await conn.scalar(select(head.c.position).where(head.c.id == 1))
+                rows = (await conn.execute(query)).all()
+        return int(position or 0), [handoff_from_row(r) for r in rows]
+
+    async def changes_after(self, position: int, agent_id: str, limit: int) -> list[HandoffChange]:
+        table = schema.handoff_changes
+        query = select(table).where(table.c.position > position)
+        if agent_id:
+            query = query.where(table.c.agent_id == agent_id)
+        query = query.order_by(table.c.position).limit(limit)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            HandoffChange(
+                position=r.position,
+                type=HandoffChangeType(r.type),
+                handoff=handoff_from_json(r.handoff_json),
+                event_offset=r.event_offset,
+                created_at_us=r.created_at_us,
+            )
+            for r in rows
+        ]
+
+    async def operators_present(self, agent_id: str, now_us: int) -> bool:
+        table = schema.operator_presence
+        async with self._db.reader.connect() as conn:
+            found = await conn.scalar(
+                select(func.count())
+                .select_from(table)
+                .where(
+                    table.c.expires_at_us > now_us,
+                    or_(table.c.agent_id == "", table.c.agent_id == agent_id),
+                )
+            )
+        return bool(found)
+
+    async def due_timeouts(self, now_us: int, limit: int = 200) -> list[DueTimeout]:
+        table = schema.handoffs
+        due: list[DueTimeout] = []
+        async with self._db.reader.connect() as conn:
+            for kind, column in (
+                ("claim", table.c.claim_deadline_us),
+                ("inactivity", table.c.inactivity_deadline_us),
+            ):
+                rows = await conn.execute(
+                    select(table.c.id, table.c.session_id)
+                    .where(column <= now_us, table.c.open_session_id.is_not(None))
+                    .order_by(column)
+                    .limit(limit)
+                )
+                due += [DueTimeout(r.id, r.session_id, kind) for r in rows]
+        return due
+
+    async def next_deadline_us(self) -> int | None:
+        table = schema.handoffs
+        async with self._db.reader.connect() as conn:
+            values = [
+                await conn.scalar(
+                    select(func.min(column)).where(table.c.open_session_id.is_not(None))
+                )
+                for column in (table.c.claim_deadline_us, table.c.inactivity_deadline_us)
+            ]
+        present = [int(v) for v in values if v is not None]
+        return min(present) if present else None
+
+    async def stats_inputs(
+        self, agent_id: str, start_us: int, end_us: int
+    ) -> tuple[int, list[Handoff], dict[str, list[Handoff]], dict[str, str]]:
+        """(sessions created in range, handoffs requested in range, every handoff of the
+        sessions those belong to (for re-handoffs), reason_key per handoff id)."""
+        sessions, table = schema.sessions, schema.handoffs
+        session_query = (
+            select(func.count())
+            .select_from(sessions)
+            .where(sessions.c.created_at_us >= start_us, sessions.c.created_at_us < end_us)
+        )
+        query = select(table).where(
+            table.c.requested_at_us >= start_us, table.c.requested_at_us < end_us
+        )
+        if agent_id:
+            session_query = session_query.where(sessions.c.agent_id == agent_id)
+            query = query.where(table.c.agent_id == agent_id)
+        async with self._db.reader.connect() as conn:
+            session_count = int(await conn.scalar(session_query) or 0)
+            rows = (await conn.execute(query.order_by(table.c.requested_at_us))).all()
+            session_ids = sorted({r.session_id for r in rows})
+            history: dict[str, list[Handoff]] = {}
+            for chunk in range(0, len(session_ids), 500):
+                more = await conn.execute(
+                    select(table)
+                    .where(table.c.session_id.in_(session_ids[chunk : chunk + 500]))
+                    .order_by(table.c.requested_at_us)
+                )
+                for r in more:
+                    history.setdefault(r.session_id, []).append(handoff_from_row(r))
+        return (
+            session_count,
+            [handoff_from_row(r) for r in rows],
+            history,
+            {r.id: r.reason_key for r in rows},
+        )
+
+
+# ---------------------------------------------------------------- presence (write jobs)
+
+
+async def upsert_presence(
+    conn: AsyncConnection, stream_id: str, operator_id: str, agent_id: str, expires_at_us: int
+) -> None:
+    table = schema.operator_presence
+    await conn.execute(delete(table).where(table.c.stream_id == stream_id))
+    await conn.execute(
+        table.insert().values(
+            stream_id=stream_id,
+            operator_id=operator_id,
+            agent_id=agent_id,
+            expires_at_us=expires_at_us,
+        )
+    )
+
+
+async def remove_presence(conn: AsyncConnection, stream_id: str, expired_before_us: int) -> None:
+    """Removes this stream's row and rows of streams that died without saying so."""
+    table = schema.operator_presence
+    await conn.execute(
+        delete(table).where(
+            or_(table.c.stream_id == stream_id, table.c.expires_at_us < expired_before_us)
+        )
+    )
