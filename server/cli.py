@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from baton_server.config import Settings
+from baton_server.stats_cli import stats
 
 app = typer.Typer(
     help="Baton: an AI customer-service agent with human handoff, over gRPC.",
@@ -181,6 +182,9 @@ def tail(
     except grpc.aio.AioRpcError as error:
         console.print(f"[red]{error.code().name}[/red]: {escape(error.details() or '')}")
         raise typer.Exit(1) from None
+
+
+app.command("stats")(stats)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -45,8 +46,10 @@ async def start_server(settings: Settings):  # type: ignore[no-untyped-def]
     """Starts servers (with optional setting overrides); stops them all at the end."""
     started: list[tuple[BatonApp, grpc.aio.Channel]] = []
 
-    async def start(**overrides: object) -> tuple[BatonApp, Stubs]:
-        app = BatonApp(replace(settings, **overrides))
+    async def start(**overrides: Any) -> tuple[BatonApp, Stubs]:
+        """Setting overrides, plus `clock` (handoff times follow it)."""
+        clock = overrides.pop("clock", None)
+        app = BatonApp(replace(settings, **overrides), **({"clock": clock} if clock else {}))
         port = await app.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         started.append((app, channel))

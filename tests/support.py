@@ -32,6 +32,7 @@ class Stubs:
     customers: svc.CustomerServiceStub
     sessions: svc.SessionServiceStub
     events: svc.EventServiceStub
+    handoffs: svc.HandoffServiceStub
 
     @classmethod
     def on(cls, channel: grpc.aio.Channel) -> Stubs:
@@ -41,6 +42,7 @@ class Stubs:
             svc.CustomerServiceStub(channel),
             svc.SessionServiceStub(channel),
             svc.EventServiceStub(channel),
+            svc.HandoffServiceStub(channel),
         )
 
     async def new_session(self, **session_fields: Any) -> pb.Session:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from google.protobuf import field_mask_pb2
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
@@ -248,6 +249,14 @@ async def test_history_after_a_human_is_context(start_server, fake: FakeOpenAI) 
                 text="I refunded order 12.",
                 participant=pb.Participant(id="op1", display_name="Olga"),
             ),
+        )
+    )
+    # Writing took the session over; the operator hands it back to the AI.
+    await baton.sessions.UpdateSession(
+        rr.UpdateSessionRequest(
+            session_id=session.id,
+            session=pb.Session(mode=pb.SESSION_MODE_AUTO),
+            update_mask=field_mask_pb2.FieldMask(paths=["mode"]),
         )
     )
     fake.script(matches(), streamed("Anything else?"))

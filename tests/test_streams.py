@@ -90,9 +90,12 @@ async def test_follow_waits_for_offsets_past_the_end(baton: Stubs) -> None:
 async def test_filters_by_kind_and_source_in_catch_up_and_live(baton: Stubs) -> None:
     session = await baton.new_session()
 
-    async def post_mix() -> None:
-        await baton.say(session.id, "customer words")
-        await baton.events.CreateEvent(
+    async def post_mix() -> list[int]:
+        """Posts a customer message, a status and a human message; returns the offsets of
+        (customer message, status, human message). The first human message takes the session
+        over, which records a few handoff events in between."""
+        said = await baton.say(session.id, "customer words")
+        typing = await baton.events.CreateEvent(
             rr.CreateEventRequest(
                 session_id=session.id,
                 kind=pb.EVENT_KIND_STATUS,
@@ -100,7 +103,7 @@ async def test_filters_by_kind_and_source_in_catch_up_and_live(baton: Stubs) -> 
                 status=pb.StatusData(status=pb.STATUS_TYPING),
             )
         )
-        await baton.events.CreateEvent(
+        human = await baton.events.CreateEvent(
             rr.CreateEventRequest(
                 session_id=session.id,
                 kind=pb.EVENT_KIND_MESSAGE,
@@ -110,8 +113,9 @@ async def test_filters_by_kind_and_source_in_catch_up_and_live(baton: Stubs) -> 
                 ),
             )
         )
+        return [said.offset, typing.event.offset, human.event.offset]
 
-    await post_mix()  # offsets 1..3
+    first = await post_mix()
     request = rr.ListEventsRequest(
         session_id=session.id,
         follow=True,
@@ -120,11 +124,11 @@ async def test_filters_by_kind_and_source_in_catch_up_and_live(baton: Stubs) -> 
     )
     stream = baton.events.ListEvents(request)
     history, _ = await collect(stream, until_caught_up=True)
-    assert [e.offset for e in history] == [1, 3]
-    await post_mix()  # offsets 4..6
-    live, _ = await collect(stream, until_offset=6)
+    assert [e.offset for e in history] == [first[0], first[2]]
+    second = await post_mix()
+    live, _ = await collect(stream, until_offset=second[2])
     stream.cancel()
-    assert [e.offset for e in live] == [4, 6]
+    assert [e.offset for e in live] == [second[0], second[2]]
     assert live[1].message.participant.display_name == "Olga"
     # Status-only, no follow.
     statuses, _ = await collect(
@@ -133,8 +137,8 @@ async def test_filters_by_kind_and_source_in_catch_up_and_live(baton: Stubs) -> 
         )
     )
     assert [(e.offset, e.status.status) for e in statuses] == [
-        (2, pb.STATUS_TYPING),
-        (5, pb.STATUS_TYPING),
+        (first[1], pb.STATUS_TYPING),
+        (second[1], pb.STATUS_TYPING),
     ]
 
 
@@ -227,9 +231,9 @@ async def test_mode_change_is_recorded_in_the_log(baton: Stubs) -> None:
         )
     )
     assert updated.session.mode == pb.SESSION_MODE_MANUAL
-    events, _ = await collect(stream, until_offset=1)
+    events, _ = await collect(stream, until_offset=updated.session.next_offset - 1)
     stream.cancel()
-    change = events[-1]
+    change = events[0]
     assert change.source == pb.EVENT_SOURCE_SYSTEM and change.kind == pb.EVENT_KIND_CUSTOM
     assert change.custom["type"] == "baton.session_mode_changed"
     assert (change.custom["mode"], change.custom["previous_mode"]) == ("manual", "auto")
@@ -241,7 +245,7 @@ async def test_mode_change_is_recorded_in_the_log(baton: Stubs) -> None:
             update_mask=field_mask_pb2.FieldMask(paths=["mode"]),
         )
     )
-    assert again.session.next_offset == 2
+    assert again.session.next_offset == updated.session.next_offset
 
 
 async def test_thousands_of_streams_opened_at_once(start_server) -> None:  # type: ignore[no-untyped-def]

@@ -32,7 +32,7 @@ from baton_server.domain import (
     SessionMode,
     now_us,
 )
-from baton_server.errors import AlreadyExists, FailedPrecondition
+from baton_server.errors import AlreadyExists, FailedPrecondition, StaleEpoch
 from baton_server.handoff import policy as policies
 from baton_server.handoff.summary import Summarizer
 from baton_server.store import Repository
@@ -258,9 +258,14 @@ class HandoffControls:
 
     # ------------------------------------------------------------------ operator controls
 
-    async def _locked(self, conn: AsyncConnection, handoff_id: str) -> tuple[Session, Handoff]:
+    async def _locked(
+        self, conn: AsyncConnection, handoff_id: str, expected_epoch: int | None = None
+    ) -> tuple[Session, Handoff]:
         handoff = await rows.load_handoff(conn, handoff_id)
         session = await rows.lock_session(conn, handoff.session_id)
+        # A stale picture is refused before anything else is judged on it.
+        if expected_epoch is not None and expected_epoch != session.control_epoch:
+            raise StaleEpoch(session.id, expected_epoch, session.control_epoch)
         # Re-read under the session lock: another transaction may have changed it meanwhile.
         return session, await rows.load_handoff(conn, handoff_id)
 
@@ -290,7 +295,7 @@ class HandoffControls:
         expected_epoch: int | None = None,
     ) -> Handoff:
         async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
-            session, handoff = await self._locked(conn, handoff_id)
+            session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.state is HandoffState.CLAIMED:
                 assert handoff.operator is not None
@@ -367,7 +372,7 @@ class HandoffControls:
         self, handoff_id: str, operator: Operator, expected_epoch: int | None = None
     ) -> Handoff:
         async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
-            session, handoff = await self._locked(conn, handoff_id)
+            session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.state is not HandoffState.PENDING:
                 raise self._held_by_other(handoff, operator.id)
@@ -394,7 +399,7 @@ class HandoffControls:
         expected_epoch: int | None = None,
     ) -> Handoff:
         async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
-            session, handoff = await self._locked(conn, handoff_id)
+            session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.offered_to is None or handoff.offered_to.id != operator.id:
                 raise FailedPrecondition(
@@ -428,7 +433,7 @@ class HandoffControls:
         expected_epoch: int | None = None,
     ) -> Handoff:
         async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
-            session, handoff = await self._locked(conn, handoff_id)
+            session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.state is not HandoffState.CLAIMED or handoff.operator is None:
                 raise FailedPrecondition(
@@ -457,7 +462,7 @@ class HandoffControls:
         expected_epoch: int | None = None,
     ) -> Handoff:
         async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
-            session, handoff = await self._locked(conn, handoff_id)
+            session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.state is HandoffState.CLAIMED and (
                 handoff.operator is None or handoff.operator.id != operator_id

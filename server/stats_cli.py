@@ -1,0 +1,83 @@
+"""`baton stats`: handoff analytics from a running server, as a table."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def _seconds(duration: Any) -> str:
+    return f"{duration.seconds + duration.nanos / 1e9:.1f} s"
+
+
+def stats_table(stats: Any, title: str) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("sessions", str(stats.sessions)),
+        ("sessions with a handoff", str(stats.sessions_with_handoff)),
+        ("handoff rate", f"{stats.handoff_rate:.1%}"),
+        ("handoffs", str(stats.handoffs)),
+        ("abandoned while queued", str(stats.abandoned_while_queued)),
+        ("returned to AI (share of ended)", f"{stats.returned_to_ai_share:.1%}"),
+        ("re-handoffs within 30 min of a return", str(stats.rehandoffs_within_30_minutes)),
+    ]
+    for label, value in (
+        ("time to claim", stats.time_to_claim),
+        ("time to first human reply", stats.time_to_first_human_reply),
+    ):
+        rows.append(
+            (
+                f"{label} p50 / p90 (n={value.count})",
+                f"{_seconds(value.p50)} / {_seconds(value.p90)}",
+            )
+        )
+    rows += [(f"outcome {name}", str(count)) for name, count in sorted(stats.by_outcome.items())]
+    rows += [(f"reason {name!r}", str(count)) for name, count in sorted(stats.by_reason.items())]
+    for label, value in rows:
+        table.add_row(escape(label), value)
+    return table
+
+
+def stats(
+    agent: Annotated[str, typer.Option(help="Only this agent's sessions.")] = "",
+    days: Annotated[float, typer.Option(help="The last this many days (0: all time).")] = 7.0,
+    target: Annotated[
+        str, typer.Option(envvar="BATON_TARGET", help="Server address.")
+    ] = "127.0.0.1:8800",
+) -> None:
+    """Print handoff analytics: rate, reasons, outcomes, time to claim and to first reply."""
+    import grpc
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from baton.v1 import request_response_pb2 as rr
+    from baton.v1 import service_pb2_grpc as svc_grpc
+
+    console = Console(highlight=False)
+    request = rr.GetHandoffStatsRequest(agent_id=agent)
+    title = "Handoffs, all time"
+    if days > 0:
+        start = Timestamp()
+        start.FromDatetime(datetime.now(UTC) - timedelta(days=days))
+        request.start_time.CopyFrom(start)
+        title = f"Handoffs, last {days:g} day(s)"
+    if agent:
+        title += f", agent {agent}"
+
+    async def run() -> Any:
+        async with grpc.aio.insecure_channel(target) as channel:
+            return await svc_grpc.HandoffServiceStub(channel).GetHandoffStats(request)
+
+    try:
+        response = asyncio.run(run())
+    except grpc.aio.AioRpcError as error:
+        console.print(f"[red]{error.code().name}[/red]: {escape(error.details() or '')}")
+        raise typer.Exit(1) from None
+    console.print(stats_table(response.stats, title))
