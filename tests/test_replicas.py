@@ -164,3 +164,33 @@ async def test_sigkill_of_one_replica_loses_no_acknowledged_event(postgres_url: 
         assert [e.offset for e in log] == list(range(len(log)))
         assert set(acknowledged) <= {e.id for e in log}
         assert len(log) >= 1 + 4 * 300, "replica A's writers went on"
+
+
+async def test_the_operator_inbox_sees_changes_made_on_another_replica(postgres_url: str) -> None:
+    async with running_replicas(postgres_url, 2, "--no-engine") as (_replicas, stubs):
+        a, b = stubs
+        watch = a.handoffs.WatchHandoffs(rr.WatchHandoffsRequest())
+        async with asyncio.timeout(20):
+            async for response in watch:
+                if response.caught_up:
+                    break
+        session = await b.new_session()
+        requested = await b.handoffs.RequestHandoff(
+            rr.RequestHandoffRequest(session_id=session.id, reason="refund")
+        )
+        await b.handoffs.ClaimHandoff(
+            rr.ClaimHandoffRequest(
+                handoff_id=requested.handoff.id, operator=pb.Participant(id="op")
+            )
+        )
+        seen: list[pb.HandoffChange] = []
+        async with asyncio.timeout(20):
+            async for response in watch:
+                seen += response.changes
+                if len(seen) >= 2:
+                    break
+        watch.cancel()
+        assert [(c.type, c.handoff.id) for c in seen] == [
+            (pb.HANDOFF_CHANGE_TYPE_REQUESTED, requested.handoff.id),
+            (pb.HANDOFF_CHANGE_TYPE_CLAIMED, requested.handoff.id),
+        ]
