@@ -104,6 +104,8 @@ class Pools:
 
     ids: dict[str, list[str]] = field(default_factory=dict)
     page_tokens: list[str] = field(default_factory=list)
+    # The same tokens by the RPC that issued them: only those get past the filter digest.
+    page_tokens_of: dict[str, list[str]] = field(default_factory=dict)
     tool_names: list[str] = field(default_factory=list)
     idempotency_keys: list[str] = field(default_factory=lambda: ["k1", "k2", "k3"])
     # Requests (serialized) that the server accepted, per RPC path: mutated into new requests.
@@ -120,15 +122,15 @@ class Pools:
         if value and value not in known:
             known.append(value)
 
-    def harvest(self, message: Message) -> None:
-        """Collects resource ids, page tokens and tool names from a response."""
+    def harvest(self, message: Message, path: str = "") -> None:
+        """Collects resource ids, page tokens and tool names from a response of `path`."""
         resource = snake(message.DESCRIPTOR.name)
         for fd, value in message.ListFields():
             if fd.type == FieldDescriptor.TYPE_MESSAGE:
                 if fd.message_type.GetOptions().map_entry:
                     continue
                 for item in value if _repeated(fd) else [value]:
-                    self.harvest(item)
+                    self.harvest(item, path)
             elif fd.type == FieldDescriptor.TYPE_STRING and not _repeated(fd):
                 if fd.name == "id":
                     self.add_id(resource, value)
@@ -136,6 +138,7 @@ class Pools:
                     self.add_id(owner, value)
                 elif fd.name == "next_page_token" and value not in self.page_tokens:
                     self.page_tokens.append(value)
+                    self.page_tokens_of.setdefault(path, []).append(value)
                 elif resource == "tool" and fd.name == "name" and value not in self.tool_names:
                     self.tool_names.append(value)
 
@@ -166,6 +169,10 @@ SPECIAL_TEXT = [
     "x" * 129,
     "x" * 257,
 ]
+
+
+# Values a forged page token may carry (JSON can encode NUL and lone surrogates).
+NASTY_JSON: list[Any] = [True, False, None, -1, 2**63, 1.5, "", "a\x00b", "\ud800", [], {}]
 
 
 def text() -> st.SearchStrategy[str]:
@@ -248,6 +255,7 @@ class RequestDrawer:
     def __init__(self, data: st.DataObject, pools: Pools) -> None:
         self.data = data
         self.pools = pools
+        self.rpc_path = ""
 
     def draw(self, strategy: st.SearchStrategy[Any]) -> Any:
         return self.data.draw(strategy)
@@ -259,6 +267,7 @@ class RequestDrawer:
         """A fresh random request, or (more often) an accepted one with a field or two redrawn,
         which gets deeper than fresh requests that rarely pass every validation."""
         descriptor = rpc.request_type
+        self.rpc_path = rpc.path
         fresh = self.message(descriptor)
         base_bytes = self.pick(self.pools.accepted.get(rpc.path, []))  # type: ignore[arg-type]
         mutations = self.draw(st.integers(1, 2))
@@ -409,7 +418,8 @@ class RequestDrawer:
         return made_up
 
     def page_token(self) -> str:
-        real = self.pick(self.pools.page_tokens)
+        own = self.pick(self.pools.page_tokens_of.get(self.rpc_path, []))
+        real = own if self.chance(70) and own is not None else self.pick(self.pools.page_tokens)
         keep = self.chance(30)
         mutated = self._mutate_token(real or "")
         made_up = str(
@@ -428,8 +438,15 @@ class RequestDrawer:
     def _mutate_token(self, token: str) -> str:
         """A real token with one field changed (the filter digest kept, so it gets decoded)."""
         position = self.draw(st.integers(0, 1023))
+        key = self.draw(st.sampled_from(["i", "t", "i", "t", "f", "x"]))
         replacement = self.draw(
-            st.one_of(json_values(), ints(64, True), st.integers(2**63 - 10, 2**64), text())
+            st.one_of(
+                st.sampled_from(NASTY_JSON),
+                json_values(),
+                ints(64, True),
+                st.integers(2**63 - 10, 2**64),
+                text(),
+            )
         )
         try:
             body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
@@ -437,7 +454,7 @@ class RequestDrawer:
             return token[: position % (len(token) + 1)]
         if not isinstance(body, dict) or not body:
             return token[:-1]
-        body[sorted(body)[position % len(body)]] = replacement
+        body[key] = replacement
         return _token_of(body)
 
     def _field_mask(self, descriptor: Descriptor, names: list) -> Message:

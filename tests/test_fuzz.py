@@ -18,6 +18,8 @@ contiguous from 0.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from collections import Counter, defaultdict
 from typing import Any
@@ -43,7 +45,7 @@ from tests.fuzzing import (
     malformed,
     outcome_problem,
 )
-from tests.support import Stubs, collect, customer_message
+from tests.support import Stubs, bad_request_fields, collect, customer_message
 
 EXAMPLE_TOOLS = "baton_server.examples.support"
 RPCS = all_rpcs()
@@ -201,7 +203,7 @@ class Fuzzer:
         if outcome.code == grpc.StatusCode.OK or outcome.stopped_by_client:
             self.pools.accept(rpc.path, payload)
             for response in outcome.responses:
-                self.pools.harvest(rpc.response_class.FromString(response))
+                self.pools.harvest(rpc.response_class.FromString(response), rpc.path)
         after = self.read_sessions()
         if outcome.code != grpc.StatusCode.OK:
             self.check_unchanged(rpc, payload, label, outcome, after)
@@ -313,3 +315,35 @@ async def assert_healthy(stubs: Stubs) -> None:
         timeout=STREAM_TIMEOUT_S * 20,
     )
     assert [e.offset for e in events] == [0, 1]
+
+
+LIST_RPCS = [rpc for rpc in RPCS if "page_token" in rpc.request_type.fields_by_name]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("i", "a\x00b"), ("i", "\ud800"), ("i", 7), ("t", True), ("t", -1), ("t", 2**63)],
+)
+async def test_forged_page_token_fields_are_invalid_argument(
+    baton: Stubs, field: str, value: Any
+) -> None:
+    """Regression (found probing the fuzzer's token mutations): a real page token whose cursor
+    id held NUL (PostgreSQL) or a lone surrogate, or whose time was `true`, gave INTERNAL."""
+    for _ in range(2):  # two of everything that new_session creates: a second page exists
+        await baton.new_session()
+    for rpc in LIST_RPCS:
+        call = baton.channel.unary_unary(rpc.path)
+        first = rpc.response_class.FromString(
+            await call(rpc.request_class(page_size=1).SerializeToString(), timeout=10)
+        )
+        token = first.next_page_token  # type: ignore[attr-defined]
+        if not token:
+            continue  # too few of this resource for a second page
+        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        body[field] = value
+        forged = base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+        request = rpc.request_class(page_size=1, page_token=forged)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(request.SerializeToString(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, rpc.path
+        assert bad_request_fields(caught.value) == ["page_token"], rpc.path
