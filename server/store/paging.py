@@ -45,9 +45,14 @@ def decode_token(token: str, filters: dict[str, str]) -> Cursor | None:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         body = json.loads(raw)
         created_at_us, last_id, digest = body["t"], body["i"], body["f"]
-        if not (isinstance(created_at_us, int) and 0 <= created_at_us < 2**63):
+        if not (type(created_at_us) is int and 0 <= created_at_us < 2**63):
             raise ValueError("cursor time out of range")
-        cursor = Cursor(created_at_us, str(last_id))
+        # Only what ids are: PostgreSQL rejects NUL in text, and no database takes a lone
+        # surrogate (JSON can encode both); encode() raises UnicodeEncodeError on the latter.
+        if not isinstance(last_id, str) or "\x00" in last_id:
+            raise ValueError("cursor id is not an id")
+        last_id.encode()
+        cursor = Cursor(created_at_us, last_id)
         digest = str(digest)
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError):
         raise InvalidArgument.single(
