@@ -17,6 +17,7 @@ from baton_server.api.mapping import (
     timestamp,
 )
 from baton_server.api.protos import pb, rr, svc_grpc
+from baton_server.config import InputLimits
 from baton_server.domain import Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
 from baton_server.service.event_stream import (
@@ -83,8 +84,11 @@ def filter_from_request(request: Any) -> EventFilter:
 
 
 class EventServicer(svc_grpc.EventServiceServicer):
-    def __init__(self, repository: Repository, streamer: EventStreamer) -> None:
+    def __init__(
+        self, repository: Repository, streamer: EventStreamer, limits: InputLimits
+    ) -> None:
         self._repo = repository
+        self._limits = limits
         self._streamer = streamer
         # Live events go to every follower of a session: build each one's proto once.
         self._live_protos: OrderedDict[str, Any] = OrderedDict()
@@ -99,7 +103,7 @@ class EventServicer(svc_grpc.EventServiceServicer):
 
     async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         session_id = require_id(request.session_id, "session_id")
-        draft = draft_from_request(request)
+        draft = draft_from_request(request, self._limits)
         event = await self._repo.append_event(session_id, draft)
         return rr.CreateEventResponse(event=event_to_proto(event))
 

@@ -13,9 +13,11 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton_server.auth.principal import current_actor
 from baton_server.domain import (
     SESSION_CREATED,
     SESSION_MODE_CHANGED,
+    Actor,
     Agent,
     CannedResponse,
     Customer,
@@ -51,12 +53,22 @@ _UNSET: Any = object()
 
 
 def mode_changed(
-    previous: SessionMode, mode: SessionMode, reason: str = "", correlation_id: str = ""
+    previous: SessionMode,
+    mode: SessionMode,
+    reason: str = "",
+    correlation_id: str = "",
+    actor: Actor | None = None,
 ) -> EventDraft:
     """The log entry recording a mode change (appended in the transaction that makes it)."""
-    data = {"type": SESSION_MODE_CHANGED, "mode": mode.value, "previous_mode": previous.value}
+    data: dict[str, Any] = {
+        "type": SESSION_MODE_CHANGED,
+        "mode": mode.value,
+        "previous_mode": previous.value,
+    }
     if reason:
         data["reason"] = reason
+    if actor is not None:
+        data["actor"] = actor.to_dict()
     return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data, correlation_id=correlation_id)
 
 
@@ -257,6 +269,7 @@ class Repository:
         metadata: dict[str, str],
     ) -> Session:
         session_id = new_id("ses")
+        actor = current_actor()  # here, in the caller's context (see principal.py)
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             for table, resource, rid in (
@@ -289,7 +302,7 @@ class Repository:
                     "mode": mode.value,
                 },
             )
-            committed = await self._append_in(conn, session_id, [draft])
+            committed = await self._append_in(conn, session_id, [draft], actor=actor)
             return await self._session_in(conn, session_id), committed
 
         return await self._appender.run_job(job)
@@ -331,6 +344,7 @@ class Repository:
         reason: str = "",
     ) -> Session:
         """Updates fields; a mode change appends a mode-changed event in the same transaction."""
+        actor = current_actor()
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             current = await self._session_in(conn, session_id, lock=True)
@@ -342,13 +356,15 @@ class Repository:
             drafts: list[EventDraft] = []
             if mode is not _UNSET and mode != current.mode:
                 values["mode"] = mode.value
-                drafts.append(mode_changed(current.mode, mode, reason))
+                drafts.append(mode_changed(current.mode, mode, reason, actor=actor))
             if values:
                 values["updated_at_us"] = now_us()
                 await conn.execute(
                     update(schema.sessions).where(schema.sessions.c.id == session_id).values(values)
                 )
-            committed = await self._append_in(conn, session_id, drafts) if drafts else []
+            committed = (
+                await self._append_in(conn, session_id, drafts, actor=actor) if drafts else []
+            )
             return await self._session_in(conn, session_id), committed
 
         return await self._appender.run_job(job)
@@ -385,8 +401,10 @@ class Repository:
         session_id: str,
         drafts: Sequence[EventDraft],
         guard: TurnGuard | None = None,
+        *,
+        actor: Actor | None = None,
     ) -> list[Event]:
-        request = AppendRequest(session_id, list(drafts), guard).prepare()
+        request = AppendRequest(session_id, list(drafts), guard, actor).prepare()
         outcome = await append_rows(conn, [request], self._encode)
         result = outcome.results[0]
         if isinstance(result, Exception):
@@ -400,7 +418,8 @@ class Repository:
 
         With an idempotency key already used for the same request, returns the original event.
         """
-        (event,) = await self._appender.append(AppendRequest(session_id, [draft]))
+        request = AppendRequest(session_id, [draft], actor=current_actor())
+        (event,) = await self._appender.append(request)
         return event
 
     async def next_offset(self, session_id: str) -> int:
@@ -458,6 +477,7 @@ class Repository:
             c.created_at_us,
             c.correlation_id,
             c.data_json,
+            c.actor_json,
         )
         query = self._events_query(columns, session_id, from_offset, to_offset, event_filter, limit)
         async with self._db.reader.connect() as conn:

@@ -277,6 +277,67 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_baton_v1_message_proto_rawDescGZIP(), []int{3}
 }
 
+// The role of an authenticated caller.
+type ActorRole int32
+
+const (
+	// Not set.
+	ActorRole_ACTOR_ROLE_UNSPECIFIED ActorRole = 0
+	// An administrator's API key: may call every RPC.
+	ActorRole_ACTOR_ROLE_ADMIN ActorRole = 1
+	// A backend service's API key (agents, customers, sessions, events, customer tokens).
+	ActorRole_ACTOR_ROLE_INTEGRATION ActorRole = 2
+	// A human agent's API key: reads sessions and events, posts human-agent messages.
+	ActorRole_ACTOR_ROLE_OPERATOR ActorRole = 3
+	// A customer token (AuthService.IssueCustomerToken): that customer's own sessions only.
+	ActorRole_ACTOR_ROLE_CUSTOMER ActorRole = 4
+)
+
+// Enum value maps for ActorRole.
+var (
+	ActorRole_name = map[int32]string{
+		0: "ACTOR_ROLE_UNSPECIFIED",
+		1: "ACTOR_ROLE_ADMIN",
+		2: "ACTOR_ROLE_INTEGRATION",
+		3: "ACTOR_ROLE_OPERATOR",
+		4: "ACTOR_ROLE_CUSTOMER",
+	}
+	ActorRole_value = map[string]int32{
+		"ACTOR_ROLE_UNSPECIFIED": 0,
+		"ACTOR_ROLE_ADMIN":       1,
+		"ACTOR_ROLE_INTEGRATION": 2,
+		"ACTOR_ROLE_OPERATOR":    3,
+		"ACTOR_ROLE_CUSTOMER":    4,
+	}
+)
+
+func (x ActorRole) Enum() *ActorRole {
+	p := new(ActorRole)
+	*p = x
+	return p
+}
+
+func (x ActorRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActorRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[4].Descriptor()
+}
+
+func (ActorRole) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[4]
+}
+
+func (x ActorRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActorRole.Descriptor instead.
+func (ActorRole) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{4}
+}
+
 // An AI agent: the persona and behaviour that answers customers in sessions.
 type Agent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -851,7 +912,10 @@ type Event struct {
 	//	*Event_Tool
 	//	*Event_Status
 	//	*Event_Custom
-	Data          isEvent_Data `protobuf_oneof:"data"`
+	Data isEvent_Data `protobuf_oneof:"data"`
+	// Who appended the event (the authenticated caller), for the audit trail. Unset for events
+	// Baton's engine writes on its own and for servers running without authentication (--dev).
+	Actor         *Actor `protobuf:"bytes,12,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -978,6 +1042,13 @@ func (x *Event) GetCustom() *structpb.Struct {
 	return nil
 }
 
+func (x *Event) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
 type isEvent_Data interface {
 	isEvent_Data()
 }
@@ -1010,6 +1081,70 @@ func (*Event_Status) isEvent_Data() {}
 
 func (*Event_Custom) isEvent_Data() {}
 
+// Who did a write: the API key (and its role) or the customer token behind the call.
+type Actor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the API key used ("key_..."); for a customer token, the key that issued it.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The caller's role.
+	Role ActorRole `protobuf:"varint,2,opt,name=role,proto3,enum=baton.v1.ActorRole" json:"role,omitempty"`
+	// For customer tokens: the customer the token was issued for.
+	CustomerId    string `protobuf:"bytes,3,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Actor) Reset() {
+	*x = Actor{}
+	mi := &file_baton_v1_message_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Actor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Actor) ProtoMessage() {}
+
+func (x *Actor) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Actor.ProtoReflect.Descriptor instead.
+func (*Actor) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Actor) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Actor) GetRole() ActorRole {
+	if x != nil {
+		return x.Role
+	}
+	return ActorRole_ACTOR_ROLE_UNSPECIFIED
+}
+
+func (x *Actor) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
 // A rule of an agent's behaviour: when `condition` holds in the conversation, do `action`,
 // possibly calling the named tools.
 type Guideline struct {
@@ -1034,7 +1169,7 @@ type Guideline struct {
 
 func (x *Guideline) Reset() {
 	*x = Guideline{}
-	mi := &file_baton_v1_message_proto_msgTypes[9]
+	mi := &file_baton_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1181,7 @@ func (x *Guideline) String() string {
 func (*Guideline) ProtoMessage() {}
 
 func (x *Guideline) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[9]
+	mi := &file_baton_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1194,7 @@ func (x *Guideline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Guideline.ProtoReflect.Descriptor instead.
 func (*Guideline) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Guideline) GetId() string {
@@ -1128,7 +1263,7 @@ type CannedResponse struct {
 
 func (x *CannedResponse) Reset() {
 	*x = CannedResponse{}
-	mi := &file_baton_v1_message_proto_msgTypes[10]
+	mi := &file_baton_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1275,7 @@ func (x *CannedResponse) String() string {
 func (*CannedResponse) ProtoMessage() {}
 
 func (x *CannedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[10]
+	mi := &file_baton_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1288,7 @@ func (x *CannedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CannedResponse.ProtoReflect.Descriptor instead.
 func (*CannedResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CannedResponse) GetId() string {
@@ -1199,7 +1334,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_baton_v1_message_proto_msgTypes[11]
+	mi := &file_baton_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1346,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[11]
+	mi := &file_baton_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1359,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Tool) GetName() string {
@@ -1265,7 +1400,7 @@ type MessageDelta struct {
 
 func (x *MessageDelta) Reset() {
 	*x = MessageDelta{}
-	mi := &file_baton_v1_message_proto_msgTypes[12]
+	mi := &file_baton_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1412,7 @@ func (x *MessageDelta) String() string {
 func (*MessageDelta) ProtoMessage() {}
 
 func (x *MessageDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[12]
+	mi := &file_baton_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1425,7 @@ func (x *MessageDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDelta.ProtoReflect.Descriptor instead.
 func (*MessageDelta) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MessageDelta) GetCorrelationId() string {
@@ -1369,7 +1504,7 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"StatusData\x12(\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x10.baton.v1.StatusR\x06status\x12\x1b\n" +
 	"\x06detail\x18\x02 \x01(\tH\x00R\x06detail\x88\x01\x01B\t\n" +
-	"\a_detail\"\xd0\x03\n" +
+	"\a_detail\"\xf7\x03\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1384,8 +1519,14 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\x04tool\x18\t \x01(\v2\x12.baton.v1.ToolDataH\x00R\x04tool\x12.\n" +
 	"\x06status\x18\n" +
 	" \x01(\v2\x14.baton.v1.StatusDataH\x00R\x06status\x121\n" +
-	"\x06custom\x18\v \x01(\v2\x17.google.protobuf.StructH\x00R\x06customB\x06\n" +
-	"\x04data\"\xe0\x01\n" +
+	"\x06custom\x18\v \x01(\v2\x17.google.protobuf.StructH\x00R\x06custom\x12%\n" +
+	"\x05actor\x18\f \x01(\v2\x0f.baton.v1.ActorR\x05actorB\x06\n" +
+	"\x04data\"h\n" +
+	"\x05Actor\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12'\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x13.baton.v1.ActorRoleR\x04role\x12\x1f\n" +
+	"\vcustomer_id\x18\x03 \x01(\tR\n" +
+	"customerId\"\xe0\x01\n" +
 	"\tGuideline\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1c\n" +
@@ -1437,7 +1578,13 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\rSTATUS_TYPING\x10\x03\x12\x10\n" +
 	"\fSTATUS_READY\x10\x04\x12\x14\n" +
 	"\x10STATUS_CANCELLED\x10\x05\x12\x10\n" +
-	"\fSTATUS_ERROR\x10\x06b\x06proto3"
+	"\fSTATUS_ERROR\x10\x06*\x8b\x01\n" +
+	"\tActorRole\x12\x1a\n" +
+	"\x16ACTOR_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10ACTOR_ROLE_ADMIN\x10\x01\x12\x1a\n" +
+	"\x16ACTOR_ROLE_INTEGRATION\x10\x02\x12\x17\n" +
+	"\x13ACTOR_ROLE_OPERATOR\x10\x03\x12\x17\n" +
+	"\x13ACTOR_ROLE_CUSTOMER\x10\x04b\x06proto3"
 
 var (
 	file_baton_v1_message_proto_rawDescOnce sync.Once
@@ -1451,60 +1598,64 @@ func file_baton_v1_message_proto_rawDescGZIP() []byte {
 	return file_baton_v1_message_proto_rawDescData
 }
 
-var file_baton_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_baton_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_baton_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_baton_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_baton_v1_message_proto_goTypes = []any{
 	(SessionMode)(0),              // 0: baton.v1.SessionMode
 	(EventKind)(0),                // 1: baton.v1.EventKind
 	(EventSource)(0),              // 2: baton.v1.EventSource
 	(Status)(0),                   // 3: baton.v1.Status
-	(*Agent)(nil),                 // 4: baton.v1.Agent
-	(*Customer)(nil),              // 5: baton.v1.Customer
-	(*Session)(nil),               // 6: baton.v1.Session
-	(*Participant)(nil),           // 7: baton.v1.Participant
-	(*MessageData)(nil),           // 8: baton.v1.MessageData
-	(*ToolCall)(nil),              // 9: baton.v1.ToolCall
-	(*ToolData)(nil),              // 10: baton.v1.ToolData
-	(*StatusData)(nil),            // 11: baton.v1.StatusData
-	(*Event)(nil),                 // 12: baton.v1.Event
-	(*Guideline)(nil),             // 13: baton.v1.Guideline
-	(*CannedResponse)(nil),        // 14: baton.v1.CannedResponse
-	(*Tool)(nil),                  // 15: baton.v1.Tool
-	(*MessageDelta)(nil),          // 16: baton.v1.MessageDelta
-	nil,                           // 17: baton.v1.Customer.MetadataEntry
-	nil,                           // 18: baton.v1.Session.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 20: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 21: google.protobuf.Value
+	(ActorRole)(0),                // 4: baton.v1.ActorRole
+	(*Agent)(nil),                 // 5: baton.v1.Agent
+	(*Customer)(nil),              // 6: baton.v1.Customer
+	(*Session)(nil),               // 7: baton.v1.Session
+	(*Participant)(nil),           // 8: baton.v1.Participant
+	(*MessageData)(nil),           // 9: baton.v1.MessageData
+	(*ToolCall)(nil),              // 10: baton.v1.ToolCall
+	(*ToolData)(nil),              // 11: baton.v1.ToolData
+	(*StatusData)(nil),            // 12: baton.v1.StatusData
+	(*Event)(nil),                 // 13: baton.v1.Event
+	(*Actor)(nil),                 // 14: baton.v1.Actor
+	(*Guideline)(nil),             // 15: baton.v1.Guideline
+	(*CannedResponse)(nil),        // 16: baton.v1.CannedResponse
+	(*Tool)(nil),                  // 17: baton.v1.Tool
+	(*MessageDelta)(nil),          // 18: baton.v1.MessageDelta
+	nil,                           // 19: baton.v1.Customer.MetadataEntry
+	nil,                           // 20: baton.v1.Session.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 22: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 23: google.protobuf.Value
 }
 var file_baton_v1_message_proto_depIdxs = []int32{
-	19, // 0: baton.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
-	17, // 1: baton.v1.Customer.metadata:type_name -> baton.v1.Customer.MetadataEntry
-	19, // 2: baton.v1.Customer.created_at:type_name -> google.protobuf.Timestamp
+	21, // 0: baton.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
+	19, // 1: baton.v1.Customer.metadata:type_name -> baton.v1.Customer.MetadataEntry
+	21, // 2: baton.v1.Customer.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: baton.v1.Session.mode:type_name -> baton.v1.SessionMode
-	19, // 4: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	19, // 5: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	18, // 6: baton.v1.Session.metadata:type_name -> baton.v1.Session.MetadataEntry
-	7,  // 7: baton.v1.MessageData.participant:type_name -> baton.v1.Participant
-	20, // 8: baton.v1.ToolCall.arguments:type_name -> google.protobuf.Struct
-	21, // 9: baton.v1.ToolCall.result:type_name -> google.protobuf.Value
-	9,  // 10: baton.v1.ToolData.tool_calls:type_name -> baton.v1.ToolCall
+	21, // 4: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	21, // 5: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 6: baton.v1.Session.metadata:type_name -> baton.v1.Session.MetadataEntry
+	8,  // 7: baton.v1.MessageData.participant:type_name -> baton.v1.Participant
+	22, // 8: baton.v1.ToolCall.arguments:type_name -> google.protobuf.Struct
+	23, // 9: baton.v1.ToolCall.result:type_name -> google.protobuf.Value
+	10, // 10: baton.v1.ToolData.tool_calls:type_name -> baton.v1.ToolCall
 	3,  // 11: baton.v1.StatusData.status:type_name -> baton.v1.Status
 	1,  // 12: baton.v1.Event.kind:type_name -> baton.v1.EventKind
 	2,  // 13: baton.v1.Event.source:type_name -> baton.v1.EventSource
-	19, // 14: baton.v1.Event.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 15: baton.v1.Event.message:type_name -> baton.v1.MessageData
-	10, // 16: baton.v1.Event.tool:type_name -> baton.v1.ToolData
-	11, // 17: baton.v1.Event.status:type_name -> baton.v1.StatusData
-	20, // 18: baton.v1.Event.custom:type_name -> google.protobuf.Struct
-	19, // 19: baton.v1.Guideline.created_at:type_name -> google.protobuf.Timestamp
-	19, // 20: baton.v1.CannedResponse.created_at:type_name -> google.protobuf.Timestamp
-	20, // 21: baton.v1.Tool.parameters:type_name -> google.protobuf.Struct
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	21, // 14: baton.v1.Event.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 15: baton.v1.Event.message:type_name -> baton.v1.MessageData
+	11, // 16: baton.v1.Event.tool:type_name -> baton.v1.ToolData
+	12, // 17: baton.v1.Event.status:type_name -> baton.v1.StatusData
+	22, // 18: baton.v1.Event.custom:type_name -> google.protobuf.Struct
+	14, // 19: baton.v1.Event.actor:type_name -> baton.v1.Actor
+	4,  // 20: baton.v1.Actor.role:type_name -> baton.v1.ActorRole
+	21, // 21: baton.v1.Guideline.created_at:type_name -> google.protobuf.Timestamp
+	21, // 22: baton.v1.CannedResponse.created_at:type_name -> google.protobuf.Timestamp
+	22, // 23: baton.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_message_proto_init() }
@@ -1524,8 +1675,8 @@ func file_baton_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_message_proto_rawDesc), len(file_baton_v1_message_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   15,
+			NumEnums:      5,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

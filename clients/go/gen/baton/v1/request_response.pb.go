@@ -9,6 +9,7 @@ package batonv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -3030,11 +3031,121 @@ func (x *ListToolsResponse) GetTools() []*Tool {
 	return nil
 }
 
+// Request of AuthService.IssueCustomerToken.
+type IssueCustomerTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The customer the token acts for. Required; must exist.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// How long the token is valid. Optional: 15 minutes when unset; at most 24 hours.
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueCustomerTokenRequest) Reset() {
+	*x = IssueCustomerTokenRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCustomerTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCustomerTokenRequest) ProtoMessage() {}
+
+func (x *IssueCustomerTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCustomerTokenRequest.ProtoReflect.Descriptor instead.
+func (*IssueCustomerTokenRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *IssueCustomerTokenRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *IssueCustomerTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// Response of AuthService.IssueCustomerToken.
+type IssueCustomerTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed token; send it as `authorization: Bearer <token>` metadata.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// When the token stops being accepted.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueCustomerTokenResponse) Reset() {
+	*x = IssueCustomerTokenResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCustomerTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCustomerTokenResponse) ProtoMessage() {}
+
+func (x *IssueCustomerTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCustomerTokenResponse.ProtoReflect.Descriptor instead.
+func (*IssueCustomerTokenResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *IssueCustomerTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *IssueCustomerTokenResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_baton_v1_request_response_proto protoreflect.FileDescriptor
 
 const file_baton_v1_request_response_proto_rawDesc = "" +
 	"\n" +
-	"\x1fbaton/v1/request_response.proto\x12\bbaton.v1\x1a\x16baton/v1/message.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
+	"\x1fbaton/v1/request_response.proto\x12\bbaton.v1\x1a\x16baton/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
 	"\x12CreateAgentRequest\x12%\n" +
 	"\x05agent\x18\x01 \x01(\v2\x0f.baton.v1.AgentR\x05agent\"<\n" +
 	"\x13CreateAgentResponse\x12%\n" +
@@ -3209,7 +3320,15 @@ const file_baton_v1_request_response_proto_rawDesc = "" +
 	"\x1cDeleteCannedResponseResponse\"\x12\n" +
 	"\x10ListToolsRequest\"9\n" +
 	"\x11ListToolsResponse\x12$\n" +
-	"\x05tools\x18\x01 \x03(\v2\x0e.baton.v1.ToolR\x05toolsb\x06proto3"
+	"\x05tools\x18\x01 \x03(\v2\x0e.baton.v1.ToolR\x05tools\"i\n" +
+	"\x19IssueCustomerTokenRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"o\n" +
+	"\x1aIssueCustomerTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTimeb\x06proto3"
 
 var (
 	file_baton_v1_request_response_proto_rawDescOnce sync.Once
@@ -3223,7 +3342,7 @@ func file_baton_v1_request_response_proto_rawDescGZIP() []byte {
 	return file_baton_v1_request_response_proto_rawDescData
 }
 
-var file_baton_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_baton_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_baton_v1_request_response_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),           // 0: baton.v1.CreateAgentRequest
 	(*CreateAgentResponse)(nil),          // 1: baton.v1.CreateAgentResponse
@@ -3282,80 +3401,85 @@ var file_baton_v1_request_response_proto_goTypes = []any{
 	(*DeleteCannedResponseResponse)(nil), // 54: baton.v1.DeleteCannedResponseResponse
 	(*ListToolsRequest)(nil),             // 55: baton.v1.ListToolsRequest
 	(*ListToolsResponse)(nil),            // 56: baton.v1.ListToolsResponse
-	(*Agent)(nil),                        // 57: baton.v1.Agent
-	(*fieldmaskpb.FieldMask)(nil),        // 58: google.protobuf.FieldMask
-	(*Customer)(nil),                     // 59: baton.v1.Customer
-	(*Session)(nil),                      // 60: baton.v1.Session
-	(SessionMode)(0),                     // 61: baton.v1.SessionMode
-	(EventKind)(0),                       // 62: baton.v1.EventKind
-	(EventSource)(0),                     // 63: baton.v1.EventSource
-	(*MessageData)(nil),                  // 64: baton.v1.MessageData
-	(*ToolData)(nil),                     // 65: baton.v1.ToolData
-	(*StatusData)(nil),                   // 66: baton.v1.StatusData
-	(*structpb.Struct)(nil),              // 67: google.protobuf.Struct
-	(*Event)(nil),                        // 68: baton.v1.Event
-	(*timestamppb.Timestamp)(nil),        // 69: google.protobuf.Timestamp
-	(*MessageDelta)(nil),                 // 70: baton.v1.MessageDelta
-	(*Guideline)(nil),                    // 71: baton.v1.Guideline
-	(*CannedResponse)(nil),               // 72: baton.v1.CannedResponse
-	(*Tool)(nil),                         // 73: baton.v1.Tool
+	(*IssueCustomerTokenRequest)(nil),    // 57: baton.v1.IssueCustomerTokenRequest
+	(*IssueCustomerTokenResponse)(nil),   // 58: baton.v1.IssueCustomerTokenResponse
+	(*Agent)(nil),                        // 59: baton.v1.Agent
+	(*fieldmaskpb.FieldMask)(nil),        // 60: google.protobuf.FieldMask
+	(*Customer)(nil),                     // 61: baton.v1.Customer
+	(*Session)(nil),                      // 62: baton.v1.Session
+	(SessionMode)(0),                     // 63: baton.v1.SessionMode
+	(EventKind)(0),                       // 64: baton.v1.EventKind
+	(EventSource)(0),                     // 65: baton.v1.EventSource
+	(*MessageData)(nil),                  // 66: baton.v1.MessageData
+	(*ToolData)(nil),                     // 67: baton.v1.ToolData
+	(*StatusData)(nil),                   // 68: baton.v1.StatusData
+	(*structpb.Struct)(nil),              // 69: google.protobuf.Struct
+	(*Event)(nil),                        // 70: baton.v1.Event
+	(*timestamppb.Timestamp)(nil),        // 71: google.protobuf.Timestamp
+	(*MessageDelta)(nil),                 // 72: baton.v1.MessageDelta
+	(*Guideline)(nil),                    // 73: baton.v1.Guideline
+	(*CannedResponse)(nil),               // 74: baton.v1.CannedResponse
+	(*Tool)(nil),                         // 75: baton.v1.Tool
+	(*durationpb.Duration)(nil),          // 76: google.protobuf.Duration
 }
 var file_baton_v1_request_response_proto_depIdxs = []int32{
-	57, // 0: baton.v1.CreateAgentRequest.agent:type_name -> baton.v1.Agent
-	57, // 1: baton.v1.CreateAgentResponse.agent:type_name -> baton.v1.Agent
-	57, // 2: baton.v1.GetAgentResponse.agent:type_name -> baton.v1.Agent
-	57, // 3: baton.v1.ListAgentsResponse.agents:type_name -> baton.v1.Agent
-	57, // 4: baton.v1.UpdateAgentRequest.agent:type_name -> baton.v1.Agent
-	58, // 5: baton.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	57, // 6: baton.v1.UpdateAgentResponse.agent:type_name -> baton.v1.Agent
-	59, // 7: baton.v1.CreateCustomerRequest.customer:type_name -> baton.v1.Customer
-	59, // 8: baton.v1.CreateCustomerResponse.customer:type_name -> baton.v1.Customer
-	59, // 9: baton.v1.GetCustomerResponse.customer:type_name -> baton.v1.Customer
-	59, // 10: baton.v1.ListCustomersResponse.customers:type_name -> baton.v1.Customer
-	59, // 11: baton.v1.UpdateCustomerRequest.customer:type_name -> baton.v1.Customer
-	58, // 12: baton.v1.UpdateCustomerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	59, // 13: baton.v1.UpdateCustomerResponse.customer:type_name -> baton.v1.Customer
-	60, // 14: baton.v1.CreateSessionRequest.session:type_name -> baton.v1.Session
-	60, // 15: baton.v1.CreateSessionResponse.session:type_name -> baton.v1.Session
-	60, // 16: baton.v1.GetSessionResponse.session:type_name -> baton.v1.Session
-	61, // 17: baton.v1.ListSessionsRequest.mode:type_name -> baton.v1.SessionMode
-	60, // 18: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
-	60, // 19: baton.v1.UpdateSessionRequest.session:type_name -> baton.v1.Session
-	58, // 20: baton.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	60, // 21: baton.v1.UpdateSessionResponse.session:type_name -> baton.v1.Session
-	62, // 22: baton.v1.CreateEventRequest.kind:type_name -> baton.v1.EventKind
-	63, // 23: baton.v1.CreateEventRequest.source:type_name -> baton.v1.EventSource
-	64, // 24: baton.v1.CreateEventRequest.message:type_name -> baton.v1.MessageData
-	65, // 25: baton.v1.CreateEventRequest.tool:type_name -> baton.v1.ToolData
-	66, // 26: baton.v1.CreateEventRequest.status:type_name -> baton.v1.StatusData
-	67, // 27: baton.v1.CreateEventRequest.custom:type_name -> google.protobuf.Struct
-	68, // 28: baton.v1.CreateEventResponse.event:type_name -> baton.v1.Event
-	62, // 29: baton.v1.ListEventsRequest.kinds:type_name -> baton.v1.EventKind
-	63, // 30: baton.v1.ListEventsRequest.sources:type_name -> baton.v1.EventSource
-	69, // 31: baton.v1.ListEventsHeartbeat.time:type_name -> google.protobuf.Timestamp
-	68, // 32: baton.v1.ListEventsResponse.events:type_name -> baton.v1.Event
+	59, // 0: baton.v1.CreateAgentRequest.agent:type_name -> baton.v1.Agent
+	59, // 1: baton.v1.CreateAgentResponse.agent:type_name -> baton.v1.Agent
+	59, // 2: baton.v1.GetAgentResponse.agent:type_name -> baton.v1.Agent
+	59, // 3: baton.v1.ListAgentsResponse.agents:type_name -> baton.v1.Agent
+	59, // 4: baton.v1.UpdateAgentRequest.agent:type_name -> baton.v1.Agent
+	60, // 5: baton.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	59, // 6: baton.v1.UpdateAgentResponse.agent:type_name -> baton.v1.Agent
+	61, // 7: baton.v1.CreateCustomerRequest.customer:type_name -> baton.v1.Customer
+	61, // 8: baton.v1.CreateCustomerResponse.customer:type_name -> baton.v1.Customer
+	61, // 9: baton.v1.GetCustomerResponse.customer:type_name -> baton.v1.Customer
+	61, // 10: baton.v1.ListCustomersResponse.customers:type_name -> baton.v1.Customer
+	61, // 11: baton.v1.UpdateCustomerRequest.customer:type_name -> baton.v1.Customer
+	60, // 12: baton.v1.UpdateCustomerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	61, // 13: baton.v1.UpdateCustomerResponse.customer:type_name -> baton.v1.Customer
+	62, // 14: baton.v1.CreateSessionRequest.session:type_name -> baton.v1.Session
+	62, // 15: baton.v1.CreateSessionResponse.session:type_name -> baton.v1.Session
+	62, // 16: baton.v1.GetSessionResponse.session:type_name -> baton.v1.Session
+	63, // 17: baton.v1.ListSessionsRequest.mode:type_name -> baton.v1.SessionMode
+	62, // 18: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
+	62, // 19: baton.v1.UpdateSessionRequest.session:type_name -> baton.v1.Session
+	60, // 20: baton.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	62, // 21: baton.v1.UpdateSessionResponse.session:type_name -> baton.v1.Session
+	64, // 22: baton.v1.CreateEventRequest.kind:type_name -> baton.v1.EventKind
+	65, // 23: baton.v1.CreateEventRequest.source:type_name -> baton.v1.EventSource
+	66, // 24: baton.v1.CreateEventRequest.message:type_name -> baton.v1.MessageData
+	67, // 25: baton.v1.CreateEventRequest.tool:type_name -> baton.v1.ToolData
+	68, // 26: baton.v1.CreateEventRequest.status:type_name -> baton.v1.StatusData
+	69, // 27: baton.v1.CreateEventRequest.custom:type_name -> google.protobuf.Struct
+	70, // 28: baton.v1.CreateEventResponse.event:type_name -> baton.v1.Event
+	64, // 29: baton.v1.ListEventsRequest.kinds:type_name -> baton.v1.EventKind
+	65, // 30: baton.v1.ListEventsRequest.sources:type_name -> baton.v1.EventSource
+	71, // 31: baton.v1.ListEventsHeartbeat.time:type_name -> google.protobuf.Timestamp
+	70, // 32: baton.v1.ListEventsResponse.events:type_name -> baton.v1.Event
 	33, // 33: baton.v1.ListEventsResponse.heartbeat:type_name -> baton.v1.ListEventsHeartbeat
-	70, // 34: baton.v1.ListEventsResponse.delta:type_name -> baton.v1.MessageDelta
-	71, // 35: baton.v1.CreateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
-	71, // 36: baton.v1.CreateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	71, // 37: baton.v1.GetGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	71, // 38: baton.v1.ListGuidelinesResponse.guidelines:type_name -> baton.v1.Guideline
-	71, // 39: baton.v1.UpdateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
-	58, // 40: baton.v1.UpdateGuidelineRequest.update_mask:type_name -> google.protobuf.FieldMask
-	71, // 41: baton.v1.UpdateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	72, // 42: baton.v1.CreateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
-	72, // 43: baton.v1.CreateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	72, // 44: baton.v1.GetCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	72, // 45: baton.v1.ListCannedResponsesResponse.canned_responses:type_name -> baton.v1.CannedResponse
-	72, // 46: baton.v1.UpdateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
-	58, // 47: baton.v1.UpdateCannedResponseRequest.update_mask:type_name -> google.protobuf.FieldMask
-	72, // 48: baton.v1.UpdateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	73, // 49: baton.v1.ListToolsResponse.tools:type_name -> baton.v1.Tool
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	72, // 34: baton.v1.ListEventsResponse.delta:type_name -> baton.v1.MessageDelta
+	73, // 35: baton.v1.CreateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
+	73, // 36: baton.v1.CreateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	73, // 37: baton.v1.GetGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	73, // 38: baton.v1.ListGuidelinesResponse.guidelines:type_name -> baton.v1.Guideline
+	73, // 39: baton.v1.UpdateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
+	60, // 40: baton.v1.UpdateGuidelineRequest.update_mask:type_name -> google.protobuf.FieldMask
+	73, // 41: baton.v1.UpdateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	74, // 42: baton.v1.CreateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
+	74, // 43: baton.v1.CreateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	74, // 44: baton.v1.GetCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	74, // 45: baton.v1.ListCannedResponsesResponse.canned_responses:type_name -> baton.v1.CannedResponse
+	74, // 46: baton.v1.UpdateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
+	60, // 47: baton.v1.UpdateCannedResponseRequest.update_mask:type_name -> google.protobuf.FieldMask
+	74, // 48: baton.v1.UpdateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	75, // 49: baton.v1.ListToolsResponse.tools:type_name -> baton.v1.Tool
+	76, // 50: baton.v1.IssueCustomerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	71, // 51: baton.v1.IssueCustomerTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_request_response_proto_init() }
@@ -3376,7 +3500,7 @@ func file_baton_v1_request_response_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_request_response_proto_rawDesc), len(file_baton_v1_request_response_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

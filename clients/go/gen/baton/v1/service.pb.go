@@ -62,7 +62,9 @@ const file_baton_v1_service_proto_rawDesc = "" +
 	"\x14UpdateCannedResponse\x12%.baton.v1.UpdateCannedResponseRequest\x1a&.baton.v1.UpdateCannedResponseResponse\x12e\n" +
 	"\x14DeleteCannedResponse\x12%.baton.v1.DeleteCannedResponseRequest\x1a&.baton.v1.DeleteCannedResponseResponse2S\n" +
 	"\vToolService\x12D\n" +
-	"\tListTools\x12\x1a.baton.v1.ListToolsRequest\x1a\x1b.baton.v1.ListToolsResponseb\x06proto3"
+	"\tListTools\x12\x1a.baton.v1.ListToolsRequest\x1a\x1b.baton.v1.ListToolsResponse2n\n" +
+	"\vAuthService\x12_\n" +
+	"\x12IssueCustomerToken\x12#.baton.v1.IssueCustomerTokenRequest\x1a$.baton.v1.IssueCustomerTokenResponseb\x06proto3"
 
 var file_baton_v1_service_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),           // 0: baton.v1.CreateAgentRequest
@@ -93,34 +95,36 @@ var file_baton_v1_service_proto_goTypes = []any{
 	(*UpdateCannedResponseRequest)(nil),  // 25: baton.v1.UpdateCannedResponseRequest
 	(*DeleteCannedResponseRequest)(nil),  // 26: baton.v1.DeleteCannedResponseRequest
 	(*ListToolsRequest)(nil),             // 27: baton.v1.ListToolsRequest
-	(*CreateAgentResponse)(nil),          // 28: baton.v1.CreateAgentResponse
-	(*GetAgentResponse)(nil),             // 29: baton.v1.GetAgentResponse
-	(*ListAgentsResponse)(nil),           // 30: baton.v1.ListAgentsResponse
-	(*UpdateAgentResponse)(nil),          // 31: baton.v1.UpdateAgentResponse
-	(*DeleteAgentResponse)(nil),          // 32: baton.v1.DeleteAgentResponse
-	(*CreateCustomerResponse)(nil),       // 33: baton.v1.CreateCustomerResponse
-	(*GetCustomerResponse)(nil),          // 34: baton.v1.GetCustomerResponse
-	(*ListCustomersResponse)(nil),        // 35: baton.v1.ListCustomersResponse
-	(*UpdateCustomerResponse)(nil),       // 36: baton.v1.UpdateCustomerResponse
-	(*DeleteCustomerResponse)(nil),       // 37: baton.v1.DeleteCustomerResponse
-	(*CreateSessionResponse)(nil),        // 38: baton.v1.CreateSessionResponse
-	(*GetSessionResponse)(nil),           // 39: baton.v1.GetSessionResponse
-	(*ListSessionsResponse)(nil),         // 40: baton.v1.ListSessionsResponse
-	(*UpdateSessionResponse)(nil),        // 41: baton.v1.UpdateSessionResponse
-	(*DeleteSessionResponse)(nil),        // 42: baton.v1.DeleteSessionResponse
-	(*CreateEventResponse)(nil),          // 43: baton.v1.CreateEventResponse
-	(*ListEventsResponse)(nil),           // 44: baton.v1.ListEventsResponse
-	(*CreateGuidelineResponse)(nil),      // 45: baton.v1.CreateGuidelineResponse
-	(*GetGuidelineResponse)(nil),         // 46: baton.v1.GetGuidelineResponse
-	(*ListGuidelinesResponse)(nil),       // 47: baton.v1.ListGuidelinesResponse
-	(*UpdateGuidelineResponse)(nil),      // 48: baton.v1.UpdateGuidelineResponse
-	(*DeleteGuidelineResponse)(nil),      // 49: baton.v1.DeleteGuidelineResponse
-	(*CreateCannedResponseResponse)(nil), // 50: baton.v1.CreateCannedResponseResponse
-	(*GetCannedResponseResponse)(nil),    // 51: baton.v1.GetCannedResponseResponse
-	(*ListCannedResponsesResponse)(nil),  // 52: baton.v1.ListCannedResponsesResponse
-	(*UpdateCannedResponseResponse)(nil), // 53: baton.v1.UpdateCannedResponseResponse
-	(*DeleteCannedResponseResponse)(nil), // 54: baton.v1.DeleteCannedResponseResponse
-	(*ListToolsResponse)(nil),            // 55: baton.v1.ListToolsResponse
+	(*IssueCustomerTokenRequest)(nil),    // 28: baton.v1.IssueCustomerTokenRequest
+	(*CreateAgentResponse)(nil),          // 29: baton.v1.CreateAgentResponse
+	(*GetAgentResponse)(nil),             // 30: baton.v1.GetAgentResponse
+	(*ListAgentsResponse)(nil),           // 31: baton.v1.ListAgentsResponse
+	(*UpdateAgentResponse)(nil),          // 32: baton.v1.UpdateAgentResponse
+	(*DeleteAgentResponse)(nil),          // 33: baton.v1.DeleteAgentResponse
+	(*CreateCustomerResponse)(nil),       // 34: baton.v1.CreateCustomerResponse
+	(*GetCustomerResponse)(nil),          // 35: baton.v1.GetCustomerResponse
+	(*ListCustomersResponse)(nil),        // 36: baton.v1.ListCustomersResponse
+	(*UpdateCustomerResponse)(nil),       // 37: baton.v1.UpdateCustomerResponse
+	(*DeleteCustomerResponse)(nil),       // 38: baton.v1.DeleteCustomerResponse
+	(*CreateSessionResponse)(nil),        // 39: baton.v1.CreateSessionResponse
+	(*GetSessionResponse)(nil),           // 40: baton.v1.GetSessionResponse
+	(*ListSessionsResponse)(nil),         // 41: baton.v1.ListSessionsResponse
+	(*UpdateSessionResponse)(nil),        // 42: baton.v1.UpdateSessionResponse
+	(*DeleteSessionResponse)(nil),        // 43: baton.v1.DeleteSessionResponse
+	(*CreateEventResponse)(nil),          // 44: baton.v1.CreateEventResponse
+	(*ListEventsResponse)(nil),           // 45: baton.v1.ListEventsResponse
+	(*CreateGuidelineResponse)(nil),      // 46: baton.v1.CreateGuidelineResponse
+	(*GetGuidelineResponse)(nil),         // 47: baton.v1.GetGuidelineResponse
+	(*ListGuidelinesResponse)(nil),       // 48: baton.v1.ListGuidelinesResponse
+	(*UpdateGuidelineResponse)(nil),      // 49: baton.v1.UpdateGuidelineResponse
+	(*DeleteGuidelineResponse)(nil),      // 50: baton.v1.DeleteGuidelineResponse
+	(*CreateCannedResponseResponse)(nil), // 51: baton.v1.CreateCannedResponseResponse
+	(*GetCannedResponseResponse)(nil),    // 52: baton.v1.GetCannedResponseResponse
+	(*ListCannedResponsesResponse)(nil),  // 53: baton.v1.ListCannedResponsesResponse
+	(*UpdateCannedResponseResponse)(nil), // 54: baton.v1.UpdateCannedResponseResponse
+	(*DeleteCannedResponseResponse)(nil), // 55: baton.v1.DeleteCannedResponseResponse
+	(*ListToolsResponse)(nil),            // 56: baton.v1.ListToolsResponse
+	(*IssueCustomerTokenResponse)(nil),   // 57: baton.v1.IssueCustomerTokenResponse
 }
 var file_baton_v1_service_proto_depIdxs = []int32{
 	0,  // 0: baton.v1.AgentService.CreateAgent:input_type -> baton.v1.CreateAgentRequest
@@ -151,36 +155,38 @@ var file_baton_v1_service_proto_depIdxs = []int32{
 	25, // 25: baton.v1.CannedResponseService.UpdateCannedResponse:input_type -> baton.v1.UpdateCannedResponseRequest
 	26, // 26: baton.v1.CannedResponseService.DeleteCannedResponse:input_type -> baton.v1.DeleteCannedResponseRequest
 	27, // 27: baton.v1.ToolService.ListTools:input_type -> baton.v1.ListToolsRequest
-	28, // 28: baton.v1.AgentService.CreateAgent:output_type -> baton.v1.CreateAgentResponse
-	29, // 29: baton.v1.AgentService.GetAgent:output_type -> baton.v1.GetAgentResponse
-	30, // 30: baton.v1.AgentService.ListAgents:output_type -> baton.v1.ListAgentsResponse
-	31, // 31: baton.v1.AgentService.UpdateAgent:output_type -> baton.v1.UpdateAgentResponse
-	32, // 32: baton.v1.AgentService.DeleteAgent:output_type -> baton.v1.DeleteAgentResponse
-	33, // 33: baton.v1.CustomerService.CreateCustomer:output_type -> baton.v1.CreateCustomerResponse
-	34, // 34: baton.v1.CustomerService.GetCustomer:output_type -> baton.v1.GetCustomerResponse
-	35, // 35: baton.v1.CustomerService.ListCustomers:output_type -> baton.v1.ListCustomersResponse
-	36, // 36: baton.v1.CustomerService.UpdateCustomer:output_type -> baton.v1.UpdateCustomerResponse
-	37, // 37: baton.v1.CustomerService.DeleteCustomer:output_type -> baton.v1.DeleteCustomerResponse
-	38, // 38: baton.v1.SessionService.CreateSession:output_type -> baton.v1.CreateSessionResponse
-	39, // 39: baton.v1.SessionService.GetSession:output_type -> baton.v1.GetSessionResponse
-	40, // 40: baton.v1.SessionService.ListSessions:output_type -> baton.v1.ListSessionsResponse
-	41, // 41: baton.v1.SessionService.UpdateSession:output_type -> baton.v1.UpdateSessionResponse
-	42, // 42: baton.v1.SessionService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
-	43, // 43: baton.v1.EventService.CreateEvent:output_type -> baton.v1.CreateEventResponse
-	44, // 44: baton.v1.EventService.ListEvents:output_type -> baton.v1.ListEventsResponse
-	45, // 45: baton.v1.GuidelineService.CreateGuideline:output_type -> baton.v1.CreateGuidelineResponse
-	46, // 46: baton.v1.GuidelineService.GetGuideline:output_type -> baton.v1.GetGuidelineResponse
-	47, // 47: baton.v1.GuidelineService.ListGuidelines:output_type -> baton.v1.ListGuidelinesResponse
-	48, // 48: baton.v1.GuidelineService.UpdateGuideline:output_type -> baton.v1.UpdateGuidelineResponse
-	49, // 49: baton.v1.GuidelineService.DeleteGuideline:output_type -> baton.v1.DeleteGuidelineResponse
-	50, // 50: baton.v1.CannedResponseService.CreateCannedResponse:output_type -> baton.v1.CreateCannedResponseResponse
-	51, // 51: baton.v1.CannedResponseService.GetCannedResponse:output_type -> baton.v1.GetCannedResponseResponse
-	52, // 52: baton.v1.CannedResponseService.ListCannedResponses:output_type -> baton.v1.ListCannedResponsesResponse
-	53, // 53: baton.v1.CannedResponseService.UpdateCannedResponse:output_type -> baton.v1.UpdateCannedResponseResponse
-	54, // 54: baton.v1.CannedResponseService.DeleteCannedResponse:output_type -> baton.v1.DeleteCannedResponseResponse
-	55, // 55: baton.v1.ToolService.ListTools:output_type -> baton.v1.ListToolsResponse
-	28, // [28:56] is the sub-list for method output_type
-	0,  // [0:28] is the sub-list for method input_type
+	28, // 28: baton.v1.AuthService.IssueCustomerToken:input_type -> baton.v1.IssueCustomerTokenRequest
+	29, // 29: baton.v1.AgentService.CreateAgent:output_type -> baton.v1.CreateAgentResponse
+	30, // 30: baton.v1.AgentService.GetAgent:output_type -> baton.v1.GetAgentResponse
+	31, // 31: baton.v1.AgentService.ListAgents:output_type -> baton.v1.ListAgentsResponse
+	32, // 32: baton.v1.AgentService.UpdateAgent:output_type -> baton.v1.UpdateAgentResponse
+	33, // 33: baton.v1.AgentService.DeleteAgent:output_type -> baton.v1.DeleteAgentResponse
+	34, // 34: baton.v1.CustomerService.CreateCustomer:output_type -> baton.v1.CreateCustomerResponse
+	35, // 35: baton.v1.CustomerService.GetCustomer:output_type -> baton.v1.GetCustomerResponse
+	36, // 36: baton.v1.CustomerService.ListCustomers:output_type -> baton.v1.ListCustomersResponse
+	37, // 37: baton.v1.CustomerService.UpdateCustomer:output_type -> baton.v1.UpdateCustomerResponse
+	38, // 38: baton.v1.CustomerService.DeleteCustomer:output_type -> baton.v1.DeleteCustomerResponse
+	39, // 39: baton.v1.SessionService.CreateSession:output_type -> baton.v1.CreateSessionResponse
+	40, // 40: baton.v1.SessionService.GetSession:output_type -> baton.v1.GetSessionResponse
+	41, // 41: baton.v1.SessionService.ListSessions:output_type -> baton.v1.ListSessionsResponse
+	42, // 42: baton.v1.SessionService.UpdateSession:output_type -> baton.v1.UpdateSessionResponse
+	43, // 43: baton.v1.SessionService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
+	44, // 44: baton.v1.EventService.CreateEvent:output_type -> baton.v1.CreateEventResponse
+	45, // 45: baton.v1.EventService.ListEvents:output_type -> baton.v1.ListEventsResponse
+	46, // 46: baton.v1.GuidelineService.CreateGuideline:output_type -> baton.v1.CreateGuidelineResponse
+	47, // 47: baton.v1.GuidelineService.GetGuideline:output_type -> baton.v1.GetGuidelineResponse
+	48, // 48: baton.v1.GuidelineService.ListGuidelines:output_type -> baton.v1.ListGuidelinesResponse
+	49, // 49: baton.v1.GuidelineService.UpdateGuideline:output_type -> baton.v1.UpdateGuidelineResponse
+	50, // 50: baton.v1.GuidelineService.DeleteGuideline:output_type -> baton.v1.DeleteGuidelineResponse
+	51, // 51: baton.v1.CannedResponseService.CreateCannedResponse:output_type -> baton.v1.CreateCannedResponseResponse
+	52, // 52: baton.v1.CannedResponseService.GetCannedResponse:output_type -> baton.v1.GetCannedResponseResponse
+	53, // 53: baton.v1.CannedResponseService.ListCannedResponses:output_type -> baton.v1.ListCannedResponsesResponse
+	54, // 54: baton.v1.CannedResponseService.UpdateCannedResponse:output_type -> baton.v1.UpdateCannedResponseResponse
+	55, // 55: baton.v1.CannedResponseService.DeleteCannedResponse:output_type -> baton.v1.DeleteCannedResponseResponse
+	56, // 56: baton.v1.ToolService.ListTools:output_type -> baton.v1.ListToolsResponse
+	57, // 57: baton.v1.AuthService.IssueCustomerToken:output_type -> baton.v1.IssueCustomerTokenResponse
+	29, // [29:58] is the sub-list for method output_type
+	0,  // [0:29] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -200,7 +206,7 @@ func file_baton_v1_service_proto_init() {
 			NumEnums:      0,
 			NumMessages:   0,
 			NumExtensions: 0,
-			NumServices:   7,
+			NumServices:   8,
 		},
 		GoTypes:           file_baton_v1_service_proto_goTypes,
 		DependencyIndexes: file_baton_v1_service_proto_depIdxs,

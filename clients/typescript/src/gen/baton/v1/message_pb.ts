@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/message.proto.
  */
 export const file_baton_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9tZXNzYWdlLnByb3RvEghiYXRvbi52MSJmCgVBZ2VudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrkBCghDdXN0b21lchIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEjIKCG1ldGFkYXRhGAMgAygLMiAuYmF0b24udjEuQ3VzdG9tZXIuTWV0YWRhdGFFbnRyeRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiyQIKB1Nlc3Npb24SCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEwoLY3VzdG9tZXJfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSIwoEbW9kZRgFIAEoDjIVLmJhdG9uLnYxLlNlc3Npb25Nb2RlEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKCG1ldGFkYXRhGAggAygLMh8uYmF0b24udjEuU2Vzc2lvbi5NZXRhZGF0YUVudHJ5EhMKC25leHRfb2Zmc2V0GAkgASgDGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvCgtQYXJ0aWNpcGFudBIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkiRwoLTWVzc2FnZURhdGESDAoEdGV4dBgBIAEoCRIqCgtwYXJ0aWNpcGFudBgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50InsKCFRvb2xDYWxsEgwKBG5hbWUYASABKAkSKgoJYXJndW1lbnRzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBImCgZyZXN1bHQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBCABKAkiMgoIVG9vbERhdGESJgoKdG9vbF9jYWxscxgBIAMoCzISLmJhdG9uLnYxLlRvb2xDYWxsIk4KClN0YXR1c0RhdGESIAoGc3RhdHVzGAEgASgOMhAuYmF0b24udjEuU3RhdHVzEhMKBmRldGFpbBgCIAEoCUgAiAEBQgkKB19kZXRhaWwi8gIKBUV2ZW50EgoKAmlkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGb2Zmc2V0GAMgASgDEiEKBGtpbmQYBCABKA4yEy5iYXRvbi52MS5FdmVudEtpbmQSJQoGc291cmNlGAUgASgOMhUuYmF0b24udjEuRXZlbnRTb3VyY2USLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY29ycmVsYXRpb25faWQYByABKAkSKAoHbWVzc2FnZRgIIAEoCzIVLmJhdG9uLnYxLk1lc3NhZ2VEYXRhSAASIgoEdG9vbBgJIAEoCzISLmJhdG9uLnYxLlRvb2xEYXRhSAASJgoGc3RhdHVzGAogASgLMhQuYmF0b24udjEuU3RhdHVzRGF0YUgAEikKBmN1c3RvbRgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RIAEIGCgRkYXRhIqEBCglHdWlkZWxpbmUSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEQoJY29uZGl0aW9uGAMgASgJEg4KBmFjdGlvbhgEIAEoCRISCgp0b29sX25hbWVzGAUgAygJEg8KB2VuYWJsZWQYBiABKAgSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoOQ2FubmVkUmVzcG9uc2USCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDAoEdGV4dBgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJWCgRUb29sEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKwoKcGFyYW1ldGVycxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiQwoMTWVzc2FnZURlbHRhEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEgwKBHRleHQYAiABKAkSDQoFaW5kZXgYAyABKAUqWwoLU2Vzc2lvbk1vZGUSHAoYU0VTU0lPTl9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRU0VTU0lPTl9NT0RFX0FVVE8QARIXChNTRVNTSU9OX01PREVfTUFOVUFMEAIqggEKCUV2ZW50S2luZBIaChZFVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASFgoSRVZFTlRfS0lORF9NRVNTQUdFEAESEwoPRVZFTlRfS0lORF9UT09MEAISFQoRRVZFTlRfS0lORF9TVEFUVVMQAxIVChFFVkVOVF9LSU5EX0NVU1RPTRAEKuoBCgtFdmVudFNvdXJjZRIcChhFVkVOVF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIZChVFVkVOVF9TT1VSQ0VfQ1VTVE9NRVIQARIcChhFVkVOVF9TT1VSQ0VfQ1VTVE9NRVJfVUkQAhIZChVFVkVOVF9TT1VSQ0VfQUlfQUdFTlQQAxIcChhFVkVOVF9TT1VSQ0VfSFVNQU5fQUdFTlQQBBIyCi5FVkVOVF9TT1VSQ0VfSFVNQU5fQUdFTlRfT05fQkVIQUxGX09GX0FJX0FHRU5UEAUSFwoTRVZFTlRfU09VUkNFX1NZU1RFTRAGKp0BCgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU1RBVFVTX0FDS05PV0xFREdFRBABEhUKEVNUQVRVU19QUk9DRVNTSU5HEAISEQoNU1RBVFVTX1RZUElORxADEhAKDFNUQVRVU19SRUFEWRAEEhQKEFNUQVRVU19DQU5DRUxMRUQQBRIQCgxTVEFUVVNfRVJST1IQBmIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiYXRvbi92MS9tZXNzYWdlLnByb3RvEghiYXRvbi52MSJmCgVBZ2VudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrkBCghDdXN0b21lchIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEjIKCG1ldGFkYXRhGAMgAygLMiAuYmF0b24udjEuQ3VzdG9tZXIuTWV0YWRhdGFFbnRyeRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiyQIKB1Nlc3Npb24SCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEwoLY3VzdG9tZXJfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSIwoEbW9kZRgFIAEoDjIVLmJhdG9uLnYxLlNlc3Npb25Nb2RlEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKCG1ldGFkYXRhGAggAygLMh8uYmF0b24udjEuU2Vzc2lvbi5NZXRhZGF0YUVudHJ5EhMKC25leHRfb2Zmc2V0GAkgASgDGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvCgtQYXJ0aWNpcGFudBIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkiRwoLTWVzc2FnZURhdGESDAoEdGV4dBgBIAEoCRIqCgtwYXJ0aWNpcGFudBgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50InsKCFRvb2xDYWxsEgwKBG5hbWUYASABKAkSKgoJYXJndW1lbnRzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBImCgZyZXN1bHQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBCABKAkiMgoIVG9vbERhdGESJgoKdG9vbF9jYWxscxgBIAMoCzISLmJhdG9uLnYxLlRvb2xDYWxsIk4KClN0YXR1c0RhdGESIAoGc3RhdHVzGAEgASgOMhAuYmF0b24udjEuU3RhdHVzEhMKBmRldGFpbBgCIAEoCUgAiAEBQgkKB19kZXRhaWwikgMKBUV2ZW50EgoKAmlkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGb2Zmc2V0GAMgASgDEiEKBGtpbmQYBCABKA4yEy5iYXRvbi52MS5FdmVudEtpbmQSJQoGc291cmNlGAUgASgOMhUuYmF0b24udjEuRXZlbnRTb3VyY2USLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY29ycmVsYXRpb25faWQYByABKAkSKAoHbWVzc2FnZRgIIAEoCzIVLmJhdG9uLnYxLk1lc3NhZ2VEYXRhSAASIgoEdG9vbBgJIAEoCzISLmJhdG9uLnYxLlRvb2xEYXRhSAASJgoGc3RhdHVzGAogASgLMhQuYmF0b24udjEuU3RhdHVzRGF0YUgAEikKBmN1c3RvbRgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RIABIeCgVhY3RvchgMIAEoCzIPLmJhdG9uLnYxLkFjdG9yQgYKBGRhdGEiTwoFQWN0b3ISDgoGa2V5X2lkGAEgASgJEiEKBHJvbGUYAiABKA4yEy5iYXRvbi52MS5BY3RvclJvbGUSEwoLY3VzdG9tZXJfaWQYAyABKAkioQEKCUd1aWRlbGluZRIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIRCgljb25kaXRpb24YAyABKAkSDgoGYWN0aW9uGAQgASgJEhIKCnRvb2xfbmFtZXMYBSADKAkSDwoHZW5hYmxlZBgGIAEoCBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsCg5DYW5uZWRSZXNwb25zZRIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIMCgR0ZXh0GAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKBFRvb2wSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIrCgpwYXJhbWV0ZXJzGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJDCgxNZXNzYWdlRGVsdGESFgoOY29ycmVsYXRpb25faWQYASABKAkSDAoEdGV4dBgCIAEoCRINCgVpbmRleBgDIAEoBSpbCgtTZXNzaW9uTW9kZRIcChhTRVNTSU9OX01PREVfVU5TUEVDSUZJRUQQABIVChFTRVNTSU9OX01PREVfQVVUTxABEhcKE1NFU1NJT05fTU9ERV9NQU5VQUwQAiqCAQoJRXZlbnRLaW5kEhoKFkVWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIWChJFVkVOVF9LSU5EX01FU1NBR0UQARITCg9FVkVOVF9LSU5EX1RPT0wQAhIVChFFVkVOVF9LSU5EX1NUQVRVUxADEhUKEUVWRU5UX0tJTkRfQ1VTVE9NEAQq6gEKC0V2ZW50U291cmNlEhwKGEVWRU5UX1NPVVJDRV9VTlNQRUNJRklFRBAAEhkKFUVWRU5UX1NPVVJDRV9DVVNUT01FUhABEhwKGEVWRU5UX1NPVVJDRV9DVVNUT01FUl9VSRACEhkKFUVWRU5UX1NPVVJDRV9BSV9BR0VOVBADEhwKGEVWRU5UX1NPVVJDRV9IVU1BTl9BR0VOVBAEEjIKLkVWRU5UX1NPVVJDRV9IVU1BTl9BR0VOVF9PTl9CRUhBTEZfT0ZfQUlfQUdFTlQQBRIXChNFVkVOVF9TT1VSQ0VfU1lTVEVNEAYqnQEKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABIXChNTVEFUVVNfQUNLTk9XTEVER0VEEAESFQoRU1RBVFVTX1BST0NFU1NJTkcQAhIRCg1TVEFUVVNfVFlQSU5HEAMSEAoMU1RBVFVTX1JFQURZEAQSFAoQU1RBVFVTX0NBTkNFTExFRBAFEhAKDFNUQVRVU19FUlJPUhAGKosBCglBY3RvclJvbGUSGgoWQUNUT1JfUk9MRV9VTlNQRUNJRklFRBAAEhQKEEFDVE9SX1JPTEVfQURNSU4QARIaChZBQ1RPUl9ST0xFX0lOVEVHUkFUSU9OEAISFwoTQUNUT1JfUk9MRV9PUEVSQVRPUhADEhcKE0FDVE9SX1JPTEVfQ1VTVE9NRVIQBGIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * An AI agent: the persona and behaviour that answers customers in sessions.
@@ -416,6 +416,14 @@ export type Event = Message<"baton.v1.Event"> & {
     value: JsonObject;
     case: "custom";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Who appended the event (the authenticated caller), for the audit trail. Unset for events
+   * Baton's engine writes on its own and for servers running without authentication (--dev).
+   *
+   * @generated from field: baton.v1.Actor actor = 12;
+   */
+  actor?: Actor | undefined;
 };
 
 /**
@@ -424,6 +432,41 @@ export type Event = Message<"baton.v1.Event"> & {
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_baton_v1_message, 8);
+
+/**
+ * Who did a write: the API key (and its role) or the customer token behind the call.
+ *
+ * @generated from message baton.v1.Actor
+ */
+export type Actor = Message<"baton.v1.Actor"> & {
+  /**
+   * Id of the API key used ("key_..."); for a customer token, the key that issued it.
+   *
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * The caller's role.
+   *
+   * @generated from field: baton.v1.ActorRole role = 2;
+   */
+  role: ActorRole;
+
+  /**
+   * For customer tokens: the customer the token was issued for.
+   *
+   * @generated from field: string customer_id = 3;
+   */
+  customerId: string;
+};
+
+/**
+ * Describes the message baton.v1.Actor.
+ * Use `create(ActorSchema)` to create a new message.
+ */
+export const ActorSchema: GenMessage<Actor> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 9);
 
 /**
  * A rule of an agent's behaviour: when `condition` holds in the conversation, do `action`,
@@ -487,7 +530,7 @@ export type Guideline = Message<"baton.v1.Guideline"> & {
  * Use `create(GuidelineSchema)` to create a new message.
  */
 export const GuidelineSchema: GenMessage<Guideline> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 9);
+  messageDesc(file_baton_v1_message, 10);
 
 /**
  * Pre-approved wording an agent may answer with, for strict control over what it says.
@@ -529,7 +572,7 @@ export type CannedResponse = Message<"baton.v1.CannedResponse"> & {
  * Use `create(CannedResponseSchema)` to create a new message.
  */
 export const CannedResponseSchema: GenMessage<CannedResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 10);
+  messageDesc(file_baton_v1_message, 11);
 
 /**
  * A tool the server can call during an agent's turn (loaded with `baton serve --tools`).
@@ -564,7 +607,7 @@ export type Tool = Message<"baton.v1.Tool"> & {
  * Use `create(ToolSchema)` to create a new message.
  */
 export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 11);
+  messageDesc(file_baton_v1_message, 12);
 
 /**
  * A piece of an AI reply while it is being generated. Transient: sent only to live ListEvents
@@ -601,7 +644,7 @@ export type MessageDelta = Message<"baton.v1.MessageDelta"> & {
  * Use `create(MessageDeltaSchema)` to create a new message.
  */
 export const MessageDeltaSchema: GenMessage<MessageDelta> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 12);
+  messageDesc(file_baton_v1_message, 13);
 
 /**
  * Whether the AI agent answers customer messages on a session.
@@ -810,4 +853,52 @@ export enum Status {
  */
 export const StatusSchema: GenEnum<Status> = /*@__PURE__*/
   enumDesc(file_baton_v1_message, 3);
+
+/**
+ * The role of an authenticated caller.
+ *
+ * @generated from enum baton.v1.ActorRole
+ */
+export enum ActorRole {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: ACTOR_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * An administrator's API key: may call every RPC.
+   *
+   * @generated from enum value: ACTOR_ROLE_ADMIN = 1;
+   */
+  ADMIN = 1,
+
+  /**
+   * A backend service's API key (agents, customers, sessions, events, customer tokens).
+   *
+   * @generated from enum value: ACTOR_ROLE_INTEGRATION = 2;
+   */
+  INTEGRATION = 2,
+
+  /**
+   * A human agent's API key: reads sessions and events, posts human-agent messages.
+   *
+   * @generated from enum value: ACTOR_ROLE_OPERATOR = 3;
+   */
+  OPERATOR = 3,
+
+  /**
+   * A customer token (AuthService.IssueCustomerToken): that customer's own sessions only.
+   *
+   * @generated from enum value: ACTOR_ROLE_CUSTOMER = 4;
+   */
+  CUSTOMER = 4,
+}
+
+/**
+ * Describes the enum baton.v1.ActorRole.
+ */
+export const ActorRoleSchema: GenEnum<ActorRole> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 4);
 
