@@ -284,28 +284,32 @@ def open_channel(target: str, api_key: str, tls_ca: str | None) -> Any:
 
     import grpc
 
-    interceptors = [_BearerInterceptor(api_key)] if api_key else []
+    interceptors = _bearer_interceptors(api_key) if api_key else []
     if tls_ca is None:
         return grpc.aio.insecure_channel(target, interceptors=interceptors)
     credentials = grpc.ssl_channel_credentials(pathlib.Path(tls_ca).read_bytes())
     return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
 
 
-def _BearerInterceptor(credential: str) -> Any:
+def _bearer_interceptors(credential: str) -> list[Any]:
+    """Client interceptors adding `authorization: Bearer …` (grpc.aio files an interceptor
+    under one call type only, hence one per type)."""
     import grpc
 
-    class Bearer(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-        def _with(self, details: Any) -> Any:
-            metadata = [*(details.metadata or ()), ("authorization", f"Bearer {credential}")]
-            return details._replace(metadata=metadata)
+    header = ("authorization", f"Bearer {credential}")
 
+    def with_header(details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), header])
+
+    class Unary(grpc.aio.UnaryUnaryClientInterceptor):
         async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
-            return await continuation(self._with(details), request)
+            return await continuation(with_header(details), request)
 
+    class Stream(grpc.aio.UnaryStreamClientInterceptor):
         async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
-            return await continuation(self._with(details), request)
+            return await continuation(with_header(details), request)
 
-    return Bearer()
+    return [Unary(), Stream()]
 
 
 def describe_event(event: Any) -> str:
