@@ -15,6 +15,9 @@ from rich.markup import escape
 
 from baton_server.config import Settings
 
+# Defaults of the limit flags (the dataclass's own, so they are written down once).
+_DEFAULTS = Settings()
+
 app = typer.Typer(
     help="Baton: an AI customer-service agent with human handoff, over gRPC.",
     no_args_is_help=True,
@@ -114,35 +117,35 @@ def serve(
     ] = None,
     max_message_bytes: Annotated[
         int, typer.Option(envvar="BATON_MAX_MESSAGE_BYTES", help="Largest gRPC message.")
-    ] = Settings.max_message_bytes,
+    ] = _DEFAULTS.max_message_bytes,
     max_text_length: Annotated[
         int, typer.Option(envvar="BATON_MAX_TEXT_LENGTH", help="Longest message event text.")
-    ] = Settings.max_text_length,
+    ] = _DEFAULTS.max_text_length,
     max_metadata_entries: Annotated[
         int, typer.Option(envvar="BATON_MAX_METADATA_ENTRIES", help="Per session/customer.")
-    ] = Settings.max_metadata_entries,
+    ] = _DEFAULTS.max_metadata_entries,
     max_metadata_key_length: Annotated[
         int, typer.Option(envvar="BATON_MAX_METADATA_KEY_LENGTH")
-    ] = Settings.max_metadata_key_length,
+    ] = _DEFAULTS.max_metadata_key_length,
     max_metadata_value_length: Annotated[
         int, typer.Option(envvar="BATON_MAX_METADATA_VALUE_LENGTH")
-    ] = Settings.max_metadata_value_length,
+    ] = _DEFAULTS.max_metadata_value_length,
     max_streams_per_connection: Annotated[
         int, typer.Option(envvar="BATON_MAX_STREAMS_PER_CONNECTION")
-    ] = Settings.max_streams_per_connection,
+    ] = _DEFAULTS.max_streams_per_connection,
     max_streams_per_key: Annotated[
         int,
         typer.Option(envvar="BATON_MAX_STREAMS_PER_KEY", help="Per API key or customer (0: off)."),
-    ] = Settings.max_streams_per_key,
+    ] = _DEFAULTS.max_streams_per_key,
     rate_limit: Annotated[
         float,
         typer.Option(
             envvar="BATON_RATE_LIMIT", help="Requests/s per API key or customer (0: unlimited)."
         ),
-    ] = Settings.rate_limit_per_s,
+    ] = _DEFAULTS.rate_limit_per_s,
     rate_limit_burst: Annotated[
         float, typer.Option(envvar="BATON_RATE_LIMIT_BURST")
-    ] = Settings.rate_limit_burst,
+    ] = _DEFAULTS.rate_limit_burst,
 ) -> None:
     """Run the gRPC server (migrates the database first)."""
     logging.basicConfig(

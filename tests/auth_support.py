@@ -56,7 +56,7 @@ async def invoke(channel: grpc.aio.Channel, method: MethodDescriptor, request: A
                 path,
                 request_serializer=lambda m: m.SerializeToString(),
                 response_deserializer=response_class.FromString,
-            )(request, timeout=10)
+            )(request, timeout=5)  # a watch stream may stay silent: DEADLINE_EXCEEDED is allowed
             async for _ in call:
                 break
             call.cancel()
