@@ -410,8 +410,16 @@ def chat(
 
     console = Console(highlight=False, soft_wrap=True)
     try:
-        channel = open_channel(target, api_key, tls_ca)
-        asyncio.run(_chat(console, channel, session_id, agent, turn_timeout))
+        # The channel is made inside the loop that uses it.
+        asyncio.run(
+            _chat(
+                console,
+                lambda: open_channel(target, api_key, tls_ca),
+                session_id,
+                agent,
+                turn_timeout,
+            )
+        )
     except KeyboardInterrupt:
         pass
     except grpc.aio.AioRpcError as error:
@@ -420,7 +428,11 @@ def chat(
 
 
 async def _chat(
-    console: Console, channel: Any, session_id: str | None, agent_id: str, turn_timeout: float
+    console: Console,
+    make_channel: Any,
+    session_id: str | None,
+    agent_id: str,
+    turn_timeout: float,
 ) -> None:
     import sys
 
@@ -430,7 +442,7 @@ async def _chat(
 
     # A turn is over at one of these statuses (acknowledged alone when humans answer).
     final = {pb.STATUS_READY, pb.STATUS_ERROR, pb.STATUS_CANCELLED}
-    async with channel:
+    async with make_channel() as channel:
         sessions = svc_grpc.SessionServiceStub(channel)
         events = svc_grpc.EventServiceStub(channel)
         if session_id is None:
