@@ -28,7 +28,7 @@ class Settings:
     max_metadata_key_length: int = 128
     max_metadata_value_length: int = 4096
     # HTTP/2 streams open at once on one connection (`grpc.max_concurrent_streams`).
-    max_streams_per_connection: int = 1000
+    max_streams_per_connection: int = 10_000
     # Server streams (ListEvents, ...) open at once per API key or customer (0: unlimited).
     max_streams_per_key: int = 10_000
     # Requests per second per API key or customer (token bucket; 0: unlimited) and burst size.
