@@ -27,8 +27,9 @@ node_modules/.installed: package.json package-lock.json
 
 ## Run the server with the example agent: SQLite in ./baton.db, port 8800, offline engine
 ## (override with PORT=..., DATABASE=...; OPENAI_API_KEY switches to the openai provider).
+## Development mode: no authentication (see README, "Security", for keys and TLS).
 run: setup
-	$(BIN)/baton serve --port $(PORT) --database $(DATABASE) --example-agent
+	$(BIN)/baton serve --port $(PORT) --database $(DATABASE) --example-agent --dev
 
 ## Code generators and client toolchains (Go plugins, npm packages, Maven artifacts) in .cache/.
 tools: setup

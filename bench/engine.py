@@ -48,6 +48,7 @@ def start_server(workdir: Path, name: str, *flags: str) -> tuple[subprocess.Pope
             "-m",
             "baton_server",
             "serve",
+            "--dev",  # the benchmarks send no credentials
             "--port",
             "0",
             "--log-level",

@@ -39,6 +39,7 @@ def start_replica(url: str) -> tuple[subprocess.Popen[str], str]:
             "-m",
             "baton_server",
             "serve",
+            "--dev",  # the benchmarks send no credentials
             "--port",
             "0",
             "--no-engine",

@@ -375,6 +375,7 @@ async def start_baton(procs: Procs, db_path: Path) -> Server:
         "--port", str(port),
         "--database", f"sqlite+aiosqlite:///{db_path}",
         "--log-level", "WARNING",
+        "--dev",  # the benchmarks send no credentials
     ]  # fmt: skip
     proc = await procs.spawn("baton", argv, pipes=False)
     target = f"{HOST}:{port}"

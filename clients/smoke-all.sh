@@ -12,7 +12,7 @@ server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-"$BIN/baton" serve --port 0 --database "sqlite+aiosqlite:///$work/smoke.db" \
+"$BIN/baton" serve --port 0 --database "sqlite+aiosqlite:///$work/smoke.db" --dev \
   --log-level INFO >"$log" 2>&1 &
 server_pid=$!
 port=""

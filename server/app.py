@@ -11,7 +11,12 @@ from grpc_health.v1 import health, health_pb2
 
 from baton_server.api.events import encode_event
 from baton_server.api.handoffs import HandoffServicer
-from baton_server.api.server import SERVICE_NAMES, build_server
+from baton_server.api.server import SERVICE_NAMES, build_server, server_credentials
+from baton_server.auth.interceptor import Authenticator, AuthInterceptor
+from baton_server.auth.keys import KeyStore
+from baton_server.auth.limits import RateLimiter, StreamSlots
+from baton_server.auth.policy import Authorizer
+from baton_server.auth.tokens import CustomerTokens, shared_token_secret
 from baton_server.bus import EventBus
 from baton_server.bus.pg_relay import PostgresRelay
 from baton_server.config import Settings
@@ -77,6 +82,7 @@ class BatonApp:
         self._database: Database | None = None
         self._repository: Repository | None = None
         self._server: grpc.aio.Server | None = None
+        self.keys: KeyStore | None = None
         self._health = health.aio.HealthServicer()
         self.inbox: HandoffInbox | None = None
         self.handoff_timer: HandoffTimer | None = None
@@ -143,16 +149,40 @@ class BatonApp:
         )
         self.handoff_timer.start()
         handoff_servicer = HandoffServicer(self.handoffs, self.handoff_reader, self.inbox)
+        self.keys = KeyStore(self._database, cache_ttl_s=settings.key_cache_s)
+        tokens = CustomerTokens(settings.token_secret or await shared_token_secret(self._database))
+        auth = None
+        if not settings.dev_mode:
+            auth = AuthInterceptor(
+                Authenticator(self.keys, tokens),
+                Authorizer(self._repository),
+                RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+                StreamSlots(settings.max_streams_per_key),
+            )
         self._server = build_server(
-            settings, self._repository, streamer, self._health, self.tools, handoff_servicer
+            settings,
+            self._repository,
+            streamer,
+            self._health,
+            self.tools,
+            handoff_servicer,
+            tokens,
+            auth,
         )
-        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        credentials = server_credentials(settings)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("baton listening on %s:%d (%s)", settings.host, self.port, settings.database_url)
+        if settings.dev_mode:
+            log.warning("--dev: authentication is OFF; every caller may do everything")
         return self.port
 
     def _on_commit(self, events: list[Event]) -> None:

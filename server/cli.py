@@ -16,6 +16,9 @@ from rich.markup import escape
 from baton_server.config import Settings
 from baton_server.stats_cli import stats
 
+# Defaults of the limit flags (the dataclass's own, so they are written down once).
+_DEFAULTS = Settings()
+
 app = typer.Typer(
     help="Baton: an AI customer-service agent with human handoff, over gRPC.",
     no_args_is_help=True,
@@ -85,6 +88,65 @@ def serve(
             help="Run agent turns (--no-engine: store and stream events only).",
         ),
     ] = True,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            envvar="BATON_DEV",
+            help="Development mode: NO authentication, every caller may do everything.",
+        ),
+    ] = False,
+    token_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BATON_TOKEN_SECRET",
+            help="Customer-token signing secret (32+ chars); default: one kept in the database.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(envvar="BATON_TLS_CERT", help="Server certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option(envvar="BATON_TLS_KEY", help="Server private key (PEM).")
+    ] = None,
+    tls_client_ca: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BATON_TLS_CLIENT_CA",
+            help="CA (PEM) that signs client certificates: require them (mutual TLS).",
+        ),
+    ] = None,
+    max_message_bytes: Annotated[
+        int, typer.Option(envvar="BATON_MAX_MESSAGE_BYTES", help="Largest gRPC message.")
+    ] = _DEFAULTS.max_message_bytes,
+    max_text_length: Annotated[
+        int, typer.Option(envvar="BATON_MAX_TEXT_LENGTH", help="Longest message event text.")
+    ] = _DEFAULTS.max_text_length,
+    max_metadata_entries: Annotated[
+        int, typer.Option(envvar="BATON_MAX_METADATA_ENTRIES", help="Per session/customer.")
+    ] = _DEFAULTS.max_metadata_entries,
+    max_metadata_key_length: Annotated[
+        int, typer.Option(envvar="BATON_MAX_METADATA_KEY_LENGTH")
+    ] = _DEFAULTS.max_metadata_key_length,
+    max_metadata_value_length: Annotated[
+        int, typer.Option(envvar="BATON_MAX_METADATA_VALUE_LENGTH")
+    ] = _DEFAULTS.max_metadata_value_length,
+    max_streams_per_connection: Annotated[
+        int, typer.Option(envvar="BATON_MAX_STREAMS_PER_CONNECTION")
+    ] = _DEFAULTS.max_streams_per_connection,
+    max_streams_per_key: Annotated[
+        int,
+        typer.Option(envvar="BATON_MAX_STREAMS_PER_KEY", help="Per API key or customer (0: off)."),
+    ] = _DEFAULTS.max_streams_per_key,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            envvar="BATON_RATE_LIMIT", help="Requests/s per API key or customer (0: unlimited)."
+        ),
+    ] = _DEFAULTS.rate_limit_per_s,
+    rate_limit_burst: Annotated[
+        float, typer.Option(envvar="BATON_RATE_LIMIT_BURST")
+    ] = _DEFAULTS.rate_limit_burst,
 ) -> None:
     """Run the gRPC server (migrates the database first)."""
     logging.basicConfig(
@@ -114,8 +176,144 @@ def serve(
         openai_base_url=openai_base_url,
         openai_model=openai_model,
         engine_enabled=engine,
+        dev_mode=dev,
+        token_secret=token_secret,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+        tls_client_ca_file=tls_client_ca,
+        max_message_bytes=max_message_bytes,
+        max_text_length=max_text_length,
+        max_metadata_entries=max_metadata_entries,
+        max_metadata_key_length=max_metadata_key_length,
+        max_metadata_value_length=max_metadata_value_length,
+        max_streams_per_connection=max_streams_per_connection,
+        max_streams_per_key=max_streams_per_key,
+        rate_limit_per_s=rate_limit,
+        rate_limit_burst=rate_limit_burst,
     )
+    if token_secret is not None and len(token_secret) < 32:
+        raise typer.BadParameter("must be at least 32 characters", param_hint="--token-secret")
     asyncio.run(BatonApp(settings).serve_until_signal())
+
+
+# ---------------------------------------------------------------- keys
+
+keys_app = typer.Typer(help="Manage API keys (directly in the database).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DatabaseOption = Annotated[
+    str, typer.Option(envvar="BATON_DATABASE_URL", help="SQLAlchemy async database URL.")
+]
+
+
+async def _with_keys(database: str, work: Any) -> Any:
+    from baton_server.auth.keys import KeyStore
+    from baton_server.store import open_database
+
+    db = await open_database(database)
+    try:
+        return await work(KeyStore(db, cache_ttl_s=0))
+    finally:
+        await db.dispose()
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, integration or operator.")],
+    name: Annotated[str, typer.Option(help="What the key is for (shown by `keys list`).")] = "",
+    database: DatabaseOption = "sqlite+aiosqlite:///baton.db",
+) -> None:
+    """Create an API key and print its secret (shown only this once)."""
+    from baton_server.auth.principal import KEY_ROLES, Role
+
+    if role not in {r.value for r in KEY_ROLES}:
+        raise typer.BadParameter("must be admin, integration or operator", param_hint="--role")
+
+    async def work(keys: Any) -> Any:
+        return await keys.create(Role(role), name)
+
+    key, secret = asyncio.run(_with_keys(database, work))
+    typer.echo(f"created {key.role.value} key {key.id}" + (f" ({name})" if name else ""))
+    typer.echo("secret (store it now; it is not shown again):", err=True)
+    typer.echo(secret)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Id of the key (see `baton keys list`).")],
+    database: DatabaseOption = "sqlite+aiosqlite:///baton.db",
+) -> None:
+    """Revoke a key: servers refuse it (and the customer tokens it issued) within seconds."""
+
+    async def work(keys: Any) -> Any:
+        return await keys.revoke(key_id)
+
+    if not asyncio.run(_with_keys(database, work)):
+        typer.echo(f"no active key {key_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+def keys_list(database: DatabaseOption = "sqlite+aiosqlite:///baton.db") -> None:
+    """List keys (never their secrets)."""
+    from baton_server.domain import us_to_datetime
+
+    async def work(keys: Any) -> Any:
+        return await keys.list()
+
+    for key in asyncio.run(_with_keys(database, work)):
+        created = us_to_datetime(key.created_at_us).strftime("%Y-%m-%d %H:%M:%S")
+        state = "revoked" if key.revoked_at_us is not None else "active"
+        typer.echo(f"{key.id}  {key.role.value:<11}  {state:<7}  {created}  {key.name}")
+
+
+# ---------------------------------------------------------------- clients: tail, chat
+
+ApiKeyOption = Annotated[
+    str,
+    typer.Option(
+        envvar="BATON_API_KEY", help="API key or customer token (none for a --dev server)."
+    ),
+]
+TlsCaOption = Annotated[
+    str | None,
+    typer.Option(envvar="BATON_TLS_CA", help="Connect with TLS, trusting this CA (PEM)."),
+]
+
+
+def open_channel(target: str, api_key: str, tls_ca: str | None) -> Any:
+    """A channel that sends the credential on every call (and speaks TLS when given a CA)."""
+    import pathlib
+
+    import grpc
+
+    interceptors = _bearer_interceptors(api_key) if api_key else []
+    if tls_ca is None:
+        return grpc.aio.insecure_channel(target, interceptors=interceptors)
+    credentials = grpc.ssl_channel_credentials(pathlib.Path(tls_ca).read_bytes())
+    return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
+
+
+def _bearer_interceptors(credential: str) -> list[Any]:
+    """Client interceptors adding `authorization: Bearer …` (grpc.aio files an interceptor
+    under one call type only, hence one per type)."""
+    import grpc
+
+    header = ("authorization", f"Bearer {credential}")
+
+    def with_header(details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), header])
+
+    class Unary(grpc.aio.UnaryUnaryClientInterceptor):
+        async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+            return await continuation(with_header(details), request)
+
+    class Stream(grpc.aio.UnaryStreamClientInterceptor):
+        async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+            return await continuation(with_header(details), request)
+
+    return [Unary(), Stream()]
 
 
 def describe_event(event: Any) -> str:
@@ -152,6 +350,8 @@ def tail(
     no_follow: Annotated[
         bool, typer.Option("--no-follow", help="Stop after stored events.")
     ] = False,
+    api_key: ApiKeyOption = "",
+    tls_ca: TlsCaOption = None,
 ) -> None:
     """Print a session's events, one line each, and follow new ones live."""
     import grpc
@@ -162,7 +362,7 @@ def tail(
     console = Console(highlight=False, soft_wrap=True)
 
     async def run() -> None:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with open_channel(target, api_key, tls_ca) as channel:
             stub = svc_grpc.EventServiceStub(channel)
             stream = stub.ListEvents(
                 rr.ListEventsRequest(
@@ -205,6 +405,8 @@ def chat(
     turn_timeout: Annotated[
         float, typer.Option(help="Wait at most this long for the agent's turn after a message.")
     ] = 30.0,
+    api_key: ApiKeyOption = "",
+    tls_ca: TlsCaOption = None,
 ) -> None:
     """Talk to an agent as the customer: each input line is a message; the session's events
     (and the AI's reply as it is written) are printed as they arrive."""
@@ -212,7 +414,16 @@ def chat(
 
     console = Console(highlight=False, soft_wrap=True)
     try:
-        asyncio.run(_chat(console, session_id, agent, target, turn_timeout))
+        # The channel is made inside the loop that uses it.
+        asyncio.run(
+            _chat(
+                console,
+                lambda: open_channel(target, api_key, tls_ca),
+                session_id,
+                agent,
+                turn_timeout,
+            )
+        )
     except KeyboardInterrupt:
         pass
     except grpc.aio.AioRpcError as error:
@@ -221,11 +432,13 @@ def chat(
 
 
 async def _chat(
-    console: Console, session_id: str | None, agent_id: str, target: str, turn_timeout: float
+    console: Console,
+    make_channel: Any,
+    session_id: str | None,
+    agent_id: str,
+    turn_timeout: float,
 ) -> None:
     import sys
-
-    import grpc
 
     from baton.v1 import message_pb2 as pb
     from baton.v1 import request_response_pb2 as rr
@@ -233,7 +446,7 @@ async def _chat(
 
     # A turn is over at one of these statuses (acknowledged alone when humans answer).
     final = {pb.STATUS_READY, pb.STATUS_ERROR, pb.STATUS_CANCELLED}
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with make_channel() as channel:
         sessions = svc_grpc.SessionServiceStub(channel)
         events = svc_grpc.EventServiceStub(channel)
         if session_id is None:

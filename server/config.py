@@ -22,6 +22,30 @@ class Settings:
     # 0 keeps them open. Follow streams resume by offset.
     max_connection_age_s: float = 0.0
     max_message_bytes: int = 4 * 1024 * 1024
+    # Input limits (INVALID_ARGUMENT naming the field beyond them).
+    max_text_length: int = 32_768
+    max_metadata_entries: int = 64
+    max_metadata_key_length: int = 128
+    max_metadata_value_length: int = 4096
+    # HTTP/2 streams open at once on one connection (`grpc.max_concurrent_streams`).
+    max_streams_per_connection: int = 10_000
+    # Server streams (ListEvents, ...) open at once per API key or customer (0: unlimited).
+    max_streams_per_key: int = 10_000
+    # Requests per second per API key or customer (token bucket; 0: unlimited) and burst size.
+    rate_limit_per_s: float = 500.0
+    rate_limit_burst: float = 1000.0
+    # --dev: no authentication, every caller may do everything (local development only).
+    dev_mode: bool = False
+    # How long an API key lookup is cached: a revocation takes effect within this time.
+    key_cache_s: float = 5.0
+    # Customer-token signing secret; None: generated once and shared through the database.
+    token_secret: str | None = None
+    customer_token_default_ttl_s: int = 900
+    customer_token_max_ttl_s: int = 86_400
+    # TLS: PEM files. With a client CA, clients must present a certificate it signed (mTLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
     # Python modules whose @tool functions the engine may call.
     tool_modules: tuple[str, ...] = ()
     tool_timeout_s: float = 10.0
@@ -40,3 +64,22 @@ class Settings:
     resume_turns_within_s: float = 600.0
     # How often due handoff timeouts (claim, inactivity) are looked for.
     handoff_timer_tick_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """What the servicers check requests against (from Settings)."""
+
+    max_text_length: int = 32_768
+    max_metadata_entries: int = 64
+    max_metadata_key_length: int = 128
+    max_metadata_value_length: int = 4096
+
+    @classmethod
+    def of(cls, settings: Settings) -> InputLimits:
+        return cls(
+            settings.max_text_length,
+            settings.max_metadata_entries,
+            settings.max_metadata_key_length,
+            settings.max_metadata_value_length,
+        )

@@ -135,6 +135,30 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did a write (audit trail): the API key and its role, and for customer tokens the
+    customer. Kept with each event the caller appended."""
+
+    key_id: str
+    role: str
+    customer_id: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"key_id": self.key_id, "role": self.role}
+        if self.customer_id:
+            data["customer_id"] = self.customer_id
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Actor:
+        data = json.loads(text)
+        return cls(data["key_id"], data["role"], data.get("customer_id", ""))
+
+
+@dataclass(frozen=True, slots=True)
 class EventDraft:
     """An event as a caller wants it appended; the store assigns id, offset and time."""
 
@@ -163,6 +187,8 @@ class Event:
     created_at_us: int
     correlation_id: str
     data_json: str
+    # Who appended it (None: Baton's engine, or a server without authentication).
+    actor: Actor | None = None
     _parsed: list[dict[str, Any]] = field(default_factory=list, compare=False, repr=False)
 
     @property

@@ -87,3 +87,33 @@ class StaleEpoch(BatonError):
                 "control_epoch": str(actual),
             },
         )
+
+
+class Unauthenticated(BatonError):
+    """No credentials, or credentials Baton does not accept (unknown, revoked, expired)."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(BatonError):
+    """Valid credentials whose role may not do this (or not to this resource)."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(BatonError):
+    """A per-caller limit was hit; `retry_after_s` (when known) tells when to try again."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "RESOURCE_EXHAUSTED",
+        retry_after_s: float | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.reason = reason
+        self.retry_after_s = retry_after_s

@@ -32,12 +32,14 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 def settings(database_url: str) -> Settings:
     # NORMAL keeps the suite fast; FULL (the default) is covered by the durability tests.
     # The engine is off here so log tests see only what they append; engine tests turn it on.
+    # Authentication is off (dev mode) except in the auth tests, which turn it on.
     return Settings(
         port=0,
         database_url=database_url,
         sqlite_synchronous="NORMAL",
         shutdown_grace_s=2.0,
         engine_enabled=False,
+        dev_mode=True,
     )
 
 

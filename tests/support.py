@@ -150,6 +150,8 @@ class ServerProcess:
                 self.database_url,
                 "--log-level",
                 "INFO",
+                # No authentication: these tests are about processes, not credentials.
+                "--dev",
                 *self.extra_args,
             ],
             stdout=subprocess.PIPE,

@@ -811,3 +811,19 @@ async def test_presence_ends_with_the_watch_stream(baton: Stubs) -> None:
             if not (await request_handoff(baton, probe.id)).operators_available:
                 break
             await asyncio.sleep(0.02)
+
+
+async def test_malformed_times_are_invalid_argument(baton: Stubs) -> None:
+    """Found by the fuzzer: an out-of-range Timestamp used to surface as INTERNAL."""
+    error = await failure(
+        baton.handoffs.GetHandoffStats(
+            rr.GetHandoffStatsRequest(start_time={"seconds": 1, "nanos": -2_147_483_647})
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "start_time" in error.details()
+    session = await baton.new_session()
+    error = await failure(
+        set_policy(baton, session.agent_id, claim_timeout=duration_pb2.Duration(seconds=-5))
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "agent.handoff_policy.claim_timeout" in error.details()

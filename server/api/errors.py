@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -26,8 +26,11 @@ from baton_server.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    ResourceExhausted,
     ShuttingDown,
     StaleEpoch,
+    Unauthenticated,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,9 @@ _CODES: list[tuple[type[BatonError], int]] = [
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (ShuttingDown, code_pb2.UNAVAILABLE),
     (StaleEpoch, code_pb2.ABORTED),
+    (Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (PermissionDenied, code_pb2.PERMISSION_DENIED),
+    (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
 ]
 
 
@@ -72,6 +78,10 @@ def status_for(error: BatonError) -> grpc.Status:
                 )
             )
         )
+    if isinstance(error, ResourceExhausted) and error.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(max(1, int(error.retry_after_s * 1e9)))
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     return rpc_status.to_status(
         status_pb2.Status(code=code, message=error.message, details=details)
     )

@@ -17,6 +17,7 @@ from baton_server.api.mapping import (
     timestamp,
 )
 from baton_server.api.protos import pb, rr, svc_grpc
+from baton_server.config import InputLimits
 from baton_server.domain import Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
 from baton_server.handoff.controls import HandoffControls, is_human_message
@@ -85,10 +86,15 @@ def filter_from_request(request: Any) -> EventFilter:
 
 class EventServicer(svc_grpc.EventServiceServicer):
     def __init__(
-        self, repository: Repository, streamer: EventStreamer, handoffs: HandoffControls
+        self,
+        repository: Repository,
+        streamer: EventStreamer,
+        handoffs: HandoffControls,
+        limits: InputLimits,
     ) -> None:
         self._repo = repository
         self._handoffs = handoffs
+        self._limits = limits
         self._streamer = streamer
         # Live events go to every follower of a session: build each one's proto once.
         self._live_protos: OrderedDict[str, Any] = OrderedDict()
@@ -103,7 +109,7 @@ class EventServicer(svc_grpc.EventServiceServicer):
 
     async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         session_id = require_id(request.session_id, "session_id")
-        draft = draft_from_request(request)
+        draft = draft_from_request(request, self._limits)
         if is_human_message(draft):
             # A human answering may take the session over: handoff rules apply.
             event = await self._handoffs.append_human_message(session_id, draft)

@@ -116,7 +116,15 @@ def outcome_from_proto(value: int, field: str = "outcome") -> HandoffOutcome:
     return outcome
 
 
-def _seconds(duration: Duration) -> float:
+# Ten years: longer timeouts are a mistake, not a policy.
+MAX_DURATION_S = 10 * 365 * 86_400
+
+
+def _seconds(duration: Duration, field: str) -> float:
+    if not 0 <= duration.seconds <= MAX_DURATION_S or not 0 <= duration.nanos < 10**9:
+        raise InvalidArgument.single(
+            field, f"must be a duration from 0 to {MAX_DURATION_S} seconds (nanos 0-999999999)"
+        )
     return duration.seconds + duration.nanos / 1e9
 
 
@@ -135,7 +143,10 @@ def policy_from_proto(value: Any, field: str = "agent.handoff_policy") -> Handof
         raise InvalidArgument(problems)
     policy = HandoffPolicy(
         **{name: getattr(value, name) for name in _TEXTS},
-        **{attr: _seconds(getattr(value, name)) for name, attr in _DURATIONS.items()},
+        **{
+            attr: _seconds(getattr(value, name), f"{field}.{name}")
+            for name, attr in _DURATIONS.items()
+        },
         claim_timeout_action=CLAIM_ACTIONS[value.claim_timeout_action],
         inactivity_timeout_action=INACTIVITY_ACTIONS[value.inactivity_timeout_action],
         time_zone=value.time_zone,

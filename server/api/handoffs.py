@@ -15,7 +15,7 @@ from baton_server.api.handoff_mapping import (
     outcome_from_proto,
     stats_to_proto,
 )
-from baton_server.api.mapping import require_id, timestamp
+from baton_server.api.mapping import require_id, timestamp, timestamp_us
 from baton_server.api.protos import pb, rr, svc_grpc
 from baton_server.domain import HandoffRequester, Operator, now_us
 from baton_server.errors import InvalidArgument
@@ -161,9 +161,11 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
                 )
 
     async def GetHandoffStats(self, request: Any, context: Context) -> Any:
-        start = request.start_time.ToMicroseconds() if request.HasField("start_time") else 0
+        start = (
+            timestamp_us(request.start_time, "start_time") if request.HasField("start_time") else 0
+        )
         end = (
-            request.end_time.ToMicroseconds()
+            timestamp_us(request.end_time, "end_time")
             if request.HasField("end_time")
             else self._controls.clock() + 1
         )

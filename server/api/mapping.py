@@ -8,6 +8,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from baton_server.api.protos import pb
+from baton_server.config import InputLimits
 from baton_server.domain import (
     Agent,
     CannedResponse,
@@ -49,6 +50,12 @@ SOURCE_TO_PROTO = {
 SOURCE_FROM_PROTO = {v: k for k, v in SOURCE_TO_PROTO.items()}
 MODE_TO_PROTO = {SessionMode.AUTO: pb.SESSION_MODE_AUTO, SessionMode.MANUAL: pb.SESSION_MODE_MANUAL}
 MODE_FROM_PROTO = {v: k for k, v in MODE_TO_PROTO.items()}
+ROLE_TO_PROTO = {
+    "admin": pb.ACTOR_ROLE_ADMIN,
+    "integration": pb.ACTOR_ROLE_INTEGRATION,
+    "operator": pb.ACTOR_ROLE_OPERATOR,
+    "customer": pb.ACTOR_ROLE_CUSTOMER,
+}
 STATUS_NAMES = {
     pb.STATUS_ACKNOWLEDGED: "acknowledged",
     pb.STATUS_PROCESSING: "processing",
@@ -122,6 +129,29 @@ def mode_from_proto(value: int, field: str, *, allow_unspecified: bool) -> Sessi
     return mode
 
 
+def check_metadata(metadata: Any, field: str, limits: InputLimits) -> dict[str, str]:
+    """A metadata map within the configured limits, as a dict."""
+    items = dict(metadata)
+    if len(items) > limits.max_metadata_entries:
+        raise InvalidArgument.single(
+            field, f"at most {limits.max_metadata_entries} entries (got {len(items)})"
+        )
+    problems = Violations()
+    for key, value in items.items():
+        if len(key) > limits.max_metadata_key_length:
+            problems.add(
+                field,
+                f"key {key[:32]!r}... longer than {limits.max_metadata_key_length} characters",
+            )
+        if len(value) > limits.max_metadata_value_length:
+            problems.add(
+                f"{field}[{key!r}]",
+                f"value longer than {limits.max_metadata_value_length} characters",
+            )
+    problems.raise_if_any()
+    return items
+
+
 def require_name(value: str, field: str) -> str:
     if not value.strip():
         raise InvalidArgument.single(field, "required; must not be empty or whitespace")
@@ -129,6 +159,19 @@ def require_name(value: str, field: str) -> str:
 
 
 # ---------------------------------------------------------------- times
+
+
+# google.protobuf.Timestamp's valid range: 0001-01-01 to 9999-12-31.
+MIN_TIMESTAMP_S, MAX_TIMESTAMP_S = -62_135_596_800, 253_402_300_799
+
+
+def timestamp_us(value: Timestamp, field: str) -> int:
+    """A request Timestamp as microseconds, or INVALID_ARGUMENT naming the field."""
+    if not MIN_TIMESTAMP_S <= value.seconds <= MAX_TIMESTAMP_S or not 0 <= value.nanos < 10**9:
+        raise InvalidArgument.single(
+            field, "not a valid timestamp (seconds within years 1-9999, nanos 0-999999999)"
+        )
+    return value.seconds * 1_000_000 + value.nanos // 1000
 
 
 def timestamp(us: int) -> Timestamp:
@@ -177,8 +220,9 @@ def session_to_proto(session: Session) -> pb.Session:
 # ---------------------------------------------------------------- events: proto -> domain
 
 
-def draft_from_request(request: Any) -> EventDraft:
+def draft_from_request(request: Any, limits: InputLimits | None = None) -> EventDraft:
     """Validates a CreateEventRequest and turns it into an EventDraft."""
+    limits = limits or InputLimits()
     problems = Violations()
     kind = KIND_FROM_PROTO.get(request.kind)
     if kind is None:
@@ -198,6 +242,11 @@ def draft_from_request(request: Any) -> EventDraft:
         )
     else:
         data = _data_from_proto(data_field, getattr(request, data_field), problems)
+        if data_field == "message" and len(request.message.text) > limits.max_text_length:
+            problems.add(
+                "message.text",
+                f"longer than {limits.max_text_length} characters ({len(request.message.text)})",
+            )
     if (
         source is EventSource.HUMAN_AGENT
         and data_field == "message"
@@ -289,6 +338,13 @@ def event_to_proto(event: Event) -> pb.Event:
         source=SOURCE_TO_PROTO[event.source],
         correlation_id=event.correlation_id,
     )
+    actor = event.actor
+    if actor is not None:
+        proto_actor = proto.actor
+        proto_actor.key_id = actor.key_id
+        proto_actor.role = ROLE_TO_PROTO.get(actor.role, pb.ACTOR_ROLE_UNSPECIFIED)
+        if actor.customer_id:
+            proto_actor.customer_id = actor.customer_id
     # Set in place: building a Timestamp and passing it would copy it.
     created = proto.created_at
     created.seconds, micros = divmod(event.created_at_us, 1_000_000)

@@ -10,6 +10,7 @@ from baton_server.api.handoff_mapping import policy_from_proto
 from baton_server.api.mapping import (
     MODE_FROM_PROTO,
     agent_to_proto,
+    check_metadata,
     check_update_mask,
     customer_to_proto,
     mode_from_proto,
@@ -18,6 +19,7 @@ from baton_server.api.mapping import (
     session_to_proto,
 )
 from baton_server.api.protos import rr, svc_grpc
+from baton_server.config import InputLimits
 from baton_server.domain import SessionMode
 from baton_server.errors import InvalidArgument
 from baton_server.handoff.controls import HandoffControls
@@ -68,12 +70,14 @@ class AgentServicer(svc_grpc.AgentServiceServicer):
 
 
 class CustomerServicer(svc_grpc.CustomerServiceServicer):
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, limits: InputLimits) -> None:
         self._repo = repository
+        self._limits = limits
 
     async def CreateCustomer(self, request: Any, context: Context) -> Any:
         name = require_name(request.customer.name, "customer.name")
-        customer = await self._repo.create_customer(name, dict(request.customer.metadata))
+        metadata = check_metadata(request.customer.metadata, "customer.metadata", self._limits)
+        customer = await self._repo.create_customer(name, metadata)
         return rr.CreateCustomerResponse(customer=customer_to_proto(customer))
 
     async def GetCustomer(self, request: Any, context: Context) -> Any:
@@ -94,7 +98,9 @@ class CustomerServicer(svc_grpc.CustomerServiceServicer):
         if "name" in paths:
             changes["name"] = require_name(request.customer.name, "customer.name")
         if "metadata" in paths:
-            changes["metadata"] = dict(request.customer.metadata)
+            changes["metadata"] = check_metadata(
+                request.customer.metadata, "customer.metadata", self._limits
+            )
         customer = await self._repo.update_customer(customer_id, **changes)
         return rr.UpdateCustomerResponse(customer=customer_to_proto(customer))
 
@@ -104,17 +110,21 @@ class CustomerServicer(svc_grpc.CustomerServiceServicer):
 
 
 class SessionServicer(svc_grpc.SessionServiceServicer):
-    def __init__(self, repository: Repository, handoffs: HandoffControls) -> None:
+    def __init__(
+        self, repository: Repository, handoffs: HandoffControls, limits: InputLimits
+    ) -> None:
         self._repo = repository
         self._handoffs = handoffs
+        self._limits = limits
 
     async def CreateSession(self, request: Any, context: Context) -> Any:
         draft = request.session
         agent_id = require_id(draft.agent_id, "session.agent_id")
         customer_id = require_id(draft.customer_id, "session.customer_id")
         mode = mode_from_proto(draft.mode, "session.mode", allow_unspecified=True)
+        metadata = check_metadata(draft.metadata, "session.metadata", self._limits)
         session = await self._repo.create_session(
-            agent_id, customer_id, draft.title, mode or SessionMode.AUTO, dict(draft.metadata)
+            agent_id, customer_id, draft.title, mode or SessionMode.AUTO, metadata
         )
         return rr.CreateSessionResponse(session=session_to_proto(session))
 
@@ -148,7 +158,9 @@ class SessionServicer(svc_grpc.SessionServiceServicer):
         if "title" in paths:
             changes["title"] = request.session.title
         if "metadata" in paths:
-            changes["metadata"] = dict(request.session.metadata)
+            changes["metadata"] = check_metadata(
+                request.session.metadata, "session.metadata", self._limits
+            )
         session = await self._repo.update_session(
             session_id,
             **changes,

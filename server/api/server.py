@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from baton_server.api.auth import AuthServicer
 from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
 from baton_server.api.errors import ErrorMappingInterceptor
 from baton_server.api.events import EventServicer, serialize_response
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.protos import rr, svc, svc_grpc
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
-from baton_server.config import Settings
+from baton_server.auth.interceptor import AuthInterceptor
+from baton_server.auth.tokens import CustomerTokens
+from baton_server.config import InputLimits, Settings
 from baton_server.service.event_stream import EventStreamer
 from baton_server.store import Repository
 from baton_server.tools import ToolRegistry
@@ -27,7 +32,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.server.max_pending_requests", 1_000_000),
         ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
         ("grpc.server_max_unrequested_time_in_server", 600),
-        ("grpc.max_concurrent_streams", 100_000),
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
         # Long-lived streams: ping idle connections to detect dead peers, and let clients ping
         # every 10 s without being cut off for "too many pings".
         ("grpc.keepalive_time_ms", 30_000),
@@ -45,6 +50,25 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
             ("grpc.max_connection_age_grace_ms", int(settings.shutdown_grace_s * 1000)),
         ]
     return options
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files (None: plaintext). With a client CA the
+    server requires and verifies client certificates (mutual TLS)."""
+    if not settings.tls_cert_file and not settings.tls_key_file:
+        if settings.tls_client_ca_file:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not (settings.tls_cert_file and settings.tls_key_file):
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    cert = Path(settings.tls_cert_file).read_bytes()
+    key = Path(settings.tls_key_file).read_bytes()
+    client_ca = (
+        Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    )
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 def add_event_service(servicer: EventServicer, server: grpc.aio.Server) -> None:
@@ -75,19 +99,34 @@ def build_server(
     health_servicer: health.aio.HealthServicer,
     tools: ToolRegistry,
     handoffs: HandoffServicer,
+    tokens: CustomerTokens,
+    auth: AuthInterceptor | None,
 ) -> grpc.aio.Server:
-    server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()], options=server_options(settings)
-    )
+    """`auth` None: no authentication (--dev). The error mapping wraps it, so auth errors get
+    the same rich statuses as all others."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
+    if auth is not None:
+        interceptors.append(auth)
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
+    limits = InputLimits.of(settings)
     svc_grpc.add_AgentServiceServicer_to_server(AgentServicer(repository), server)
-    svc_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(repository), server)
+    svc_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(repository, limits), server)
     controls = handoffs.controls
-    svc_grpc.add_SessionServiceServicer_to_server(SessionServicer(repository, controls), server)
-    add_event_service(EventServicer(repository, streamer, controls), server)
+    svc_grpc.add_SessionServiceServicer_to_server(
+        SessionServicer(repository, controls, limits), server
+    )
+    add_event_service(EventServicer(repository, streamer, controls, limits), server)
     svc_grpc.add_HandoffServiceServicer_to_server(handoffs, server)
     svc_grpc.add_GuidelineServiceServicer_to_server(GuidelineServicer(repository, tools), server)
     svc_grpc.add_CannedResponseServiceServicer_to_server(CannedResponseServicer(repository), server)
     svc_grpc.add_ToolServiceServicer_to_server(ToolServicer(tools), server)
+    auth_servicer = AuthServicer(
+        repository,
+        tokens,
+        settings.customer_token_default_ttl_s,
+        settings.customer_token_max_ttl_s,
+    )
+    svc_grpc.add_AuthServiceServicer_to_server(auth_servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton_server.auth.principal import current_actor
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
     Event,
@@ -83,6 +84,9 @@ def lifecycle_event(change: str, handoff: Handoff, **extra: Any) -> EventDraft:
             "display_name": handoff.operator.display_name,
         }
     data.update(extra)
+    actor = current_actor()  # inside a write job: who asked for the change (audit trail)
+    if actor is not None:
+        data["actor"] = actor.to_dict()
     return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data)
 
 
@@ -218,7 +222,9 @@ class HandoffControls:
 
     @staticmethod
     def _mode_drafts(session: Session, mode: SessionMode, reason: str) -> list[EventDraft]:
-        return [mode_changed(session.mode, mode, reason)] if session.mode is not mode else []
+        if session.mode is mode:
+            return []
+        return [mode_changed(session.mode, mode, reason, actor=current_actor())]
 
     # ------------------------------------------------------------------ queue
 

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.domain import (
+    Actor,
     Event,
     EventDraft,
     EventKind,
@@ -60,8 +61,11 @@ class AppendRequest:
     session_id: str
     drafts: list[EventDraft]
     guard: TurnGuard | None = None
-    # Filled in by `prepare()`: (data_json, digest) per draft.
+    # Who asks (audit trail). Captured by the caller: the writer task runs in another context.
+    actor: Actor | None = None
+    # Filled in by `prepare()`: (data_json, digest) per draft, and the actor's JSON.
     encoded: list[tuple[str, str]] = field(default_factory=list)
+    actor_json: str | None = None
 
     def prepare(self) -> AppendRequest:
         for draft in self.drafts:
@@ -70,6 +74,8 @@ class AppendRequest:
                 request_digest(self.session_id, draft, data_json) if draft.idempotency_key else ""
             )
             self.encoded.append((data_json, digest))
+        if self.actor is not None:
+            self.actor_json = self.actor.to_json()
         return self
 
 
@@ -158,6 +164,7 @@ async def append_rows(
                 # Uncorrelated events start their own correlation (e.g. the turn a message starts).
                 correlation_id=draft.correlation_id or event_id,
                 data_json=data_json,
+                actor=request.actor,
             )
             inserts.append(
                 {
@@ -172,6 +179,7 @@ async def append_rows(
                     "request_digest": digest if draft.idempotency_key else None,
                     "data_json": data_json,
                     "wire": encode(event) if encode is not None else None,
+                    "actor_json": request.actor_json,
                 }
             )
             if draft.idempotency_key:

@@ -13,10 +13,17 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton_server.auth.principal import (
+    current_actor,
+    current_principal,
+    reset_principal,
+    set_principal,
+)
 from baton_server.domain import (
     DEFAULT_POLICY,
     SESSION_CREATED,
     SESSION_MODE_CHANGED,
+    Actor,
     Agent,
     CannedResponse,
     Customer,
@@ -58,12 +65,22 @@ ModeChangeHook = Callable[[AsyncConnection, Session, SessionMode, str], Awaitabl
 
 
 def mode_changed(
-    previous: SessionMode, mode: SessionMode, reason: str = "", correlation_id: str = ""
+    previous: SessionMode,
+    mode: SessionMode,
+    reason: str = "",
+    correlation_id: str = "",
+    actor: Actor | None = None,
 ) -> EventDraft:
     """The log entry recording a mode change (appended in the transaction that makes it)."""
-    data = {"type": SESSION_MODE_CHANGED, "mode": mode.value, "previous_mode": previous.value}
+    data: dict[str, Any] = {
+        "type": SESSION_MODE_CHANGED,
+        "mode": mode.value,
+        "previous_mode": previous.value,
+    }
     if reason:
         data["reason"] = reason
+    if actor is not None:
+        data["actor"] = actor.to_dict()
     return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data, correlation_id=correlation_id)
 
 
@@ -104,8 +121,20 @@ class Repository:
 
     async def run_write(self, job: Any) -> Any:
         """Runs `job(conn) -> (result, appended events)` in one transaction on the writer;
-        publishes the appended events after commit and returns the result."""
-        return await self._appender.run_job(job)
+        publishes the appended events after commit and returns the result.
+
+        The job runs on the writer task, under the caller's principal (captured here), so the
+        events it appends record who asked for them (the audit trail)."""
+        principal = current_principal()
+
+        async def as_caller(conn: AsyncConnection) -> Any:
+            token = set_principal(principal)
+            try:
+                return await job(conn)
+            finally:
+                reset_principal(token)
+
+        return await self._appender.run_job(as_caller)
 
     async def key_used(self, conn: AsyncConnection, session_id: str, key: str) -> bool:
         events = schema.events
@@ -176,7 +205,7 @@ class Repository:
             )
             return agent, []
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)
 
     async def get_agent(self, agent_id: str) -> Agent:
         return await self._one(schema.agents, "agent", agent_id, agent_from_row)
@@ -220,7 +249,7 @@ class Repository:
             )
             return customer, []
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)
 
     async def get_customer(self, customer_id: str) -> Customer:
         return await self._one(schema.customers, "customer", customer_id, customer_from_row)
@@ -256,7 +285,7 @@ class Repository:
                 raise NotFound(resource, resource_id)
             return convert(row), []
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)
 
     async def _delete(
         self, table: Any, resource: str, resource_id: str, used_by_sessions: Any = None
@@ -282,7 +311,7 @@ class Repository:
                 raise NotFound(resource, resource_id)
             return None, []
 
-        await self._appender.run_job(job)
+        await self.run_write(job)
 
     # ------------------------------------------------------------------ sessions
 
@@ -295,6 +324,7 @@ class Repository:
         metadata: dict[str, str],
     ) -> Session:
         session_id = new_id("ses")
+        actor = current_actor()  # here, in the caller's context (see principal.py)
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             for table, resource, rid in (
@@ -327,10 +357,10 @@ class Repository:
                     "mode": mode.value,
                 },
             )
-            committed = await self.append_in(conn, session_id, [draft])
+            committed = await self.append_in(conn, session_id, [draft], actor=actor)
             return await self._session_in(conn, session_id), committed
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)
 
     async def get_session(self, session_id: str) -> Session:
         return await self._one(schema.sessions, "session", session_id, session_from_row)
@@ -372,6 +402,7 @@ class Repository:
     ) -> Session:
         """Updates fields; a mode change appends a mode-changed event in the same transaction
         (or runs `on_mode_change`, which records it with whatever else a change implies)."""
+        actor = current_actor()
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             current = await self._session_in(conn, session_id, lock=True)
@@ -386,18 +417,20 @@ class Repository:
             changes_mode = mode is not _UNSET and mode != current.mode
             if changes_mode and on_mode_change is None:
                 values["mode"] = mode.value
-                drafts.append(mode_changed(current.mode, mode, reason))
+                drafts.append(mode_changed(current.mode, mode, reason, actor=actor))
             if values:
                 values["updated_at_us"] = now_us()
                 await conn.execute(
                     update(schema.sessions).where(schema.sessions.c.id == session_id).values(values)
                 )
-            committed = await self.append_in(conn, session_id, drafts) if drafts else []
+            committed = (
+                await self.append_in(conn, session_id, drafts, actor=actor) if drafts else []
+            )
             if changes_mode and on_mode_change is not None:
                 committed += await on_mode_change(conn, current, mode, reason)
             return await self._session_in(conn, session_id), committed
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)
 
     async def delete_session(self, session_id: str) -> None:
         async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
@@ -411,7 +444,7 @@ class Repository:
                 raise NotFound("session", session_id)
             return None, []
 
-        await self._appender.run_job(job)
+        await self.run_write(job)
         self._on_session_deleted(session_id)
 
     async def _session_in(
@@ -431,8 +464,14 @@ class Repository:
         session_id: str,
         drafts: Sequence[EventDraft],
         guard: TurnGuard | None = None,
+        *,
+        actor: Actor | None = _UNSET,
     ) -> list[Event]:
-        request = AppendRequest(session_id, list(drafts), guard).prepare()
+        """Appends inside the caller's write transaction (a `run_write` job), recorded as done
+        by `actor` (default: the principal the job runs under)."""
+        if actor is _UNSET:
+            actor = current_actor()
+        request = AppendRequest(session_id, list(drafts), guard, actor).prepare()
         outcome = await append_rows(conn, [request], self._encode)
         result = outcome.results[0]
         if isinstance(result, Exception):
@@ -446,7 +485,8 @@ class Repository:
 
         With an idempotency key already used for the same request, returns the original event.
         """
-        (event,) = await self._appender.append(AppendRequest(session_id, [draft]))
+        request = AppendRequest(session_id, [draft], actor=current_actor())
+        (event,) = await self._appender.append(request)
         return event
 
     async def next_offset(self, session_id: str) -> int:
@@ -504,6 +544,7 @@ class Repository:
             c.created_at_us,
             c.correlation_id,
             c.data_json,
+            c.actor_json,
         )
         query = self._events_query(columns, session_id, from_offset, to_offset, event_filter, limit)
         async with self._db.reader.connect() as conn:
@@ -561,7 +602,7 @@ class Repository:
             )
             return guideline, []
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)
 
     async def get_guideline(self, guideline_id: str) -> Guideline:
         return await self._one(schema.guidelines, "guideline", guideline_id, guideline_from_row)
@@ -622,7 +663,7 @@ class Repository:
             )
             return canned, []
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)
 
     async def get_canned_response(self, canned_response_id: str) -> CannedResponse:
         return await self._one(
@@ -800,7 +841,7 @@ class Repository:
             )
             return True, []
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)
 
     async def release_turn(self, session_id: str, owner: str) -> None:
         """Frees the lease; the row stays to remember the newest trigger handled."""
@@ -814,7 +855,7 @@ class Repository:
             )
             return None, []
 
-        await self._appender.run_job(job)
+        await self.run_write(job)
 
     async def append_turn_events(
         self,
@@ -837,4 +878,4 @@ class Repository:
             result += await hand_off(conn)
             return result, result
 
-        return await self._appender.run_job(job)
+        return await self.run_write(job)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from baton_server.domain import (
+    Actor,
     Agent,
     CannedResponse,
     Customer,
@@ -38,6 +39,7 @@ def event_from_row(row: Any) -> Event:
         created_at_us=row.created_at_us,
         correlation_id=row.correlation_id,
         data_json=row.data_json,
+        actor=Actor.from_json(row.actor_json) if row.actor_json else None,
     )
 
 

@@ -82,6 +82,8 @@ events = Table(
     Column("data_json", Text, nullable=False),
     # The event as readers receive it (opaque here; see Repository.read_encoded_events).
     Column("wire", LargeBinary, nullable=True),
+    # Who appended it (JSON of domain.Actor), for the audit trail; NULL for the engine's own.
+    Column("actor_json", Text, nullable=True),
     UniqueConstraint("session_id", "idempotency_key", name="uq_events_session_idempotency_key"),
 )
 
@@ -194,4 +196,27 @@ operator_presence = Table(
     Column("operator_id", String(256), nullable=False),
     Column("agent_id", String(64), nullable=False),
     Column("expires_at_us", BigInteger, nullable=False),
+)
+
+# API keys: only a digest of the secret is stored (the secret is shown once, at creation).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("role", String(32), nullable=False),
+    # sha256 of the secret, hex: the secret has 256 random bits, so no slow hash is needed.
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("revoked_at_us", BigInteger, nullable=True),
+)
+
+# Server-wide secrets shared by replicas (e.g. the customer-token signing key when none is
+# configured): the first replica to start creates them.
+auth_secrets = Table(
+    "auth_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
 )

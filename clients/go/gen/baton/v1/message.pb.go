@@ -278,6 +278,67 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_baton_v1_message_proto_rawDescGZIP(), []int{3}
 }
 
+// The role of an authenticated caller.
+type ActorRole int32
+
+const (
+	// Not set.
+	ActorRole_ACTOR_ROLE_UNSPECIFIED ActorRole = 0
+	// An administrator's API key: may call every RPC.
+	ActorRole_ACTOR_ROLE_ADMIN ActorRole = 1
+	// A backend service's API key (agents, customers, sessions, events, customer tokens).
+	ActorRole_ACTOR_ROLE_INTEGRATION ActorRole = 2
+	// A human agent's API key: reads sessions and events, posts human-agent messages.
+	ActorRole_ACTOR_ROLE_OPERATOR ActorRole = 3
+	// A customer token (AuthService.IssueCustomerToken): that customer's own sessions only.
+	ActorRole_ACTOR_ROLE_CUSTOMER ActorRole = 4
+)
+
+// Enum value maps for ActorRole.
+var (
+	ActorRole_name = map[int32]string{
+		0: "ACTOR_ROLE_UNSPECIFIED",
+		1: "ACTOR_ROLE_ADMIN",
+		2: "ACTOR_ROLE_INTEGRATION",
+		3: "ACTOR_ROLE_OPERATOR",
+		4: "ACTOR_ROLE_CUSTOMER",
+	}
+	ActorRole_value = map[string]int32{
+		"ACTOR_ROLE_UNSPECIFIED": 0,
+		"ACTOR_ROLE_ADMIN":       1,
+		"ACTOR_ROLE_INTEGRATION": 2,
+		"ACTOR_ROLE_OPERATOR":    3,
+		"ACTOR_ROLE_CUSTOMER":    4,
+	}
+)
+
+func (x ActorRole) Enum() *ActorRole {
+	p := new(ActorRole)
+	*p = x
+	return p
+}
+
+func (x ActorRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActorRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[4].Descriptor()
+}
+
+func (ActorRole) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[4]
+}
+
+func (x ActorRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActorRole.Descriptor instead.
+func (ActorRole) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{4}
+}
+
 // What happens when a handoff waits longer than `claim_timeout` for an operator.
 type ClaimTimeoutAction int32
 
@@ -315,11 +376,11 @@ func (x ClaimTimeoutAction) String() string {
 }
 
 func (ClaimTimeoutAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[4].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[5].Descriptor()
 }
 
 func (ClaimTimeoutAction) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[4]
+	return &file_baton_v1_message_proto_enumTypes[5]
 }
 
 func (x ClaimTimeoutAction) Number() protoreflect.EnumNumber {
@@ -328,7 +389,7 @@ func (x ClaimTimeoutAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClaimTimeoutAction.Descriptor instead.
 func (ClaimTimeoutAction) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{4}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{5}
 }
 
 // What happens when the operator of a claimed handoff stays silent for `inactivity_timeout`.
@@ -368,11 +429,11 @@ func (x InactivityTimeoutAction) String() string {
 }
 
 func (InactivityTimeoutAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[5].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[6].Descriptor()
 }
 
 func (InactivityTimeoutAction) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[5]
+	return &file_baton_v1_message_proto_enumTypes[6]
 }
 
 func (x InactivityTimeoutAction) Number() protoreflect.EnumNumber {
@@ -381,7 +442,7 @@ func (x InactivityTimeoutAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InactivityTimeoutAction.Descriptor instead.
 func (InactivityTimeoutAction) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{5}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{6}
 }
 
 // Where a handoff is in its life.
@@ -425,11 +486,11 @@ func (x HandoffState) String() string {
 }
 
 func (HandoffState) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[6].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[7].Descriptor()
 }
 
 func (HandoffState) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[6]
+	return &file_baton_v1_message_proto_enumTypes[7]
 }
 
 func (x HandoffState) Number() protoreflect.EnumNumber {
@@ -438,7 +499,7 @@ func (x HandoffState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HandoffState.Descriptor instead.
 func (HandoffState) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{6}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{7}
 }
 
 // How a handoff ended.
@@ -486,11 +547,11 @@ func (x HandoffOutcome) String() string {
 }
 
 func (HandoffOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[7].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[8].Descriptor()
 }
 
 func (HandoffOutcome) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[7]
+	return &file_baton_v1_message_proto_enumTypes[8]
 }
 
 func (x HandoffOutcome) Number() protoreflect.EnumNumber {
@@ -499,7 +560,7 @@ func (x HandoffOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HandoffOutcome.Descriptor instead.
 func (HandoffOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{7}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{8}
 }
 
 // Who asked for a handoff.
@@ -547,11 +608,11 @@ func (x HandoffRequester) String() string {
 }
 
 func (HandoffRequester) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[8].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[9].Descriptor()
 }
 
 func (HandoffRequester) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[8]
+	return &file_baton_v1_message_proto_enumTypes[9]
 }
 
 func (x HandoffRequester) Number() protoreflect.EnumNumber {
@@ -560,7 +621,7 @@ func (x HandoffRequester) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HandoffRequester.Descriptor instead.
 func (HandoffRequester) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 // What changed in a handoff, on the operator inbox stream.
@@ -628,11 +689,11 @@ func (x HandoffChangeType) String() string {
 }
 
 func (HandoffChangeType) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[9].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[10].Descriptor()
 }
 
 func (HandoffChangeType) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[9]
+	return &file_baton_v1_message_proto_enumTypes[10]
 }
 
 func (x HandoffChangeType) Number() protoreflect.EnumNumber {
@@ -641,7 +702,7 @@ func (x HandoffChangeType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HandoffChangeType.Descriptor instead.
 func (HandoffChangeType) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 // An AI agent: the persona and behaviour that answers customers in sessions.
@@ -1239,7 +1300,10 @@ type Event struct {
 	//	*Event_Tool
 	//	*Event_Status
 	//	*Event_Custom
-	Data          isEvent_Data `protobuf_oneof:"data"`
+	Data isEvent_Data `protobuf_oneof:"data"`
+	// Who appended the event (the authenticated caller), for the audit trail. Unset for events
+	// Baton's engine writes on its own and for servers running without authentication (--dev).
+	Actor         *Actor `protobuf:"bytes,12,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1366,6 +1430,13 @@ func (x *Event) GetCustom() *structpb.Struct {
 	return nil
 }
 
+func (x *Event) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
 type isEvent_Data interface {
 	isEvent_Data()
 }
@@ -1398,6 +1469,70 @@ func (*Event_Status) isEvent_Data() {}
 
 func (*Event_Custom) isEvent_Data() {}
 
+// Who did a write: the API key (and its role) or the customer token behind the call.
+type Actor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the API key used ("key_..."); for a customer token, the key that issued it.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The caller's role.
+	Role ActorRole `protobuf:"varint,2,opt,name=role,proto3,enum=baton.v1.ActorRole" json:"role,omitempty"`
+	// For customer tokens: the customer the token was issued for.
+	CustomerId    string `protobuf:"bytes,3,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Actor) Reset() {
+	*x = Actor{}
+	mi := &file_baton_v1_message_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Actor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Actor) ProtoMessage() {}
+
+func (x *Actor) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Actor.ProtoReflect.Descriptor instead.
+func (*Actor) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Actor) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Actor) GetRole() ActorRole {
+	if x != nil {
+		return x.Role
+	}
+	return ActorRole_ACTOR_ROLE_UNSPECIFIED
+}
+
+func (x *Actor) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
 // A rule of an agent's behaviour: when `condition` holds in the conversation, do `action`,
 // possibly calling the named tools.
 type Guideline struct {
@@ -1422,7 +1557,7 @@ type Guideline struct {
 
 func (x *Guideline) Reset() {
 	*x = Guideline{}
-	mi := &file_baton_v1_message_proto_msgTypes[9]
+	mi := &file_baton_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1569,7 @@ func (x *Guideline) String() string {
 func (*Guideline) ProtoMessage() {}
 
 func (x *Guideline) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[9]
+	mi := &file_baton_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1582,7 @@ func (x *Guideline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Guideline.ProtoReflect.Descriptor instead.
 func (*Guideline) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Guideline) GetId() string {
@@ -1516,7 +1651,7 @@ type CannedResponse struct {
 
 func (x *CannedResponse) Reset() {
 	*x = CannedResponse{}
-	mi := &file_baton_v1_message_proto_msgTypes[10]
+	mi := &file_baton_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1663,7 @@ func (x *CannedResponse) String() string {
 func (*CannedResponse) ProtoMessage() {}
 
 func (x *CannedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[10]
+	mi := &file_baton_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1676,7 @@ func (x *CannedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CannedResponse.ProtoReflect.Descriptor instead.
 func (*CannedResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CannedResponse) GetId() string {
@@ -1587,7 +1722,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_baton_v1_message_proto_msgTypes[11]
+	mi := &file_baton_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1734,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[11]
+	mi := &file_baton_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1747,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Tool) GetName() string {
@@ -1653,7 +1788,7 @@ type MessageDelta struct {
 
 func (x *MessageDelta) Reset() {
 	*x = MessageDelta{}
-	mi := &file_baton_v1_message_proto_msgTypes[12]
+	mi := &file_baton_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1800,7 @@ func (x *MessageDelta) String() string {
 func (*MessageDelta) ProtoMessage() {}
 
 func (x *MessageDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[12]
+	mi := &file_baton_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1813,7 @@ func (x *MessageDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDelta.ProtoReflect.Descriptor instead.
 func (*MessageDelta) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MessageDelta) GetCorrelationId() string {
@@ -1717,7 +1852,7 @@ type OperatingWindow struct {
 
 func (x *OperatingWindow) Reset() {
 	*x = OperatingWindow{}
-	mi := &file_baton_v1_message_proto_msgTypes[13]
+	mi := &file_baton_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1864,7 @@ func (x *OperatingWindow) String() string {
 func (*OperatingWindow) ProtoMessage() {}
 
 func (x *OperatingWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[13]
+	mi := &file_baton_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1877,7 @@ func (x *OperatingWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatingWindow.ProtoReflect.Descriptor instead.
 func (*OperatingWindow) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OperatingWindow) GetWeekdays() []int32 {
@@ -1812,7 +1947,7 @@ type HandoffPolicy struct {
 
 func (x *HandoffPolicy) Reset() {
 	*x = HandoffPolicy{}
-	mi := &file_baton_v1_message_proto_msgTypes[14]
+	mi := &file_baton_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +1959,7 @@ func (x *HandoffPolicy) String() string {
 func (*HandoffPolicy) ProtoMessage() {}
 
 func (x *HandoffPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[14]
+	mi := &file_baton_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +1972,7 @@ func (x *HandoffPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffPolicy.ProtoReflect.Descriptor instead.
 func (*HandoffPolicy) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HandoffPolicy) GetHandoffStartedMessage() string {
@@ -1984,7 +2119,7 @@ type Handoff struct {
 
 func (x *Handoff) Reset() {
 	*x = Handoff{}
-	mi := &file_baton_v1_message_proto_msgTypes[15]
+	mi := &file_baton_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2131,7 @@ func (x *Handoff) String() string {
 func (*Handoff) ProtoMessage() {}
 
 func (x *Handoff) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[15]
+	mi := &file_baton_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2144,7 @@ func (x *Handoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Handoff.ProtoReflect.Descriptor instead.
 func (*Handoff) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Handoff) GetId() string {
@@ -2158,7 +2293,7 @@ type HandoffChange struct {
 
 func (x *HandoffChange) Reset() {
 	*x = HandoffChange{}
-	mi := &file_baton_v1_message_proto_msgTypes[16]
+	mi := &file_baton_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2305,7 @@ func (x *HandoffChange) String() string {
 func (*HandoffChange) ProtoMessage() {}
 
 func (x *HandoffChange) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[16]
+	mi := &file_baton_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2318,7 @@ func (x *HandoffChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffChange.ProtoReflect.Descriptor instead.
 func (*HandoffChange) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HandoffChange) GetPosition() int64 {
@@ -2236,7 +2371,7 @@ type DurationPercentiles struct {
 
 func (x *DurationPercentiles) Reset() {
 	*x = DurationPercentiles{}
-	mi := &file_baton_v1_message_proto_msgTypes[17]
+	mi := &file_baton_v1_message_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2383,7 @@ func (x *DurationPercentiles) String() string {
 func (*DurationPercentiles) ProtoMessage() {}
 
 func (x *DurationPercentiles) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[17]
+	mi := &file_baton_v1_message_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2396,7 @@ func (x *DurationPercentiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DurationPercentiles.ProtoReflect.Descriptor instead.
 func (*DurationPercentiles) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DurationPercentiles) GetCount() int64 {
@@ -2317,7 +2452,7 @@ type HandoffStats struct {
 
 func (x *HandoffStats) Reset() {
 	*x = HandoffStats{}
-	mi := &file_baton_v1_message_proto_msgTypes[18]
+	mi := &file_baton_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2464,7 @@ func (x *HandoffStats) String() string {
 func (*HandoffStats) ProtoMessage() {}
 
 func (x *HandoffStats) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[18]
+	mi := &file_baton_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2477,7 @@ func (x *HandoffStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffStats.ProtoReflect.Descriptor instead.
 func (*HandoffStats) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{18}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HandoffStats) GetSessions() int64 {
@@ -2480,7 +2615,7 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"StatusData\x12(\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x10.baton.v1.StatusR\x06status\x12\x1b\n" +
 	"\x06detail\x18\x02 \x01(\tH\x00R\x06detail\x88\x01\x01B\t\n" +
-	"\a_detail\"\xd0\x03\n" +
+	"\a_detail\"\xf7\x03\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2495,8 +2630,14 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\x04tool\x18\t \x01(\v2\x12.baton.v1.ToolDataH\x00R\x04tool\x12.\n" +
 	"\x06status\x18\n" +
 	" \x01(\v2\x14.baton.v1.StatusDataH\x00R\x06status\x121\n" +
-	"\x06custom\x18\v \x01(\v2\x17.google.protobuf.StructH\x00R\x06customB\x06\n" +
-	"\x04data\"\xe0\x01\n" +
+	"\x06custom\x18\v \x01(\v2\x17.google.protobuf.StructH\x00R\x06custom\x12%\n" +
+	"\x05actor\x18\f \x01(\v2\x0f.baton.v1.ActorR\x05actorB\x06\n" +
+	"\x04data\"h\n" +
+	"\x05Actor\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12'\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x13.baton.v1.ActorRoleR\x04role\x12\x1f\n" +
+	"\vcustomer_id\x18\x03 \x01(\tR\n" +
+	"customerId\"\xe0\x01\n" +
 	"\tGuideline\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1c\n" +
@@ -2621,7 +2762,13 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\rSTATUS_TYPING\x10\x03\x12\x10\n" +
 	"\fSTATUS_READY\x10\x04\x12\x14\n" +
 	"\x10STATUS_CANCELLED\x10\x05\x12\x10\n" +
-	"\fSTATUS_ERROR\x10\x06*\x88\x01\n" +
+	"\fSTATUS_ERROR\x10\x06*\x8b\x01\n" +
+	"\tActorRole\x12\x1a\n" +
+	"\x16ACTOR_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10ACTOR_ROLE_ADMIN\x10\x01\x12\x1a\n" +
+	"\x16ACTOR_ROLE_INTEGRATION\x10\x02\x12\x17\n" +
+	"\x13ACTOR_ROLE_OPERATOR\x10\x03\x12\x17\n" +
+	"\x13ACTOR_ROLE_CUSTOMER\x10\x04*\x88\x01\n" +
 	"\x12ClaimTimeoutAction\x12$\n" +
 	" CLAIM_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12%\n" +
 	"!CLAIM_TIMEOUT_ACTION_KEEP_WAITING\x10\x01\x12%\n" +
@@ -2671,100 +2818,104 @@ func file_baton_v1_message_proto_rawDescGZIP() []byte {
 	return file_baton_v1_message_proto_rawDescData
 }
 
-var file_baton_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_baton_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_baton_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_baton_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_baton_v1_message_proto_goTypes = []any{
 	(SessionMode)(0),              // 0: baton.v1.SessionMode
 	(EventKind)(0),                // 1: baton.v1.EventKind
 	(EventSource)(0),              // 2: baton.v1.EventSource
 	(Status)(0),                   // 3: baton.v1.Status
-	(ClaimTimeoutAction)(0),       // 4: baton.v1.ClaimTimeoutAction
-	(InactivityTimeoutAction)(0),  // 5: baton.v1.InactivityTimeoutAction
-	(HandoffState)(0),             // 6: baton.v1.HandoffState
-	(HandoffOutcome)(0),           // 7: baton.v1.HandoffOutcome
-	(HandoffRequester)(0),         // 8: baton.v1.HandoffRequester
-	(HandoffChangeType)(0),        // 9: baton.v1.HandoffChangeType
-	(*Agent)(nil),                 // 10: baton.v1.Agent
-	(*Customer)(nil),              // 11: baton.v1.Customer
-	(*Session)(nil),               // 12: baton.v1.Session
-	(*Participant)(nil),           // 13: baton.v1.Participant
-	(*MessageData)(nil),           // 14: baton.v1.MessageData
-	(*ToolCall)(nil),              // 15: baton.v1.ToolCall
-	(*ToolData)(nil),              // 16: baton.v1.ToolData
-	(*StatusData)(nil),            // 17: baton.v1.StatusData
-	(*Event)(nil),                 // 18: baton.v1.Event
-	(*Guideline)(nil),             // 19: baton.v1.Guideline
-	(*CannedResponse)(nil),        // 20: baton.v1.CannedResponse
-	(*Tool)(nil),                  // 21: baton.v1.Tool
-	(*MessageDelta)(nil),          // 22: baton.v1.MessageDelta
-	(*OperatingWindow)(nil),       // 23: baton.v1.OperatingWindow
-	(*HandoffPolicy)(nil),         // 24: baton.v1.HandoffPolicy
-	(*Handoff)(nil),               // 25: baton.v1.Handoff
-	(*HandoffChange)(nil),         // 26: baton.v1.HandoffChange
-	(*DurationPercentiles)(nil),   // 27: baton.v1.DurationPercentiles
-	(*HandoffStats)(nil),          // 28: baton.v1.HandoffStats
-	nil,                           // 29: baton.v1.Customer.MetadataEntry
-	nil,                           // 30: baton.v1.Session.MetadataEntry
-	nil,                           // 31: baton.v1.HandoffStats.ByReasonEntry
-	nil,                           // 32: baton.v1.HandoffStats.ByOutcomeEntry
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 34: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 35: google.protobuf.Value
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
+	(ActorRole)(0),                // 4: baton.v1.ActorRole
+	(ClaimTimeoutAction)(0),       // 5: baton.v1.ClaimTimeoutAction
+	(InactivityTimeoutAction)(0),  // 6: baton.v1.InactivityTimeoutAction
+	(HandoffState)(0),             // 7: baton.v1.HandoffState
+	(HandoffOutcome)(0),           // 8: baton.v1.HandoffOutcome
+	(HandoffRequester)(0),         // 9: baton.v1.HandoffRequester
+	(HandoffChangeType)(0),        // 10: baton.v1.HandoffChangeType
+	(*Agent)(nil),                 // 11: baton.v1.Agent
+	(*Customer)(nil),              // 12: baton.v1.Customer
+	(*Session)(nil),               // 13: baton.v1.Session
+	(*Participant)(nil),           // 14: baton.v1.Participant
+	(*MessageData)(nil),           // 15: baton.v1.MessageData
+	(*ToolCall)(nil),              // 16: baton.v1.ToolCall
+	(*ToolData)(nil),              // 17: baton.v1.ToolData
+	(*StatusData)(nil),            // 18: baton.v1.StatusData
+	(*Event)(nil),                 // 19: baton.v1.Event
+	(*Actor)(nil),                 // 20: baton.v1.Actor
+	(*Guideline)(nil),             // 21: baton.v1.Guideline
+	(*CannedResponse)(nil),        // 22: baton.v1.CannedResponse
+	(*Tool)(nil),                  // 23: baton.v1.Tool
+	(*MessageDelta)(nil),          // 24: baton.v1.MessageDelta
+	(*OperatingWindow)(nil),       // 25: baton.v1.OperatingWindow
+	(*HandoffPolicy)(nil),         // 26: baton.v1.HandoffPolicy
+	(*Handoff)(nil),               // 27: baton.v1.Handoff
+	(*HandoffChange)(nil),         // 28: baton.v1.HandoffChange
+	(*DurationPercentiles)(nil),   // 29: baton.v1.DurationPercentiles
+	(*HandoffStats)(nil),          // 30: baton.v1.HandoffStats
+	nil,                           // 31: baton.v1.Customer.MetadataEntry
+	nil,                           // 32: baton.v1.Session.MetadataEntry
+	nil,                           // 33: baton.v1.HandoffStats.ByReasonEntry
+	nil,                           // 34: baton.v1.HandoffStats.ByOutcomeEntry
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 36: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 37: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
 }
 var file_baton_v1_message_proto_depIdxs = []int32{
-	33, // 0: baton.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
-	24, // 1: baton.v1.Agent.handoff_policy:type_name -> baton.v1.HandoffPolicy
-	29, // 2: baton.v1.Customer.metadata:type_name -> baton.v1.Customer.MetadataEntry
-	33, // 3: baton.v1.Customer.created_at:type_name -> google.protobuf.Timestamp
+	35, // 0: baton.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
+	26, // 1: baton.v1.Agent.handoff_policy:type_name -> baton.v1.HandoffPolicy
+	31, // 2: baton.v1.Customer.metadata:type_name -> baton.v1.Customer.MetadataEntry
+	35, // 3: baton.v1.Customer.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: baton.v1.Session.mode:type_name -> baton.v1.SessionMode
-	33, // 5: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	33, // 6: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	30, // 7: baton.v1.Session.metadata:type_name -> baton.v1.Session.MetadataEntry
-	13, // 8: baton.v1.MessageData.participant:type_name -> baton.v1.Participant
-	34, // 9: baton.v1.ToolCall.arguments:type_name -> google.protobuf.Struct
-	35, // 10: baton.v1.ToolCall.result:type_name -> google.protobuf.Value
-	15, // 11: baton.v1.ToolData.tool_calls:type_name -> baton.v1.ToolCall
+	35, // 5: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	35, // 6: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 7: baton.v1.Session.metadata:type_name -> baton.v1.Session.MetadataEntry
+	14, // 8: baton.v1.MessageData.participant:type_name -> baton.v1.Participant
+	36, // 9: baton.v1.ToolCall.arguments:type_name -> google.protobuf.Struct
+	37, // 10: baton.v1.ToolCall.result:type_name -> google.protobuf.Value
+	16, // 11: baton.v1.ToolData.tool_calls:type_name -> baton.v1.ToolCall
 	3,  // 12: baton.v1.StatusData.status:type_name -> baton.v1.Status
 	1,  // 13: baton.v1.Event.kind:type_name -> baton.v1.EventKind
 	2,  // 14: baton.v1.Event.source:type_name -> baton.v1.EventSource
-	33, // 15: baton.v1.Event.created_at:type_name -> google.protobuf.Timestamp
-	14, // 16: baton.v1.Event.message:type_name -> baton.v1.MessageData
-	16, // 17: baton.v1.Event.tool:type_name -> baton.v1.ToolData
-	17, // 18: baton.v1.Event.status:type_name -> baton.v1.StatusData
-	34, // 19: baton.v1.Event.custom:type_name -> google.protobuf.Struct
-	33, // 20: baton.v1.Guideline.created_at:type_name -> google.protobuf.Timestamp
-	33, // 21: baton.v1.CannedResponse.created_at:type_name -> google.protobuf.Timestamp
-	34, // 22: baton.v1.Tool.parameters:type_name -> google.protobuf.Struct
-	36, // 23: baton.v1.HandoffPolicy.claim_timeout:type_name -> google.protobuf.Duration
-	4,  // 24: baton.v1.HandoffPolicy.claim_timeout_action:type_name -> baton.v1.ClaimTimeoutAction
-	36, // 25: baton.v1.HandoffPolicy.inactivity_timeout:type_name -> google.protobuf.Duration
-	5,  // 26: baton.v1.HandoffPolicy.inactivity_timeout_action:type_name -> baton.v1.InactivityTimeoutAction
-	23, // 27: baton.v1.HandoffPolicy.operating_hours:type_name -> baton.v1.OperatingWindow
-	36, // 28: baton.v1.HandoffPolicy.default_wait_per_position:type_name -> google.protobuf.Duration
-	6,  // 29: baton.v1.Handoff.state:type_name -> baton.v1.HandoffState
-	8,  // 30: baton.v1.Handoff.requested_by:type_name -> baton.v1.HandoffRequester
-	13, // 31: baton.v1.Handoff.operator:type_name -> baton.v1.Participant
-	13, // 32: baton.v1.Handoff.offered_to:type_name -> baton.v1.Participant
-	33, // 33: baton.v1.Handoff.requested_at:type_name -> google.protobuf.Timestamp
-	33, // 34: baton.v1.Handoff.claimed_at:type_name -> google.protobuf.Timestamp
-	33, // 35: baton.v1.Handoff.first_human_reply_at:type_name -> google.protobuf.Timestamp
-	33, // 36: baton.v1.Handoff.ended_at:type_name -> google.protobuf.Timestamp
-	7,  // 37: baton.v1.Handoff.outcome:type_name -> baton.v1.HandoffOutcome
-	9,  // 38: baton.v1.HandoffChange.type:type_name -> baton.v1.HandoffChangeType
-	25, // 39: baton.v1.HandoffChange.handoff:type_name -> baton.v1.Handoff
-	33, // 40: baton.v1.HandoffChange.time:type_name -> google.protobuf.Timestamp
-	36, // 41: baton.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
-	36, // 42: baton.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
-	31, // 43: baton.v1.HandoffStats.by_reason:type_name -> baton.v1.HandoffStats.ByReasonEntry
-	32, // 44: baton.v1.HandoffStats.by_outcome:type_name -> baton.v1.HandoffStats.ByOutcomeEntry
-	27, // 45: baton.v1.HandoffStats.time_to_claim:type_name -> baton.v1.DurationPercentiles
-	27, // 46: baton.v1.HandoffStats.time_to_first_human_reply:type_name -> baton.v1.DurationPercentiles
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	35, // 15: baton.v1.Event.created_at:type_name -> google.protobuf.Timestamp
+	15, // 16: baton.v1.Event.message:type_name -> baton.v1.MessageData
+	17, // 17: baton.v1.Event.tool:type_name -> baton.v1.ToolData
+	18, // 18: baton.v1.Event.status:type_name -> baton.v1.StatusData
+	36, // 19: baton.v1.Event.custom:type_name -> google.protobuf.Struct
+	20, // 20: baton.v1.Event.actor:type_name -> baton.v1.Actor
+	4,  // 21: baton.v1.Actor.role:type_name -> baton.v1.ActorRole
+	35, // 22: baton.v1.Guideline.created_at:type_name -> google.protobuf.Timestamp
+	35, // 23: baton.v1.CannedResponse.created_at:type_name -> google.protobuf.Timestamp
+	36, // 24: baton.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	38, // 25: baton.v1.HandoffPolicy.claim_timeout:type_name -> google.protobuf.Duration
+	5,  // 26: baton.v1.HandoffPolicy.claim_timeout_action:type_name -> baton.v1.ClaimTimeoutAction
+	38, // 27: baton.v1.HandoffPolicy.inactivity_timeout:type_name -> google.protobuf.Duration
+	6,  // 28: baton.v1.HandoffPolicy.inactivity_timeout_action:type_name -> baton.v1.InactivityTimeoutAction
+	25, // 29: baton.v1.HandoffPolicy.operating_hours:type_name -> baton.v1.OperatingWindow
+	38, // 30: baton.v1.HandoffPolicy.default_wait_per_position:type_name -> google.protobuf.Duration
+	7,  // 31: baton.v1.Handoff.state:type_name -> baton.v1.HandoffState
+	9,  // 32: baton.v1.Handoff.requested_by:type_name -> baton.v1.HandoffRequester
+	14, // 33: baton.v1.Handoff.operator:type_name -> baton.v1.Participant
+	14, // 34: baton.v1.Handoff.offered_to:type_name -> baton.v1.Participant
+	35, // 35: baton.v1.Handoff.requested_at:type_name -> google.protobuf.Timestamp
+	35, // 36: baton.v1.Handoff.claimed_at:type_name -> google.protobuf.Timestamp
+	35, // 37: baton.v1.Handoff.first_human_reply_at:type_name -> google.protobuf.Timestamp
+	35, // 38: baton.v1.Handoff.ended_at:type_name -> google.protobuf.Timestamp
+	8,  // 39: baton.v1.Handoff.outcome:type_name -> baton.v1.HandoffOutcome
+	10, // 40: baton.v1.HandoffChange.type:type_name -> baton.v1.HandoffChangeType
+	27, // 41: baton.v1.HandoffChange.handoff:type_name -> baton.v1.Handoff
+	35, // 42: baton.v1.HandoffChange.time:type_name -> google.protobuf.Timestamp
+	38, // 43: baton.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
+	38, // 44: baton.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
+	33, // 45: baton.v1.HandoffStats.by_reason:type_name -> baton.v1.HandoffStats.ByReasonEntry
+	34, // 46: baton.v1.HandoffStats.by_outcome:type_name -> baton.v1.HandoffStats.ByOutcomeEntry
+	29, // 47: baton.v1.HandoffStats.time_to_claim:type_name -> baton.v1.DurationPercentiles
+	29, // 48: baton.v1.HandoffStats.time_to_first_human_reply:type_name -> baton.v1.DurationPercentiles
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_message_proto_init() }
@@ -2784,8 +2935,8 @@ func file_baton_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_message_proto_rawDesc), len(file_baton_v1_message_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   23,
+			NumEnums:      11,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,6 +9,7 @@ package batonv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -4329,11 +4330,121 @@ func (x *GetHandoffStatsResponse) GetStats() *HandoffStats {
 	return nil
 }
 
+// Request of AuthService.IssueCustomerToken.
+type IssueCustomerTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The customer the token acts for. Required; must exist.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// How long the token is valid. Optional: 15 minutes when unset; at most 24 hours.
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueCustomerTokenRequest) Reset() {
+	*x = IssueCustomerTokenRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCustomerTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCustomerTokenRequest) ProtoMessage() {}
+
+func (x *IssueCustomerTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCustomerTokenRequest.ProtoReflect.Descriptor instead.
+func (*IssueCustomerTokenRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *IssueCustomerTokenRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *IssueCustomerTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// Response of AuthService.IssueCustomerToken.
+type IssueCustomerTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed token; send it as `authorization: Bearer <token>` metadata.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// When the token stops being accepted.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueCustomerTokenResponse) Reset() {
+	*x = IssueCustomerTokenResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCustomerTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCustomerTokenResponse) ProtoMessage() {}
+
+func (x *IssueCustomerTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCustomerTokenResponse.ProtoReflect.Descriptor instead.
+func (*IssueCustomerTokenResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *IssueCustomerTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *IssueCustomerTokenResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_baton_v1_request_response_proto protoreflect.FileDescriptor
 
 const file_baton_v1_request_response_proto_rawDesc = "" +
 	"\n" +
-	"\x1fbaton/v1/request_response.proto\x12\bbaton.v1\x1a\x16baton/v1/message.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
+	"\x1fbaton/v1/request_response.proto\x12\bbaton.v1\x1a\x16baton/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
 	"\x12CreateAgentRequest\x12%\n" +
 	"\x05agent\x18\x01 \x01(\v2\x0f.baton.v1.AgentR\x05agent\"<\n" +
 	"\x13CreateAgentResponse\x12%\n" +
@@ -4606,7 +4717,15 @@ const file_baton_v1_request_response_proto_rawDesc = "" +
 	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"G\n" +
 	"\x17GetHandoffStatsResponse\x12,\n" +
-	"\x05stats\x18\x01 \x01(\v2\x16.baton.v1.HandoffStatsR\x05statsb\x06proto3"
+	"\x05stats\x18\x01 \x01(\v2\x16.baton.v1.HandoffStatsR\x05stats\"i\n" +
+	"\x19IssueCustomerTokenRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"o\n" +
+	"\x1aIssueCustomerTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTimeb\x06proto3"
 
 var (
 	file_baton_v1_request_response_proto_rawDescOnce sync.Once
@@ -4620,7 +4739,7 @@ func file_baton_v1_request_response_proto_rawDescGZIP() []byte {
 	return file_baton_v1_request_response_proto_rawDescData
 }
 
-var file_baton_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_baton_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_baton_v1_request_response_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),           // 0: baton.v1.CreateAgentRequest
 	(*CreateAgentResponse)(nil),          // 1: baton.v1.CreateAgentResponse
@@ -4700,109 +4819,114 @@ var file_baton_v1_request_response_proto_goTypes = []any{
 	(*WatchHandoffsResponse)(nil),        // 75: baton.v1.WatchHandoffsResponse
 	(*GetHandoffStatsRequest)(nil),       // 76: baton.v1.GetHandoffStatsRequest
 	(*GetHandoffStatsResponse)(nil),      // 77: baton.v1.GetHandoffStatsResponse
-	(*Agent)(nil),                        // 78: baton.v1.Agent
-	(*fieldmaskpb.FieldMask)(nil),        // 79: google.protobuf.FieldMask
-	(*Customer)(nil),                     // 80: baton.v1.Customer
-	(*Session)(nil),                      // 81: baton.v1.Session
-	(SessionMode)(0),                     // 82: baton.v1.SessionMode
-	(EventKind)(0),                       // 83: baton.v1.EventKind
-	(EventSource)(0),                     // 84: baton.v1.EventSource
-	(*MessageData)(nil),                  // 85: baton.v1.MessageData
-	(*ToolData)(nil),                     // 86: baton.v1.ToolData
-	(*StatusData)(nil),                   // 87: baton.v1.StatusData
-	(*structpb.Struct)(nil),              // 88: google.protobuf.Struct
-	(*Event)(nil),                        // 89: baton.v1.Event
-	(*timestamppb.Timestamp)(nil),        // 90: google.protobuf.Timestamp
-	(*MessageDelta)(nil),                 // 91: baton.v1.MessageDelta
-	(*Guideline)(nil),                    // 92: baton.v1.Guideline
-	(*CannedResponse)(nil),               // 93: baton.v1.CannedResponse
-	(*Tool)(nil),                         // 94: baton.v1.Tool
-	(HandoffRequester)(0),                // 95: baton.v1.HandoffRequester
-	(*Handoff)(nil),                      // 96: baton.v1.Handoff
-	(HandoffState)(0),                    // 97: baton.v1.HandoffState
-	(*Participant)(nil),                  // 98: baton.v1.Participant
-	(HandoffOutcome)(0),                  // 99: baton.v1.HandoffOutcome
-	(*HandoffChange)(nil),                // 100: baton.v1.HandoffChange
-	(*HandoffStats)(nil),                 // 101: baton.v1.HandoffStats
+	(*IssueCustomerTokenRequest)(nil),    // 78: baton.v1.IssueCustomerTokenRequest
+	(*IssueCustomerTokenResponse)(nil),   // 79: baton.v1.IssueCustomerTokenResponse
+	(*Agent)(nil),                        // 80: baton.v1.Agent
+	(*fieldmaskpb.FieldMask)(nil),        // 81: google.protobuf.FieldMask
+	(*Customer)(nil),                     // 82: baton.v1.Customer
+	(*Session)(nil),                      // 83: baton.v1.Session
+	(SessionMode)(0),                     // 84: baton.v1.SessionMode
+	(EventKind)(0),                       // 85: baton.v1.EventKind
+	(EventSource)(0),                     // 86: baton.v1.EventSource
+	(*MessageData)(nil),                  // 87: baton.v1.MessageData
+	(*ToolData)(nil),                     // 88: baton.v1.ToolData
+	(*StatusData)(nil),                   // 89: baton.v1.StatusData
+	(*structpb.Struct)(nil),              // 90: google.protobuf.Struct
+	(*Event)(nil),                        // 91: baton.v1.Event
+	(*timestamppb.Timestamp)(nil),        // 92: google.protobuf.Timestamp
+	(*MessageDelta)(nil),                 // 93: baton.v1.MessageDelta
+	(*Guideline)(nil),                    // 94: baton.v1.Guideline
+	(*CannedResponse)(nil),               // 95: baton.v1.CannedResponse
+	(*Tool)(nil),                         // 96: baton.v1.Tool
+	(HandoffRequester)(0),                // 97: baton.v1.HandoffRequester
+	(*Handoff)(nil),                      // 98: baton.v1.Handoff
+	(HandoffState)(0),                    // 99: baton.v1.HandoffState
+	(*Participant)(nil),                  // 100: baton.v1.Participant
+	(HandoffOutcome)(0),                  // 101: baton.v1.HandoffOutcome
+	(*HandoffChange)(nil),                // 102: baton.v1.HandoffChange
+	(*HandoffStats)(nil),                 // 103: baton.v1.HandoffStats
+	(*durationpb.Duration)(nil),          // 104: google.protobuf.Duration
 }
 var file_baton_v1_request_response_proto_depIdxs = []int32{
-	78,  // 0: baton.v1.CreateAgentRequest.agent:type_name -> baton.v1.Agent
-	78,  // 1: baton.v1.CreateAgentResponse.agent:type_name -> baton.v1.Agent
-	78,  // 2: baton.v1.GetAgentResponse.agent:type_name -> baton.v1.Agent
-	78,  // 3: baton.v1.ListAgentsResponse.agents:type_name -> baton.v1.Agent
-	78,  // 4: baton.v1.UpdateAgentRequest.agent:type_name -> baton.v1.Agent
-	79,  // 5: baton.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	78,  // 6: baton.v1.UpdateAgentResponse.agent:type_name -> baton.v1.Agent
-	80,  // 7: baton.v1.CreateCustomerRequest.customer:type_name -> baton.v1.Customer
-	80,  // 8: baton.v1.CreateCustomerResponse.customer:type_name -> baton.v1.Customer
-	80,  // 9: baton.v1.GetCustomerResponse.customer:type_name -> baton.v1.Customer
-	80,  // 10: baton.v1.ListCustomersResponse.customers:type_name -> baton.v1.Customer
-	80,  // 11: baton.v1.UpdateCustomerRequest.customer:type_name -> baton.v1.Customer
-	79,  // 12: baton.v1.UpdateCustomerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	80,  // 13: baton.v1.UpdateCustomerResponse.customer:type_name -> baton.v1.Customer
-	81,  // 14: baton.v1.CreateSessionRequest.session:type_name -> baton.v1.Session
-	81,  // 15: baton.v1.CreateSessionResponse.session:type_name -> baton.v1.Session
-	81,  // 16: baton.v1.GetSessionResponse.session:type_name -> baton.v1.Session
-	82,  // 17: baton.v1.ListSessionsRequest.mode:type_name -> baton.v1.SessionMode
-	81,  // 18: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
-	81,  // 19: baton.v1.UpdateSessionRequest.session:type_name -> baton.v1.Session
-	79,  // 20: baton.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	81,  // 21: baton.v1.UpdateSessionResponse.session:type_name -> baton.v1.Session
-	83,  // 22: baton.v1.CreateEventRequest.kind:type_name -> baton.v1.EventKind
-	84,  // 23: baton.v1.CreateEventRequest.source:type_name -> baton.v1.EventSource
-	85,  // 24: baton.v1.CreateEventRequest.message:type_name -> baton.v1.MessageData
-	86,  // 25: baton.v1.CreateEventRequest.tool:type_name -> baton.v1.ToolData
-	87,  // 26: baton.v1.CreateEventRequest.status:type_name -> baton.v1.StatusData
-	88,  // 27: baton.v1.CreateEventRequest.custom:type_name -> google.protobuf.Struct
-	89,  // 28: baton.v1.CreateEventResponse.event:type_name -> baton.v1.Event
-	83,  // 29: baton.v1.ListEventsRequest.kinds:type_name -> baton.v1.EventKind
-	84,  // 30: baton.v1.ListEventsRequest.sources:type_name -> baton.v1.EventSource
-	90,  // 31: baton.v1.ListEventsHeartbeat.time:type_name -> google.protobuf.Timestamp
-	89,  // 32: baton.v1.ListEventsResponse.events:type_name -> baton.v1.Event
+	80,  // 0: baton.v1.CreateAgentRequest.agent:type_name -> baton.v1.Agent
+	80,  // 1: baton.v1.CreateAgentResponse.agent:type_name -> baton.v1.Agent
+	80,  // 2: baton.v1.GetAgentResponse.agent:type_name -> baton.v1.Agent
+	80,  // 3: baton.v1.ListAgentsResponse.agents:type_name -> baton.v1.Agent
+	80,  // 4: baton.v1.UpdateAgentRequest.agent:type_name -> baton.v1.Agent
+	81,  // 5: baton.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	80,  // 6: baton.v1.UpdateAgentResponse.agent:type_name -> baton.v1.Agent
+	82,  // 7: baton.v1.CreateCustomerRequest.customer:type_name -> baton.v1.Customer
+	82,  // 8: baton.v1.CreateCustomerResponse.customer:type_name -> baton.v1.Customer
+	82,  // 9: baton.v1.GetCustomerResponse.customer:type_name -> baton.v1.Customer
+	82,  // 10: baton.v1.ListCustomersResponse.customers:type_name -> baton.v1.Customer
+	82,  // 11: baton.v1.UpdateCustomerRequest.customer:type_name -> baton.v1.Customer
+	81,  // 12: baton.v1.UpdateCustomerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	82,  // 13: baton.v1.UpdateCustomerResponse.customer:type_name -> baton.v1.Customer
+	83,  // 14: baton.v1.CreateSessionRequest.session:type_name -> baton.v1.Session
+	83,  // 15: baton.v1.CreateSessionResponse.session:type_name -> baton.v1.Session
+	83,  // 16: baton.v1.GetSessionResponse.session:type_name -> baton.v1.Session
+	84,  // 17: baton.v1.ListSessionsRequest.mode:type_name -> baton.v1.SessionMode
+	83,  // 18: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
+	83,  // 19: baton.v1.UpdateSessionRequest.session:type_name -> baton.v1.Session
+	81,  // 20: baton.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	83,  // 21: baton.v1.UpdateSessionResponse.session:type_name -> baton.v1.Session
+	85,  // 22: baton.v1.CreateEventRequest.kind:type_name -> baton.v1.EventKind
+	86,  // 23: baton.v1.CreateEventRequest.source:type_name -> baton.v1.EventSource
+	87,  // 24: baton.v1.CreateEventRequest.message:type_name -> baton.v1.MessageData
+	88,  // 25: baton.v1.CreateEventRequest.tool:type_name -> baton.v1.ToolData
+	89,  // 26: baton.v1.CreateEventRequest.status:type_name -> baton.v1.StatusData
+	90,  // 27: baton.v1.CreateEventRequest.custom:type_name -> google.protobuf.Struct
+	91,  // 28: baton.v1.CreateEventResponse.event:type_name -> baton.v1.Event
+	85,  // 29: baton.v1.ListEventsRequest.kinds:type_name -> baton.v1.EventKind
+	86,  // 30: baton.v1.ListEventsRequest.sources:type_name -> baton.v1.EventSource
+	92,  // 31: baton.v1.ListEventsHeartbeat.time:type_name -> google.protobuf.Timestamp
+	91,  // 32: baton.v1.ListEventsResponse.events:type_name -> baton.v1.Event
 	33,  // 33: baton.v1.ListEventsResponse.heartbeat:type_name -> baton.v1.ListEventsHeartbeat
-	91,  // 34: baton.v1.ListEventsResponse.delta:type_name -> baton.v1.MessageDelta
-	92,  // 35: baton.v1.CreateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
-	92,  // 36: baton.v1.CreateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	92,  // 37: baton.v1.GetGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	92,  // 38: baton.v1.ListGuidelinesResponse.guidelines:type_name -> baton.v1.Guideline
-	92,  // 39: baton.v1.UpdateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
-	79,  // 40: baton.v1.UpdateGuidelineRequest.update_mask:type_name -> google.protobuf.FieldMask
-	92,  // 41: baton.v1.UpdateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	93,  // 42: baton.v1.CreateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
-	93,  // 43: baton.v1.CreateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	93,  // 44: baton.v1.GetCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	93,  // 45: baton.v1.ListCannedResponsesResponse.canned_responses:type_name -> baton.v1.CannedResponse
-	93,  // 46: baton.v1.UpdateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
-	79,  // 47: baton.v1.UpdateCannedResponseRequest.update_mask:type_name -> google.protobuf.FieldMask
-	93,  // 48: baton.v1.UpdateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	94,  // 49: baton.v1.ListToolsResponse.tools:type_name -> baton.v1.Tool
-	95,  // 50: baton.v1.RequestHandoffRequest.requested_by:type_name -> baton.v1.HandoffRequester
-	96,  // 51: baton.v1.RequestHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	96,  // 52: baton.v1.GetHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	97,  // 53: baton.v1.ListHandoffsRequest.state:type_name -> baton.v1.HandoffState
-	96,  // 54: baton.v1.ListHandoffsResponse.handoffs:type_name -> baton.v1.Handoff
-	98,  // 55: baton.v1.ClaimHandoffRequest.operator:type_name -> baton.v1.Participant
-	96,  // 56: baton.v1.ClaimHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	98,  // 57: baton.v1.OfferHandoffRequest.operator:type_name -> baton.v1.Participant
-	96,  // 58: baton.v1.OfferHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	98,  // 59: baton.v1.RespondToOfferRequest.operator:type_name -> baton.v1.Participant
-	96,  // 60: baton.v1.RespondToOfferResponse.handoff:type_name -> baton.v1.Handoff
-	99,  // 61: baton.v1.ReleaseHandoffRequest.outcome:type_name -> baton.v1.HandoffOutcome
-	96,  // 62: baton.v1.ReleaseHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	98,  // 63: baton.v1.TransferHandoffRequest.to_operator:type_name -> baton.v1.Participant
-	96,  // 64: baton.v1.TransferHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	98,  // 65: baton.v1.WatchHandoffsRequest.operator:type_name -> baton.v1.Participant
-	90,  // 66: baton.v1.WatchHandoffsHeartbeat.time:type_name -> google.protobuf.Timestamp
-	100, // 67: baton.v1.WatchHandoffsResponse.changes:type_name -> baton.v1.HandoffChange
+	93,  // 34: baton.v1.ListEventsResponse.delta:type_name -> baton.v1.MessageDelta
+	94,  // 35: baton.v1.CreateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
+	94,  // 36: baton.v1.CreateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	94,  // 37: baton.v1.GetGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	94,  // 38: baton.v1.ListGuidelinesResponse.guidelines:type_name -> baton.v1.Guideline
+	94,  // 39: baton.v1.UpdateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
+	81,  // 40: baton.v1.UpdateGuidelineRequest.update_mask:type_name -> google.protobuf.FieldMask
+	94,  // 41: baton.v1.UpdateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	95,  // 42: baton.v1.CreateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
+	95,  // 43: baton.v1.CreateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	95,  // 44: baton.v1.GetCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	95,  // 45: baton.v1.ListCannedResponsesResponse.canned_responses:type_name -> baton.v1.CannedResponse
+	95,  // 46: baton.v1.UpdateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
+	81,  // 47: baton.v1.UpdateCannedResponseRequest.update_mask:type_name -> google.protobuf.FieldMask
+	95,  // 48: baton.v1.UpdateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	96,  // 49: baton.v1.ListToolsResponse.tools:type_name -> baton.v1.Tool
+	97,  // 50: baton.v1.RequestHandoffRequest.requested_by:type_name -> baton.v1.HandoffRequester
+	98,  // 51: baton.v1.RequestHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	98,  // 52: baton.v1.GetHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	99,  // 53: baton.v1.ListHandoffsRequest.state:type_name -> baton.v1.HandoffState
+	98,  // 54: baton.v1.ListHandoffsResponse.handoffs:type_name -> baton.v1.Handoff
+	100, // 55: baton.v1.ClaimHandoffRequest.operator:type_name -> baton.v1.Participant
+	98,  // 56: baton.v1.ClaimHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	100, // 57: baton.v1.OfferHandoffRequest.operator:type_name -> baton.v1.Participant
+	98,  // 58: baton.v1.OfferHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	100, // 59: baton.v1.RespondToOfferRequest.operator:type_name -> baton.v1.Participant
+	98,  // 60: baton.v1.RespondToOfferResponse.handoff:type_name -> baton.v1.Handoff
+	101, // 61: baton.v1.ReleaseHandoffRequest.outcome:type_name -> baton.v1.HandoffOutcome
+	98,  // 62: baton.v1.ReleaseHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	100, // 63: baton.v1.TransferHandoffRequest.to_operator:type_name -> baton.v1.Participant
+	98,  // 64: baton.v1.TransferHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	100, // 65: baton.v1.WatchHandoffsRequest.operator:type_name -> baton.v1.Participant
+	92,  // 66: baton.v1.WatchHandoffsHeartbeat.time:type_name -> google.protobuf.Timestamp
+	102, // 67: baton.v1.WatchHandoffsResponse.changes:type_name -> baton.v1.HandoffChange
 	74,  // 68: baton.v1.WatchHandoffsResponse.heartbeat:type_name -> baton.v1.WatchHandoffsHeartbeat
-	90,  // 69: baton.v1.GetHandoffStatsRequest.start_time:type_name -> google.protobuf.Timestamp
-	90,  // 70: baton.v1.GetHandoffStatsRequest.end_time:type_name -> google.protobuf.Timestamp
-	101, // 71: baton.v1.GetHandoffStatsResponse.stats:type_name -> baton.v1.HandoffStats
-	72,  // [72:72] is the sub-list for method output_type
-	72,  // [72:72] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	92,  // 69: baton.v1.GetHandoffStatsRequest.start_time:type_name -> google.protobuf.Timestamp
+	92,  // 70: baton.v1.GetHandoffStatsRequest.end_time:type_name -> google.protobuf.Timestamp
+	103, // 71: baton.v1.GetHandoffStatsResponse.stats:type_name -> baton.v1.HandoffStats
+	104, // 72: baton.v1.IssueCustomerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	92,  // 73: baton.v1.IssueCustomerTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	74,  // [74:74] is the sub-list for method output_type
+	74,  // [74:74] is the sub-list for method input_type
+	74,  // [74:74] is the sub-list for extension type_name
+	74,  // [74:74] is the sub-list for extension extendee
+	0,   // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_request_response_proto_init() }
@@ -4831,7 +4955,7 @@ func file_baton_v1_request_response_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_request_response_proto_rawDesc), len(file_baton_v1_request_response_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   78,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -74,7 +74,9 @@ const file_baton_v1_service_proto_rawDesc = "" +
 	"\x0eReleaseHandoff\x12\x1f.baton.v1.ReleaseHandoffRequest\x1a .baton.v1.ReleaseHandoffResponse\x12V\n" +
 	"\x0fTransferHandoff\x12 .baton.v1.TransferHandoffRequest\x1a!.baton.v1.TransferHandoffResponse\x12R\n" +
 	"\rWatchHandoffs\x12\x1e.baton.v1.WatchHandoffsRequest\x1a\x1f.baton.v1.WatchHandoffsResponse0\x01\x12V\n" +
-	"\x0fGetHandoffStats\x12 .baton.v1.GetHandoffStatsRequest\x1a!.baton.v1.GetHandoffStatsResponseb\x06proto3"
+	"\x0fGetHandoffStats\x12 .baton.v1.GetHandoffStatsRequest\x1a!.baton.v1.GetHandoffStatsResponse2n\n" +
+	"\vAuthService\x12_\n" +
+	"\x12IssueCustomerToken\x12#.baton.v1.IssueCustomerTokenRequest\x1a$.baton.v1.IssueCustomerTokenResponseb\x06proto3"
 
 var file_baton_v1_service_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),           // 0: baton.v1.CreateAgentRequest
@@ -115,44 +117,46 @@ var file_baton_v1_service_proto_goTypes = []any{
 	(*TransferHandoffRequest)(nil),       // 35: baton.v1.TransferHandoffRequest
 	(*WatchHandoffsRequest)(nil),         // 36: baton.v1.WatchHandoffsRequest
 	(*GetHandoffStatsRequest)(nil),       // 37: baton.v1.GetHandoffStatsRequest
-	(*CreateAgentResponse)(nil),          // 38: baton.v1.CreateAgentResponse
-	(*GetAgentResponse)(nil),             // 39: baton.v1.GetAgentResponse
-	(*ListAgentsResponse)(nil),           // 40: baton.v1.ListAgentsResponse
-	(*UpdateAgentResponse)(nil),          // 41: baton.v1.UpdateAgentResponse
-	(*DeleteAgentResponse)(nil),          // 42: baton.v1.DeleteAgentResponse
-	(*CreateCustomerResponse)(nil),       // 43: baton.v1.CreateCustomerResponse
-	(*GetCustomerResponse)(nil),          // 44: baton.v1.GetCustomerResponse
-	(*ListCustomersResponse)(nil),        // 45: baton.v1.ListCustomersResponse
-	(*UpdateCustomerResponse)(nil),       // 46: baton.v1.UpdateCustomerResponse
-	(*DeleteCustomerResponse)(nil),       // 47: baton.v1.DeleteCustomerResponse
-	(*CreateSessionResponse)(nil),        // 48: baton.v1.CreateSessionResponse
-	(*GetSessionResponse)(nil),           // 49: baton.v1.GetSessionResponse
-	(*ListSessionsResponse)(nil),         // 50: baton.v1.ListSessionsResponse
-	(*UpdateSessionResponse)(nil),        // 51: baton.v1.UpdateSessionResponse
-	(*DeleteSessionResponse)(nil),        // 52: baton.v1.DeleteSessionResponse
-	(*CreateEventResponse)(nil),          // 53: baton.v1.CreateEventResponse
-	(*ListEventsResponse)(nil),           // 54: baton.v1.ListEventsResponse
-	(*CreateGuidelineResponse)(nil),      // 55: baton.v1.CreateGuidelineResponse
-	(*GetGuidelineResponse)(nil),         // 56: baton.v1.GetGuidelineResponse
-	(*ListGuidelinesResponse)(nil),       // 57: baton.v1.ListGuidelinesResponse
-	(*UpdateGuidelineResponse)(nil),      // 58: baton.v1.UpdateGuidelineResponse
-	(*DeleteGuidelineResponse)(nil),      // 59: baton.v1.DeleteGuidelineResponse
-	(*CreateCannedResponseResponse)(nil), // 60: baton.v1.CreateCannedResponseResponse
-	(*GetCannedResponseResponse)(nil),    // 61: baton.v1.GetCannedResponseResponse
-	(*ListCannedResponsesResponse)(nil),  // 62: baton.v1.ListCannedResponsesResponse
-	(*UpdateCannedResponseResponse)(nil), // 63: baton.v1.UpdateCannedResponseResponse
-	(*DeleteCannedResponseResponse)(nil), // 64: baton.v1.DeleteCannedResponseResponse
-	(*ListToolsResponse)(nil),            // 65: baton.v1.ListToolsResponse
-	(*RequestHandoffResponse)(nil),       // 66: baton.v1.RequestHandoffResponse
-	(*GetHandoffResponse)(nil),           // 67: baton.v1.GetHandoffResponse
-	(*ListHandoffsResponse)(nil),         // 68: baton.v1.ListHandoffsResponse
-	(*ClaimHandoffResponse)(nil),         // 69: baton.v1.ClaimHandoffResponse
-	(*OfferHandoffResponse)(nil),         // 70: baton.v1.OfferHandoffResponse
-	(*RespondToOfferResponse)(nil),       // 71: baton.v1.RespondToOfferResponse
-	(*ReleaseHandoffResponse)(nil),       // 72: baton.v1.ReleaseHandoffResponse
-	(*TransferHandoffResponse)(nil),      // 73: baton.v1.TransferHandoffResponse
-	(*WatchHandoffsResponse)(nil),        // 74: baton.v1.WatchHandoffsResponse
-	(*GetHandoffStatsResponse)(nil),      // 75: baton.v1.GetHandoffStatsResponse
+	(*IssueCustomerTokenRequest)(nil),    // 38: baton.v1.IssueCustomerTokenRequest
+	(*CreateAgentResponse)(nil),          // 39: baton.v1.CreateAgentResponse
+	(*GetAgentResponse)(nil),             // 40: baton.v1.GetAgentResponse
+	(*ListAgentsResponse)(nil),           // 41: baton.v1.ListAgentsResponse
+	(*UpdateAgentResponse)(nil),          // 42: baton.v1.UpdateAgentResponse
+	(*DeleteAgentResponse)(nil),          // 43: baton.v1.DeleteAgentResponse
+	(*CreateCustomerResponse)(nil),       // 44: baton.v1.CreateCustomerResponse
+	(*GetCustomerResponse)(nil),          // 45: baton.v1.GetCustomerResponse
+	(*ListCustomersResponse)(nil),        // 46: baton.v1.ListCustomersResponse
+	(*UpdateCustomerResponse)(nil),       // 47: baton.v1.UpdateCustomerResponse
+	(*DeleteCustomerResponse)(nil),       // 48: baton.v1.DeleteCustomerResponse
+	(*CreateSessionResponse)(nil),        // 49: baton.v1.CreateSessionResponse
+	(*GetSessionResponse)(nil),           // 50: baton.v1.GetSessionResponse
+	(*ListSessionsResponse)(nil),         // 51: baton.v1.ListSessionsResponse
+	(*UpdateSessionResponse)(nil),        // 52: baton.v1.UpdateSessionResponse
+	(*DeleteSessionResponse)(nil),        // 53: baton.v1.DeleteSessionResponse
+	(*CreateEventResponse)(nil),          // 54: baton.v1.CreateEventResponse
+	(*ListEventsResponse)(nil),           // 55: baton.v1.ListEventsResponse
+	(*CreateGuidelineResponse)(nil),      // 56: baton.v1.CreateGuidelineResponse
+	(*GetGuidelineResponse)(nil),         // 57: baton.v1.GetGuidelineResponse
+	(*ListGuidelinesResponse)(nil),       // 58: baton.v1.ListGuidelinesResponse
+	(*UpdateGuidelineResponse)(nil),      // 59: baton.v1.UpdateGuidelineResponse
+	(*DeleteGuidelineResponse)(nil),      // 60: baton.v1.DeleteGuidelineResponse
+	(*CreateCannedResponseResponse)(nil), // 61: baton.v1.CreateCannedResponseResponse
+	(*GetCannedResponseResponse)(nil),    // 62: baton.v1.GetCannedResponseResponse
+	(*ListCannedResponsesResponse)(nil),  // 63: baton.v1.ListCannedResponsesResponse
+	(*UpdateCannedResponseResponse)(nil), // 64: baton.v1.UpdateCannedResponseResponse
+	(*DeleteCannedResponseResponse)(nil), // 65: baton.v1.DeleteCannedResponseResponse
+	(*ListToolsResponse)(nil),            // 66: baton.v1.ListToolsResponse
+	(*RequestHandoffResponse)(nil),       // 67: baton.v1.RequestHandoffResponse
+	(*GetHandoffResponse)(nil),           // 68: baton.v1.GetHandoffResponse
+	(*ListHandoffsResponse)(nil),         // 69: baton.v1.ListHandoffsResponse
+	(*ClaimHandoffResponse)(nil),         // 70: baton.v1.ClaimHandoffResponse
+	(*OfferHandoffResponse)(nil),         // 71: baton.v1.OfferHandoffResponse
+	(*RespondToOfferResponse)(nil),       // 72: baton.v1.RespondToOfferResponse
+	(*ReleaseHandoffResponse)(nil),       // 73: baton.v1.ReleaseHandoffResponse
+	(*TransferHandoffResponse)(nil),      // 74: baton.v1.TransferHandoffResponse
+	(*WatchHandoffsResponse)(nil),        // 75: baton.v1.WatchHandoffsResponse
+	(*GetHandoffStatsResponse)(nil),      // 76: baton.v1.GetHandoffStatsResponse
+	(*IssueCustomerTokenResponse)(nil),   // 77: baton.v1.IssueCustomerTokenResponse
 }
 var file_baton_v1_service_proto_depIdxs = []int32{
 	0,  // 0: baton.v1.AgentService.CreateAgent:input_type -> baton.v1.CreateAgentRequest
@@ -193,46 +197,48 @@ var file_baton_v1_service_proto_depIdxs = []int32{
 	35, // 35: baton.v1.HandoffService.TransferHandoff:input_type -> baton.v1.TransferHandoffRequest
 	36, // 36: baton.v1.HandoffService.WatchHandoffs:input_type -> baton.v1.WatchHandoffsRequest
 	37, // 37: baton.v1.HandoffService.GetHandoffStats:input_type -> baton.v1.GetHandoffStatsRequest
-	38, // 38: baton.v1.AgentService.CreateAgent:output_type -> baton.v1.CreateAgentResponse
-	39, // 39: baton.v1.AgentService.GetAgent:output_type -> baton.v1.GetAgentResponse
-	40, // 40: baton.v1.AgentService.ListAgents:output_type -> baton.v1.ListAgentsResponse
-	41, // 41: baton.v1.AgentService.UpdateAgent:output_type -> baton.v1.UpdateAgentResponse
-	42, // 42: baton.v1.AgentService.DeleteAgent:output_type -> baton.v1.DeleteAgentResponse
-	43, // 43: baton.v1.CustomerService.CreateCustomer:output_type -> baton.v1.CreateCustomerResponse
-	44, // 44: baton.v1.CustomerService.GetCustomer:output_type -> baton.v1.GetCustomerResponse
-	45, // 45: baton.v1.CustomerService.ListCustomers:output_type -> baton.v1.ListCustomersResponse
-	46, // 46: baton.v1.CustomerService.UpdateCustomer:output_type -> baton.v1.UpdateCustomerResponse
-	47, // 47: baton.v1.CustomerService.DeleteCustomer:output_type -> baton.v1.DeleteCustomerResponse
-	48, // 48: baton.v1.SessionService.CreateSession:output_type -> baton.v1.CreateSessionResponse
-	49, // 49: baton.v1.SessionService.GetSession:output_type -> baton.v1.GetSessionResponse
-	50, // 50: baton.v1.SessionService.ListSessions:output_type -> baton.v1.ListSessionsResponse
-	51, // 51: baton.v1.SessionService.UpdateSession:output_type -> baton.v1.UpdateSessionResponse
-	52, // 52: baton.v1.SessionService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
-	53, // 53: baton.v1.EventService.CreateEvent:output_type -> baton.v1.CreateEventResponse
-	54, // 54: baton.v1.EventService.ListEvents:output_type -> baton.v1.ListEventsResponse
-	55, // 55: baton.v1.GuidelineService.CreateGuideline:output_type -> baton.v1.CreateGuidelineResponse
-	56, // 56: baton.v1.GuidelineService.GetGuideline:output_type -> baton.v1.GetGuidelineResponse
-	57, // 57: baton.v1.GuidelineService.ListGuidelines:output_type -> baton.v1.ListGuidelinesResponse
-	58, // 58: baton.v1.GuidelineService.UpdateGuideline:output_type -> baton.v1.UpdateGuidelineResponse
-	59, // 59: baton.v1.GuidelineService.DeleteGuideline:output_type -> baton.v1.DeleteGuidelineResponse
-	60, // 60: baton.v1.CannedResponseService.CreateCannedResponse:output_type -> baton.v1.CreateCannedResponseResponse
-	61, // 61: baton.v1.CannedResponseService.GetCannedResponse:output_type -> baton.v1.GetCannedResponseResponse
-	62, // 62: baton.v1.CannedResponseService.ListCannedResponses:output_type -> baton.v1.ListCannedResponsesResponse
-	63, // 63: baton.v1.CannedResponseService.UpdateCannedResponse:output_type -> baton.v1.UpdateCannedResponseResponse
-	64, // 64: baton.v1.CannedResponseService.DeleteCannedResponse:output_type -> baton.v1.DeleteCannedResponseResponse
-	65, // 65: baton.v1.ToolService.ListTools:output_type -> baton.v1.ListToolsResponse
-	66, // 66: baton.v1.HandoffService.RequestHandoff:output_type -> baton.v1.RequestHandoffResponse
-	67, // 67: baton.v1.HandoffService.GetHandoff:output_type -> baton.v1.GetHandoffResponse
-	68, // 68: baton.v1.HandoffService.ListHandoffs:output_type -> baton.v1.ListHandoffsResponse
-	69, // 69: baton.v1.HandoffService.ClaimHandoff:output_type -> baton.v1.ClaimHandoffResponse
-	70, // 70: baton.v1.HandoffService.OfferHandoff:output_type -> baton.v1.OfferHandoffResponse
-	71, // 71: baton.v1.HandoffService.RespondToOffer:output_type -> baton.v1.RespondToOfferResponse
-	72, // 72: baton.v1.HandoffService.ReleaseHandoff:output_type -> baton.v1.ReleaseHandoffResponse
-	73, // 73: baton.v1.HandoffService.TransferHandoff:output_type -> baton.v1.TransferHandoffResponse
-	74, // 74: baton.v1.HandoffService.WatchHandoffs:output_type -> baton.v1.WatchHandoffsResponse
-	75, // 75: baton.v1.HandoffService.GetHandoffStats:output_type -> baton.v1.GetHandoffStatsResponse
-	38, // [38:76] is the sub-list for method output_type
-	0,  // [0:38] is the sub-list for method input_type
+	38, // 38: baton.v1.AuthService.IssueCustomerToken:input_type -> baton.v1.IssueCustomerTokenRequest
+	39, // 39: baton.v1.AgentService.CreateAgent:output_type -> baton.v1.CreateAgentResponse
+	40, // 40: baton.v1.AgentService.GetAgent:output_type -> baton.v1.GetAgentResponse
+	41, // 41: baton.v1.AgentService.ListAgents:output_type -> baton.v1.ListAgentsResponse
+	42, // 42: baton.v1.AgentService.UpdateAgent:output_type -> baton.v1.UpdateAgentResponse
+	43, // 43: baton.v1.AgentService.DeleteAgent:output_type -> baton.v1.DeleteAgentResponse
+	44, // 44: baton.v1.CustomerService.CreateCustomer:output_type -> baton.v1.CreateCustomerResponse
+	45, // 45: baton.v1.CustomerService.GetCustomer:output_type -> baton.v1.GetCustomerResponse
+	46, // 46: baton.v1.CustomerService.ListCustomers:output_type -> baton.v1.ListCustomersResponse
+	47, // 47: baton.v1.CustomerService.UpdateCustomer:output_type -> baton.v1.UpdateCustomerResponse
+	48, // 48: baton.v1.CustomerService.DeleteCustomer:output_type -> baton.v1.DeleteCustomerResponse
+	49, // 49: baton.v1.SessionService.CreateSession:output_type -> baton.v1.CreateSessionResponse
+	50, // 50: baton.v1.SessionService.GetSession:output_type -> baton.v1.GetSessionResponse
+	51, // 51: baton.v1.SessionService.ListSessions:output_type -> baton.v1.ListSessionsResponse
+	52, // 52: baton.v1.SessionService.UpdateSession:output_type -> baton.v1.UpdateSessionResponse
+	53, // 53: baton.v1.SessionService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
+	54, // 54: baton.v1.EventService.CreateEvent:output_type -> baton.v1.CreateEventResponse
+	55, // 55: baton.v1.EventService.ListEvents:output_type -> baton.v1.ListEventsResponse
+	56, // 56: baton.v1.GuidelineService.CreateGuideline:output_type -> baton.v1.CreateGuidelineResponse
+	57, // 57: baton.v1.GuidelineService.GetGuideline:output_type -> baton.v1.GetGuidelineResponse
+	58, // 58: baton.v1.GuidelineService.ListGuidelines:output_type -> baton.v1.ListGuidelinesResponse
+	59, // 59: baton.v1.GuidelineService.UpdateGuideline:output_type -> baton.v1.UpdateGuidelineResponse
+	60, // 60: baton.v1.GuidelineService.DeleteGuideline:output_type -> baton.v1.DeleteGuidelineResponse
+	61, // 61: baton.v1.CannedResponseService.CreateCannedResponse:output_type -> baton.v1.CreateCannedResponseResponse
+	62, // 62: baton.v1.CannedResponseService.GetCannedResponse:output_type -> baton.v1.GetCannedResponseResponse
+	63, // 63: baton.v1.CannedResponseService.ListCannedResponses:output_type -> baton.v1.ListCannedResponsesResponse
+	64, // 64: baton.v1.CannedResponseService.UpdateCannedResponse:output_type -> baton.v1.UpdateCannedResponseResponse
+	65, // 65: baton.v1.CannedResponseService.DeleteCannedResponse:output_type -> baton.v1.DeleteCannedResponseResponse
+	66, // 66: baton.v1.ToolService.ListTools:output_type -> baton.v1.ListToolsResponse
+	67, // 67: baton.v1.HandoffService.RequestHandoff:output_type -> baton.v1.RequestHandoffResponse
+	68, // 68: baton.v1.HandoffService.GetHandoff:output_type -> baton.v1.GetHandoffResponse
+	69, // 69: baton.v1.HandoffService.ListHandoffs:output_type -> baton.v1.ListHandoffsResponse
+	70, // 70: baton.v1.HandoffService.ClaimHandoff:output_type -> baton.v1.ClaimHandoffResponse
+	71, // 71: baton.v1.HandoffService.OfferHandoff:output_type -> baton.v1.OfferHandoffResponse
+	72, // 72: baton.v1.HandoffService.RespondToOffer:output_type -> baton.v1.RespondToOfferResponse
+	73, // 73: baton.v1.HandoffService.ReleaseHandoff:output_type -> baton.v1.ReleaseHandoffResponse
+	74, // 74: baton.v1.HandoffService.TransferHandoff:output_type -> baton.v1.TransferHandoffResponse
+	75, // 75: baton.v1.HandoffService.WatchHandoffs:output_type -> baton.v1.WatchHandoffsResponse
+	76, // 76: baton.v1.HandoffService.GetHandoffStats:output_type -> baton.v1.GetHandoffStatsResponse
+	77, // 77: baton.v1.AuthService.IssueCustomerToken:output_type -> baton.v1.IssueCustomerTokenResponse
+	39, // [39:78] is the sub-list for method output_type
+	0,  // [0:39] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -252,7 +258,7 @@ func file_baton_v1_service_proto_init() {
 			NumEnums:      0,
 			NumMessages:   0,
 			NumExtensions: 0,
-			NumServices:   8,
+			NumServices:   9,
 		},
 		GoTypes:           file_baton_v1_service_proto_goTypes,
 		DependencyIndexes: file_baton_v1_service_proto_depIdxs,

@@ -164,6 +164,38 @@ STATUS_ERROR: Status.ValueType  # 6
 """The turn failed; `StatusData.detail` says why."""
 Global___Status: _TypeAlias = Status  # noqa: Y015
 
+class _ActorRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ActorRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ActorRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACTOR_ROLE_UNSPECIFIED: _ActorRole.ValueType  # 0
+    """Not set."""
+    ACTOR_ROLE_ADMIN: _ActorRole.ValueType  # 1
+    """An administrator's API key: may call every RPC."""
+    ACTOR_ROLE_INTEGRATION: _ActorRole.ValueType  # 2
+    """A backend service's API key (agents, customers, sessions, events, customer tokens)."""
+    ACTOR_ROLE_OPERATOR: _ActorRole.ValueType  # 3
+    """A human agent's API key: reads sessions and events, posts human-agent messages."""
+    ACTOR_ROLE_CUSTOMER: _ActorRole.ValueType  # 4
+    """A customer token (AuthService.IssueCustomerToken): that customer's own sessions only."""
+
+class ActorRole(_ActorRole, metaclass=_ActorRoleEnumTypeWrapper):
+    """The role of an authenticated caller."""
+
+ACTOR_ROLE_UNSPECIFIED: ActorRole.ValueType  # 0
+"""Not set."""
+ACTOR_ROLE_ADMIN: ActorRole.ValueType  # 1
+"""An administrator's API key: may call every RPC."""
+ACTOR_ROLE_INTEGRATION: ActorRole.ValueType  # 2
+"""A backend service's API key (agents, customers, sessions, events, customer tokens)."""
+ACTOR_ROLE_OPERATOR: ActorRole.ValueType  # 3
+"""A human agent's API key: reads sessions and events, posts human-agent messages."""
+ACTOR_ROLE_CUSTOMER: ActorRole.ValueType  # 4
+"""A customer token (AuthService.IssueCustomerToken): that customer's own sessions only."""
+Global___ActorRole: _TypeAlias = ActorRole  # noqa: Y015
+
 class _ClaimTimeoutAction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -706,6 +738,7 @@ class Event(_message.Message):
     TOOL_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     CUSTOM_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier ("evt_..."), unique across sessions."""
     session_id: _builtins.str
@@ -740,6 +773,12 @@ class Event(_message.Message):
     def custom(self) -> _struct_pb2.Struct:
         """Set when kind is CUSTOM."""
 
+    @_builtins.property
+    def actor(self) -> Global___Actor:
+        """Who appended the event (the authenticated caller), for the audit trail. Unset for events
+        Baton's engine writes on its own and for servers running without authentication (--dev).
+        """
+
     def __init__(
         self,
         *,
@@ -754,16 +793,47 @@ class Event(_message.Message):
         tool: Global___ToolData | None = ...,
         status: Global___StatusData | None = ...,
         custom: _struct_pb2.Struct | None = ...,
+        actor: Global___Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "custom", b"custom", "data", b"data", "message", b"message", "status", b"status", "tool", b"tool"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "created_at", b"created_at", "custom", b"custom", "data", b"data", "message", b"message", "status", b"status", "tool", b"tool"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "created_at", b"created_at", "custom", b"custom", "data", b"data", "id", b"id", "kind", b"kind", "message", b"message", "offset", b"offset", "session_id", b"session_id", "source", b"source", "status", b"status", "tool", b"tool"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "correlation_id", b"correlation_id", "created_at", b"created_at", "custom", b"custom", "data", b"data", "id", b"id", "kind", b"kind", "message", b"message", "offset", b"offset", "session_id", b"session_id", "source", b"source", "status", b"status", "tool", b"tool"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_data: _TypeAlias = _typing.Literal["message", "tool", "status", "custom"]  # noqa: Y015
     _WhichOneofArgType_data: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_data) -> _WhichOneofReturnType_data | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class Actor(_message.Message):
+    """Who did a write: the API key (and its role) or the customer token behind the call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """Id of the API key used ("key_..."); for a customer token, the key that issued it."""
+    role: Global___ActorRole.ValueType
+    """The caller's role."""
+    customer_id: _builtins.str
+    """For customer tokens: the customer the token was issued for."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        role: Global___ActorRole.ValueType = ...,
+        customer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "key_id", b"key_id", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Actor: _TypeAlias = Actor  # noqa: Y015
 
 @_typing.final
 class Guideline(_message.Message):

@@ -1960,3 +1960,80 @@ class HandoffService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AuthServiceStub:
+    """Issues credentials for end users.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.IssueCustomerToken = channel.unary_unary(
+                '/baton.v1.AuthService/IssueCustomerToken',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.IssueCustomerTokenRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.IssueCustomerTokenResponse.FromString,
+                _registered_method=True)
+
+
+class AuthServiceServicer:
+    """Issues credentials for end users.
+    """
+
+    def IssueCustomerToken(self, request, context):
+        """Mints a short-lived token for one customer (e.g. for a chat widget): it may create and
+        read that customer's sessions, post customer messages to them and read their events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuthServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'IssueCustomerToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCustomerToken,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.IssueCustomerTokenRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.IssueCustomerTokenResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baton.v1.AuthService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baton.v1.AuthService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuthService:
+    """Issues credentials for end users.
+    """
+
+    @staticmethod
+    def IssueCustomerToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.AuthService/IssueCustomerToken',
+            baton_dot_v1_dot_request__response__pb2.IssueCustomerTokenRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.IssueCustomerTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -660,3 +660,40 @@ class HandoffServiceServicer(metaclass=_abc_1.ABCMeta):
         """Handoff analytics over a time range."""
 
 def add_HandoffServiceServicer_to_server(servicer: HandoffServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class AuthServiceStub:
+    """Issues credentials for end users."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
+    IssueCustomerToken: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.IssueCustomerTokenRequest, _request_response_pb2.IssueCustomerTokenResponse]
+    """Mints a short-lived token for one customer (e.g. for a chat widget): it may create and
+    read that customer's sessions, post customer messages to them and read their events.
+    """
+
+@_typing.type_check_only
+class AuthServiceAsyncStub(AuthServiceStub):
+    """Issues credentials for end users."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    IssueCustomerToken: _aio.UnaryUnaryMultiCallable[_request_response_pb2.IssueCustomerTokenRequest, _request_response_pb2.IssueCustomerTokenResponse]  # type: ignore[assignment]
+    """Mints a short-lived token for one customer (e.g. for a chat widget): it may create and
+    read that customer's sessions, post customer messages to them and read their events.
+    """
+
+class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Issues credentials for end users."""
+
+    @_abc_1.abstractmethod
+    def IssueCustomerToken(
+        self,
+        request: _request_response_pb2.IssueCustomerTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.IssueCustomerTokenResponse, _abc.Awaitable[_request_response_pb2.IssueCustomerTokenResponse]]:
+        """Mints a short-lived token for one customer (e.g. for a chat widget): it may create and
+        read that customer's sessions, post customer messages to them and read their events.
+        """
+
+def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/message.proto.
  */
 export const file_baton_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9tZXNzYWdlLnByb3RvEghiYXRvbi52MSKXAQoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCg5oYW5kb2ZmX3BvbGljeRgFIAEoCzIXLmJhdG9uLnYxLkhhbmRvZmZQb2xpY3kiuQEKCEN1c3RvbWVyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMgoIbWV0YWRhdGEYAyADKAsyIC5iYXRvbi52MS5DdXN0b21lci5NZXRhZGF0YUVudHJ5Ei4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLgAgoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRITCgtjdXN0b21lcl9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIjCgRtb2RlGAUgASgOMhUuYmF0b24udjEuU2Vzc2lvbk1vZGUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoIbWV0YWRhdGEYCCADKAsyHy5iYXRvbi52MS5TZXNzaW9uLk1ldGFkYXRhRW50cnkSEwoLbmV4dF9vZmZzZXQYCSABKAMSFQoNY29udHJvbF9lcG9jaBgKIAEoAxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoLUGFydGljaXBhbnQSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJIkcKC01lc3NhZ2VEYXRhEgwKBHRleHQYASABKAkSKgoLcGFydGljaXBhbnQYAiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudCJ7CghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEioKCWFyZ3VtZW50cxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoGcmVzdWx0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg0KBWVycm9yGAQgASgJIjIKCFRvb2xEYXRhEiYKCnRvb2xfY2FsbHMYASADKAsyEi5iYXRvbi52MS5Ub29sQ2FsbCJOCgpTdGF0dXNEYXRhEiAKBnN0YXR1cxgBIAEoDjIQLmJhdG9uLnYxLlN0YXR1cxITCgZkZXRhaWwYAiABKAlIAIgBAUIJCgdfZGV0YWlsIvICCgVFdmVudBIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIhCgRraW5kGAQgASgOMhMuYmF0b24udjEuRXZlbnRLaW5kEiUKBnNvdXJjZRgFIAEoDjIVLmJhdG9uLnYxLkV2ZW50U291cmNlEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEigKB21lc3NhZ2UYCCABKAsyFS5iYXRvbi52MS5NZXNzYWdlRGF0YUgAEiIKBHRvb2wYCSABKAsyEi5iYXRvbi52MS5Ub29sRGF0YUgAEiYKBnN0YXR1cxgKIAEoCzIULmJhdG9uLnYxLlN0YXR1c0RhdGFIABIpCgZjdXN0b20YCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0SABCBgoEZGF0YSKhAQoJR3VpZGVsaW5lEgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhEKCWNvbmRpdGlvbhgDIAEoCRIOCgZhY3Rpb24YBCABKAkSEgoKdG9vbF9uYW1lcxgFIAMoCRIPCgdlbmFibGVkGAYgASgIEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImwKDkNhbm5lZFJlc3BvbnNlEgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEgwKBHRleHQYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVgoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEisKCnBhcmFtZXRlcnMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkMKDE1lc3NhZ2VEZWx0YRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEg0KBWluZGV4GAMgASgFIj8KD09wZXJhdGluZ1dpbmRvdxIQCgh3ZWVrZGF5cxgBIAMoBRINCgVzdGFydBgCIAEoCRILCgNlbmQYAyABKAki4QQKDUhhbmRvZmZQb2xpY3kSHwoXaGFuZG9mZl9zdGFydGVkX21lc3NhZ2UYASABKAkSHwoXb3BlcmF0b3Jfam9pbmVkX21lc3NhZ2UYAiABKAkSKQohb3BlcmF0b3Jfam9pbmVkX2Fub255bW91c19tZXNzYWdlGAMgASgJEhcKD2FpX2JhY2tfbWVzc2FnZRgEIAEoCRIbChNub19vcGVyYXRvcl9tZXNzYWdlGAUgASgJEh4KFnF1ZXVlX3Bvc2l0aW9uX21lc3NhZ2UYBiABKAkSHQoVY2xhaW1fdGltZW91dF9tZXNzYWdlGAcgASgJEjAKDWNsYWltX3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SOgoUY2xhaW1fdGltZW91dF9hY3Rpb24YCSABKA4yHC5iYXRvbi52MS5DbGFpbVRpbWVvdXRBY3Rpb24SNQoSaW5hY3Rpdml0eV90aW1lb3V0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEkQKGWluYWN0aXZpdHlfdGltZW91dF9hY3Rpb24YCyABKA4yIS5iYXRvbi52MS5JbmFjdGl2aXR5VGltZW91dEFjdGlvbhIRCgl0aW1lX3pvbmUYDCABKAkSMgoPb3BlcmF0aW5nX2hvdXJzGA0gAygLMhkuYmF0b24udjEuT3BlcmF0aW5nV2luZG93EjwKGWRlZmF1bHRfd2FpdF9wZXJfcG9zaXRpb24YDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i3QQKB0hhbmRvZmYSCgoCaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLmJhdG9uLnYxLkhhbmRvZmZTdGF0ZRIOCgZyZWFzb24YBSABKAkSDwoHc3VtbWFyeRgGIAEoCRIwCgxyZXF1ZXN0ZWRfYnkYByABKA4yGi5iYXRvbi52MS5IYW5kb2ZmUmVxdWVzdGVyEicKCG9wZXJhdG9yGAggASgLMhUuYmF0b24udjEuUGFydGljaXBhbnQSIAoYb3BlcmF0b3Jfb25fYmVoYWxmX29mX2FpGAkgASgIEikKCm9mZmVyZWRfdG8YCiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIwCgxyZXF1ZXN0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsYWltZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjgKFGZpcnN0X2h1bWFuX3JlcGx5X2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoHb3V0Y29tZRgPIAEoDjIYLmJhdG9uLnYxLkhhbmRvZmZPdXRjb21lEgwKBG5vdGUYECABKAkSFQoNY29udHJvbF9lcG9jaBgRIAEoAxIWCg5xdWV1ZV9wb3NpdGlvbhgSIAEoBSKwAQoNSGFuZG9mZkNoYW5nZRIQCghwb3NpdGlvbhgBIAEoAxIpCgR0eXBlGAIgASgOMhsuYmF0b24udjEuSGFuZG9mZkNoYW5nZVR5cGUSIgoHaGFuZG9mZhgDIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYSFAoMZXZlbnRfb2Zmc2V0GAQgASgDEigKBHRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInQKE0R1cmF0aW9uUGVyY2VudGlsZXMSDQoFY291bnQYASABKAMSJgoDcDUwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA3A5MBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKaBAoMSGFuZG9mZlN0YXRzEhAKCHNlc3Npb25zGAEgASgDEh0KFXNlc3Npb25zX3dpdGhfaGFuZG9mZhgCIAEoAxIUCgxoYW5kb2ZmX3JhdGUYAyABKAESEAoIaGFuZG9mZnMYBCABKAMSNwoJYnlfcmVhc29uGAUgAygLMiQuYmF0b24udjEuSGFuZG9mZlN0YXRzLkJ5UmVhc29uRW50cnkSOQoKYnlfb3V0Y29tZRgGIAMoCzIlLmJhdG9uLnYxLkhhbmRvZmZTdGF0cy5CeU91dGNvbWVFbnRyeRI0Cg10aW1lX3RvX2NsYWltGAcgASgLMh0uYmF0b24udjEuRHVyYXRpb25QZXJjZW50aWxlcxJAChl0aW1lX3RvX2ZpcnN0X2h1bWFuX3JlcGx5GAggASgLMh0uYmF0b24udjEuRHVyYXRpb25QZXJjZW50aWxlcxIeChZhYmFuZG9uZWRfd2hpbGVfcXVldWVkGAkgASgDEhwKFHJldHVybmVkX3RvX2FpX3NoYXJlGAogASgBEiQKHHJlaGFuZG9mZnNfd2l0aGluXzMwX21pbnV0ZXMYCyABKAMaLwoNQnlSZWFzb25FbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBGjAKDkJ5T3V0Y29tZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEqWwoLU2Vzc2lvbk1vZGUSHAoYU0VTU0lPTl9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRU0VTU0lPTl9NT0RFX0FVVE8QARIXChNTRVNTSU9OX01PREVfTUFOVUFMEAIqggEKCUV2ZW50S2luZBIaChZFVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASFgoSRVZFTlRfS0lORF9NRVNTQUdFEAESEwoPRVZFTlRfS0lORF9UT09MEAISFQoRRVZFTlRfS0lORF9TVEFUVVMQAxIVChFFVkVOVF9LSU5EX0NVU1RPTRAEKuoBCgtFdmVudFNvdXJjZRIcChhFVkVOVF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIZChVFVkVOVF9TT1VSQ0VfQ1VTVE9NRVIQARIcChhFVkVOVF9TT1VSQ0VfQ1VTVE9NRVJfVUkQAhIZChVFVkVOVF9TT1VSQ0VfQUlfQUdFTlQQAxIcChhFVkVOVF9TT1VSQ0VfSFVNQU5fQUdFTlQQBBIyCi5FVkVOVF9TT1VSQ0VfSFVNQU5fQUdFTlRfT05fQkVIQUxGX09GX0FJX0FHRU5UEAUSFwoTRVZFTlRfU09VUkNFX1NZU1RFTRAGKp0BCgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU1RBVFVTX0FDS05PV0xFREdFRBABEhUKEVNUQVRVU19QUk9DRVNTSU5HEAISEQoNU1RBVFVTX1RZUElORxADEhAKDFNUQVRVU19SRUFEWRAEEhQKEFNUQVRVU19DQU5DRUxMRUQQBRIQCgxTVEFUVVNfRVJST1IQBiqIAQoSQ2xhaW1UaW1lb3V0QWN0aW9uEiQKIENMQUlNX1RJTUVPVVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fS0VFUF9XQUlUSU5HEAESJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fUkVUVVJOX1RPX0FJEAIqkwEKF0luYWN0aXZpdHlUaW1lb3V0QWN0aW9uEikKJUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIqCiZJTkFDVElWSVRZX1RJTUVPVVRfQUNUSU9OX1JFVFVSTl9UT19BSRABEiEKHUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fRU5EEAIqfAoMSGFuZG9mZlN0YXRlEh0KGUhBTkRPRkZfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVIQU5ET0ZGX1NUQVRFX1BFTkRJTkcQARIZChVIQU5ET0ZGX1NUQVRFX0NMQUlNRUQQAhIXChNIQU5ET0ZGX1NUQVRFX0VOREVEEAMqugEKDkhhbmRvZmZPdXRjb21lEh8KG0hBTkRPRkZfT1VUQ09NRV9VTlNQRUNJRklFRBAAEiUKIUhBTkRPRkZfT1VUQ09NRV9SRVNPTFZFRF9CWV9IVU1BThABEiIKHkhBTkRPRkZfT1VUQ09NRV9SRVRVUk5FRF9UT19BSRACEh0KGUhBTkRPRkZfT1VUQ09NRV9BQkFORE9ORUQQAxIdChlIQU5ET0ZGX09VVENPTUVfVElNRURfT1VUEAQqvgEKEEhhbmRvZmZSZXF1ZXN0ZXISIQodSEFORE9GRl9SRVFVRVNURVJfVU5TUEVDSUZJRUQQABIaChZIQU5ET0ZGX1JFUVVFU1RFUl9UT09MEAESJQohSEFORE9GRl9SRVFVRVNURVJfRVhURVJOQUxfU1lTVEVNEAISHgoaSEFORE9GRl9SRVFVRVNURVJfQ1VTVE9NRVIQAxIkCiBIQU5ET0ZGX1JFUVVFU1RFUl9IVU1BTl9UQUtFT1ZFUhAEKvgCChFIYW5kb2ZmQ2hhbmdlVHlwZRIjCh9IQU5ET0ZGX0NIQU5HRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYSEFORE9GRl9DSEFOR0VfVFlQRV9PUEVOEAESIQodSEFORE9GRl9DSEFOR0VfVFlQRV9SRVFVRVNURUQQAhIfChtIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSRUQQAxImCiJIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSX0RFQ0xJTkVEEAQSHwobSEFORE9GRl9DSEFOR0VfVFlQRV9DTEFJTUVEEAUSIwofSEFORE9GRl9DSEFOR0VfVFlQRV9UUkFOU0ZFUlJFRBAGEigKJEhBTkRPRkZfQ0hBTkdFX1RZUEVfQ1VTVE9NRVJfTUVTU0FHRRAHEiUKIUhBTkRPRkZfQ0hBTkdFX1RZUEVfQ0xBSU1fVElNRU9VVBAIEh0KGUhBTkRPRkZfQ0hBTkdFX1RZUEVfRU5ERUQQCWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiYXRvbi92MS9tZXNzYWdlLnByb3RvEghiYXRvbi52MSKXAQoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCg5oYW5kb2ZmX3BvbGljeRgFIAEoCzIXLmJhdG9uLnYxLkhhbmRvZmZQb2xpY3kiuQEKCEN1c3RvbWVyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMgoIbWV0YWRhdGEYAyADKAsyIC5iYXRvbi52MS5DdXN0b21lci5NZXRhZGF0YUVudHJ5Ei4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLgAgoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRITCgtjdXN0b21lcl9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIjCgRtb2RlGAUgASgOMhUuYmF0b24udjEuU2Vzc2lvbk1vZGUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoIbWV0YWRhdGEYCCADKAsyHy5iYXRvbi52MS5TZXNzaW9uLk1ldGFkYXRhRW50cnkSEwoLbmV4dF9vZmZzZXQYCSABKAMSFQoNY29udHJvbF9lcG9jaBgKIAEoAxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoLUGFydGljaXBhbnQSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJIkcKC01lc3NhZ2VEYXRhEgwKBHRleHQYASABKAkSKgoLcGFydGljaXBhbnQYAiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudCJ7CghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEioKCWFyZ3VtZW50cxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoGcmVzdWx0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg0KBWVycm9yGAQgASgJIjIKCFRvb2xEYXRhEiYKCnRvb2xfY2FsbHMYASADKAsyEi5iYXRvbi52MS5Ub29sQ2FsbCJOCgpTdGF0dXNEYXRhEiAKBnN0YXR1cxgBIAEoDjIQLmJhdG9uLnYxLlN0YXR1cxITCgZkZXRhaWwYAiABKAlIAIgBAUIJCgdfZGV0YWlsIpIDCgVFdmVudBIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIhCgRraW5kGAQgASgOMhMuYmF0b24udjEuRXZlbnRLaW5kEiUKBnNvdXJjZRgFIAEoDjIVLmJhdG9uLnYxLkV2ZW50U291cmNlEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEigKB21lc3NhZ2UYCCABKAsyFS5iYXRvbi52MS5NZXNzYWdlRGF0YUgAEiIKBHRvb2wYCSABKAsyEi5iYXRvbi52MS5Ub29sRGF0YUgAEiYKBnN0YXR1cxgKIAEoCzIULmJhdG9uLnYxLlN0YXR1c0RhdGFIABIpCgZjdXN0b20YCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0SAASHgoFYWN0b3IYDCABKAsyDy5iYXRvbi52MS5BY3RvckIGCgRkYXRhIk8KBUFjdG9yEg4KBmtleV9pZBgBIAEoCRIhCgRyb2xlGAIgASgOMhMuYmF0b24udjEuQWN0b3JSb2xlEhMKC2N1c3RvbWVyX2lkGAMgASgJIqEBCglHdWlkZWxpbmUSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEQoJY29uZGl0aW9uGAMgASgJEg4KBmFjdGlvbhgEIAEoCRISCgp0b29sX25hbWVzGAUgAygJEg8KB2VuYWJsZWQYBiABKAgSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoOQ2FubmVkUmVzcG9uc2USCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDAoEdGV4dBgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJWCgRUb29sEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKwoKcGFyYW1ldGVycxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiQwoMTWVzc2FnZURlbHRhEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEgwKBHRleHQYAiABKAkSDQoFaW5kZXgYAyABKAUiPwoPT3BlcmF0aW5nV2luZG93EhAKCHdlZWtkYXlzGAEgAygFEg0KBXN0YXJ0GAIgASgJEgsKA2VuZBgDIAEoCSLhBAoNSGFuZG9mZlBvbGljeRIfChdoYW5kb2ZmX3N0YXJ0ZWRfbWVzc2FnZRgBIAEoCRIfChdvcGVyYXRvcl9qb2luZWRfbWVzc2FnZRgCIAEoCRIpCiFvcGVyYXRvcl9qb2luZWRfYW5vbnltb3VzX21lc3NhZ2UYAyABKAkSFwoPYWlfYmFja19tZXNzYWdlGAQgASgJEhsKE25vX29wZXJhdG9yX21lc3NhZ2UYBSABKAkSHgoWcXVldWVfcG9zaXRpb25fbWVzc2FnZRgGIAEoCRIdChVjbGFpbV90aW1lb3V0X21lc3NhZ2UYByABKAkSMAoNY2xhaW1fdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI6ChRjbGFpbV90aW1lb3V0X2FjdGlvbhgJIAEoDjIcLmJhdG9uLnYxLkNsYWltVGltZW91dEFjdGlvbhI1ChJpbmFjdGl2aXR5X3RpbWVvdXQYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SRAoZaW5hY3Rpdml0eV90aW1lb3V0X2FjdGlvbhgLIAEoDjIhLmJhdG9uLnYxLkluYWN0aXZpdHlUaW1lb3V0QWN0aW9uEhEKCXRpbWVfem9uZRgMIAEoCRIyCg9vcGVyYXRpbmdfaG91cnMYDSADKAsyGS5iYXRvbi52MS5PcGVyYXRpbmdXaW5kb3cSPAoZZGVmYXVsdF93YWl0X3Blcl9wb3NpdGlvbhgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLdBAoHSGFuZG9mZhIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhAKCGFnZW50X2lkGAMgASgJEiUKBXN0YXRlGAQgASgOMhYuYmF0b24udjEuSGFuZG9mZlN0YXRlEg4KBnJlYXNvbhgFIAEoCRIPCgdzdW1tYXJ5GAYgASgJEjAKDHJlcXVlc3RlZF9ieRgHIAEoDjIaLmJhdG9uLnYxLkhhbmRvZmZSZXF1ZXN0ZXISJwoIb3BlcmF0b3IYCCABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIgChhvcGVyYXRvcl9vbl9iZWhhbGZfb2ZfYWkYCSABKAgSKQoKb2ZmZXJlZF90bxgKIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50EjAKDHJlcXVlc3RlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY2xhaW1lZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOAoUZmlyc3RfaHVtYW5fcmVwbHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgdvdXRjb21lGA8gASgOMhguYmF0b24udjEuSGFuZG9mZk91dGNvbWUSDAoEbm90ZRgQIAEoCRIVCg1jb250cm9sX2Vwb2NoGBEgASgDEhYKDnF1ZXVlX3Bvc2l0aW9uGBIgASgFIrABCg1IYW5kb2ZmQ2hhbmdlEhAKCHBvc2l0aW9uGAEgASgDEikKBHR5cGUYAiABKA4yGy5iYXRvbi52MS5IYW5kb2ZmQ2hhbmdlVHlwZRIiCgdoYW5kb2ZmGAMgASgLMhEuYmF0b24udjEuSGFuZG9mZhIUCgxldmVudF9vZmZzZXQYBCABKAMSKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidAoTRHVyYXRpb25QZXJjZW50aWxlcxINCgVjb3VudBgBIAEoAxImCgNwNTAYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoDcDkwGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpoECgxIYW5kb2ZmU3RhdHMSEAoIc2Vzc2lvbnMYASABKAMSHQoVc2Vzc2lvbnNfd2l0aF9oYW5kb2ZmGAIgASgDEhQKDGhhbmRvZmZfcmF0ZRgDIAEoARIQCghoYW5kb2ZmcxgEIAEoAxI3CglieV9yZWFzb24YBSADKAsyJC5iYXRvbi52MS5IYW5kb2ZmU3RhdHMuQnlSZWFzb25FbnRyeRI5CgpieV9vdXRjb21lGAYgAygLMiUuYmF0b24udjEuSGFuZG9mZlN0YXRzLkJ5T3V0Y29tZUVudHJ5EjQKDXRpbWVfdG9fY2xhaW0YByABKAsyHS5iYXRvbi52MS5EdXJhdGlvblBlcmNlbnRpbGVzEkAKGXRpbWVfdG9fZmlyc3RfaHVtYW5fcmVwbHkYCCABKAsyHS5iYXRvbi52MS5EdXJhdGlvblBlcmNlbnRpbGVzEh4KFmFiYW5kb25lZF93aGlsZV9xdWV1ZWQYCSABKAMSHAoUcmV0dXJuZWRfdG9fYWlfc2hhcmUYCiABKAESJAoccmVoYW5kb2Zmc193aXRoaW5fMzBfbWludXRlcxgLIAEoAxovCg1CeVJlYXNvbkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEaMAoOQnlPdXRjb21lRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASpbCgtTZXNzaW9uTW9kZRIcChhTRVNTSU9OX01PREVfVU5TUEVDSUZJRUQQABIVChFTRVNTSU9OX01PREVfQVVUTxABEhcKE1NFU1NJT05fTU9ERV9NQU5VQUwQAiqCAQoJRXZlbnRLaW5kEhoKFkVWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIWChJFVkVOVF9LSU5EX01FU1NBR0UQARITCg9FVkVOVF9LSU5EX1RPT0wQAhIVChFFVkVOVF9LSU5EX1NUQVRVUxADEhUKEUVWRU5UX0tJTkRfQ1VTVE9NEAQq6gEKC0V2ZW50U291cmNlEhwKGEVWRU5UX1NPVVJDRV9VTlNQRUNJRklFRBAAEhkKFUVWRU5UX1NPVVJDRV9DVVNUT01FUhABEhwKGEVWRU5UX1NPVVJDRV9DVVNUT01FUl9VSRACEhkKFUVWRU5UX1NPVVJDRV9BSV9BR0VOVBADEhwKGEVWRU5UX1NPVVJDRV9IVU1BTl9BR0VOVBAEEjIKLkVWRU5UX1NPVVJDRV9IVU1BTl9BR0VOVF9PTl9CRUhBTEZfT0ZfQUlfQUdFTlQQBRIXChNFVkVOVF9TT1VSQ0VfU1lTVEVNEAYqnQEKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABIXChNTVEFUVVNfQUNLTk9XTEVER0VEEAESFQoRU1RBVFVTX1BST0NFU1NJTkcQAhIRCg1TVEFUVVNfVFlQSU5HEAMSEAoMU1RBVFVTX1JFQURZEAQSFAoQU1RBVFVTX0NBTkNFTExFRBAFEhAKDFNUQVRVU19FUlJPUhAGKosBCglBY3RvclJvbGUSGgoWQUNUT1JfUk9MRV9VTlNQRUNJRklFRBAAEhQKEEFDVE9SX1JPTEVfQURNSU4QARIaChZBQ1RPUl9ST0xFX0lOVEVHUkFUSU9OEAISFwoTQUNUT1JfUk9MRV9PUEVSQVRPUhADEhcKE0FDVE9SX1JPTEVfQ1VTVE9NRVIQBCqIAQoSQ2xhaW1UaW1lb3V0QWN0aW9uEiQKIENMQUlNX1RJTUVPVVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fS0VFUF9XQUlUSU5HEAESJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fUkVUVVJOX1RPX0FJEAIqkwEKF0luYWN0aXZpdHlUaW1lb3V0QWN0aW9uEikKJUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIqCiZJTkFDVElWSVRZX1RJTUVPVVRfQUNUSU9OX1JFVFVSTl9UT19BSRABEiEKHUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fRU5EEAIqfAoMSGFuZG9mZlN0YXRlEh0KGUhBTkRPRkZfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVIQU5ET0ZGX1NUQVRFX1BFTkRJTkcQARIZChVIQU5ET0ZGX1NUQVRFX0NMQUlNRUQQAhIXChNIQU5ET0ZGX1NUQVRFX0VOREVEEAMqugEKDkhhbmRvZmZPdXRjb21lEh8KG0hBTkRPRkZfT1VUQ09NRV9VTlNQRUNJRklFRBAAEiUKIUhBTkRPRkZfT1VUQ09NRV9SRVNPTFZFRF9CWV9IVU1BThABEiIKHkhBTkRPRkZfT1VUQ09NRV9SRVRVUk5FRF9UT19BSRACEh0KGUhBTkRPRkZfT1VUQ09NRV9BQkFORE9ORUQQAxIdChlIQU5ET0ZGX09VVENPTUVfVElNRURfT1VUEAQqvgEKEEhhbmRvZmZSZXF1ZXN0ZXISIQodSEFORE9GRl9SRVFVRVNURVJfVU5TUEVDSUZJRUQQABIaChZIQU5ET0ZGX1JFUVVFU1RFUl9UT09MEAESJQohSEFORE9GRl9SRVFVRVNURVJfRVhURVJOQUxfU1lTVEVNEAISHgoaSEFORE9GRl9SRVFVRVNURVJfQ1VTVE9NRVIQAxIkCiBIQU5ET0ZGX1JFUVVFU1RFUl9IVU1BTl9UQUtFT1ZFUhAEKvgCChFIYW5kb2ZmQ2hhbmdlVHlwZRIjCh9IQU5ET0ZGX0NIQU5HRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYSEFORE9GRl9DSEFOR0VfVFlQRV9PUEVOEAESIQodSEFORE9GRl9DSEFOR0VfVFlQRV9SRVFVRVNURUQQAhIfChtIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSRUQQAxImCiJIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSX0RFQ0xJTkVEEAQSHwobSEFORE9GRl9DSEFOR0VfVFlQRV9DTEFJTUVEEAUSIwofSEFORE9GRl9DSEFOR0VfVFlQRV9UUkFOU0ZFUlJFRBAGEigKJEhBTkRPRkZfQ0hBTkdFX1RZUEVfQ1VTVE9NRVJfTUVTU0FHRRAHEiUKIUhBTkRPRkZfQ0hBTkdFX1RZUEVfQ0xBSU1fVElNRU9VVBAIEh0KGUhBTkRPRkZfQ0hBTkdFX1RZUEVfRU5ERUQQCWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * An AI agent: the persona and behaviour that answers customers in sessions.
@@ -433,6 +433,14 @@ export type Event = Message<"baton.v1.Event"> & {
     value: JsonObject;
     case: "custom";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Who appended the event (the authenticated caller), for the audit trail. Unset for events
+   * Baton's engine writes on its own and for servers running without authentication (--dev).
+   *
+   * @generated from field: baton.v1.Actor actor = 12;
+   */
+  actor?: Actor | undefined;
 };
 
 /**
@@ -441,6 +449,41 @@ export type Event = Message<"baton.v1.Event"> & {
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_baton_v1_message, 8);
+
+/**
+ * Who did a write: the API key (and its role) or the customer token behind the call.
+ *
+ * @generated from message baton.v1.Actor
+ */
+export type Actor = Message<"baton.v1.Actor"> & {
+  /**
+   * Id of the API key used ("key_..."); for a customer token, the key that issued it.
+   *
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * The caller's role.
+   *
+   * @generated from field: baton.v1.ActorRole role = 2;
+   */
+  role: ActorRole;
+
+  /**
+   * For customer tokens: the customer the token was issued for.
+   *
+   * @generated from field: string customer_id = 3;
+   */
+  customerId: string;
+};
+
+/**
+ * Describes the message baton.v1.Actor.
+ * Use `create(ActorSchema)` to create a new message.
+ */
+export const ActorSchema: GenMessage<Actor> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 9);
 
 /**
  * A rule of an agent's behaviour: when `condition` holds in the conversation, do `action`,
@@ -504,7 +547,7 @@ export type Guideline = Message<"baton.v1.Guideline"> & {
  * Use `create(GuidelineSchema)` to create a new message.
  */
 export const GuidelineSchema: GenMessage<Guideline> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 9);
+  messageDesc(file_baton_v1_message, 10);
 
 /**
  * Pre-approved wording an agent may answer with, for strict control over what it says.
@@ -546,7 +589,7 @@ export type CannedResponse = Message<"baton.v1.CannedResponse"> & {
  * Use `create(CannedResponseSchema)` to create a new message.
  */
 export const CannedResponseSchema: GenMessage<CannedResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 10);
+  messageDesc(file_baton_v1_message, 11);
 
 /**
  * A tool the server can call during an agent's turn (loaded with `baton serve --tools`).
@@ -581,7 +624,7 @@ export type Tool = Message<"baton.v1.Tool"> & {
  * Use `create(ToolSchema)` to create a new message.
  */
 export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 11);
+  messageDesc(file_baton_v1_message, 12);
 
 /**
  * A piece of an AI reply while it is being generated. Transient: sent only to live ListEvents
@@ -618,7 +661,7 @@ export type MessageDelta = Message<"baton.v1.MessageDelta"> & {
  * Use `create(MessageDeltaSchema)` to create a new message.
  */
 export const MessageDeltaSchema: GenMessage<MessageDelta> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 12);
+  messageDesc(file_baton_v1_message, 13);
 
 /**
  * A window of a week in which operators work, in `HandoffPolicy.time_zone`.
@@ -653,7 +696,7 @@ export type OperatingWindow = Message<"baton.v1.OperatingWindow"> & {
  * Use `create(OperatingWindowSchema)` to create a new message.
  */
 export const OperatingWindowSchema: GenMessage<OperatingWindow> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 13);
+  messageDesc(file_baton_v1_message, 14);
 
 /**
  * How handoffs work for one agent's sessions. Empty strings and zero durations take the
@@ -774,7 +817,7 @@ export type HandoffPolicy = Message<"baton.v1.HandoffPolicy"> & {
  * Use `create(HandoffPolicySchema)` to create a new message.
  */
 export const HandoffPolicySchema: GenMessage<HandoffPolicy> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 14);
+  messageDesc(file_baton_v1_message, 15);
 
 /**
  * One escalation of a session to humans, from request to end.
@@ -915,7 +958,7 @@ export type Handoff = Message<"baton.v1.Handoff"> & {
  * Use `create(HandoffSchema)` to create a new message.
  */
 export const HandoffSchema: GenMessage<Handoff> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 15);
+  messageDesc(file_baton_v1_message, 16);
 
 /**
  * One change on the operator inbox stream.
@@ -965,7 +1008,7 @@ export type HandoffChange = Message<"baton.v1.HandoffChange"> & {
  * Use `create(HandoffChangeSchema)` to create a new message.
  */
 export const HandoffChangeSchema: GenMessage<HandoffChange> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 16);
+  messageDesc(file_baton_v1_message, 17);
 
 /**
  * Median and 90th percentile of a duration.
@@ -1000,7 +1043,7 @@ export type DurationPercentiles = Message<"baton.v1.DurationPercentiles"> & {
  * Use `create(DurationPercentilesSchema)` to create a new message.
  */
 export const DurationPercentilesSchema: GenMessage<DurationPercentiles> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 17);
+  messageDesc(file_baton_v1_message, 18);
 
 /**
  * Handoff analytics over a time range.
@@ -1092,7 +1135,7 @@ export type HandoffStats = Message<"baton.v1.HandoffStats"> & {
  * Use `create(HandoffStatsSchema)` to create a new message.
  */
 export const HandoffStatsSchema: GenMessage<HandoffStats> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 18);
+  messageDesc(file_baton_v1_message, 19);
 
 /**
  * Whether the AI agent answers customer messages on a session.
@@ -1303,6 +1346,54 @@ export const StatusSchema: GenEnum<Status> = /*@__PURE__*/
   enumDesc(file_baton_v1_message, 3);
 
 /**
+ * The role of an authenticated caller.
+ *
+ * @generated from enum baton.v1.ActorRole
+ */
+export enum ActorRole {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: ACTOR_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * An administrator's API key: may call every RPC.
+   *
+   * @generated from enum value: ACTOR_ROLE_ADMIN = 1;
+   */
+  ADMIN = 1,
+
+  /**
+   * A backend service's API key (agents, customers, sessions, events, customer tokens).
+   *
+   * @generated from enum value: ACTOR_ROLE_INTEGRATION = 2;
+   */
+  INTEGRATION = 2,
+
+  /**
+   * A human agent's API key: reads sessions and events, posts human-agent messages.
+   *
+   * @generated from enum value: ACTOR_ROLE_OPERATOR = 3;
+   */
+  OPERATOR = 3,
+
+  /**
+   * A customer token (AuthService.IssueCustomerToken): that customer's own sessions only.
+   *
+   * @generated from enum value: ACTOR_ROLE_CUSTOMER = 4;
+   */
+  CUSTOMER = 4,
+}
+
+/**
+ * Describes the enum baton.v1.ActorRole.
+ */
+export const ActorRoleSchema: GenEnum<ActorRole> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 4);
+
+/**
  * What happens when a handoff waits longer than `claim_timeout` for an operator.
  *
  * @generated from enum baton.v1.ClaimTimeoutAction
@@ -1334,7 +1425,7 @@ export enum ClaimTimeoutAction {
  * Describes the enum baton.v1.ClaimTimeoutAction.
  */
 export const ClaimTimeoutActionSchema: GenEnum<ClaimTimeoutAction> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 4);
+  enumDesc(file_baton_v1_message, 5);
 
 /**
  * What happens when the operator of a claimed handoff stays silent for `inactivity_timeout`.
@@ -1368,7 +1459,7 @@ export enum InactivityTimeoutAction {
  * Describes the enum baton.v1.InactivityTimeoutAction.
  */
 export const InactivityTimeoutActionSchema: GenEnum<InactivityTimeoutAction> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 5);
+  enumDesc(file_baton_v1_message, 6);
 
 /**
  * Where a handoff is in its life.
@@ -1409,7 +1500,7 @@ export enum HandoffState {
  * Describes the enum baton.v1.HandoffState.
  */
 export const HandoffStateSchema: GenEnum<HandoffState> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 6);
+  enumDesc(file_baton_v1_message, 7);
 
 /**
  * How a handoff ended.
@@ -1457,7 +1548,7 @@ export enum HandoffOutcome {
  * Describes the enum baton.v1.HandoffOutcome.
  */
 export const HandoffOutcomeSchema: GenEnum<HandoffOutcome> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 7);
+  enumDesc(file_baton_v1_message, 8);
 
 /**
  * Who asked for a handoff.
@@ -1505,7 +1596,7 @@ export enum HandoffRequester {
  * Describes the enum baton.v1.HandoffRequester.
  */
 export const HandoffRequesterSchema: GenEnum<HandoffRequester> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 8);
+  enumDesc(file_baton_v1_message, 9);
 
 /**
  * What changed in a handoff, on the operator inbox stream.
@@ -1588,5 +1679,5 @@ export enum HandoffChangeType {
  * Describes the enum baton.v1.HandoffChangeType.
  */
 export const HandoffChangeTypeSchema: GenEnum<HandoffChangeType> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 9);
+  enumDesc(file_baton_v1_message, 10);
 

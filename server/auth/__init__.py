@@ -1,0 +1,1 @@
+"""Authentication and authorization: API keys, customer tokens, roles, limits, the principal."""

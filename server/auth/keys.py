@@ -1,0 +1,140 @@
+"""API keys: created and revoked by `baton keys`, checked on every authenticated call.
+
+A key's secret is `bk_<key id>_<64 hex digits>`; only its sha256 is stored (the secret has 256
+random bits, so a fast hash is enough), compared in constant time. Lookups are cached briefly so a
+busy key costs no query per call; a revocation takes effect within `cache_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from baton_server.auth.principal import KEY_ROLES, Role
+from baton_server.domain import now_us
+from baton_server.store import schema
+from baton_server.store.database import Database
+from baton_server.store.ids import new_id
+
+KEY_PREFIX = "bk_"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    role: Role
+    created_at_us: int
+    revoked_at_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    key: ApiKey | None
+    digest: str
+    until: float
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_key_id(secret: str) -> str | None:
+    """The key id inside a secret (`bk_<id>_<random>`), or None if it is not shaped like one."""
+    if not secret.startswith(KEY_PREFIX):
+        return None
+    key_id, sep, rest = secret[len(KEY_PREFIX) :].rpartition("_")
+    if not sep or not key_id or not rest or len(key_id) > 64:
+        return None
+    return key_id
+
+
+class KeyStore:
+    def __init__(self, database: Database, *, cache_ttl_s: float = 5.0) -> None:
+        self._db = database
+        self._ttl = cache_ttl_s
+        self._cache: dict[str, _Cached] = {}
+
+    async def create(self, role: Role, name: str = "") -> tuple[ApiKey, str]:
+        """Creates a key; returns it and its secret (shown once, never stored)."""
+        if role not in KEY_ROLES:
+            raise ValueError(f"role must be one of {', '.join(r.value for r in KEY_ROLES)}")
+        key = ApiKey(new_id("key"), name, role, now_us(), None)
+        # Hex: no "_" in the random part, so the id parses back out of the secret.
+        secret = f"{KEY_PREFIX}{key.id}_{secrets.token_hex(32)}"
+        async with self._db.writer.begin() as conn:
+            await conn.execute(
+                schema.api_keys.insert().values(
+                    id=key.id,
+                    name=name,
+                    role=role.value,
+                    secret_sha256=_digest(secret),
+                    created_at_us=key.created_at_us,
+                )
+            )
+        return key, secret
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revokes a key; False if no such (unrevoked) key exists."""
+        table = schema.api_keys
+        async with self._db.writer.begin() as conn:
+            result = await conn.execute(
+                update(table)
+                .where(table.c.id == key_id, table.c.revoked_at_us.is_(None))
+                .values(revoked_at_us=now_us())
+            )
+        self._cache.pop(key_id, None)
+        return bool(result.rowcount)
+
+    async def list(self) -> list[ApiKey]:
+        table = schema.api_keys
+        async with self._db.reader.connect() as conn:
+            rows = await conn.execute(select(table).order_by(table.c.created_at_us, table.c.id))
+            return [_key_from_row(r) for r in rows]
+
+    async def verify(self, secret: str) -> ApiKey | None:
+        """The active key this secret belongs to, or None."""
+        key_id = parse_key_id(secret)
+        if key_id is None:
+            return None
+        cached = await self._lookup(key_id)
+        if cached.key is None or not hmac.compare_digest(cached.digest, _digest(secret)):
+            return None
+        return cached.key
+
+    async def active(self, key_id: str) -> ApiKey | None:
+        """The key with this id if it exists and is not revoked (customer tokens' issuers)."""
+        return (await self._lookup(key_id)).key
+
+    async def _lookup(self, key_id: str) -> _Cached:
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is not None and cached.until > now:
+            return cached
+        table = schema.api_keys
+        async with self._db.reader.connect() as conn:
+            row = (await conn.execute(select(table).where(table.c.id == key_id))).first()
+        key = _key_from_row(row) if row is not None else None
+        if key is not None and key.revoked_at_us is not None:
+            key = None
+        # Unknown ids are cached too (briefly), so guessing costs no query per attempt.
+        cached = _Cached(key, row.secret_sha256 if row is not None else "", now + self._ttl)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_id] = cached
+        return cached
+
+
+def _key_from_row(row: object) -> ApiKey:
+    return ApiKey(
+        id=row.id,  # type: ignore[attr-defined]
+        name=row.name,  # type: ignore[attr-defined]
+        role=Role(row.role),  # type: ignore[attr-defined]
+        created_at_us=row.created_at_us,  # type: ignore[attr-defined]
+        revoked_at_us=row.revoked_at_us,  # type: ignore[attr-defined]
+    )
