@@ -241,8 +241,8 @@ class HandoffControls:
         queue = await rows.pending_queue(conn, agent_id)
         waits = await rows.recent_claim_waits_us(conn, agent_id)
         events: list[Event] = []
-        for position, waiting in enumerate(queue[:MAX_QUEUE_UPDATES], start=1):
-            if only and waiting.id != only:
+        for position, waiting in enumerate(queue, start=1):
+            if (only and waiting.id != only) or (not only and position > MAX_QUEUE_UPDATES):
                 continue
             wait_s = policies.estimated_wait_s(policy, position, waits)
             text = policies.text(

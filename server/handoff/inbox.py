@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from baton_server.bus import EventBus
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
@@ -59,8 +61,11 @@ class HandoffInbox:
         self._repo = repository
         self._reader = reader
         self._heartbeat_s = heartbeat_interval_s
-        self._wake = asyncio.Condition()
-        self._generation = 0
+        # The newest change position this replica knows of; watchers behind it read the log.
+        self._head = 0
+        self._head_changed = asyncio.Condition()
+        self._refresh: asyncio.Task[None] | None = None
+        self._stale = False
         self._closed = False
         bus.add_listener(self._on_commit)
 
@@ -69,30 +74,45 @@ class HandoffInbox:
             self.notify()
 
     def notify(self) -> None:
-        self._generation += 1
-        asyncio.get_running_loop().create_task(self._wake_all())
+        """Something may have changed: re-read the head once (coalesced across wake-ups), so
+        a busy log costs one query per burst, not one per watcher per event."""
+        self._stale = True
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.get_running_loop().create_task(self._refresh_head())
 
-    async def _wake_all(self) -> None:
-        async with self._wake:
-            self._wake.notify_all()
+    async def _refresh_head(self) -> None:
+        while self._stale and not self._closed:
+            self._stale = False
+            try:
+                head = await self._reader.head_position()
+            except Exception:
+                return  # watchers re-read on their heartbeat
+            if head > self._head:
+                self._head = head
+                async with self._head_changed:
+                    self._head_changed.notify_all()
 
     def close(self) -> None:
         self._closed = True
-        self.notify()
+        asyncio.get_running_loop().create_task(self._wake_all())
 
-    async def _wait(self, seen_generation: int) -> None:
-        async with self._wake:
-            if self._generation != seen_generation or self._closed:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._heartbeat_s)
+    async def _wake_all(self) -> None:
+        async with self._head_changed:
+            self._head_changed.notify_all()
+
+    async def _wait_past(self, position: int) -> None:
+        """Until the known head passes `position` or the inbox closes."""
+        async with self._head_changed:
+            await self._head_changed.wait_for(lambda: self._head > position or self._closed)
 
     async def watch(
         self, agent_id: str, after_position: int | None, operator: Operator | None
     ) -> AsyncIterator[InboxItem]:
         stream_id = new_id("watch")
+        loop = asyncio.get_running_loop()
         if operator is not None:
             await self._renew_presence(stream_id, operator, agent_id)
+        present_since = loop.time()
         try:
             if after_position is None:
                 position, open_handoffs = await self._reader.snapshot(agent_id)
@@ -105,25 +125,35 @@ class HandoffInbox:
                     )
             else:
                 position = after_position
-            while True:
-                generation = self._generation
-                changes = await self._reader.changes_after(position, agent_id, PAGE)
-                if not changes:
-                    break
+            while changes := await self._reader.changes_after(position, agent_id, PAGE):
                 position = changes[-1].position
                 yield InboxItem(changes=changes)
             yield InboxItem(caught_up_position=position)
+            self._head = max(self._head, position)
+            last_sent = loop.time()
             while not self._closed:
-                generation = self._generation
-                await self._wait(generation)
+                idle_for = loop.time() - last_sent
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, self._heartbeat_s - idle_for)):
+                        await self._wait_past(position)
+                if self._closed:
+                    break
+                # Filtered watchers may be behind the head with nothing of theirs to send:
+                # remember the head read so they do not re-read for the same changes.
+                head = self._head
                 changes = await self._reader.changes_after(position, agent_id, PAGE)
                 if changes:
                     position = changes[-1].position
+                    last_sent = loop.time()
                     yield InboxItem(changes=changes)
                     continue
-                if self._generation == generation:  # idle for a heartbeat interval
-                    if operator is not None:
-                        await self._renew_presence(stream_id, operator, agent_id)
+                position = max(position, head)
+                now = loop.time()
+                if operator is not None and now - present_since >= self._heartbeat_s:
+                    await self._renew_presence(stream_id, operator, agent_id)
+                    present_since = now
+                if now - last_sent >= self._heartbeat_s:
+                    last_sent = now
                     yield InboxItem(heartbeat_position=position)
         finally:
             if operator is not None:
@@ -133,8 +163,8 @@ class HandoffInbox:
     async def _renew_presence(self, stream_id: str, operator: Operator, agent_id: str) -> None:
         expires = now_us() + int(self._heartbeat_s * 3 * 1_000_000)
 
-        async def job(conn: object) -> tuple[None, list[Event]]:
-            await rows.upsert_presence(conn, stream_id, operator.id, agent_id, expires)  # type: ignore[arg-type]
+        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+            await rows.upsert_presence(conn, stream_id, operator.id, agent_id, expires)
             return None, []
 
         await self._repo.run_write(job)
@@ -142,8 +172,8 @@ class HandoffInbox:
     async def _end_presence(self, stream_id: str) -> None:
         now = now_us()
 
-        async def job(conn: object) -> tuple[None, list[Event]]:
-            await rows.remove_presence(conn, stream_id, now)  # type: ignore[arg-type]
+        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+            await rows.remove_presence(conn, stream_id, now)
             return None, []
 
         await self._repo.run_write(job)
