@@ -100,7 +100,7 @@ class BatonApp:
         self._repository = Repository(
             self._database,
             on_commit=self._on_commit,
-            on_session_deleted=self.bus.session_deleted,
+            on_session_deleted=self._session_deleted,
             encode_event=encode_event,
         )
         self._repository.start()
@@ -184,6 +184,11 @@ class BatonApp:
         if settings.dev_mode:
             log.warning("--dev: authentication is OFF; every caller may do everything")
         return self.port
+
+    def _session_deleted(self, session_id: str) -> None:
+        self.bus.session_deleted(session_id)
+        if self.inbox is not None:
+            self.inbox.notify()  # its open handoff just ended
 
     def _on_commit(self, events: list[Event]) -> None:
         self.bus.publish(events)

@@ -250,6 +250,9 @@ class TurnGuard:
 
     trigger_offset: int
     handed_off: bool = False
+    # After its own handoff, the session's control epoch that handoff left: any later control
+    # change (an operator claiming it, ...) silences the turn too.
+    control_epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

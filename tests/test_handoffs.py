@@ -457,6 +457,7 @@ async def test_a_human_message_on_an_auto_session_takes_it_over(baton: Stubs) ->
         "baton.session_mode_changed",
         "baton.handoff_requested",
         "baton.handoff_claimed",
+        "EVENT_SOURCE_SYSTEM: Olga has joined the conversation.",
         "EVENT_SOURCE_HUMAN_AGENT: Olga here",
     ]
     # A retry with the same key returns the original message and takes nothing over again.
@@ -482,16 +483,31 @@ async def test_queue_positions_move_as_handoffs_are_claimed(baton: Stubs) -> Non
     others = [await session_for(baton, agent_id) for _ in range(2)]
     handoffs = [(await request_handoff(baton, s.id)).handoff for s in (first, *others)]
     assert [h.queue_position for h in handoffs] == [1, 2, 3]
+    streams = [
+        baton.events.ListEvents(
+            rr.ListEventsRequest(
+                session_id=s.id, follow=True, min_offset=s.next_offset, kinds=[pb.EVENT_KIND_CUSTOM]
+            )
+        )
+        for s in others
+    ]
     await baton.handoffs.ClaimHandoff(
         rr.ClaimHandoffRequest(handoff_id=handoffs[0].id, operator=op("ann"))
     )
-    for session, position in zip(others, (1, 2), strict=True):
-        updates = [
-            e.custom
-            for e in await log_of(baton, session.id)
-            if e.HasField("custom") and e.custom["type"] == "baton.handoff_queue_position"
-        ]
-        assert [u["position"] for u in updates][-1] == position
+    # Announced right after the claim commits, on each waiting customer's own log.
+    for stream, position in zip(streams, (1, 2), strict=True):
+        async with asyncio.timeout(10):
+            async for response in stream:
+                moved = [
+                    e.custom["position"]
+                    for e in response.events
+                    if e.custom["type"] == "baton.handoff_queue_position"
+                    and e.custom["position"] != position + 1
+                ]
+                if moved:
+                    assert moved == [position]
+                    break
+        stream.cancel()
     got = await baton.handoffs.GetHandoff(rr.GetHandoffRequest(handoff_id=handoffs[2].id))
     assert got.handoff.queue_position == 2
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
-from baton_server.api.mapping import require_id, timestamp
+from baton_server.api.mapping import MAX_DISPLAY_NAME_LENGTH, require_id, timestamp
 from baton_server.api.protos import pb
 from baton_server.domain import (
     Handoff,
@@ -102,6 +102,10 @@ def change_to_proto(change: HandoffChange) -> pb.HandoffChange:
 
 
 def operator_from_proto(value: Any, field: str) -> Operator:
+    if len(value.display_name) > MAX_DISPLAY_NAME_LENGTH:
+        raise InvalidArgument.single(
+            f"{field}.display_name", f"longer than {MAX_DISPLAY_NAME_LENGTH} characters"
+        )
     return Operator(require_id(value.id.strip() and value.id, f"{field}.id"), value.display_name)
 
 

@@ -34,6 +34,24 @@ MAX_REASON_LENGTH = 1000
 MAX_NOTE_LENGTH = 10_000
 
 
+# Inbox responses stay well under the default 4 MiB message limit, whatever the backlog.
+MAX_RESPONSE_BYTES = 1024 * 1024
+
+
+def batches(changes: list[Any]) -> list[list[Any]]:
+    """Splits changes into responses of at most MAX_RESPONSE_BYTES (one change at least)."""
+    out: list[list[Any]] = [[]]
+    size = 0
+    for change in changes:
+        bytes_ = change.ByteSize()
+        if out[-1] and size + bytes_ > MAX_RESPONSE_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(change)
+        size += bytes_
+    return out
+
+
 def _epoch(request: Any) -> int | None:
     return request.expected_epoch if request.HasField("expected_epoch") else None
 
@@ -148,7 +166,8 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
             operator = operator_from_proto(request.operator, "operator")
         async for item in self._inbox.watch(request.agent_id, after, operator):
             if item.changes:
-                yield rr.WatchHandoffsResponse(changes=[change_to_proto(c) for c in item.changes])
+                for batch in batches([change_to_proto(c) for c in item.changes]):
+                    yield rr.WatchHandoffsResponse(changes=batch)
             elif item.caught_up_position is not None:
                 yield rr.WatchHandoffsResponse(
                     caught_up=True, caught_up_position=item.caught_up_position

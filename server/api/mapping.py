@@ -28,6 +28,7 @@ from baton_server.tools import Tool
 RESERVED_TYPE_PREFIX = "baton."
 MAX_ID_LENGTH = 128
 MAX_KEY_LENGTH = 128
+MAX_DISPLAY_NAME_LENGTH = 256
 MAX_CORRELATION_ID_LENGTH = 256
 
 KIND_TO_PROTO = {
@@ -256,6 +257,13 @@ def draft_from_request(request: Any, limits: InputLimits | None = None) -> Event
             "message.participant.id",
             "required for human agent messages (who wrote it); or use source "
             "EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT to speak as the AI agent",
+        )
+    participant = request.message.participant
+    if len(participant.id) > MAX_ID_LENGTH:
+        problems.add("message.participant.id", f"longer than {MAX_ID_LENGTH} characters")
+    if len(participant.display_name) > MAX_DISPLAY_NAME_LENGTH:
+        problems.add(
+            "message.participant.display_name", f"longer than {MAX_DISPLAY_NAME_LENGTH} characters"
         )
     if len(request.idempotency_key) > MAX_KEY_LENGTH:
         problems.add("idempotency_key", f"longer than {MAX_KEY_LENGTH} characters")

@@ -85,6 +85,8 @@ class Turn:
     handoffs: HandoffControls | None = None
     # Set by whoever cancels the turn, recorded as the `cancelled` status detail.
     cancel_reason: str = "cancelled"
+    # The session's control epoch right after this turn's own handoff.
+    handoff_epoch: int | None = None
 
     @property
     def correlation_id(self) -> str:
@@ -144,7 +146,8 @@ class Turn:
                         session_id, [tool_event(outcomes, correlation)], guard, hand_off=hand_off
                     )
                     if reason is not None:
-                        guard = replace(guard, handed_off=True)
+                        # Its transition message may follow, until anyone else takes control.
+                        guard = replace(guard, handed_off=True, control_epoch=self.handoff_epoch)
             await self._say(
                 guard,
                 status("processing", correlation, "articulating"),
@@ -193,7 +196,8 @@ class Turn:
         )
 
         async def open_handoff(conn: AsyncConnection) -> list[Event]:
-            _, events = await handoffs.open_in(conn, opening)
+            handoff, events = await handoffs.open_in(conn, opening)
+            self.handoff_epoch = handoff.control_epoch
             return events
 
         return open_handoff

@@ -8,6 +8,7 @@ entry to the inbox change log. So the log, the handoff table and the inbox never
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,7 +34,7 @@ from baton_server.domain import (
     SessionMode,
     now_us,
 )
-from baton_server.errors import AlreadyExists, FailedPrecondition, StaleEpoch
+from baton_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, StaleEpoch
 from baton_server.handoff import policy as policies
 from baton_server.handoff.summary import Summarizer
 from baton_server.store import Repository
@@ -90,6 +91,30 @@ def lifecycle_event(change: str, handoff: Handoff, **extra: Any) -> EventDraft:
     return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data)
 
 
+def already_open(session_id: str, existing: Handoff) -> AlreadyExists:
+    return AlreadyExists(
+        f"session {session_id!r} already has an open handoff {existing.id!r} "
+        f"({existing.state.value}); end it before requesting another",
+        metadata={"handoff_id": existing.id, "state": existing.state.value},
+    )
+
+
+def queue_event(
+    policy: HandoffPolicy, waiting: Handoff, position: int, recent_waits_us: list[int]
+) -> EventDraft:
+    wait_s = policies.estimated_wait_s(policy, position, recent_waits_us)
+    text = policies.text(
+        policy, "queue_position_message", position=position, wait_minutes=max(1, round(wait_s / 60))
+    )
+    return lifecycle_event(
+        "queue_position",
+        waiting,
+        position=position,
+        estimated_wait_seconds=round(wait_s),
+        text=text,
+    )
+
+
 def system_message(text: str) -> EventDraft:
     """A customer-facing text from Baton itself."""
     return EventDraft(EventKind.MESSAGE, EventSource.SYSTEM, {"text": text})
@@ -114,17 +139,23 @@ class HandoffControls:
         self._reader = reader
         self._summarizer = summarizer
         self.clock = clock
+        # Agents whose queue moved: their waiting customers get new positions after the commit
+        # (never inside the changing transaction: locking other sessions there could deadlock
+        # with appends on PostgreSQL).
+        self._queues_moved: set[str] = set()
+        self._announcer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ opening
 
-    async def availability(self, agent_id: str, policy: HandoffPolicy) -> Availability:
-        now = self.clock()
-        if not policies.within_operating_hours(policy, now):
+    def _availability(self, policy: HandoffPolicy, present: bool) -> Availability:
+        if not policies.within_operating_hours(policy, self.clock()):
             return Availability(False, OUTSIDE_OPERATING_HOURS)
+        return Availability(True) if present else Availability(False, NO_OPERATOR_WATCHING)
+
+    async def availability(self, agent_id: str, policy: HandoffPolicy) -> Availability:
         # Presence is about live streams: real time, not the (test-controllable) clock.
-        if not await self._reader.operators_present(agent_id, now_us()):
-            return Availability(False, NO_OPERATOR_WATCHING)
-        return Availability(True)
+        present = await self._reader.operators_present(agent_id, now_us())
+        return self._availability(policy, present)
 
     async def prepare(
         self,
@@ -134,6 +165,9 @@ class HandoffControls:
         matched_guideline: str = "",
     ) -> HandoffOpening:
         session = await self._repo.get_session(session_id)
+        open_now = await self._reader.open_handoff(session_id)
+        if open_now is not None:  # cheap refusal before paying for a summary
+            raise already_open(session_id, open_now)
         agent = await self._repo.get_agent(session.agent_id)
         summary = await self._summarizer.summarize(session_id, reason, matched_guideline)
         availability = await self.availability(agent.id, agent.handoff_policy)
@@ -156,7 +190,11 @@ class HandoffControls:
         """Opens a PENDING handoff inside the caller's transaction (also used by the engine for
         a tool-triggered handoff, in the transaction of the tool event)."""
         session = await rows.lock_session(conn, opening.session_id)
-        await self._refuse_second(conn, session.id)
+        if expected_epoch is not None and expected_epoch != session.control_epoch:
+            raise StaleEpoch(session.id, expected_epoch, session.control_epoch)
+        existing = await rows.open_handoff_of(conn, session.id)
+        if existing is not None:
+            raise already_open(session.id, existing)
         now = self.clock()
         policy = await rows.agent_policy(conn, session.agent_id)
         epoch = await rows.change_control(conn, session, expected_epoch, SessionMode.MANUAL, now)
@@ -211,15 +249,6 @@ class HandoffControls:
             )
         return handoff, events
 
-    async def _refuse_second(self, conn: AsyncConnection, session_id: str) -> None:
-        existing = await rows.open_handoff_of(conn, session_id)
-        if existing is not None:
-            raise AlreadyExists(
-                f"session {session_id!r} already has an open handoff {existing.id!r} "
-                f"({existing.state.value}); end it before requesting another",
-                metadata={"handoff_id": existing.id, "state": existing.state.value},
-            )
-
     @staticmethod
     def _mode_drafts(session: Session, mode: SessionMode, reason: str) -> list[EventDraft]:
         if session.mode is mode:
@@ -233,34 +262,59 @@ class HandoffControls:
         conn: AsyncConnection,
         agent_id: str,
         policy: HandoffPolicy,
-        only: str = "",
+        only: str,
         correlation: str = "",
     ) -> list[Event]:
-        """Tells waiting customers their place and estimated wait: the one handoff `only`, or
-        (when the queue moved) every pending one."""
+        """Tells the customer of handoff `only` (whose session the transaction holds) their
+        place and estimated wait."""
         queue = await rows.pending_queue(conn, agent_id)
         waits = await rows.recent_claim_waits_us(conn, agent_id)
-        events: list[Event] = []
         for position, waiting in enumerate(queue, start=1):
-            if (only and waiting.id != only) or (not only and position > MAX_QUEUE_UPDATES):
-                continue
-            wait_s = policies.estimated_wait_s(policy, position, waits)
-            text = policies.text(
-                policy,
-                "queue_position_message",
-                position=position,
-                wait_minutes=max(1, round(wait_s / 60)),
-            )
-            draft = lifecycle_event(
-                "queue_position",
-                waiting,
-                position=position,
-                estimated_wait_seconds=round(wait_s),
-                text=text,
-            )
-            draft = replace(draft, correlation_id=correlation) if correlation else draft
-            events += await self._repo.append_in(conn, waiting.session_id, [draft])
-        return events
+            if waiting.id == only:
+                draft = queue_event(policy, waiting, position, waits)
+                draft = replace(draft, correlation_id=correlation) if correlation else draft
+                return await self._repo.append_in(conn, waiting.session_id, [draft])
+        return []
+
+    def _queue_moved(self, agent_id: str) -> None:
+        """Called inside a transaction that took a handoff out of the agent's queue."""
+        self._queues_moved.add(agent_id)
+        if self._announcer is None or self._announcer.done():
+            self._announcer = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        """New places for the waiting customers of queues that moved: one small transaction per
+        customer, each locking only their session. Bursts of claims coalesce."""
+        while self._queues_moved:
+            agent_id = self._queues_moved.pop()
+            try:
+                await self._announce_queue(agent_id)
+            except Exception as error:  # best effort: the next move announces again
+                log.info("queue positions for agent %s not announced: %s", agent_id, error)
+
+    async def _announce_queue(self, agent_id: str) -> None:
+        queue = (await self._reader.pending(agent_id))[:MAX_QUEUE_UPDATES]
+        for position, waiting in enumerate(queue, start=1):
+
+            async def job(
+                conn: AsyncConnection, waiting: Handoff = waiting, position: int = position
+            ) -> tuple[None, list[Event]]:
+                await rows.lock_session(conn, waiting.session_id)
+                current = await rows.pending_queue(conn, agent_id)
+                ids = [h.id for h in current]
+                if waiting.id not in ids or ids.index(waiting.id) + 1 != position:
+                    return None, []  # moved again meanwhile; the next round tells them
+                policy = await rows.agent_policy(conn, agent_id)
+                waits = await rows.recent_claim_waits_us(conn, agent_id)
+                draft = queue_event(policy, waiting, position, waits)
+                return None, await self._repo.append_in(conn, waiting.session_id, [draft])
+
+            await self._repo.run_write(job)
+
+    async def idle(self) -> None:
+        """Waits for pending queue announcements (tests, shutdown)."""
+        while self._announcer is not None and not self._announcer.done():
+            await asyncio.wait([self._announcer])
 
     # ------------------------------------------------------------------ operator controls
 
@@ -364,8 +418,8 @@ class HandoffControls:
             HandoffChangeType.TRANSFERRED if change == "transferred" else HandoffChangeType.CLAIMED
         )
         await rows.record_change(conn, handoff, change_type, events[recorded])
-        if was_pending:
-            events += await self._queue_updates(conn, session.agent_id, policy)
+        if was_pending and handoff.requested_by is not HandoffRequester.HUMAN_TAKEOVER:
+            self._queue_moved(session.agent_id)
         return handoff, events
 
     @staticmethod
@@ -513,8 +567,8 @@ class HandoffControls:
             drafts.append(system_message(policies.text(policy, "ai_back_message")))
         events = await self._repo.append_in(conn, session.id, drafts)
         await rows.record_change(conn, handoff, HandoffChangeType.ENDED, events[recorded])
-        if was_pending:
-            events += await self._queue_updates(conn, session.agent_id, policy)
+        if was_pending and handoff.requested_by is not HandoffRequester.HUMAN_TAKEOVER:
+            self._queue_moved(session.agent_id)
         return handoff, events
 
     # ------------------------------------------------------------------ messages and modes
@@ -522,7 +576,9 @@ class HandoffControls:
     async def append_human_message(self, session_id: str, draft: EventDraft) -> Event:
         """Appends a human agent's message. On a session nobody holds (AUTO, or no open
         handoff) the human takes it over: MANUAL, a handoff claimed by them, in the same
-        transaction; a PENDING handoff is claimed by whoever answers first."""
+        transaction; a PENDING handoff is claimed by whoever answers first (unless it is offered
+        to someone else). On a CLAIMED handoff only its holder writes; a message without a
+        participant counts as the holder's."""
         participant = draft.data.get("participant") or {}
         operator = Operator(participant.get("id", ""), participant.get("display_name", ""))
         on_behalf = draft.source is EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT
@@ -538,6 +594,7 @@ class HandoffControls:
             events: list[Event] = []
             now = self.clock()
             handoff = await rows.open_handoff_of(conn, session_id)
+            self._check_author(session_id, handoff, operator)
             if handoff is None:
                 opening = HandoffOpening(
                     session_id,
@@ -546,7 +603,9 @@ class HandoffControls:
                     "",
                     Availability(True),
                 )
-                handoff, opened = await self._takeover_in(conn, session, opening, operator)
+                handoff, opened = await self._takeover_in(
+                    conn, session, opening, operator, on_behalf
+                )
                 events += opened
                 session = await rows.lock_session(conn, session_id)
             elif handoff.state is HandoffState.PENDING:
@@ -567,13 +626,36 @@ class HandoffControls:
 
         return await self._repo.run_write(job)
 
+    def _check_author(self, session_id: str, handoff: Handoff | None, author: Operator) -> None:
+        if handoff is not None and handoff.state is HandoffState.CLAIMED:
+            if author.id and handoff.operator is not None and author.id != handoff.operator.id:
+                raise self._held_by_other(handoff, author.id)
+            return
+        if not author.id:
+            raise InvalidArgument.single(
+                "message.participant.id",
+                f"required: nobody holds session {session_id!r} yet, and this message would "
+                "hand it to its author",
+            )
+        if handoff is not None and handoff.offered_to and handoff.offered_to.id != author.id:
+            raise FailedPrecondition(
+                f"handoff {handoff.id!r} is offered to operator {handoff.offered_to.id!r}; "
+                "only they can take it until they decline",
+                metadata={"handoff_id": handoff.id, "offered_to": handoff.offered_to.id},
+            )
+
     async def _takeover_in(
-        self, conn: AsyncConnection, session: Session, opening: HandoffOpening, operator: Operator
+        self,
+        conn: AsyncConnection,
+        session: Session,
+        opening: HandoffOpening,
+        operator: Operator,
+        on_behalf_of_ai: bool,
     ) -> tuple[Handoff, list[Event]]:
         handoff, events = await self.open_in(conn, opening, None, announce=False)
         session = await rows.lock_session(conn, session.id)
         claimed, more = await self._claim_in(
-            conn, session, handoff, operator, False, None, "claimed", announce=False
+            conn, session, handoff, operator, on_behalf_of_ai, None, "claimed"
         )
         return claimed, events + more
 
@@ -584,12 +666,14 @@ class HandoffControls:
         open; AUTO ends the open one as RETURNED_TO_AI."""
         handoff = await rows.open_handoff_of(conn, session.id)
         if mode is SessionMode.MANUAL and handoff is None:
+            policy = await rows.agent_policy(conn, session.agent_id)
+            present = await rows.operators_present_in(conn, session.agent_id, now_us())
             opening = HandoffOpening(
                 session.id,
                 reason or "mode set to manual",
                 HandoffRequester.EXTERNAL_SYSTEM,
                 "",
-                Availability(True),
+                self._availability(policy, present),
             )
             _, events = await self.open_in(conn, opening)
             return events

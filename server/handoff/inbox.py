@@ -27,6 +27,7 @@ from baton_server.domain import (
     Operator,
     now_us,
 )
+from baton_server.errors import InvalidArgument
 from baton_server.store import Repository
 from baton_server.store import handoffs as rows
 from baton_server.store.handoffs import HandoffReader
@@ -124,12 +125,19 @@ class HandoffInbox:
                         ]
                     )
             else:
+                head = await self._reader.head_position()
+                if after_position > head:
+                    raise InvalidArgument.single(
+                        "after_position",
+                        f"{after_position} is past the newest change ({head}); resume from a "
+                        "position this server sent",
+                    )
                 position = after_position
             while changes := await self._reader.changes_after(position, agent_id, PAGE):
                 position = changes[-1].position
                 yield InboxItem(changes=changes)
             yield InboxItem(caught_up_position=position)
-            self._head = max(self._head, position)
+            self.notify()  # learn the current head from the store (never from a client)
             last_sent = loop.time()
             while not self._closed:
                 idle_for = loop.time() - last_sent
@@ -142,16 +150,17 @@ class HandoffInbox:
                 # remember the head read so they do not re-read for the same changes.
                 head = self._head
                 changes = await self._reader.changes_after(position, agent_id, PAGE)
-                if changes:
-                    position = changes[-1].position
-                    last_sent = loop.time()
-                    yield InboxItem(changes=changes)
-                    continue
-                position = max(position, head)
                 now = loop.time()
+                # Renewed busy or idle: presence lasts three heartbeats.
                 if operator is not None and now - present_since >= self._heartbeat_s:
                     await self._renew_presence(stream_id, operator, agent_id)
                     present_since = now
+                if changes:
+                    position = changes[-1].position
+                    last_sent = now
+                    yield InboxItem(changes=changes)
+                    continue
+                position = max(position, head)
                 if now - last_sent >= self._heartbeat_s:
                     last_sent = now
                     yield InboxItem(heartbeat_position=position)

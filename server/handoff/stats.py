@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from baton_server.domain import Handoff, HandoffOutcome
+from baton_server.domain import Handoff, HandoffOutcome, HandoffRequester
 
 REHANDOFF_WINDOW_US = 30 * 60 * 1_000_000
 
@@ -47,15 +47,16 @@ def percentiles(values: list[int]) -> Percentiles:
 
 def compute_stats(
     sessions: int,
+    sessions_with_handoff: int,
     handoffs: list[Handoff],
     history: dict[str, list[Handoff]],
     reason_keys: dict[str, str],
 ) -> HandoffStats:
-    """`handoffs`: requested in the range; `history`: every handoff of their sessions (to find
-    re-handoffs after a return to the AI); `reason_keys`: normalised reason per handoff id."""
+    """`sessions`: created in the range, `sessions_with_handoff` of them had one; `handoffs`:
+    requested in the range; `history`: every handoff of their sessions (to find re-handoffs
+    after a return to the AI); `reason_keys`: normalised reason per handoff id."""
     ended = [h for h in handoffs if h.outcome is not HandoffOutcome.NONE]
     outcomes = Counter(h.outcome.value.upper() for h in ended)
-    with_handoff = len({h.session_id for h in handoffs})
     rehandoffs = 0
     for handoff in handoffs:
         earlier = [
@@ -71,13 +72,19 @@ def compute_stats(
                 rehandoffs += 1
     return HandoffStats(
         sessions=sessions,
-        sessions_with_handoff=with_handoff,
-        handoff_rate=with_handoff / sessions if sessions else 0.0,
+        sessions_with_handoff=sessions_with_handoff,
+        handoff_rate=sessions_with_handoff / sessions if sessions else 0.0,
         handoffs=len(handoffs),
         by_reason=dict(Counter(reason_keys[h.id] for h in handoffs)),
         by_outcome=dict(outcomes),
+        # Takeovers never waited in the queue.
         time_to_claim=percentiles(
-            [h.claimed_at_us - h.requested_at_us for h in handoffs if h.claimed_at_us is not None]
+            [
+                h.claimed_at_us - h.requested_at_us
+                for h in handoffs
+                if h.claimed_at_us is not None
+                and h.requested_by is not HandoffRequester.HUMAN_TAKEOVER
+            ]
         ),
         time_to_first_human_reply=percentiles(
             [

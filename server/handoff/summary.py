@@ -14,6 +14,13 @@ log = logging.getLogger(__name__)
 # Customer messages quoted by the offline summary, and events an NLP summary reads.
 OFFLINE_MESSAGES = 3
 HISTORY_EVENTS = 100
+# Summaries travel with every inbox change: quotes and provider text are cut to these lengths.
+MAX_QUOTE_CHARS = 300
+MAX_SUMMARY_CHARS = 2000
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 @runtime_checkable
@@ -35,7 +42,7 @@ def offline_summary(history: list[Event], reason: str, matched_guideline: str) -
         lines.append(f"Matched guideline: {matched_guideline}")
     if said:
         lines.append("Last customer messages:")
-        lines += [f"- {text}" for text in said]
+        lines += [f"- {clip(text, MAX_QUOTE_CHARS)}" for text in said]
     else:
         lines.append("The customer has not written yet.")
     return "\n".join(lines)
@@ -63,4 +70,4 @@ class Summarizer:
         except Exception as error:  # the handoff must not fail because a summary did
             log.warning("handoff summary by the provider failed (%s); using the offline one", error)
             return fallback
-        return written.strip() or fallback
+        return clip(written.strip(), MAX_SUMMARY_CHARS) or fallback

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.domain import (
@@ -128,16 +129,18 @@ async def append_rows(
     sessions = schema.sessions
     session_ids = sorted({r.session_id for r in requests})
     rows = await conn.execute(
-        select(sessions.c.id, sessions.c.next_offset, sessions.c.mode)
+        select(sessions.c.id, sessions.c.next_offset, sessions.c.mode, sessions.c.control_epoch)
         .where(sessions.c.id.in_(session_ids))
         .order_by(sessions.c.id)
         .with_for_update()
     )
     next_offsets: dict[str, int] = {}
     modes: dict[str, str] = {}
+    epochs: dict[str, int] = {}
     for row in rows:
         next_offsets[row.id] = row.next_offset
         modes[row.id] = row.mode
+        epochs[row.id] = row.control_epoch
     known = await _known_keys(conn, requests)
     latest_customer, latest_human = await _latest_messages(conn, requests)
 
@@ -145,7 +148,7 @@ async def append_rows(
     inserts: list[dict[str, Any]] = []
     for request in requests:
         sid = request.session_id
-        result = _check(request, next_offsets, modes, latest_customer, latest_human, known)
+        result = _check(request, next_offsets, modes, epochs, latest_customer, latest_human, known)
         if result is not None:
             outcome.results.append(result)
             continue
@@ -218,6 +221,7 @@ def _check(
     request: AppendRequest,
     next_offsets: dict[str, int],
     modes: dict[str, str],
+    epochs: dict[str, int],
     latest_customer: dict[str, int],
     latest_human: dict[str, int],
     known: dict[tuple[str, str], tuple[str, Event]],
@@ -230,6 +234,8 @@ def _check(
     if guard is not None:
         if modes[sid] != SessionMode.AUTO.value and not guard.handed_off:
             return TurnAborted("the session is no longer in AUTO mode; a human answers")
+        if guard.control_epoch is not None and epochs[sid] != guard.control_epoch:
+            return TurnAborted("an operator took the session over; the AI does not talk over them")
         if latest_customer.get(sid, -1) > guard.trigger_offset:
             return TurnAborted("a newer customer message superseded this turn")
         if latest_human.get(sid, -1) > guard.trigger_offset:
@@ -303,6 +309,19 @@ async def _latest_messages(
         target = customer if source == EventSource.CUSTOMER.value else human
         target[session_id] = max(offset, target.get(session_id, -1))
     return customer, human
+
+
+TRANSIENT_RETRIES = 4
+# PostgreSQL: deadlock_detected, serialization_failure.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    return str(getattr(error.orig, "sqlstate", "") or getattr(error.orig, "pgcode", "") or "")
+
+
+def _is_transient(error: DBAPIError) -> bool:
+    return _sqlstate(error) in TRANSIENT_SQLSTATES
 
 
 class Appender:
@@ -382,8 +401,7 @@ class Appender:
 
     async def _run_job(self, job: _Job) -> None:
         try:
-            async with self._database.writer.begin() as conn:
-                result, committed = await job.run(conn)
+            result, committed = await self._with_retries(job.run)
         except BaseException as exc:
             _settle(job.future, exc)
             if isinstance(exc, asyncio.CancelledError):
@@ -394,10 +412,27 @@ class Appender:
         if committed:
             self._publish_safely(committed)
 
+    async def _with_retries(self, run: WriteJob) -> tuple[Any, list[Event]]:
+        """Runs `run` in a transaction; retries (a few times) when PostgreSQL broke a deadlock
+        or a serialization conflict between replicas by rolling this transaction back."""
+        for attempt in range(1, TRANSIENT_RETRIES + 1):
+            try:
+                async with self._database.writer.begin() as conn:
+                    return await run(conn)
+            except DBAPIError as error:
+                if attempt == TRANSIENT_RETRIES or not _is_transient(error):
+                    raise
+                log.info("write rolled back (%s); retrying", _sqlstate(error))
+        raise AssertionError("unreachable")
+
     async def _run_batch(self, batch: list[_Append]) -> None:
+        requests = [a.request for a in batch]
+
+        async def run(conn: AsyncConnection) -> tuple[_BatchOutcome, list[Event]]:
+            return await append_rows(conn, requests, self._encode), []
+
         try:
-            async with self._database.writer.begin() as conn:
-                outcome = await append_rows(conn, [a.request for a in batch], self._encode)
+            outcome, _ = await self._with_retries(run)
         except Exception:
             if len(batch) == 1:
                 log.exception("append failed for session %s", batch[0].request.session_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -16,7 +16,9 @@ from baton_server.domain import (
     Handoff,
     HandoffChange,
     HandoffChangeType,
+    HandoffOutcome,
     HandoffPolicy,
+    HandoffRequester,
     HandoffState,
     Page,
     Session,
@@ -155,9 +157,11 @@ async def record_change(
     conn: AsyncConnection,
     handoff: Handoff,
     change_type: HandoffChangeType,
-    event: Event,
+    event: Event | None,
+    at_us: int = 0,
 ) -> int:
-    """Appends to the inbox change log; returns the change's position."""
+    """Appends to the inbox change log; returns the change's position. `event` is the log
+    entry recording the change (None when there is no log any more: a deleted session)."""
     head = schema.handoff_log_head
     position = (
         await conn.scalar(select(head.c.position).where(head.c.id == 1).with_for_update())
@@ -170,8 +174,8 @@ async def record_change(
             session_id=handoff.session_id,
             agent_id=handoff.agent_id,
             type=change_type.value,
-            event_offset=event.offset,
-            created_at_us=event.created_at_us,
+            event_offset=event.offset if event is not None else -1,
+            created_at_us=event.created_at_us if event is not None else at_us,
             handoff_json=handoff_to_json(handoff),
         )
     )
@@ -196,10 +200,15 @@ async def pending_queue(conn: AsyncConnection, agent_id: str) -> list[Handoff]:
 
 
 async def recent_claim_waits_us(conn: AsyncConnection, agent_id: str, limit: int = 50) -> list[int]:
+    """How long the agent's latest claimed handoffs waited in the queue (takeovers never did)."""
     table = schema.handoffs
     rows = await conn.execute(
         select(table.c.claimed_at_us - table.c.requested_at_us)
-        .where(table.c.agent_id == agent_id, table.c.claimed_at_us.is_not(None))
+        .where(
+            table.c.agent_id == agent_id,
+            table.c.claimed_at_us.is_not(None),
+            table.c.requested_by != HandoffRequester.HUMAN_TAKEOVER.value,
+        )
         .order_by(table.c.claimed_at_us.desc())
         .limit(limit)
     )
@@ -213,13 +222,60 @@ async def agent_policy(conn: AsyncConnection, agent_id: str) -> HandoffPolicy:
     return HandoffPolicy.from_json(text or "{}")
 
 
+async def latest_handoff_of(conn: AsyncConnection, session_id: str) -> Handoff | None:
+    """The open handoff of the session, else its most recent one."""
+    table = schema.handoffs
+    row = (
+        await conn.execute(
+            select(table)
+            .where(table.c.session_id == session_id)
+            .order_by(table.c.open_session_id.is_(None), table.c.requested_at_us.desc())
+            .limit(1)
+        )
+    ).first()
+    return handoff_from_row(row) if row is not None else None
+
+
 async def record_customer_messages(conn: AsyncConnection, messages: Sequence[Event]) -> None:
-    """Inbox changes for customer messages committed on sessions with an open handoff (called
-    by the append transaction for messages on MANUAL sessions)."""
+    """Inbox changes for customer messages committed on MANUAL sessions (called by the append
+    transaction): on the open handoff, or — after one ended with the session left to humans —
+    on the last one, so a help desk still sees the customer write."""
     for event in messages:
-        handoff = await open_handoff_of(conn, event.session_id)
+        handoff = await latest_handoff_of(conn, event.session_id)
         if handoff is not None:
             await record_change(conn, handoff, HandoffChangeType.CUSTOMER_MESSAGE, event)
+
+
+async def operators_present_in(conn: AsyncConnection, agent_id: str, now_us: int) -> bool:
+    """Whether an operator watches the inbox for this agent (or for every agent)."""
+    table = schema.operator_presence
+    found = await conn.scalar(
+        select(func.count())
+        .select_from(table)
+        .where(
+            table.c.expires_at_us > now_us,
+            or_(table.c.agent_id == "", table.c.agent_id == agent_id),
+        )
+    )
+    return bool(found)
+
+
+async def forget_session(conn: AsyncConnection, session_id: str, now_us: int) -> None:
+    """Before a session is deleted: its open handoff ends (ABANDONED) on the inbox, so consoles
+    do not keep showing it, and its handoff rows go."""
+    handoff = await open_handoff_of(conn, session_id)
+    if handoff is not None:
+        ended = replace(
+            handoff,
+            state=HandoffState.ENDED,
+            outcome=HandoffOutcome.ABANDONED,
+            note="session deleted",
+            ended_at_us=now_us,
+            offered_to=None,
+        )
+        await record_change(conn, ended, HandoffChangeType.ENDED, None, now_us)
+    table = schema.handoffs
+    await conn.execute(delete(table).where(table.c.session_id == session_id))
 
 
 # ---------------------------------------------------------------- reads
@@ -241,6 +297,14 @@ class HandoffReader:
     async def get(self, handoff_id: str) -> Handoff:
         async with self._db.reader.connect() as conn:
             return await load_handoff(conn, handoff_id)
+
+    async def open_handoff(self, session_id: str) -> Handoff | None:
+        async with self._db.reader.connect() as conn:
+            return await open_handoff_of(conn, session_id)
+
+    async def pending(self, agent_id: str) -> list[Handoff]:
+        async with self._db.reader.connect() as conn:
+            return await pending_queue(conn, agent_id)
 
     async def queue_position(self, handoff: Handoff) -> int:
         if handoff.state is not HandoffState.PENDING:
@@ -347,17 +411,8 @@ class HandoffReader:
         ]
 
     async def operators_present(self, agent_id: str, now_us: int) -> bool:
-        table = schema.operator_presence
         async with self._db.reader.connect() as conn:
-            found = await conn.scalar(
-                select(func.count())
-                .select_from(table)
-                .where(
-                    table.c.expires_at_us > now_us,
-                    or_(table.c.agent_id == "", table.c.agent_id == agent_id),
-                )
-            )
-        return bool(found)
+            return await operators_present_in(conn, agent_id, now_us)
 
     async def due_timeouts(self, now_us: int, limit: int = 200) -> list[DueTimeout]:
         table = schema.handoffs
@@ -390,9 +445,10 @@ class HandoffReader:
 
     async def stats_inputs(
         self, agent_id: str, start_us: int, end_us: int
-    ) -> tuple[int, list[Handoff], dict[str, list[Handoff]], dict[str, str]]:
-        """(sessions created in range, handoffs requested in range, every handoff of the
-        sessions those belong to (for re-handoffs), reason_key per handoff id)."""
+    ) -> tuple[int, int, list[Handoff], dict[str, list[Handoff]], dict[str, str]]:
+        """(sessions created in range, how many of those had a handoff, handoffs requested in
+        range, every handoff of the sessions those belong to (for re-handoffs), reason_key per
+        handoff id)."""
         sessions, table = schema.sessions, schema.handoffs
         session_query = (
             select(func.count())
@@ -402,11 +458,18 @@ class HandoffReader:
         query = select(table).where(
             table.c.requested_at_us >= start_us, table.c.requested_at_us < end_us
         )
+        handed_off_query = (
+            select(func.count(func.distinct(table.c.session_id)))
+            .select_from(table.join(sessions, sessions.c.id == table.c.session_id))
+            .where(sessions.c.created_at_us >= start_us, sessions.c.created_at_us < end_us)
+        )
         if agent_id:
             session_query = session_query.where(sessions.c.agent_id == agent_id)
+            handed_off_query = handed_off_query.where(sessions.c.agent_id == agent_id)
             query = query.where(table.c.agent_id == agent_id)
         async with self._db.reader.connect() as conn:
             session_count = int(await conn.scalar(session_query) or 0)
+            handed_off = int(await conn.scalar(handed_off_query) or 0)
             rows = (await conn.execute(query.order_by(table.c.requested_at_us))).all()
             session_ids = sorted({r.session_id for r in rows})
             history: dict[str, list[Handoff]] = {}
@@ -420,6 +483,7 @@ class HandoffReader:
                     history.setdefault(r.session_id, []).append(handoff_from_row(r))
         return (
             session_count,
+            handed_off,
             [handoff_from_row(r) for r in rows],
             history,
             {r.id: r.reason_key for r in rows},

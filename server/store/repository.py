@@ -45,6 +45,7 @@ from baton_server.errors import FailedPrecondition, NotFound, StaleEpoch
 from baton_server.store import schema
 from baton_server.store.appender import Appender, AppendRequest, EventEncoder, append_rows
 from baton_server.store.database import Database
+from baton_server.store.handoffs import forget_session
 from baton_server.store.ids import new_id
 from baton_server.store.paging import Cursor, decode_token, encode_token, page_size
 from baton_server.store.rows import (
@@ -434,6 +435,7 @@ class Repository:
 
     async def delete_session(self, session_id: str) -> None:
         async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+            await forget_session(conn, session_id, now_us())
             await conn.execute(
                 delete(schema.events).where(schema.events.c.session_id == session_id)
             )

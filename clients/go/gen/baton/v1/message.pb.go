@@ -2425,7 +2425,7 @@ type HandoffStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sessions created in the range.
 	Sessions int64 `protobuf:"varint,1,opt,name=sessions,proto3" json:"sessions,omitempty"`
-	// Of those, sessions with at least one handoff requested in the range.
+	// Of those sessions, how many had at least one handoff.
 	SessionsWithHandoff int64 `protobuf:"varint,2,opt,name=sessions_with_handoff,json=sessionsWithHandoff,proto3" json:"sessions_with_handoff,omitempty"`
 	// sessions_with_handoff / sessions (0 when there are no sessions).
 	HandoffRate float64 `protobuf:"fixed64,3,opt,name=handoff_rate,json=handoffRate,proto3" json:"handoff_rate,omitempty"`

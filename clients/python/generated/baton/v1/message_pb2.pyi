@@ -1361,7 +1361,7 @@ class HandoffStats(_message.Message):
     sessions: _builtins.int
     """Sessions created in the range."""
     sessions_with_handoff: _builtins.int
-    """Of those, sessions with at least one handoff requested in the range."""
+    """Of those sessions, how many had at least one handoff."""
     handoff_rate: _builtins.float
     """sessions_with_handoff / sessions (0 when there are no sessions)."""
     handoffs: _builtins.int

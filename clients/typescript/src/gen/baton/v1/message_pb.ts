@@ -1059,7 +1059,7 @@ export type HandoffStats = Message<"baton.v1.HandoffStats"> & {
   sessions: bigint;
 
   /**
-   * Of those, sessions with at least one handoff requested in the range.
+   * Of those sessions, how many had at least one handoff.
    *
    * @generated from field: int64 sessions_with_handoff = 2;
    */
