@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -80,12 +81,17 @@ class HandoffInbox:
         self._closed = True
         self.notify()
 
-    async def _wait(self, seen_generation: int) -> None:
+    async def _wait(self, seen_generation: int) -> bool:
+        """Waits for a commit after `seen_generation` (at once if one already happened); False
+        after a heartbeat interval without one."""
         async with self._wake:
             if self._generation != seen_generation or self._closed:
-                return
-            with contextlib.suppress(TimeoutError):
+                return True
+            try:
                 await asyncio.wait_for(self._wake.wait(), self._heartbeat_s)
+            except TimeoutError:
+                return False
+            return True
 
     async def watch(
         self, agent_id: str, after_position: int | None, operator: Operator | None
@@ -113,17 +119,22 @@ class HandoffInbox:
                 position = changes[-1].position
                 yield InboxItem(changes=changes)
             yield InboxItem(caught_up_position=position)
+            # `generation` is always taken before the read it guards: a commit during that read
+            # or while the stream is suspended at a yield (sending) makes the next wait return
+            # at once, so its change is never left for the next heartbeat.
+            renew_at = time.monotonic() + self._heartbeat_s
             while not self._closed:
+                woken = await self._wait(generation)
+                # Presence lasts three heartbeats: renew on time, also on a busy inbox.
+                if operator is not None and time.monotonic() >= renew_at:
+                    await self._renew_presence(stream_id, operator, agent_id)
+                    renew_at = time.monotonic() + self._heartbeat_s
                 generation = self._generation
-                await self._wait(generation)
                 changes = await self._reader.changes_after(position, agent_id, PAGE)
                 if changes:
                     position = changes[-1].position
                     yield InboxItem(changes=changes)
-                    continue
-                if self._generation == generation:  # idle for a heartbeat interval
-                    if operator is not None:
-                        await self._renew_presence(stream_id, operator, agent_id)
+                elif not woken:  # idle for a heartbeat interval
                     yield InboxItem(heartbeat_position=position)
         finally:
             if operator is not None:
