@@ -9,7 +9,7 @@ export PATH := $(PATH):/usr/local/go/bin
 PORT ?= 8800
 DATABASE ?= sqlite+aiosqlite:///baton.db
 GENERATED := clients/python/generated clients/typescript/src/gen clients/go/gen
-PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench/engine.py bench/replicas.py
+PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench/engine.py bench/replicas.py bench/handoffs.py
 
 .PHONY: setup tools run test pytest smoke lint generate check-generated bench clean
 

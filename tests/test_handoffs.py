@@ -11,8 +11,10 @@ from google.protobuf import duration_pb2, field_mask_pb2
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
-from baton_server.domain import now_us
+from baton_server.bus import EventBus
+from baton_server.domain import HandoffChange, HandoffChangeType, now_us
 from baton_server.handoff import policy
+from baton_server.handoff.inbox import HandoffInbox
 from tests.support import Stubs, collect, error_reason
 
 TEXTS = policy.DEFAULT_TEXTS
@@ -728,6 +730,63 @@ async def test_inbox_filters_by_agent_and_sends_heartbeats(start_server) -> None
     # The resume point: past every change, including other agents' skipped ones.
     assert heartbeat.position >= changes_of(got)[-1].position
     watch.cancel()
+
+
+class _ChangeLog:
+    """A HandoffReader stand-in for HandoffInbox: the change log is a list the test appends to."""
+
+    def __init__(self) -> None:
+        self.changes: list[HandoffChange] = []
+
+    async def snapshot(self, agent_id: str) -> tuple[int, list[Any]]:
+        return 0, []
+
+    async def changes_after(self, position: int, agent_id: str, limit: int) -> list[Any]:
+        return [c for c in self.changes if c.position > position][:limit]
+
+    async def head_position(self) -> int:
+        return max((c.position for c in self.changes), default=0)
+
+
+async def test_inbox_sees_a_change_committed_while_it_sends_the_previous_one() -> None:
+    """Found by bench/handoffs.py's review: a commit whose wake-up fired while the stream was
+    suspended at its yield (sending) waited for the next commit or a heartbeat (15 s)."""
+    log = _ChangeLog()
+    inbox = HandoffInbox(None, log, EventBus(), heartbeat_interval_s=30)  # type: ignore[arg-type]
+    stream = inbox.watch("", None, None)
+
+    def commit(position: int) -> None:
+        log.changes.append(HandoffChange(position, HandoffChangeType.REQUESTED, None, 0, 0))  # type: ignore[arg-type]
+        inbox.notify()
+
+    async with asyncio.timeout(5):
+        assert (await anext(stream)).caught_up_position == 0
+        commit(1)
+        assert [c.position for c in (await anext(stream)).changes] == [1]
+        # The stream holds change 1 (the servicer is sending it); change 2 commits meanwhile
+        # and its wake-up runs before the stream waits again.
+        commit(2)
+        await asyncio.sleep(0.05)
+        assert [c.position for c in (await anext(stream)).changes] == [2]
+    await stream.aclose()
+
+
+async def test_presence_is_renewed_while_the_inbox_is_busy(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Presence lasts 3 heartbeats; it used to be renewed only by an idle heartbeat, so an
+    operator watching a busy inbox (a change at least every heartbeat) vanished after 3."""
+    _, baton = await start_server(heartbeat_interval_s=0.2)
+    watcher = baton.handoffs.WatchHandoffs(rr.WatchHandoffsRequest(operator=op("olga")))
+    await read_inbox(watcher, lambda got: got[-1].caught_up)
+    drain = asyncio.create_task(read_inbox(watcher, lambda got: False, timeout=30))
+    available = []
+    started = asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - started < 1.5:  # > 3 heartbeats, never idle
+        probe = await baton.new_session()
+        available.append((await request_handoff(baton, probe.id)).operators_available)
+        await asyncio.sleep(0.05)
+    drain.cancel()
+    watcher.cancel()
+    assert all(available), available
 
 
 # ---------------------------------------------------------------- stats
