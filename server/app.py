@@ -68,14 +68,16 @@ log = logging.getLogger(__name__)
 class BatonApp:
     """A running Baton server. `start()`, then `stop()` (or `serve_until_signal()`)."""
 
-    def __init__(self, settings: Settings, clock: Clock = now_us) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock = now_us, provider: NLPProvider | None = None
+    ) -> None:
         self.settings = settings
         # Handoff times and timeouts follow this clock (tests pass one they control).
         self._clock = clock
         self.bus = EventBus(buffer_capacity=settings.subscriber_buffer)
         self.port = 0
         self.tools = build_tools(settings)
-        self.provider = build_provider(settings)
+        self.provider = provider or build_provider(settings)
         self.engine: Engine | None = None
         self.example_agent_id = ""
         self.relay: PostgresRelay | None = None

@@ -12,7 +12,8 @@ import pytest
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
-from tests.fake_openai import Answer, FakeOpenAI, matches, streamed
+from tests.fake_openai import FakeOpenAI, matches, streamed
+from tests.gated_provider import GatedProvider
 from tests.support import ROOT
 from tests.test_engine import ends_with, open_session, turn_events
 from tests.test_handoffs import kinds, log_of, op, request_handoff
@@ -43,22 +44,46 @@ def human(session_id: str, text: str, who: str = "olga") -> rr.CreateEventReques
     )
 
 
-async def test_a_reply_in_flight_is_discarded_when_a_human_takes_over(start_server, fake) -> None:  # type: ignore[no-untyped-def]
-    app, baton, session, stream = await open_session(
-        start_server, **OPENAI, openai_base_url=fake.base_url
-    )
-    # The model takes its time writing the reply; meanwhile a human answers.
-    fake.script(matches(), Answer(stream=["The AI's ", "late words"], delay_s=1.5))
+async def test_a_reply_in_flight_is_discarded_when_a_human_takes_over(start_server) -> None:  # type: ignore[no-untyped-def]
+    provider = GatedProvider()
+    app, baton, session, stream = await open_session(start_server, provider=provider)
     ask = await baton.say(session.id, "where is my parcel?")
-    await turn_events(stream, ask.id, ends_with(pb.STATUS_TYPING))
+    await provider.writing.wait()  # the reply exists and waits at the gate
     taken = await baton.events.CreateEvent(human(session.id, "Olga here, checking now."))
     events = await turn_events(stream, ask.id, ends_with(pb.STATUS_CANCELLED))
     assert events[-1].status.detail == "a human took over the session"
+    provider.release()
     await app.engine.idle()  # the turn is over: nothing of it can still be posted
+    stream.cancel()
     log = await log_of(baton, session.id)
     assert [e for e in log if e.source == pb.EVENT_SOURCE_AI_AGENT and e.HasField("message")] == []
     assert log[-1].offset >= taken.event.offset
+
+
+async def test_after_its_own_handoff_the_ai_yields_to_a_claim(
+    start_server,
+) -> None:  # type: ignore[no-untyped-def]
+    """The turn that handed off may still send its transition message, but not once an
+    operator has taken control (a claim changes no mode, so nothing cancels the turn: the
+    guarded write refuses it)."""
+    provider = GatedProvider()
+    app, baton, session, stream = await open_session(start_server, provider=provider)
+    ask = await baton.say(session.id, "Can I talk to a human please?")
+    await provider.writing.wait()
+    (handoff,) = (
+        await baton.handoffs.ListHandoffs(rr.ListHandoffsRequest(session_id=session.id))
+    ).handoffs
+    await baton.handoffs.ClaimHandoff(
+        rr.ClaimHandoffRequest(handoff_id=handoff.id, operator=op("olga", "Olga"))
+    )
+    provider.release()
+    events = await turn_events(stream, ask.id, ends_with(pb.STATUS_CANCELLED))
     stream.cancel()
+    assert "operator took the session over" in events[-1].status.detail
+    await app.engine.idle()
+    log = await log_of(baton, session.id)
+    assert [e for e in log if e.source == pb.EVENT_SOURCE_AI_AGENT and e.HasField("message")] == []
+    assert kinds(log)[-1] == "EVENT_SOURCE_SYSTEM: Olga has joined the conversation."
 
 
 async def test_after_a_return_to_the_ai_humans_turns_are_context(start_server, fake) -> None:  # type: ignore[no-untyped-def]

@@ -610,8 +610,8 @@ async def test_inactivity_timeout_after_the_humans_last_reply(start_server, acti
     assert mode.mode == expected
 
 
-async def test_a_short_real_claim_timeout_fires_by_itself(start_server) -> None:  # type: ignore[no-untyped-def]
-    _, baton = await start_server(handoff_timer_tick_s=0.05)
+async def test_a_short_real_claim_timeout_fires_by_itself_once(start_server) -> None:  # type: ignore[no-untyped-def]
+    app, baton = await start_server(handoff_timer_tick_s=0.05)
     session = await baton.new_session()
     await set_policy(baton, session.agent_id, claim_timeout=seconds(0.3))
     stream = baton.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
@@ -624,7 +624,12 @@ async def test_a_short_real_claim_timeout_fires_by_itself(start_server) -> None:
             if "baton.handoff_claim_timeout" in seen:
                 break
     stream.cancel()
-    assert seen.count("baton.handoff_claim_timeout") == 1
+    # The timer keeps looking; the timeout stays fired once.
+    passes = app.handoff_timer.passes
+    async with asyncio.timeout(10):
+        while app.handoff_timer.passes < passes + 5:
+            await asyncio.sleep(0.01)
+    assert kinds(await log_of(baton, session.id)).count("baton.handoff_claim_timeout") == 1
 
 
 # ---------------------------------------------------------------- inbox stream
@@ -913,3 +918,120 @@ async def test_malformed_times_are_invalid_argument(baton: Stubs) -> None:
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "agent.handoff_policy.claim_timeout" in error.details()
+
+
+# ---------------------------------------------------------------- review findings
+
+
+async def test_a_resume_position_from_the_future_is_refused(baton: Stubs) -> None:
+    honest = baton.handoffs.WatchHandoffs(rr.WatchHandoffsRequest())
+    await read_inbox(honest, lambda got: got[-1].caught_up)
+    bogus = baton.handoffs.WatchHandoffs(rr.WatchHandoffsRequest(after_position=1_000_000))
+    error = await failure(read_inbox(bogus, lambda got: False))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "after_position" in error.details()
+    # And it did not disturb anyone else's stream.
+    session = await baton.new_session()
+    requested = (await request_handoff(baton, session.id)).handoff
+    got = changes_of(await read_inbox(honest, lambda got: bool(changes_of(got))))
+    assert [c.handoff.id for c in got] == [requested.id]
+    honest.cancel()
+
+
+async def test_only_the_holder_writes_on_a_claimed_handoff(baton: Stubs) -> None:
+    session = await baton.new_session()
+    handoff = (await request_handoff(baton, session.id)).handoff
+    await baton.handoffs.OfferHandoff(
+        rr.OfferHandoffRequest(handoff_id=handoff.id, operator=op("bob"))
+    )
+    error = await failure(baton.events.CreateEvent(human_message(session.id, "carol")))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "'bob'" in error.details()
+    await baton.handoffs.ClaimHandoff(
+        rr.ClaimHandoffRequest(handoff_id=handoff.id, operator=op("bob"))
+    )
+    error = await failure(baton.events.CreateEvent(human_message(session.id, "ann")))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "'bob'" in error.details()
+    before = len(await log_of(baton, session.id))
+    # The holder, and a message on behalf of the AI without a name (counted as the holder's).
+    await baton.events.CreateEvent(human_message(session.id, "bob"))
+    await baton.events.CreateEvent(
+        rr.CreateEventRequest(
+            session_id=session.id,
+            kind=pb.EVENT_KIND_MESSAGE,
+            source=pb.EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT,
+            message=pb.MessageData(text="(as the assistant)"),
+        )
+    )
+    assert len(await log_of(baton, session.id)) == before + 2
+    # Nobody holds this one: a nameless message cannot take it over.
+    other = await baton.new_session()
+    error = await failure(
+        baton.events.CreateEvent(
+            rr.CreateEventRequest(
+                session_id=other.id,
+                kind=pb.EVENT_KIND_MESSAGE,
+                source=pb.EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT,
+                message=pb.MessageData(text="who am I?"),
+            )
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "message.participant.id" in error.details()
+    error = await failure(baton.events.CreateEvent(human_message(other.id, "x" * 300)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def human_message(session_id: str, who: str) -> rr.CreateEventRequest:
+    return rr.CreateEventRequest(
+        session_id=session_id,
+        kind=pb.EVENT_KIND_MESSAGE,
+        source=pb.EVENT_SOURCE_HUMAN_AGENT,
+        message=pb.MessageData(text=f"{who} here", participant=op(who)),
+    )
+
+
+async def test_the_inbox_hears_of_deleted_sessions_and_of_customers_after_the_end(
+    baton: Stubs,
+) -> None:
+    gone = await baton.new_session()
+    ended = await baton.new_session()
+    watch = baton.handoffs.WatchHandoffs(rr.WatchHandoffsRequest())
+    await read_inbox(watch, lambda got: got[-1].caught_up)
+    doomed = (await request_handoff(baton, gone.id)).handoff
+    done = (await request_handoff(baton, ended.id)).handoff
+    await baton.handoffs.ClaimHandoff(rr.ClaimHandoffRequest(handoff_id=done.id, operator=op("a")))
+    await baton.handoffs.ReleaseHandoff(
+        rr.ReleaseHandoffRequest(
+            handoff_id=done.id, operator_id="a", outcome=pb.HANDOFF_OUTCOME_RESOLVED_BY_HUMAN
+        )
+    )
+    await baton.sessions.DeleteSession(rr.DeleteSessionRequest(session_id=gone.id))
+    # The session stays MANUAL after a human resolved it: the customer writing again is news.
+    said = await baton.say(ended.id, "one more question")
+    got = changes_of(await read_inbox(watch, lambda got: len(changes_of(got)) >= 6))
+    watch.cancel()
+    assert [(c.type, c.handoff.id) for c in got] == [
+        (pb.HANDOFF_CHANGE_TYPE_REQUESTED, doomed.id),
+        (pb.HANDOFF_CHANGE_TYPE_REQUESTED, done.id),
+        (pb.HANDOFF_CHANGE_TYPE_CLAIMED, done.id),
+        (pb.HANDOFF_CHANGE_TYPE_ENDED, done.id),
+        (pb.HANDOFF_CHANGE_TYPE_ENDED, doomed.id),
+        (pb.HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE, done.id),
+    ]
+    assert got[4].handoff.outcome == pb.HANDOFF_OUTCOME_ABANDONED and got[4].event_offset == -1
+    assert got[5].event_offset == said.offset
+
+
+async def test_a_big_backlog_of_long_conversations_still_streams(baton: Stubs) -> None:
+    long_text = "log line " * 3500  # ~31 KB pasted by each customer
+    first = await baton.new_session()
+    sessions = [first] + [await session_for(baton, first.agent_id) for _ in range(44)]
+    for session in sessions:
+        for _ in range(3):
+            await baton.say(session.id, long_text)
+        summary = (await request_handoff(baton, session.id)).handoff.summary
+        assert len(summary) < 1500
+    for request in (rr.WatchHandoffsRequest(), rr.WatchHandoffsRequest(after_position=0)):
+        got = await read_inbox(
+            baton.handoffs.WatchHandoffs(request), lambda got: got[-1].caught_up, timeout=30
+        )
+        assert len({c.handoff.id for c in changes_of(got)}) == 45

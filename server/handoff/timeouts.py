@@ -26,6 +26,8 @@ class HandoffTimer:
         self._reader = reader
         self._tick_s = tick_s
         self._task: asyncio.Task[None] | None = None
+        # Completed passes of the loop (lets tests wait for "the timer looked again").
+        self.passes = 0
 
     async def fire_due(self) -> int:
         """Fires every timeout due by the controls' clock; returns how many fired."""
@@ -46,6 +48,7 @@ class HandoffTimer:
                 await self.fire_due()
             except Exception:
                 log.exception("handoff timeouts failed; retrying")
+            self.passes += 1
             await asyncio.sleep(self._tick_s)
 
     async def close(self) -> None:
