@@ -194,3 +194,55 @@ async def test_the_operator_inbox_sees_changes_made_on_another_replica(postgres_
             (pb.HANDOFF_CHANGE_TYPE_REQUESTED, requested.handoff.id),
             (pb.HANDOFF_CHANGE_TYPE_CLAIMED, requested.handoff.id),
         ]
+
+
+async def test_concurrent_controls_on_two_replicas_neither_deadlock_nor_fail(
+    postgres_url: str,
+) -> None:
+    """Claims of different handoffs of one agent, on two replicas, while those customers write:
+    every call succeeds (lock order: sessions, then the inbox log head; queue moves are
+    announced after commit, one session per transaction)."""
+    async with running_replicas(postgres_url, 2, "--no-engine") as (_replicas, stubs):
+        a, b = stubs
+        first = await a.new_session()
+        agent_id = first.agent_id
+        sessions = [first]
+        for _ in range(11):
+            customer = await a.customers.CreateCustomer(
+                rr.CreateCustomerRequest(customer=pb.Customer(name="Cy"))
+            )
+            created = await a.sessions.CreateSession(
+                rr.CreateSessionRequest(
+                    session=pb.Session(agent_id=agent_id, customer_id=customer.customer.id)
+                )
+            )
+            sessions.append(created.session)
+        handoffs = [
+            (
+                await a.handoffs.RequestHandoff(
+                    rr.RequestHandoffRequest(session_id=s.id, reason="help")
+                )
+            ).handoff
+            for s in sessions
+        ]
+
+        async def claim(i: int) -> None:
+            stub = (a, b)[i % 2]
+            await stub.handoffs.ClaimHandoff(
+                rr.ClaimHandoffRequest(
+                    handoff_id=handoffs[i].id, operator=pb.Participant(id=f"op{i}")
+                )
+            )
+
+        async def chatter(i: int) -> None:
+            stub = (b, a)[i % 2]
+            for n in range(5):
+                await stub.events.CreateEvent(customer_message(sessions[i].id, f"hello {n}"))
+
+        await asyncio.gather(
+            *(claim(i) for i in range(len(handoffs))),
+            *(chatter(i) for i in range(len(sessions))),
+        )
+        for handoff in handoffs:
+            got = await b.handoffs.GetHandoff(rr.GetHandoffRequest(handoff_id=handoff.id))
+            assert got.handoff.state == pb.HANDOFF_STATE_CLAIMED
