@@ -65,6 +65,14 @@ class ShuttingDown(BatonError):
     reason = "SERVER_SHUTTING_DOWN"
 
 
+class NeedsHandoffControl(BatonError):
+    """A human agent's message cannot ride the group commit (nobody holds the session, or
+    someone else does): the handoff controls take it through their own transaction instead.
+    Never reaches a client."""
+
+    reason = "NEEDS_HANDOFF_CONTROL"
+
+
 class TurnAborted(BatonError):
     """An agent turn may no longer write: superseded by a newer customer message, or the session
     left AUTO mode (a human took over). Its output is discarded, never posted."""

@@ -34,7 +34,13 @@ from baton_server.domain import (
     SessionMode,
     now_us,
 )
-from baton_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, StaleEpoch
+from baton_server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NeedsHandoffControl,
+    StaleEpoch,
+)
 from baton_server.handoff import policy as policies
 from baton_server.handoff.summary import Summarizer
 from baton_server.store import Repository
@@ -582,6 +588,13 @@ class HandoffControls:
         participant = draft.data.get("participant") or {}
         operator = Operator(participant.get("id", ""), participant.get("display_name", ""))
         on_behalf = draft.source is EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT
+        try:
+            # The common case — the holder answering — rides the group commit.
+            return await self._repo.append_holder_message(
+                session_id, draft, operator.id, self.clock()
+            )
+        except NeedsHandoffControl:
+            pass
 
         async def job(conn: AsyncConnection) -> tuple[Event, list[Event]]:
             session = await rows.lock_session(conn, session_id)

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, tuple_, update
@@ -32,13 +32,19 @@ from baton_server.domain import (
 from baton_server.errors import (
     BatonError,
     IdempotencyKeyReused,
+    NeedsHandoffControl,
     NotFound,
     ShuttingDown,
     TurnAborted,
 )
 from baton_server.store import schema
 from baton_server.store.database import Database
-from baton_server.store.handoffs import record_customer_messages
+from baton_server.store.handoffs import (
+    HeldHandoff,
+    claimed_handoffs,
+    note_human_reply,
+    record_customer_messages,
+)
 from baton_server.store.ids import new_id
 from baton_server.store.rows import event_from_row
 
@@ -64,6 +70,10 @@ class AppendRequest:
     guard: TurnGuard | None = None
     # Who asks (audit trail). Captured by the caller: the writer task runs in another context.
     actor: Actor | None = None
+    # A human agent's message on a handed-off session: (author id or "", time): it goes in only
+    # while its author (or anyone, without an id) holds the session's CLAIMED handoff, whose
+    # reply times it then updates.
+    human: tuple[str, int] | None = None
     # Filled in by `prepare()`: (data_json, digest) per draft, and the actor's JSON.
     encoded: list[tuple[str, str]] = field(default_factory=list)
     actor_json: str | None = None
@@ -143,12 +153,15 @@ async def append_rows(
         epochs[row.id] = row.control_epoch
     known = await _known_keys(conn, requests)
     latest_customer, latest_human = await _latest_messages(conn, requests)
+    held = await claimed_handoffs(conn, [r.session_id for r in requests if r.human is not None])
 
     created_at = now_us()
     inserts: list[dict[str, Any]] = []
     for request in requests:
         sid = request.session_id
         result = _check(request, next_offsets, modes, epochs, latest_customer, latest_human, known)
+        if result is None and request.human is not None:
+            result = _check_holder(request.human[0], held.get(sid))
         if result is not None:
             outcome.results.append(result)
             continue
@@ -204,6 +217,14 @@ async def append_rows(
             .values(next_offset=bindparam("b_next"), updated_at_us=bindparam("b_at")),
             [{"b_id": sid, "b_next": next_offsets[sid], "b_at": created_at} for sid in touched],
         )
+        for request, result in zip(requests, outcome.results, strict=True):
+            if request.human is not None and not isinstance(result, BatonError):
+                handoff = held[request.session_id]
+                await note_human_reply(conn, handoff, request.human[1])
+                if handoff.first_human_reply_at_us is None:  # first one wins within a batch
+                    held[request.session_id] = replace(
+                        handoff, first_human_reply_at_us=request.human[1]
+                    )
         # Operators watch customers of handed-off sessions on the inbox stream.
         manual = [
             e
@@ -215,6 +236,12 @@ async def append_rows(
         if manual:
             await record_customer_messages(conn, manual)
     return outcome
+
+
+def _check_holder(author_id: str, handoff: HeldHandoff | None) -> BatonError | None:
+    if handoff is None or (author_id and author_id != handoff.operator_id):
+        return NeedsHandoffControl("the handoff controls decide this message")
+    return None
 
 
 def _check(

@@ -236,6 +236,60 @@ async def latest_handoff_of(conn: AsyncConnection, session_id: str) -> Handoff |
     return handoff_from_row(row) if row is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class HeldHandoff:
+    """What the append path needs of a CLAIMED handoff to let its holder's messages through."""
+
+    id: str
+    operator_id: str
+    first_human_reply_at_us: int | None
+    inactivity_timeout_s: float
+
+
+async def claimed_handoffs(
+    conn: AsyncConnection, session_ids: Sequence[str]
+) -> dict[str, HeldHandoff]:
+    """The CLAIMED handoff of each of these sessions that has one."""
+    if not session_ids:
+        return {}
+    table, agents = schema.handoffs, schema.agents
+    rows = await conn.execute(
+        select(
+            table.c.id,
+            table.c.session_id,
+            table.c.operator_id,
+            table.c.first_human_reply_at_us,
+            agents.c.handoff_policy_json,
+        )
+        .join(agents, agents.c.id == table.c.agent_id)
+        .where(
+            table.c.open_session_id.in_(sorted(set(session_ids))),
+            table.c.state == HandoffState.CLAIMED.value,
+        )
+    )
+    return {
+        r.session_id: HeldHandoff(
+            r.id,
+            r.operator_id or "",
+            r.first_human_reply_at_us,
+            HandoffPolicy.from_json(r.handoff_policy_json).inactivity_timeout_s,
+        )
+        for r in rows
+    }
+
+
+async def note_human_reply(conn: AsyncConnection, handoff: HeldHandoff, at_us: int) -> None:
+    """The holder wrote: the first reply time (once) and a fresh inactivity deadline."""
+    timeout = handoff.inactivity_timeout_s
+    values: dict[str, Any] = {
+        "inactivity_deadline_us": at_us + int(timeout * 1_000_000) if timeout > 0 else None
+    }
+    if handoff.first_human_reply_at_us is None:
+        values["first_human_reply_at_us"] = at_us
+    table = schema.handoffs
+    await conn.execute(update(table).where(table.c.id == handoff.id).values(values))
+
+
 async def record_customer_messages(conn: AsyncConnection, messages: Sequence[Event]) -> None:
     """Inbox changes for customer messages committed on MANUAL sessions (called by the append
     transaction): on the open handoff, or — after one ended with the session left to humans —

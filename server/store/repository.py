@@ -491,6 +491,18 @@ class Repository:
         (event,) = await self._appender.append(request)
         return event
 
+    async def append_holder_message(
+        self, session_id: str, draft: EventDraft, author_id: str, at_us: int
+    ) -> Event:
+        """A human agent's message on a session whose CLAIMED handoff `author_id` holds (any
+        holder when empty), group-committed like any append; raises NeedsHandoffControl when
+        that does not hold (the handoff controls then take the message)."""
+        request = AppendRequest(
+            session_id, [draft], actor=current_actor(), human=(author_id, at_us)
+        )
+        (event,) = await self._appender.append(request)
+        return event
+
     async def next_offset(self, session_id: str) -> int:
         """Offset the next event of the session will get; every lower offset is committed."""
         async with self._db.reader.connect() as conn:
