@@ -42,7 +42,7 @@ from baton_server.store.database import Database
 from baton_server.store.handoffs import (
     HeldHandoff,
     claimed_handoffs,
-    note_human_reply,
+    note_human_replies,
     record_customer_messages,
 )
 from baton_server.store.ids import new_id
@@ -217,14 +217,16 @@ async def append_rows(
             .values(next_offset=bindparam("b_next"), updated_at_us=bindparam("b_at")),
             [{"b_id": sid, "b_next": next_offsets[sid], "b_at": created_at} for sid in touched],
         )
+        replies: dict[str, tuple[HeldHandoff, int]] = {}
         for request, result in zip(requests, outcome.results, strict=True):
             if request.human is not None and not isinstance(result, BatonError):
-                handoff = held[request.session_id]
-                await note_human_reply(conn, handoff, request.human[1])
-                if handoff.first_human_reply_at_us is None:  # first one wins within a batch
-                    held[request.session_id] = replace(
-                        handoff, first_human_reply_at_us=request.human[1]
-                    )
+                handoff, at_us = held[request.session_id], request.human[1]
+                first = replies.get(handoff.id, (handoff, at_us))[0]
+                if first.first_human_reply_at_us is None:  # the first reply of the batch wins
+                    first = replace(first, first_human_reply_at_us=at_us)
+                replies[handoff.id] = (first, at_us)
+        if replies:
+            await note_human_replies(conn, held, list(replies.values()))
         # Operators watch customers of handed-off sessions on the inbox stream.
         manual = [
             e

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.domain import (
@@ -278,16 +278,38 @@ async def claimed_handoffs(
     }
 
 
-async def note_human_reply(conn: AsyncConnection, handoff: HeldHandoff, at_us: int) -> None:
-    """The holder wrote: the first reply time (once) and a fresh inactivity deadline."""
-    timeout = handoff.inactivity_timeout_s
-    values: dict[str, Any] = {
-        "inactivity_deadline_us": at_us + int(timeout * 1_000_000) if timeout > 0 else None
-    }
-    if handoff.first_human_reply_at_us is None:
-        values["first_human_reply_at_us"] = at_us
-    table = schema.handoffs
-    await conn.execute(update(table).where(table.c.id == handoff.id).values(values))
+async def note_human_replies(
+    conn: AsyncConnection,
+    before: dict[str, HeldHandoff],
+    replies: Sequence[tuple[HeldHandoff, int]],
+) -> None:
+    """Holders wrote: (the handoff with its first reply time set, the time of its last reply in
+    the batch). Sets first reply times once and renews inactivity deadlines, in one statement;
+    writes nothing when neither applies (no inactivity timeout, first reply known)."""
+    was = {h.id: h for h in before.values()}
+    params = []
+    for handoff, last_at in replies:
+        timeout = handoff.inactivity_timeout_s
+        if timeout <= 0 and was[handoff.id].first_human_reply_at_us is not None:
+            continue
+        params.append(
+            {
+                "b_id": handoff.id,
+                "b_first": handoff.first_human_reply_at_us,
+                "b_deadline": last_at + int(timeout * 1_000_000) if timeout > 0 else None,
+            }
+        )
+    if params:
+        table = schema.handoffs
+        await conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                first_human_reply_at_us=bindparam("b_first"),
+                inactivity_deadline_us=bindparam("b_deadline"),
+            ),
+            params,
+        )
 
 
 async def record_customer_messages(conn: AsyncConnection, messages: Sequence[Event]) -> None:
