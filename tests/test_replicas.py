@@ -246,3 +246,38 @@ async def test_concurrent_controls_on_two_replicas_neither_deadlock_nor_fail(
         for handoff in handoffs:
             got = await b.handoffs.GetHandoff(rr.GetHandoffRequest(handoff_id=handoff.id))
             assert got.handoff.state == pb.HANDOFF_STATE_CLAIMED
+
+
+async def test_twenty_operators_on_three_replicas_one_winner(postgres_url: str) -> None:
+    async with running_replicas(postgres_url, 3, "--no-engine") as (_replicas, stubs):
+        session = await stubs[0].new_session()
+        handoff = (
+            await stubs[1].handoffs.RequestHandoff(
+                rr.RequestHandoffRequest(session_id=session.id, reason="help")
+            )
+        ).handoff
+        results = await asyncio.gather(
+            *(
+                stubs[i % 3].handoffs.ClaimHandoff(
+                    rr.ClaimHandoffRequest(
+                        handoff_id=handoff.id, operator=pb.Participant(id=f"op{i}")
+                    )
+                )
+                for i in range(20)
+            ),
+            return_exceptions=True,
+        )
+        winners = [r for r in results if isinstance(r, rr.ClaimHandoffResponse)]
+        losers = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(winners) == 1 and len(losers) == 19
+        assert {e.code() for e in losers} == {grpc.StatusCode.FAILED_PRECONDITION}
+        events, _ = await collect(
+            stubs[2].events.ListEvents(rr.ListEventsRequest(session_id=session.id))
+        )
+        claims = [
+            e
+            for e in events
+            if e.HasField("custom") and e.custom["type"] == "baton.handoff_claimed"
+        ]
+        assert len(claims) == 1
+        assert claims[0].custom["operator"]["id"] == winners[0].handoff.operator.id
