@@ -159,6 +159,7 @@ class BatonApp:
                 Authenticator(self.keys, tokens),
                 Authorizer(self._repository),
                 RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+                RateLimiter(settings.customer_rate_limit_per_s, settings.customer_rate_limit_burst),
                 StreamSlots(settings.max_streams_per_key),
             )
         self._server = build_server(

@@ -140,13 +140,21 @@ def serve(
     ] = _DEFAULTS.max_streams_per_key,
     rate_limit: Annotated[
         float,
-        typer.Option(
-            envvar="BATON_RATE_LIMIT", help="Requests/s per API key or customer (0: unlimited)."
-        ),
+        typer.Option(envvar="BATON_RATE_LIMIT", help="Requests/s per API key (0: unlimited)."),
     ] = _DEFAULTS.rate_limit_per_s,
     rate_limit_burst: Annotated[
         float, typer.Option(envvar="BATON_RATE_LIMIT_BURST")
     ] = _DEFAULTS.rate_limit_burst,
+    customer_rate_limit: Annotated[
+        float,
+        typer.Option(
+            envvar="BATON_CUSTOMER_RATE_LIMIT",
+            help="Requests/s per customer (customer tokens; 0: unlimited).",
+        ),
+    ] = _DEFAULTS.customer_rate_limit_per_s,
+    customer_rate_limit_burst: Annotated[
+        float, typer.Option(envvar="BATON_CUSTOMER_RATE_LIMIT_BURST")
+    ] = _DEFAULTS.customer_rate_limit_burst,
 ) -> None:
     """Run the gRPC server (migrates the database first)."""
     logging.basicConfig(
@@ -190,6 +198,8 @@ def serve(
         max_streams_per_key=max_streams_per_key,
         rate_limit_per_s=rate_limit,
         rate_limit_burst=rate_limit_burst,
+        customer_rate_limit_per_s=customer_rate_limit,
+        customer_rate_limit_burst=customer_rate_limit_burst,
     )
     if token_secret is not None and len(token_secret) < 32:
         raise typer.BadParameter("must be at least 32 characters", param_hint="--token-secret")

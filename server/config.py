@@ -32,8 +32,12 @@ class Settings:
     # Server streams (ListEvents, ...) open at once per API key or customer (0: unlimited).
     max_streams_per_key: int = 10_000
     # Requests per second per API key or customer (token bucket; 0: unlimited) and burst size.
-    rate_limit_per_s: float = 500.0
-    rate_limit_burst: float = 1000.0
+    # Per API key: a guard against runaway clients, above what one server sustains.
+    rate_limit_per_s: float = 2000.0
+    rate_limit_burst: float = 4000.0
+    # Per customer (customer tokens): what one person's chat plausibly needs.
+    customer_rate_limit_per_s: float = 20.0
+    customer_rate_limit_burst: float = 60.0
     # --dev: no authentication, every caller may do everything (local development only).
     dev_mode: bool = False
     # How long an API key lookup is cached: a revocation takes effect within this time.

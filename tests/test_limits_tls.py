@@ -105,6 +105,34 @@ async def test_rate_limit_per_key_with_retry_info(start_server: Any, sqlite_only
         await channels.close()
 
 
+async def test_customers_have_their_own_smaller_rate_limit(
+    start_server: Any, sqlite_only: None
+) -> None:
+    _, channels, secrets = await _keyed(
+        start_server, customer_rate_limit_per_s=0.5, customer_rate_limit_burst=2
+    )
+    try:
+        backend = Stubs.on(channels.with_credential(secrets["a"]))
+        session = await backend.new_session()
+        token = await backend.channel.unary_unary(
+            "/baton.v1.AuthService/IssueCustomerToken",
+            request_serializer=rr.IssueCustomerTokenRequest.SerializeToString,
+            response_deserializer=rr.IssueCustomerTokenResponse.FromString,
+        )(rr.IssueCustomerTokenRequest(customer_id=session.customer_id))
+        customer = Stubs.on(channels.with_credential(token.token))
+        for _ in range(2):
+            await customer.sessions.GetSession(rr.GetSessionRequest(session_id=session.id))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await customer.sessions.GetSession(rr.GetSessionRequest(session_id=session.id))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_reason(caught.value) == "RATE_LIMITED"
+        # The integration key that issued the token keeps its own, larger budget.
+        for _ in range(10):
+            await backend.sessions.GetSession(rr.GetSessionRequest(session_id=session.id))
+    finally:
+        await channels.close()
+
+
 async def test_stream_limit_per_key(start_server: Any, sqlite_only: None) -> None:
     _, channels, secrets = await _keyed(start_server, max_streams_per_key=2)
     try:

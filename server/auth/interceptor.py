@@ -80,12 +80,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self,
         authenticator: Authenticator,
         authorizer: Authorizer,
-        rate_limiter: RateLimiter,
+        key_rates: RateLimiter,
+        customer_rates: RateLimiter,
         stream_slots: StreamSlots,
     ) -> None:
         self._authn = authenticator
         self._authz = authorizer
-        self._rates = rate_limiter
+        self._key_rates = key_rates
+        self._customer_rates = customer_rates
         self._streams = stream_slots
         self._cache: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -94,7 +96,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Principal:
         principal = await self._authn.authenticate(context.invocation_metadata())
         rule = self._authz.check_role(principal, method)
-        self._rates.take(principal.limit_key)
+        rates = self._customer_rates if principal.role is Role.CUSTOMER else self._key_rates
+        rates.take(principal.limit_key)
         # An undecodable request is rejected by the error mapping right after; nothing to check.
         if isinstance(request, Message):
             await self._authz.check_request(principal, rule, request)

@@ -360,28 +360,37 @@ class HandoffControls:
         on_behalf_of_ai: bool = False,
         expected_epoch: int | None = None,
     ) -> Handoff:
+        # Losers of a race are refused from a plain read, without queueing on the writer (where
+        # each would hold up every other session's appends); the transaction re-checks. With
+        # an expected epoch, the transaction judges the epoch first.
+        if expected_epoch is None:
+            self._check_claimable(await self._reader.get(handoff_id), operator)
+
         async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
             session, handoff = await self._locked(conn, handoff_id, expected_epoch)
-            self._require_open(handoff)
-            if handoff.state is HandoffState.CLAIMED:
-                assert handoff.operator is not None
-                if handoff.operator.id != operator.id:
-                    raise self._held_by_other(handoff, operator.id)
-                raise FailedPrecondition(
-                    f"handoff {handoff_id!r} is already held by you ({operator.id!r})",
-                    metadata={"handoff_id": handoff_id, "holder_id": operator.id},
-                )
-            if handoff.offered_to is not None and handoff.offered_to.id != operator.id:
-                raise FailedPrecondition(
-                    f"handoff {handoff_id!r} is offered to operator {handoff.offered_to.id!r}; "
-                    "only they can claim it until they decline",
-                    metadata={"handoff_id": handoff_id, "offered_to": handoff.offered_to.id},
-                )
+            self._check_claimable(handoff, operator)
             return await self._claim_in(
                 conn, session, handoff, operator, on_behalf_of_ai, expected_epoch, "claimed"
             )
 
         return await self._with_position(await self._repo.run_write(job))
+
+    def _check_claimable(self, handoff: Handoff, operator: Operator) -> None:
+        self._require_open(handoff)
+        if handoff.state is HandoffState.CLAIMED:
+            assert handoff.operator is not None
+            if handoff.operator.id != operator.id:
+                raise self._held_by_other(handoff, operator.id)
+            raise FailedPrecondition(
+                f"handoff {handoff.id!r} is already held by you ({operator.id!r})",
+                metadata={"handoff_id": handoff.id, "holder_id": operator.id},
+            )
+        if handoff.offered_to is not None and handoff.offered_to.id != operator.id:
+            raise FailedPrecondition(
+                f"handoff {handoff.id!r} is offered to operator {handoff.offered_to.id!r}; "
+                "only they can claim it until they decline",
+                metadata={"handoff_id": handoff.id, "offered_to": handoff.offered_to.id},
+            )
 
     async def _claim_in(
         self,
