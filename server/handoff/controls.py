@@ -360,12 +360,6 @@ class HandoffControls:
         on_behalf_of_ai: bool = False,
         expected_epoch: int | None = None,
     ) -> Handoff:
-        # Losers of a race are refused from a plain read, without queueing on the writer (where
-        # each would hold up every other session's appends); the transaction re-checks. With
-        # an expected epoch, the transaction judges the epoch first.
-        if expected_epoch is None:
-            self._check_claimable(await self._reader.get(handoff_id), operator)
-
         async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
             session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._check_claimable(handoff, operator)
