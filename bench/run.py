@@ -53,12 +53,14 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 # Every appended event is a realistic chat message (~120 bytes of text) from a human agent.
 # Not from the customer: a customer message starts an AI agent turn (server/engine), which
-# appends more events of its own; these benchmarks measure the event log, not the agent.
+# appends more events of its own; these benchmarks measure the event log, not the agent. Not
+# from a human agent either: the first one on a session takes it over (handoff controls, their
+# own transaction; measured by bench/handoffs.py). An AI-agent message is a plain append.
 MESSAGE_TEXT = (
     "Thanks for waiting! I checked order 48213: the parcel left our warehouse this morning "
     "and should reach you by Thursday."
 )
-MESSAGE_SOURCE = pb.EVENT_SOURCE_HUMAN_AGENT
+MESSAGE_SOURCE = pb.EVENT_SOURCE_AI_AGENT
 PARTICIPANT = pb.Participant(id="agent-0042", display_name="Sam")
 
 
@@ -930,7 +932,8 @@ async def worker_populate(config: dict[str, Any]) -> dict[str, Any]:
     from baton_server.app import BatonApp
     from baton_server.config import Settings
 
-    app = BatonApp(Settings(host=HOST, port=0, database_url=config["database_url"]))
+    settings = Settings(host=HOST, port=0, database_url=config["database_url"], dev_mode=True)
+    app = BatonApp(settings)
     port = await app.start()
     try:
         (session_id,) = await create_sessions(f"{HOST}:{port}", 1)

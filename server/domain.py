@@ -37,6 +37,8 @@ SESSION_CREATED = "baton.session_created"
 SESSION_MODE_CHANGED = "baton.session_mode_changed"
 # Prefix of the types of handoff lifecycle events ("baton.handoff_requested", ...).
 HANDOFF_EVENT_PREFIX = "baton.handoff_"
+# Data field of a handoff lifecycle event: the position of its change on the operator inbox.
+INBOX_POSITION = "inbox_position"
 
 
 def now_us() -> int:

@@ -673,6 +673,10 @@ async def test_inbox_snapshot_then_live_then_resume_without_gaps(baton: Stubs) -
     ]
     assert live[1].event_offset == said.offset
     assert live[0].handoff.operator.id == "ann"
+    # The event recording a change names its inbox position (replicas learn the head from it).
+    recorded = (await log_of(baton, s1.id))[live[0].event_offset]
+    assert recorded.custom["type"] == "baton.handoff_claimed"
+    assert recorded.custom["inbox_position"] == live[0].position
     watch.cancel()
     last_seen = live[-1].position
     # While disconnected.

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from baton_server.auth.principal import current_actor
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
+    INBOX_POSITION,
     Event,
     EventDraft,
     EventKind,
@@ -247,13 +248,33 @@ class HandoffControls:
                 drafts.append(system_message(policies.text(policy, "no_operator_message")))
         if opening.correlation_id:
             drafts = [replace(d, correlation_id=opening.correlation_id) for d in drafts]
-        events = await self._repo.append_in(conn, session.id, drafts)
-        await rows.record_change(conn, handoff, HandoffChangeType.REQUESTED, events[recorded])
+        events = await self._append_recorded(
+            conn, session.id, drafts, recorded, handoff, HandoffChangeType.REQUESTED
+        )
         if announce:
             events += await self._queue_updates(
                 conn, session.agent_id, policy, only=handoff.id, correlation=opening.correlation_id
             )
         return handoff, events
+
+    async def _append_recorded(
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        drafts: list[EventDraft],
+        recorded: int,
+        handoff: Handoff,
+        change_type: HandoffChangeType,
+    ) -> list[Event]:
+        """Appends `drafts`, of which `drafts[recorded]` records a handoff change, and logs that
+        change for the inbox. The event carries the change's inbox position, so every replica's
+        inbox learns the new head from the event itself, without a store read."""
+        position = await rows.next_position(conn)
+        lifecycle = drafts[recorded]
+        drafts[recorded] = replace(lifecycle, data={**lifecycle.data, INBOX_POSITION: position})
+        events = await self._repo.append_in(conn, session_id, drafts)
+        await rows.insert_change(conn, position, handoff, change_type, events[recorded])
+        return events
 
     @staticmethod
     def _mode_drafts(session: Session, mode: SessionMode, reason: str) -> list[EventDraft]:
@@ -422,11 +443,12 @@ class HandoffControls:
         drafts.append(lifecycle_event(change, handoff, on_behalf_of_ai=on_behalf_of_ai))
         if announce:
             drafts.append(system_message(self._joined_text(policy, operator, on_behalf_of_ai)))
-        events = await self._repo.append_in(conn, session.id, drafts)
         change_type = (
             HandoffChangeType.TRANSFERRED if change == "transferred" else HandoffChangeType.CLAIMED
         )
-        await rows.record_change(conn, handoff, change_type, events[recorded])
+        events = await self._append_recorded(
+            conn, session.id, drafts, recorded, handoff, change_type
+        )
         if was_pending and handoff.requested_by is not HandoffRequester.HUMAN_TAKEOVER:
             self._queue_moved(session.agent_id)
         return handoff, events
@@ -453,8 +475,9 @@ class HandoffControls:
                 handoff,
                 offered_to={"id": operator.id, "display_name": operator.display_name},
             )
-            events = await self._repo.append_in(conn, session.id, [draft])
-            await rows.record_change(conn, handoff, HandoffChangeType.OFFERED, events[0])
+            events = await self._append_recorded(
+                conn, session.id, [draft], 0, handoff, HandoffChangeType.OFFERED
+            )
             return handoff, events
 
         return await self._with_position(await self._repo.run_write(job))
@@ -487,8 +510,9 @@ class HandoffControls:
                 handoff,
                 declined_by={"id": operator.id, "display_name": operator.display_name},
             )
-            events = await self._repo.append_in(conn, session.id, [draft])
-            await rows.record_change(conn, handoff, HandoffChangeType.OFFER_DECLINED, events[0])
+            events = await self._append_recorded(
+                conn, session.id, [draft], 0, handoff, HandoffChangeType.OFFER_DECLINED
+            )
             return handoff, events
 
         return await self._with_position(await self._repo.run_write(job))
@@ -574,8 +598,9 @@ class HandoffControls:
         drafts.append(lifecycle_event("ended", handoff, outcome=outcome.value, note=note))
         if back_to_ai:
             drafts.append(system_message(policies.text(policy, "ai_back_message")))
-        events = await self._repo.append_in(conn, session.id, drafts)
-        await rows.record_change(conn, handoff, HandoffChangeType.ENDED, events[recorded])
+        events = await self._append_recorded(
+            conn, session.id, drafts, recorded, handoff, HandoffChangeType.ENDED
+        )
         if was_pending and handoff.requested_by is not HandoffRequester.HUMAN_TAKEOVER:
             self._queue_moved(session.agent_id)
         return handoff, events
@@ -736,8 +761,9 @@ class HandoffControls:
                     lifecycle_event("claim_timeout", handoff),
                     system_message(policies.text(policy, "claim_timeout_message")),
                 ]
-                events = await self._repo.append_in(conn, session.id, drafts)
-                await rows.record_change(conn, handoff, HandoffChangeType.CLAIM_TIMEOUT, events[0])
+                events = await self._append_recorded(
+                    conn, session.id, drafts, 0, handoff, HandoffChangeType.CLAIM_TIMEOUT
+                )
                 return True, events
             to_ai = policy.inactivity_timeout_action != "end"
             _, events = await self._end_in(

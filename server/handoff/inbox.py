@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from baton_server.bus import EventBus
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
+    INBOX_POSITION,
     Event,
     EventKind,
     EventSource,
@@ -71,7 +72,20 @@ class HandoffInbox:
         bus.add_listener(self._on_commit)
 
     def _on_commit(self, events: list[Event]) -> None:
-        if any(touches_inbox(e) for e in events):
+        announced = 0
+        unknown = False
+        for event in events:
+            if not touches_inbox(event):
+                continue
+            position = event.data.get(INBOX_POSITION) if event.kind is EventKind.CUSTOM else None
+            if isinstance(position, int):
+                announced = max(announced, position)
+            else:
+                unknown = True  # e.g. a customer message: maybe a change, position unknown
+        if announced > self._head:
+            self._head = announced
+            asyncio.get_running_loop().create_task(self._wake_all())
+        if unknown:
             self.notify()
 
     def notify(self) -> None:

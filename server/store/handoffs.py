@@ -153,20 +153,26 @@ async def save_handoff(
     )
 
 
-async def record_change(
-    conn: AsyncConnection,
-    handoff: Handoff,
-    change_type: HandoffChangeType,
-    event: Event | None,
-    at_us: int = 0,
-) -> int:
-    """Appends to the inbox change log; returns the change's position. `event` is the log
-    entry recording the change (None when there is no log any more: a deleted session)."""
+async def next_position(conn: AsyncConnection) -> int:
+    """Takes the next inbox position (locks the head row until the transaction ends)."""
     head = schema.handoff_log_head
     position = (
         await conn.scalar(select(head.c.position).where(head.c.id == 1).with_for_update())
     ) + 1
     await conn.execute(update(head).where(head.c.id == 1).values(position=position))
+    return int(position)
+
+
+async def insert_change(
+    conn: AsyncConnection,
+    position: int,
+    handoff: Handoff,
+    change_type: HandoffChangeType,
+    event: Event | None,
+    at_us: int = 0,
+) -> None:
+    """Logs a change at `position` (from next_position). `event` is the log entry recording
+    it (None when there is no log any more: a deleted session)."""
     await conn.execute(
         schema.handoff_changes.insert().values(
             position=position,
@@ -179,6 +185,18 @@ async def record_change(
             handoff_json=handoff_to_json(handoff),
         )
     )
+
+
+async def record_change(
+    conn: AsyncConnection,
+    handoff: Handoff,
+    change_type: HandoffChangeType,
+    event: Event | None,
+    at_us: int = 0,
+) -> int:
+    """Logs a change at the next position; returns it."""
+    position = await next_position(conn)
+    await insert_change(conn, position, handoff, change_type, event, at_us)
     return position
 
 
