@@ -42,6 +42,7 @@ import run as core  # bench/run.py: process and measuring helpers
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
+from baton_server.config import Settings
 
 THIS_FILE = Path(__file__).resolve()
 HOST = core.HOST
@@ -628,7 +629,7 @@ async def run_load(
 async def bench_auth(procs: Procs, workdir: Path, plan: Plan) -> list[Figure]:
     auth_db, dev_db = workdir / "auth.db", workdir / "dev.db"
     secret = await asyncio.to_thread(create_key, auth_db, "integration")
-    # Default limits (500 requests/s per key) would cap the key; the figure is auth's cost.
+    # Default limits (a per-key rate limit) could cap the key; the figure is auth's cost.
     auth = await start_baton(procs, auth_db, "--rate-limit", "0")
     dev = await start_baton(procs, dev_db, "--dev")
     systems: dict[str, tuple[Server, list[str], str | None]] = {
@@ -656,8 +657,9 @@ async def bench_auth(procs: Procs, workdir: Path, plan: Plan) -> list[Figure]:
         f"auth with default limits: {default_limits['calls_per_s']:,.0f} calls/s, "
         f"{default_limits['errors']} errors {default_limits['error_codes']}"
     )
-    # Context: bench/run.py's event (a human agent's message) takes the handoff path, one write
-    # transaction per message instead of the group commit (server/handoff/controls.py).
+    # Context: human agents' messages. The first on each session takes it over (the handoff
+    # controls' own transaction, during the warm-up); the holder's next ones ride the group
+    # commit with a holder check (server/store/appender.py).
     human = await run_load(procs, dev, systems["dev"][1], None, plan, pb.EVENT_SOURCE_HUMAN_AGENT)
     log(
         f"--dev, human-agent messages: {human['calls_per_s']:,.0f} calls/s, p50/p99 "
@@ -714,7 +716,7 @@ async def bench_auth(procs: Procs, workdir: Path, plan: Plan) -> list[Figure]:
         ),
         Figure(
             "auth_default_limits",
-            "  same key, default rate limit (500/s)",
+            f"  same key, default rate limit ({Settings().rate_limit_per_s:,.0f}/s)",
             "calls/s",
             default_limits["calls_per_s"],
             rate["dev"],
@@ -725,7 +727,7 @@ async def bench_auth(procs: Procs, workdir: Path, plan: Plan) -> list[Figure]:
         ),
         Figure(
             "dev_human_messages",
-            "  --dev, human-agent messages (handoff path)",
+            "  --dev, human-agent messages (the holder's)",
             "calls/s",
             human["calls_per_s"],
             rate["dev"],
