@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from baton_server.cli_channel import ApiKeyOption, TlsCaOption, open_channel
+
 
 def _seconds(duration: Any) -> str:
     return f"{duration.seconds + duration.nanos / 1e9:.1f} s"
@@ -52,6 +54,8 @@ def stats(
     target: Annotated[
         str, typer.Option(envvar="BATON_TARGET", help="Server address.")
     ] = "127.0.0.1:8800",
+    api_key: ApiKeyOption = "",
+    tls_ca: TlsCaOption = None,
 ) -> None:
     """Print handoff analytics: rate, reasons, outcomes, time to claim and to first reply."""
     import grpc
@@ -72,7 +76,7 @@ def stats(
         title += f", agent {agent}"
 
     async def run() -> Any:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with open_channel(target, api_key, tls_ca) as channel:
             return await svc_grpc.HandoffServiceStub(channel).GetHandoffStats(request)
 
     try:
