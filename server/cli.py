@@ -232,6 +232,10 @@ async def _with_keys(database: str, work: Any) -> Any:
 def keys_create(
     role: Annotated[str, typer.Option(help="admin, integration or operator.")],
     name: Annotated[str, typer.Option(help="What the key is for (shown by `keys list`).")] = "",
+    operator_id: Annotated[
+        str,
+        typer.Option(help="Operator keys: the one operator id the key may act as."),
+    ] = "",
     database: DatabaseOption = "sqlite+aiosqlite:///baton.db",
 ) -> None:
     """Create an API key and print its secret (shown only this once)."""
@@ -239,12 +243,15 @@ def keys_create(
 
     if role not in {r.value for r in KEY_ROLES}:
         raise typer.BadParameter("must be admin, integration or operator", param_hint="--role")
+    if operator_id and role != Role.OPERATOR.value:
+        raise typer.BadParameter("only operator keys act for one operator", param_hint="--role")
 
     async def work(keys: Any) -> Any:
-        return await keys.create(Role(role), name)
+        return await keys.create(Role(role), name, operator_id)
 
     key, secret = asyncio.run(_with_keys(database, work))
-    typer.echo(f"created {key.role.value} key {key.id}" + (f" ({name})" if name else ""))
+    bound = f" for operator {operator_id!r}" if operator_id else ""
+    typer.echo(f"created {key.role.value} key {key.id}{bound}" + (f" ({name})" if name else ""))
     typer.echo("secret (store it now; it is not shown again):", err=True)
     typer.echo(secret)
 
@@ -276,7 +283,10 @@ def keys_list(database: DatabaseOption = "sqlite+aiosqlite:///baton.db") -> None
     for key in asyncio.run(_with_keys(database, work)):
         created = us_to_datetime(key.created_at_us).strftime("%Y-%m-%d %H:%M:%S")
         state = "revoked" if key.revoked_at_us is not None else "active"
-        typer.echo(f"{key.id}  {key.role.value:<11}  {state:<7}  {created}  {key.name}")
+        acts_as = f"operator {key.operator_id}" if key.operator_id else ""
+        typer.echo(
+            f"{key.id}  {key.role.value:<11}  {state:<7}  {created}  {acts_as:<20}  {key.name}"
+        )
 
 
 # ---------------------------------------------------------------- clients: tail, chat

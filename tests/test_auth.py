@@ -453,3 +453,48 @@ def test_keys_cli_creates_lists_and_revokes(tmp_path: Any) -> None:
     assert "revoked" in listed.stdout
     again = runner.invoke(cli_app, ["keys", "revoke", key_id, "--database", database])
     assert again.exit_code == 1
+
+
+async def test_a_key_bound_to_an_operator_acts_only_as_that_operator(secured: Secured) -> None:
+    _, olga_secret = await secured.app.keys.create(Role.OPERATOR, "olga's console", "olga")
+    olga = Stubs.on(secured.channels.with_credential(olga_secret))
+    backend = secured.stubs("integration")
+    handoff = (
+        await backend.handoffs.RequestHandoff(
+            rr.RequestHandoffRequest(session_id=secured.session_id, reason="help")
+        )
+    ).handoff
+    denied = [
+        olga.handoffs.ClaimHandoff(
+            rr.ClaimHandoffRequest(handoff_id=handoff.id, operator=pb.Participant(id="bob"))
+        ),
+        olga.events.CreateEvent(
+            rr.CreateEventRequest(
+                session_id=secured.session_id,
+                kind=pb.EVENT_KIND_MESSAGE,
+                source=pb.EVENT_SOURCE_HUMAN_AGENT,
+                message=pb.MessageData(text="hi", participant=pb.Participant(id="bob")),
+            )
+        ),
+        olga.handoffs.ReleaseHandoff(
+            rr.ReleaseHandoffRequest(
+                handoff_id=handoff.id, operator_id="bob", outcome=pb.HANDOFF_OUTCOME_ABANDONED
+            )
+        ),
+    ]
+    for call in denied:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "acts for operator 'olga'" in (caught.value.details() or "")
+    claimed = await olga.handoffs.ClaimHandoff(
+        rr.ClaimHandoffRequest(handoff_id=handoff.id, operator=pb.Participant(id="olga"))
+    )
+    assert claimed.handoff.operator.id == "olga"
+    # An unbound operator key still names whom it acts for.
+    other = await secured.stubs("operator").handoffs.GetHandoff(
+        rr.GetHandoffRequest(handoff_id=handoff.id)
+    )
+    assert other.handoff.state == pb.HANDOFF_STATE_CLAIMED
+    with pytest.raises(ValueError):
+        await secured.app.keys.create(Role.INTEGRATION, "x", "olga")

@@ -64,7 +64,7 @@ class Authenticator:
                     "unknown or revoked API key; check the key or create a new one "
                     "(`baton keys create`)"
                 )
-            return Principal(key.role, key.id)
+            return Principal(key.role, key.id, operator_id=key.operator_id)
         try:
             claims = self._tokens.verify(credential)
         except TokenError as error:

@@ -31,6 +31,8 @@ class ApiKey:
     role: Role
     created_at_us: int
     revoked_at_us: int | None
+    # Operator keys: the one operator the key acts for ("" = any operator id it names).
+    operator_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +62,13 @@ class KeyStore:
         self._ttl = cache_ttl_s
         self._cache: dict[str, _Cached] = {}
 
-    async def create(self, role: Role, name: str = "") -> tuple[ApiKey, str]:
+    async def create(self, role: Role, name: str = "", operator_id: str = "") -> tuple[ApiKey, str]:
         """Creates a key; returns it and its secret (shown once, never stored)."""
         if role not in KEY_ROLES:
             raise ValueError(f"role must be one of {', '.join(r.value for r in KEY_ROLES)}")
-        key = ApiKey(new_id("key"), name, role, now_us(), None)
+        if operator_id and role is not Role.OPERATOR:
+            raise ValueError("only operator keys act for one operator")
+        key = ApiKey(new_id("key"), name, role, now_us(), None, operator_id)
         # Hex: no "_" in the random part, so the id parses back out of the secret.
         secret = f"{KEY_PREFIX}{key.id}_{secrets.token_hex(32)}"
         async with self._db.writer.begin() as conn:
@@ -75,6 +79,7 @@ class KeyStore:
                     role=role.value,
                     secret_sha256=_digest(secret),
                     created_at_us=key.created_at_us,
+                    operator_id=operator_id or None,
                 )
             )
         return key, secret
@@ -137,4 +142,5 @@ def _key_from_row(row: object) -> ApiKey:
         role=Role(row.role),  # type: ignore[attr-defined]
         created_at_us=row.created_at_us,  # type: ignore[attr-defined]
         revoked_at_us=row.revoked_at_us,  # type: ignore[attr-defined]
+        operator_id=row.operator_id or "",  # type: ignore[attr-defined]
     )

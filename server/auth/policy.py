@@ -78,6 +78,40 @@ async def _customer_event(principal: Principal, request: Any, repository: Reposi
 async def _operator_event(principal: Principal, request: Any, _: Repository) -> None:
     if request.source not in _HUMAN_SOURCES:
         raise _denied(principal, f"post events with source other than {_sources(*_HUMAN_SOURCES)}")
+    if request.WhichOneof("data") == "message":
+        _act_as(principal, request.message.participant.id, "message.participant.id")
+
+
+def _act_as(principal: Principal, operator_id: str, field: str) -> None:
+    """A key bound to an operator acts only as that operator (an empty id is left to the
+    servicer: required fields are its business)."""
+    if principal.operator_id and operator_id and operator_id != principal.operator_id:
+        raise PermissionDenied(
+            f"this key acts for operator {principal.operator_id!r}, not {operator_id!r} ({field})",
+            metadata={"operator_id": principal.operator_id, "field": field},
+        )
+
+
+def _as_operator(field: str) -> Check:
+    """A check that the operator named at `field` (a dotted path) is the key's operator."""
+
+    async def check(principal: Principal, request: Any, _: Repository) -> None:
+        value: Any = request
+        for part in field.split("."):
+            value = getattr(value, part)
+        _act_as(principal, value, field)
+
+    return check
+
+
+# Where each operator control names the operator acting.
+_OPERATOR_FIELDS = {
+    "ClaimHandoff": "operator.id",
+    "RespondToOffer": "operator.id",
+    "ReleaseHandoff": "operator_id",
+    "TransferHandoff": "from_operator_id",
+    "WatchHandoffs": "operator.id",
+}
 
 
 # ---------------------------------------------------------------- the table
@@ -168,23 +202,18 @@ POLICY: dict[str, Rule] = {
     ),
     **_service("ToolService", {"ListTools": _BACKEND}),
     **_service("AuthService", {"IssueCustomerToken": _BACKEND}),
-    # The handoff API (being added on another branch): entries ready, so merging it needs only
-    # the proto and servicer. Customers get none of it.
+    # Customers get none of the handoff API; operators act only as themselves when their key
+    # is bound to an operator id.
     **_service(
         "HandoffService",
         {"RequestHandoff": _BACKEND, "OfferHandoff": _BACKEND}
         | {
             m: _roles(INTEGRATION, OPERATOR)
-            for m in (
-                "GetHandoff",
-                "ListHandoffs",
-                "ClaimHandoff",
-                "RespondToOffer",
-                "ReleaseHandoff",
-                "TransferHandoff",
-                "WatchHandoffs",
-                "GetHandoffStats",
-            )
+            for m in ("GetHandoff", "ListHandoffs", "GetHandoffStats")
+        }
+        | {
+            m: _roles(INTEGRATION, OPERATOR, checks={OPERATOR: _as_operator(field)})
+            for m, field in _OPERATOR_FIELDS.items()
         },
     ),
 }

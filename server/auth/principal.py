@@ -32,6 +32,8 @@ class Principal:
     key_id: str
     # Customer tokens only.
     customer_id: str = ""
+    # Operator keys bound to one operator: the only operator id they may act as.
+    operator_id: str = ""
 
     @property
     def limit_key(self) -> str:

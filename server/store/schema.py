@@ -209,6 +209,8 @@ api_keys = Table(
     Column("secret_sha256", String(64), nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
     Column("revoked_at_us", BigInteger, nullable=True),
+    # Operator keys only, optional: the one operator this key acts for.
+    Column("operator_id", String(256), nullable=True),
 )
 
 # Server-wide secrets shared by replicas (e.g. the customer-token signing key when none is
