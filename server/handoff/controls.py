@@ -467,18 +467,9 @@ class HandoffControls:
             self._require_open(handoff)
             if handoff.state is not HandoffState.PENDING:
                 raise self._held_by_other(handoff, operator.id)
-            epoch = await rows.change_control(conn, session, expected_epoch, now_us=self.clock())
-            handoff = replace(handoff, offered_to=operator, control_epoch=epoch)
-            await rows.save_handoff(conn, handoff)
-            draft = lifecycle_event(
-                "offered",
-                handoff,
-                offered_to={"id": operator.id, "display_name": operator.display_name},
+            return await self._change_offer(
+                conn, session, handoff, operator, HandoffChangeType.OFFERED, expected_epoch
             )
-            events = await self._append_recorded(
-                conn, session.id, [draft], 0, handoff, HandoffChangeType.OFFERED
-            )
-            return handoff, events
 
         return await self._with_position(await self._repo.run_write(job))
 
@@ -502,20 +493,32 @@ class HandoffControls:
                 return await self._claim_in(
                     conn, session, handoff, operator, on_behalf_of_ai, expected_epoch, "claimed"
                 )
-            epoch = await rows.change_control(conn, session, expected_epoch, now_us=self.clock())
-            handoff = replace(handoff, offered_to=None, control_epoch=epoch)
-            await rows.save_handoff(conn, handoff)
-            draft = lifecycle_event(
-                "offer_declined",
-                handoff,
-                declined_by={"id": operator.id, "display_name": operator.display_name},
+            return await self._change_offer(
+                conn, session, handoff, operator, HandoffChangeType.OFFER_DECLINED, expected_epoch
             )
-            events = await self._append_recorded(
-                conn, session.id, [draft], 0, handoff, HandoffChangeType.OFFER_DECLINED
-            )
-            return handoff, events
 
         return await self._with_position(await self._repo.run_write(job))
+
+    async def _change_offer(
+        self,
+        conn: AsyncConnection,
+        session: Session,
+        handoff: Handoff,
+        operator: Operator,
+        change_type: HandoffChangeType,
+        expected_epoch: int | None,
+    ) -> tuple[Handoff, list[Event]]:
+        """Offers the handoff to `operator` (OFFERED), or withdraws their offer (OFFER_DECLINED)."""
+        offered = change_type is HandoffChangeType.OFFERED
+        epoch = await rows.change_control(conn, session, expected_epoch, now_us=self.clock())
+        handoff = replace(handoff, offered_to=operator if offered else None, control_epoch=epoch)
+        await rows.save_handoff(conn, handoff)
+        who = {"id": operator.id, "display_name": operator.display_name}
+        draft = lifecycle_event(
+            change_type.value, handoff, **({"offered_to": who} if offered else {"declined_by": who})
+        )
+        events = await self._append_recorded(conn, session.id, [draft], 0, handoff, change_type)
+        return handoff, events
 
     async def transfer(
         self,
