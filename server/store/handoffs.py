@@ -27,7 +27,7 @@ from baton_server.domain import (
 from baton_server.errors import NotFound, StaleEpoch
 from baton_server.store import schema
 from baton_server.store.database import Database
-from baton_server.store.paging import Cursor, decode_token, encode_token, page_size
+from baton_server.store.paging import keyset_page
 from baton_server.store.rows import (
     handoff_from_json,
     handoff_from_row,
@@ -437,8 +437,6 @@ class HandoffReader:
             "agent_id": agent_id,
             "state": state.value if state else "",
         }
-        limit = page_size(size)
-        cursor = decode_token(token, filters)
         query = select(table)
         if session_id:
             query = query.where(table.c.session_id == session_id)
@@ -446,23 +444,16 @@ class HandoffReader:
             query = query.where(table.c.agent_id == agent_id)
         if state is not None:
             query = query.where(table.c.state == state.value)
-        if cursor is not None:
-            query = query.where(
-                or_(
-                    table.c.requested_at_us > cursor.created_at_us,
-                    and_(table.c.requested_at_us == cursor.created_at_us, table.c.id > cursor.id),
-                )
-            )
-        query = query.order_by(table.c.requested_at_us, table.c.id).limit(limit + 1)
-        async with self._db.reader.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        more = len(rows) > limit
-        items = [handoff_from_row(r) for r in rows[:limit]]
-        next_token = ""
-        if more:
-            last = items[-1]
-            next_token = encode_token(Cursor(last.requested_at_us, last.id), filters)
-        return Page(items, next_token)
+        return await keyset_page(
+            self._db,
+            query,
+            table.c.requested_at_us,
+            table.c.id,
+            size,
+            token,
+            filters,
+            handoff_from_row,
+        )
 
     async def head_position(self) -> int:
         head = schema.handoff_log_head

@@ -6,9 +6,15 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import Select, and_, or_
+
+from baton_server.domain import Page
 from baton_server.errors import InvalidArgument
+from baton_server.store.database import Database
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -63,3 +69,38 @@ def decode_token(token: str, filters: dict[str, str]) -> Cursor | None:
             "page_token", "was issued for different filters; keep the filters of the first page"
         )
     return cursor
+
+
+async def keyset_page(
+    database: Database,
+    query: Select[Any],
+    time_column: Any,
+    id_column: Any,
+    size: int,
+    token: str,
+    filters: dict[str, str],
+    convert: Callable[[Any], Any],
+) -> Page[Any]:
+    """One page of `query` in (time_column, id_column) order, after the token's cursor; the
+    next token names the page's last row (and is bound to `filters`)."""
+    limit = page_size(size)
+    cursor = decode_token(token, filters)
+    if cursor is not None:
+        query = query.where(
+            or_(
+                time_column > cursor.created_at_us,
+                and_(time_column == cursor.created_at_us, id_column > cursor.id),
+            )
+        )
+    query = query.order_by(time_column, id_column).limit(limit + 1)
+    async with database.reader.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    token_out = ""
+    if more:
+        last = rows[-1]
+        token_out = encode_token(
+            Cursor(last._mapping[time_column], last._mapping[id_column]), filters
+        )
+    return Page([convert(r) for r in rows], token_out)

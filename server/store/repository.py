@@ -47,7 +47,7 @@ from baton_server.store.appender import Appender, AppendRequest, EventEncoder, a
 from baton_server.store.database import Database
 from baton_server.store.handoffs import forget_session
 from baton_server.store.ids import new_id
-from baton_server.store.paging import Cursor, decode_token, encode_token, page_size
+from baton_server.store.paging import keyset_page
 from baton_server.store.rows import (
     agent_from_row,
     canned_response_from_row,
@@ -83,15 +83,6 @@ def mode_changed(
     if actor is not None:
         data["actor"] = actor.to_dict()
     return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data, correlation_id=correlation_id)
-
-
-def _after(table: Any, cursor: Cursor | None) -> Any:
-    if cursor is None:
-        return True
-    return or_(
-        table.c.created_at_us > cursor.created_at_us,
-        and_(table.c.created_at_us == cursor.created_at_us, table.c.id > cursor.id),
-    )
 
 
 class Repository:
@@ -163,22 +154,9 @@ class Repository:
         filters: dict[str, str],
         convert: Callable[[Any], Any],
     ) -> Page[Any]:
-        limit = page_size(size)
-        cursor = decode_token(token, filters)
-        query = (
-            query.where(_after(table, cursor))
-            .order_by(table.c.created_at_us, table.c.id)
-            .limit(limit + 1)
+        return await keyset_page(
+            self._db, query, table.c.created_at_us, table.c.id, size, token, filters, convert
         )
-        async with self._db.reader.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        token_out = ""
-        if more:
-            last = rows[-1]
-            token_out = encode_token(Cursor(last.created_at_us, last.id), filters)
-        return Page([convert(r) for r in rows], token_out)
 
     async def _one(self, table: Any, resource: str, resource_id: str, convert: Any) -> Any:
         async with self._db.reader.connect() as conn:
