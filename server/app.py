@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from baton_server.api.auth_interceptor import AuthInterceptor
 from baton_server.api.events import encode_event
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.server import SERVICE_NAMES, build_server, server_credentials
-from baton_server.auth.interceptor import Authenticator, AuthInterceptor
+from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.keys import KeyStore
 from baton_server.auth.limits import RateLimiter, StreamSlots
 from baton_server.auth.policy import Authorizer
-from baton_server.auth.tokens import CustomerTokens, shared_token_secret
+from baton_server.auth.tokens import CustomerTokens
 from baton_server.bus import EventBus
 from baton_server.bus.pg_relay import PostgresRelay
 from baton_server.config import Settings
@@ -62,6 +64,49 @@ def build_tools(settings: Settings) -> ToolRegistry:
     return registry
 
 
+class ConfigurationError(ValueError):
+    """Settings that must not be served (the message says what to change)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_settings(settings: Settings, is_sqlite: bool) -> None:
+    """Refuses settings that would open the server more than its operator meant to."""
+    if settings.dev_mode and not settings.dev_on_network and not is_loopback(settings.host):
+        raise ConfigurationError(
+            f"--dev turns authentication off, and --host {settings.host} is reachable from the "
+            "network; serve on 127.0.0.1, drop --dev (BATON_DEV), or pass "
+            "--dev-on-network-unsafe if every machine that can reach it may do anything"
+        )
+    if not settings.dev_mode and not settings.token_secret and not is_sqlite:
+        raise ConfigurationError(
+            "replicas on a shared PostgreSQL must share the customer-token secret: set "
+            "--token-secret / BATON_TOKEN_SECRET or --token-secret-file (32+ characters)"
+        )
+
+
+def build_tokens(settings: Settings) -> CustomerTokens:
+    if settings.token_secret:
+        return CustomerTokens(
+            settings.token_secret,
+            settings.token_previous_secrets,
+            settings.customer_token_max_ttl_s,
+        )
+    if not settings.dev_mode:
+        log.warning(
+            "no --token-secret: customer tokens are signed with a random secret that lives only "
+            "as long as this process (they stop working on restart)"
+        )
+    return CustomerTokens.ephemeral(settings.customer_token_max_ttl_s)
+
+
 log = logging.getLogger(__name__)
 
 
@@ -96,6 +141,8 @@ class BatonApp:
 
     async def start(self) -> int:
         settings = self.settings
+        check_settings(settings, settings.database_url.startswith("sqlite"))
+        tokens = build_tokens(settings)
         self._database = await open_database(
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
@@ -152,15 +199,21 @@ class BatonApp:
         self.handoff_timer.start()
         handoff_servicer = HandoffServicer(self.handoffs, self.handoff_reader, self.inbox)
         self.keys = KeyStore(self._database, cache_ttl_s=settings.key_cache_s)
-        tokens = CustomerTokens(settings.token_secret or await shared_token_secret(self._database))
         auth = None
         if not settings.dev_mode:
+            failures = RateLimiter(
+                settings.auth_failure_rate_per_s,
+                settings.auth_failure_burst,
+                what="failed authentications from this address",
+                reason="TOO_MANY_FAILED_AUTHENTICATIONS",
+            )
             auth = AuthInterceptor(
-                Authenticator(self.keys, tokens),
+                Authenticator(self.keys, tokens, failures),
                 Authorizer(self._repository),
                 RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
                 RateLimiter(settings.customer_rate_limit_per_s, settings.customer_rate_limit_burst),
-                StreamSlots(settings.max_streams_per_key),
+                StreamSlots(settings.max_streams_per_key, "API key"),
+                StreamSlots(settings.max_streams_per_customer, "customer"),
             )
         self._server = build_server(
             settings,

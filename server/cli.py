@@ -16,6 +16,7 @@ from rich.markup import escape
 from baton_server.cli_channel import ApiKeyOption, TlsCaOption, open_channel
 from baton_server.config import Settings
 from baton_server.stats_cli import stats
+from baton_server.terminal_text import visible
 
 # Defaults of the limit flags (the dataclass's own, so they are written down once).
 _DEFAULTS = Settings()
@@ -101,9 +102,34 @@ def serve(
         str | None,
         typer.Option(
             envvar="BATON_TOKEN_SECRET",
-            help="Customer-token signing secret (32+ chars); default: one kept in the database.",
+            help="Customer-token signing secret (32+ chars); default: a random one for this "
+            "process (required with PostgreSQL).",
         ),
     ] = None,
+    token_secret_file: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BATON_TOKEN_SECRET_FILE",
+            help="File with the signing secret on its first line; further lines are previous "
+            "secrets still accepted (rotation).",
+        ),
+    ] = None,
+    token_previous_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--token-previous-secret",
+            envvar="BATON_TOKEN_PREVIOUS_SECRETS",
+            help="A previous signing secret still accepted when verifying (repeatable).",
+        ),
+    ] = None,
+    dev_on_network_unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--dev-on-network-unsafe",
+            envvar="BATON_DEV_ON_NETWORK_UNSAFE",
+            help="Allow --dev (NO authentication) on a non-loopback --host.",
+        ),
+    ] = False,
     tls_cert: Annotated[
         str | None, typer.Option(envvar="BATON_TLS_CERT", help="Server certificate (PEM).")
     ] = None,
@@ -137,8 +163,14 @@ def serve(
     ] = _DEFAULTS.max_streams_per_connection,
     max_streams_per_key: Annotated[
         int,
-        typer.Option(envvar="BATON_MAX_STREAMS_PER_KEY", help="Per API key or customer (0: off)."),
+        typer.Option(envvar="BATON_MAX_STREAMS_PER_KEY", help="Per API key (0: off)."),
     ] = _DEFAULTS.max_streams_per_key,
+    max_streams_per_customer: Annotated[
+        int,
+        typer.Option(
+            envvar="BATON_MAX_STREAMS_PER_CUSTOMER", help="Per customer token's customer (0: off)."
+        ),
+    ] = _DEFAULTS.max_streams_per_customer,
     rate_limit: Annotated[
         float,
         typer.Option(envvar="BATON_RATE_LIMIT", help="Requests/s per API key (0: unlimited)."),
@@ -163,7 +195,7 @@ def serve(
     )
     if sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
         raise typer.BadParameter("must be FULL or NORMAL", param_hint="--sqlite-synchronous")
-    from baton_server.app import BatonApp
+    from baton_server.app import BatonApp, ConfigurationError
 
     api_key = os.environ.get("OPENAI_API_KEY", "")
     provider = ("openai" if api_key else "offline") if nlp == "auto" else nlp
@@ -171,6 +203,7 @@ def serve(
         raise typer.BadParameter("must be offline, openai or auto", param_hint="--nlp")
     if provider == "openai" and not api_key and not openai_base_url:
         raise typer.BadParameter("the openai provider needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
+    secrets = _token_secrets(token_secret, token_secret_file, token_previous_secret or [])
     settings = Settings(
         host=host,
         port=port,
@@ -186,7 +219,9 @@ def serve(
         openai_model=openai_model,
         engine_enabled=engine,
         dev_mode=dev,
-        token_secret=token_secret,
+        dev_on_network=dev_on_network_unsafe,
+        token_secret=secrets[0] if secrets else None,
+        token_previous_secrets=tuple(secrets[1:]),
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
         tls_client_ca_file=tls_client_ca,
@@ -197,14 +232,37 @@ def serve(
         max_metadata_value_length=max_metadata_value_length,
         max_streams_per_connection=max_streams_per_connection,
         max_streams_per_key=max_streams_per_key,
+        max_streams_per_customer=max_streams_per_customer,
         rate_limit_per_s=rate_limit,
         rate_limit_burst=rate_limit_burst,
         customer_rate_limit_per_s=customer_rate_limit,
         customer_rate_limit_burst=customer_rate_limit_burst,
     )
-    if token_secret is not None and len(token_secret) < 32:
-        raise typer.BadParameter("must be at least 32 characters", param_hint="--token-secret")
-    asyncio.run(BatonApp(settings).serve_until_signal())
+    try:
+        asyncio.run(BatonApp(settings).serve_until_signal())
+    except ConfigurationError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _token_secrets(secret: str | None, file: str | None, previous: list[str]) -> list[str]:
+    """The signing secret first, then the previous ones still accepted."""
+    if secret and file:
+        raise typer.BadParameter("give --token-secret or --token-secret-file, not both")
+    found = [secret] if secret else []
+    if file:
+        try:
+            with open(file, encoding="utf-8") as lines:
+                found = [line.strip() for line in lines if line.strip()]
+        except OSError as error:
+            raise typer.BadParameter(str(error), param_hint="--token-secret-file") from None
+        if not found:
+            raise typer.BadParameter("the file is empty", param_hint="--token-secret-file")
+    if previous and not found:
+        raise typer.BadParameter("previous secrets need a current one (--token-secret)")
+    found += previous
+    if any(len(value) < 32 for value in found):
+        raise typer.BadParameter("token secrets must be at least 32 characters")
+    return found
 
 
 # ---------------------------------------------------------------- keys
@@ -285,7 +343,9 @@ def keys_list(database: DatabaseOption = "sqlite+aiosqlite:///baton.db") -> None
         state = "revoked" if key.revoked_at_us is not None else "active"
         acts_as = f"operator {key.operator_id}" if key.operator_id else ""
         typer.echo(
-            f"{key.id}  {key.role.value:<11}  {state:<7}  {created}  {acts_as:<20}  {key.name}"
+            visible(
+                f"{key.id}  {key.role.value:<11}  {state:<7}  {created}  {acts_as:<20}  {key.name}"
+            )
         )
 
 
@@ -293,7 +353,9 @@ def keys_list(database: DatabaseOption = "sqlite+aiosqlite:///baton.db") -> None
 
 
 def describe_event(event: Any) -> str:
-    """One readable line for an event (used by `baton tail`)."""
+    """One readable line for an event (used by `baton tail` and `baton chat`), with the
+    control characters of its untrusted parts made visible (`terminal_text.visible`); still
+    plain text, to be markup-escaped before Rich prints it."""
     from google.protobuf import json_format
 
     from baton.v1 import message_pb2 as pb
@@ -313,6 +375,8 @@ def describe_event(event: Any) -> str:
         body = ", ".join(c.name for c in event.tool.tool_calls)
     else:
         body = json.dumps(json_format.MessageToDict(event.custom), ensure_ascii=False)
+    # Continuation lines are indented, so text cannot forge a line of its own ("#12 ...").
+    body = visible(body).replace("\n", "\n       | ")
     return f"#{event.offset:<5} {when} {source:<12} {kind:<8} {body}"
 
 
@@ -335,7 +399,7 @@ def tail(
     from baton.v1 import request_response_pb2 as rr
     from baton.v1 import service_pb2_grpc as svc_grpc
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, emoji=False, soft_wrap=True)
 
     async def run() -> None:
         async with open_channel(target, api_key, tls_ca) as channel:
@@ -356,7 +420,7 @@ def tail(
     except KeyboardInterrupt:
         pass
     except grpc.aio.AioRpcError as error:
-        console.print(f"[red]{error.code().name}[/red]: {escape(error.details() or '')}")
+        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.details() or ''))}")
         raise typer.Exit(1) from None
 
 
@@ -388,7 +452,7 @@ def chat(
     (and the AI's reply as it is written) are printed as they arrive."""
     import grpc
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, emoji=False, soft_wrap=True)
     try:
         # The channel is made inside the loop that uses it.
         asyncio.run(
@@ -403,7 +467,7 @@ def chat(
     except KeyboardInterrupt:
         pass
     except grpc.aio.AioRpcError as error:
-        console.print(f"[red]{error.code().name}[/red]: {escape(error.details() or '')}")
+        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.details() or ''))}")
         raise typer.Exit(1) from None
 
 
@@ -443,7 +507,8 @@ async def _chat(
                 )
             )
             session_id = created.session.id
-        console.print(f"[dim]session {session_id} — type a message, Ctrl-D to end[/dim]")
+        shown_id = escape(visible(session_id))
+        console.print(f"[dim]session {shown_id} — type a message, Ctrl-D to end[/dim]")
         turn_over: dict[str, asyncio.Event] = {}
 
         async def show() -> None:
@@ -459,7 +524,7 @@ async def _chat(
                     if not streaming:
                         console.print("[dim]ai_agent (typing):[/dim] ", end="")
                         streaming = True
-                    console.print(escape(response.delta.text), end="")
+                    console.print(escape(visible(response.delta.text)), end="")
                 for event in response.events:
                     if streaming:
                         console.print()

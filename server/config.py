@@ -29,8 +29,10 @@ class Settings:
     max_metadata_value_length: int = 4096
     # HTTP/2 streams open at once on one connection (`grpc.max_concurrent_streams`).
     max_streams_per_connection: int = 10_000
-    # Server streams (ListEvents, ...) open at once per API key or customer (0: unlimited).
+    # Server streams (ListEvents, ...) open at once per API key (0: unlimited).
     max_streams_per_key: int = 10_000
+    # ... and per customer (customer tokens): a chat widget needs a stream or two, not thousands.
+    max_streams_per_customer: int = 16
     # Requests per second per API key or customer (token bucket; 0: unlimited) and burst size.
     # Per API key: a guard against runaway clients, above what one server sustains.
     rate_limit_per_s: float = 2000.0
@@ -38,12 +40,21 @@ class Settings:
     # Per customer (customer tokens): what one person's chat plausibly needs.
     customer_rate_limit_per_s: float = 20.0
     customer_rate_limit_burst: float = 60.0
+    # Failed authentications per peer address (s⁻¹, burst) before credentials that need a
+    # database lookup are refused from that address (RESOURCE_EXHAUSTED).
+    auth_failure_rate_per_s: float = 10.0
+    auth_failure_burst: float = 100.0
     # --dev: no authentication, every caller may do everything (local development only).
     dev_mode: bool = False
+    # --dev on a non-loopback address is refused unless this is set (--dev-on-network-unsafe).
+    dev_on_network: bool = False
     # How long an API key lookup is cached: a revocation takes effect within this time.
     key_cache_s: float = 5.0
-    # Customer-token signing secret; None: generated once and shared through the database.
+    # Customer-token signing secret (never stored in the database). None: a random one for this
+    # process only (SQLite or --dev; PostgreSQL replicas must share one, so it is required).
     token_secret: str | None = None
+    # Earlier signing secrets still accepted when verifying (rotation).
+    token_previous_secrets: tuple[str, ...] = ()
     customer_token_default_ttl_s: int = 900
     customer_token_max_ttl_s: int = 86_400
     # TLS: PEM files. With a client CA, clients must present a certificate it signed (mTLS).

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from baton_server.cli_channel import ApiKeyOption, TlsCaOption, open_channel
+from baton_server.terminal_text import visible
 
 
 def _seconds(duration: Any) -> str:
@@ -19,7 +20,9 @@ def _seconds(duration: Any) -> str:
 
 
 def stats_table(stats: Any, title: str) -> Table:
-    table = Table(title=title, show_header=True, header_style="bold")
+    """The figures as a table; reason and outcome names (untrusted) are shown escaped: control
+    characters made visible (`terminal_text.visible`), Rich markup printed literally."""
+    table = Table(title=escape(visible(title)), show_header=True, header_style="bold")
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [
@@ -44,7 +47,7 @@ def stats_table(stats: Any, title: str) -> Table:
     rows += [(f"outcome {name}", str(count)) for name, count in sorted(stats.by_outcome.items())]
     rows += [(f"reason {name!r}", str(count)) for name, count in sorted(stats.by_reason.items())]
     for label, value in rows:
-        table.add_row(escape(label), value)
+        table.add_row(escape(visible(label)), value)
     return table
 
 
@@ -64,7 +67,7 @@ def stats(
     from baton.v1 import request_response_pb2 as rr
     from baton.v1 import service_pb2_grpc as svc_grpc
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     request = rr.GetHandoffStatsRequest(agent_id=agent)
     title = "Handoffs, all time"
     if days > 0:
@@ -82,6 +85,6 @@ def stats(
     try:
         response = asyncio.run(run())
     except grpc.aio.AioRpcError as error:
-        console.print(f"[red]{error.code().name}[/red]: {escape(error.details() or '')}")
+        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.details() or ''))}")
         raise typer.Exit(1) from None
     console.print(stats_table(response.stats, title))

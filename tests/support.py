@@ -33,6 +33,7 @@ class Stubs:
     sessions: svc.SessionServiceStub
     events: svc.EventServiceStub
     handoffs: svc.HandoffServiceStub
+    auth: svc.AuthServiceStub
 
     @classmethod
     def on(cls, channel: grpc.aio.Channel) -> Stubs:
@@ -43,6 +44,7 @@ class Stubs:
             svc.SessionServiceStub(channel),
             svc.EventServiceStub(channel),
             svc.HandoffServiceStub(channel),
+            svc.AuthServiceStub(channel),
         )
 
     async def new_session(self, **session_fields: Any) -> pb.Session:
@@ -58,6 +60,12 @@ class Stubs:
             )
         )
         return response.session
+
+    async def customer_token(self, customer_id: str) -> str:
+        issued = await self.auth.IssueCustomerToken(
+            rr.IssueCustomerTokenRequest(customer_id=customer_id)
+        )
+        return issued.token
 
     async def say(self, session_id: str, text: str, **extra: Any) -> pb.Event:
         response = await self.events.CreateEvent(customer_message(session_id, text, **extra))

@@ -114,12 +114,8 @@ async def test_customers_have_their_own_smaller_rate_limit(
     try:
         backend = Stubs.on(channels.with_credential(secrets["a"]))
         session = await backend.new_session()
-        token = await backend.channel.unary_unary(
-            "/baton.v1.AuthService/IssueCustomerToken",
-            request_serializer=rr.IssueCustomerTokenRequest.SerializeToString,
-            response_deserializer=rr.IssueCustomerTokenResponse.FromString,
-        )(rr.IssueCustomerTokenRequest(customer_id=session.customer_id))
-        customer = Stubs.on(channels.with_credential(token.token))
+        token = await backend.customer_token(session.customer_id)
+        customer = Stubs.on(channels.with_credential(token))
         for _ in range(2):
             await customer.sessions.GetSession(rr.GetSessionRequest(session_id=session.id))
         with pytest.raises(grpc.aio.AioRpcError) as caught:

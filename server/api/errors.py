@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from baton_server.api.interception import rewrapped
 from baton_server.errors import (
     AlreadyExists,
     BatonError,
@@ -87,23 +88,6 @@ def status_for(error: BatonError) -> grpc.Status:
     )
 
 
-class _Undecodable:
-    """Stands in for a request whose bytes did not parse, so the handler can reject it."""
-
-
-def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    if deserializer is None:
-        return None
-
-    def deserialize(data: bytes) -> Any:
-        try:
-            return deserializer(data)
-        except (DecodeError, ValueError, TypeError):
-            return _Undecodable()
-
-    return deserialize
-
-
 async def _abort(context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
     if isinstance(error, BatonError):
         await context.abort_with_status(status_for(error))
@@ -144,18 +128,33 @@ def nul_field(message: Message, prefix: str = "") -> str | None:
     return None
 
 
-def _check_request(request: Any) -> None:
-    if isinstance(request, _Undecodable):
-        raise _UNDECODABLE
+def decode_request(deserializer: Callable[[bytes], Any], data: bytes) -> Any:
+    """The request message from its bytes, or INVALID_ARGUMENT: undecodable, or a string field
+    holding NUL."""
+    try:
+        request = deserializer(data)
+    except (DecodeError, ValueError, TypeError):
+        raise _UNDECODABLE from None
     if isinstance(request, Message) and (field := nul_field(request)):
         raise InvalidArgument.single(field, "must not contain NUL (\\x00) characters")
+    return request
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
-    async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+# Decoding of one handler's requests: None when the handler decodes them itself (the auth
+# interceptor's, which admits the caller before it spends anything on the request).
+Decode = Callable[[bytes], Any] | None
+
+
+def _decoded(decode: Decode, data: Any) -> Any:
+    return data if decode is None else decode_request(decode, data)
+
+
+def _wrap_unary(
+    behavior: Callable[..., Awaitable[Any]], method: str, decode: Decode
+) -> Callable[..., Any]:
+    async def handle(data: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            _check_request(request)
-            return await behavior(request, context)
+            return await behavior(_decoded(decode, data), context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as error:
@@ -164,11 +163,12 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
     return handle
 
 
-def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., Any]:
-    async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+def _wrap_stream(
+    behavior: Callable[..., AsyncIterator[Any]], method: str, decode: Decode
+) -> Callable[..., Any]:
+    async def handle(data: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            _check_request(request)
-            async for response in behavior(request, context):
+            async for response in behavior(_decoded(decode, data), context):
                 yield response
         except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
             raise
@@ -194,18 +194,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        wrapped = handler
-        if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        elif handler.unary_stream is not None:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
+        decode = handler.request_deserializer
+        wrapped = rewrapped(
+            handler,
+            lambda behavior: _wrap_unary(behavior, method, decode),
+            lambda behavior: _wrap_stream(behavior, method, decode),
+        )
         self._cache[method] = wrapped
         return wrapped

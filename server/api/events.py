@@ -17,6 +17,7 @@ from baton_server.api.mapping import (
     timestamp,
 )
 from baton_server.api.protos import pb, rr, svc_grpc
+from baton_server.auth.principal import Role, current_principal
 from baton_server.config import InputLimits
 from baton_server.domain import Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
@@ -30,6 +31,7 @@ from baton_server.service.event_stream import (
     FellBehind,
     Heartbeat,
 )
+from baton_server.service.visibility import customer_view
 from baton_server.store import Repository
 
 LIVE_PROTO_CACHE = 4096
@@ -84,6 +86,12 @@ def filter_from_request(request: Any) -> EventFilter:
     return EventFilter(frozenset(kinds), frozenset(sources))
 
 
+def _for_customer() -> bool:
+    """Whether the caller is a customer token (they see the customer view of the log)."""
+    principal = current_principal()
+    return principal is not None and principal.role is Role.CUSTOMER
+
+
 class EventServicer(svc_grpc.EventServiceServicer):
     def __init__(
         self,
@@ -115,6 +123,8 @@ class EventServicer(svc_grpc.EventServiceServicer):
             event = await self._handoffs.append_human_message(session_id, draft)
         else:
             event = await self._repo.append_event(session_id, draft)
+        if _for_customer():
+            event = customer_view(event) or event
         return rr.CreateEventResponse(event=event_to_proto(event))
 
     async def ListEvents(
@@ -124,10 +134,15 @@ class EventServicer(svc_grpc.EventServiceServicer):
         if request.min_offset < 0:
             raise InvalidArgument.single("min_offset", "must not be negative")
         event_filter = filter_from_request(request)
+        customer = _for_customer()
         async for item in self._streamer.stream(
-            session_id, request.min_offset, event_filter, request.follow
+            session_id, request.min_offset, event_filter, request.follow, decoded=customer
         ):
-            if isinstance(item, EncodedBatch):
+            if customer and isinstance(item, EventsBatch):
+                shown = [v for e in item.events if (v := customer_view(e)) is not None]
+                if shown:
+                    yield rr.ListEventsResponse(events=[event_to_proto(e) for e in shown])
+            elif isinstance(item, EncodedBatch):
                 yield encoded_response(item.encoded)
             elif isinstance(item, EventsBatch):
                 encode = self._live_proto if item.live else event_to_proto

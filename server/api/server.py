@@ -9,13 +9,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from baton_server.api.auth import AuthServicer
+from baton_server.api.auth_interceptor import AuthInterceptor
 from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
 from baton_server.api.errors import ErrorMappingInterceptor
 from baton_server.api.events import EventServicer, serialize_response
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.protos import rr, svc, svc_grpc
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
-from baton_server.auth.interceptor import AuthInterceptor
 from baton_server.auth.tokens import CustomerTokens
 from baton_server.config import InputLimits, Settings
 from baton_server.service.event_stream import EventStreamer

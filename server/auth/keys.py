@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -57,10 +58,22 @@ def parse_key_id(secret: str) -> str | None:
 
 
 class KeyStore:
-    def __init__(self, database: Database, *, cache_ttl_s: float = 5.0) -> None:
+    def __init__(
+        self, database: Database, *, cache_ttl_s: float = 5.0, cache_size: int = 10_000
+    ) -> None:
         self._db = database
         self._ttl = cache_ttl_s
-        self._cache: dict[str, _Cached] = {}
+        self._size = cache_size
+        # Known keys and unknown ids are cached apart, each bounded (least recently used goes
+        # first): a flood of made-up ids evicts only other made-up ids, never a real key.
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._unknown: OrderedDict[str, _Cached] = OrderedDict()
+
+    def is_cached(self, key_id: str) -> bool:
+        """Whether checking this key id needs no database lookup right now."""
+        now = time.monotonic()
+        cached = self._cache.get(key_id) or self._unknown.get(key_id)
+        return cached is not None and cached.until > now
 
     async def create(self, role: Role, name: str = "", operator_id: str = "") -> tuple[ApiKey, str]:
         """Creates a key; returns it and its secret (shown once, never stored)."""
@@ -94,6 +107,7 @@ class KeyStore:
                 .values(revoked_at_us=now_us())
             )
         self._cache.pop(key_id, None)
+        self._unknown.pop(key_id, None)
         return bool(result.rowcount)
 
     async def list(self) -> list[ApiKey]:
@@ -118,9 +132,11 @@ class KeyStore:
 
     async def _lookup(self, key_id: str) -> _Cached:
         now = time.monotonic()
-        cached = self._cache.get(key_id)
-        if cached is not None and cached.until > now:
-            return cached
+        for cache in (self._cache, self._unknown):
+            cached = cache.get(key_id)
+            if cached is not None and cached.until > now:
+                cache.move_to_end(key_id)
+                return cached
         table = schema.api_keys
         async with self._db.reader.connect() as conn:
             row = (await conn.execute(select(table).where(table.c.id == key_id))).first()
@@ -129,9 +145,12 @@ class KeyStore:
             key = None
         # Unknown ids are cached too (briefly), so guessing costs no query per attempt.
         cached = _Cached(key, row.secret_sha256 if row is not None else "", now + self._ttl)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key_id] = cached
+        cache = self._cache if key is not None else self._unknown
+        (self._unknown if key is not None else self._cache).pop(key_id, None)
+        cache[key_id] = cached
+        cache.move_to_end(key_id)
+        while len(cache) > self._size:
+            cache.popitem(last=False)
         return cached
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from baton.v1 import message_pb2 as pb
 from baton_server.auth.principal import Principal, Role
-from baton_server.errors import NotFound, PermissionDenied
+from baton_server.errors import InvalidArgument, NotFound, PermissionDenied
 from baton_server.store import Repository
 
 # A per-resource check: raises PermissionDenied, or returns (possibly after narrowing the request).
@@ -69,17 +69,43 @@ def _sources(*allowed: int) -> str:
 _HUMAN_SOURCES = (pb.EVENT_SOURCE_HUMAN_AGENT, pb.EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT)
 
 
+_MESSAGE_ONLY = f"post events of kind other than {pb.EventKind.Name(pb.EVENT_KIND_MESSAGE)}"
+
+
 async def _customer_event(principal: Principal, request: Any, repository: Repository) -> None:
+    """Customers post messages, as the customer, and nothing else: tool results, statuses and
+    custom events are written by the server or by staff, and a model must never read a
+    customer's words as any of those. Who wrote the message is the server's to say (the actor),
+    so a participant the customer names is dropped."""
     if request.source != pb.EVENT_SOURCE_CUSTOMER:
         raise _denied(principal, f"post events with source other than {_sources(1)}")
+    if request.kind != pb.EVENT_KIND_MESSAGE:
+        raise _denied(principal, _MESSAGE_ONLY)
     await _own_session(principal, request, repository)
+    if request.WhichOneof("data") == "message":
+        request.message.ClearField("participant")
 
 
 async def _operator_event(principal: Principal, request: Any, _: Repository) -> None:
+    """Operators post messages as a human agent (or on behalf of the AI agent), always as a
+    named operator, so the handoff's holder check applies to every one of their writes. A key
+    bound to an operator writes as that operator: the server fills the id in."""
     if request.source not in _HUMAN_SOURCES:
         raise _denied(principal, f"post events with source other than {_sources(*_HUMAN_SOURCES)}")
-    if request.WhichOneof("data") == "message":
-        _act_as(principal, request.message.participant.id, "message.participant.id")
+    if request.kind != pb.EVENT_KIND_MESSAGE:
+        raise _denied(principal, _MESSAGE_ONLY)
+    if request.WhichOneof("data") != "message":
+        return  # the servicer names the missing message
+    participant = request.message.participant
+    _act_as(principal, participant.id, "message.participant.id")
+    if principal.operator_id:
+        participant.id = principal.operator_id
+    elif not participant.id.strip():
+        raise InvalidArgument.single(
+            "message.participant.id",
+            "required for operator keys: name the operator writing (or use a key made with "
+            "`baton keys create --role operator --operator-id ...`, which fills it in)",
+        )
 
 
 def _act_as(principal: Principal, operator_id: str, field: str) -> None:
@@ -92,14 +118,23 @@ def _act_as(principal: Principal, operator_id: str, field: str) -> None:
         )
 
 
-def _as_operator(field: str) -> Check:
-    """A check that the operator named at `field` (a dotted path) is the key's operator."""
+def _as_operator(field: str, *, required: bool) -> Check:
+    """A check that the operator named at `field` (a dotted path) is the key's operator. A key
+    bound to an operator acts as it whether or not the request names it (the server fills it
+    in); an unbound operator key must name the operator when `required` (writes)."""
+    *path, leaf = field.split(".")
 
     async def check(principal: Principal, request: Any, _: Repository) -> None:
-        value: Any = request
-        for part in field.split("."):
-            value = getattr(value, part)
-        _act_as(principal, value, field)
+        holder: Any = request
+        for part in path:
+            holder = getattr(holder, part)
+        _act_as(principal, getattr(holder, leaf), field)
+        if principal.operator_id and required:
+            setattr(holder, leaf, principal.operator_id)
+        elif required and not getattr(holder, leaf).strip():
+            raise InvalidArgument.single(
+                field, "required for operator keys: name the operator acting"
+            )
 
     return check
 
@@ -212,7 +247,11 @@ POLICY: dict[str, Rule] = {
             for m in ("GetHandoff", "ListHandoffs", "GetHandoffStats")
         }
         | {
-            m: _roles(INTEGRATION, OPERATOR, checks={OPERATOR: _as_operator(field)})
+            m: _roles(
+                INTEGRATION,
+                OPERATOR,
+                checks={OPERATOR: _as_operator(field, required=m != "WatchHandoffs")},
+            )
             for m, field in _OPERATOR_FIELDS.items()
         },
     ),

@@ -2,26 +2,33 @@
 
 Claims: `sub` customer id, `key` the issuing API key (revoking it revokes its tokens), `iat`,
 `exp`, and fixed `iss`/`aud` so a JWT made for another system with the same secret is refused.
-The signing secret is configured (`--token-secret`), or generated once and kept in the
-database so every replica signs and verifies with the same one.
+The header's `kid` names which secret signed it (a digest, never the secret).
+
+Signing secrets live outside the database (flag, environment or file), so a database backup or
+replica cannot mint tokens. Rotation: sign with the new secret and keep accepting the previous
+ones until the tokens they signed have expired (at most the maximum lifetime). The maximum
+lifetime is enforced when a token is verified too, not only when it is issued.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jwt
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from baton_server.domain import now_us
-from baton_server.store import schema
-from baton_server.store.database import Database
+
+log = logging.getLogger(__name__)
 
 ISSUER = "baton"
 AUDIENCE = "baton.v1/customer"
-SECRET_NAME = "customer_token_secret"
+MIN_SECRET_LENGTH = 32
+# Tolerated clock skew between replicas for `iat`.
+CLOCK_SKEW_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +42,25 @@ class TokenError(Exception):
     """Why a token was refused (safe to show to the caller)."""
 
 
+def secret_id(secret: str) -> str:
+    """The `kid` of tokens signed with `secret`: a digest prefix, so the header leaks nothing."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
 class CustomerTokens:
-    def __init__(self, secret: str) -> None:
-        if len(secret) < 32:
-            raise ValueError("the token secret must be at least 32 characters")
+    def __init__(self, secret: str, previous: Sequence[str] = (), max_ttl_s: int = 86_400) -> None:
+        for value in (secret, *previous):
+            if len(value) < MIN_SECRET_LENGTH:
+                raise ValueError(f"token secrets must be at least {MIN_SECRET_LENGTH} characters")
         self._secret = secret
+        self._kid = secret_id(secret)
+        self._by_kid = {secret_id(s): s for s in (*previous, secret)}
+        self._max_ttl_s = max_ttl_s
+
+    @classmethod
+    def ephemeral(cls, max_ttl_s: int = 86_400) -> CustomerTokens:
+        """A random secret for this process only: its tokens die with it."""
+        return cls(secrets.token_urlsafe(48), max_ttl_s=max_ttl_s)
 
     def issue(self, customer_id: str, issuer_key_id: str, ttl_s: int) -> tuple[str, int]:
         """A token for `customer_id`, valid `ttl_s` seconds; returns it and its expiry (s)."""
@@ -53,18 +74,30 @@ class CustomerTokens:
             "iat": issued,
             "exp": expires,
         }
-        return jwt.encode(claims, self._secret, algorithm="HS256"), expires
+        token = jwt.encode(claims, self._secret, algorithm="HS256", headers={"kid": self._kid})
+        return token, expires
 
     def verify(self, token: str) -> CustomerClaims:
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError:
+            raise TokenError("the customer token is invalid (not a JWT)") from None
+        secret = self._by_kid.get(kid) if isinstance(kid, str) else None
+        if secret is None:
+            raise TokenError(
+                "the customer token was signed with a secret this server does not accept "
+                "(rotated out?); ask for a new one"
+            )
+        try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                secret,
                 # Pinned: never let the token pick its algorithm (e.g. "none").
                 algorithms=["HS256"],
                 audience=AUDIENCE,
                 issuer=ISSUER,
-                options={"require": ["exp", "sub", "key", "iss", "aud"]},
+                options={"require": ["exp", "iat", "sub", "key", "iss", "aud"]},
+                leeway=0,
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("the customer token has expired; ask for a new one") from None
@@ -72,25 +105,11 @@ class CustomerTokens:
             raise TokenError("the customer token is invalid (bad signature or claims)") from None
         if not isinstance(claims["sub"], str) or not isinstance(claims["key"], str):
             raise TokenError("the customer token is invalid (bad claims)")
-        return CustomerClaims(claims["sub"], claims["key"], int(claims["exp"]))
-
-
-async def shared_token_secret(database: Database) -> str:
-    """The signing secret kept in the database, created by the first replica that needs it."""
-    table = schema.auth_secrets
-    query = select(table.c.value).where(table.c.name == SECRET_NAME)
-    async with database.reader.connect() as conn:
-        value = await conn.scalar(query)
-    if value is not None:
-        return str(value)
-    try:
-        async with database.writer.begin() as conn:
-            await conn.execute(
-                table.insert().values(
-                    name=SECRET_NAME, value=secrets.token_urlsafe(48), created_at_us=now_us()
-                )
+        issued, expires = int(claims["iat"]), int(claims["exp"])
+        now = now_us() // 1_000_000
+        if expires - issued > self._max_ttl_s or issued > now + CLOCK_SKEW_S:
+            raise TokenError(
+                f"the customer token is invalid: lifetimes longer than {self._max_ttl_s}s "
+                "(or issued in the future) are not accepted"
             )
-    except IntegrityError:
-        pass  # another replica created it first: use theirs
-    async with database.reader.connect() as conn:
-        return str(await conn.scalar(query))
+        return CustomerClaims(claims["sub"], claims["key"], expires)

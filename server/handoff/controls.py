@@ -564,6 +564,14 @@ class HandoffControls:
                 handoff.operator is None or handoff.operator.id != operator_id
             ):
                 raise self._held_by_other(handoff, operator_id)
+            offered = handoff.offered_to
+            if operator_id and offered is not None and offered.id != operator_id:
+                # Only the operator it is offered to (or a backend naming no one) may end it.
+                raise FailedPrecondition(
+                    f"handoff {handoff.id!r} is offered to operator {offered.id!r}, not "
+                    f"{operator_id!r}; only they can end it until they decline",
+                    metadata={"handoff_id": handoff.id, "offered_to": offered.id},
+                )
             return await self._end_in(conn, session, handoff, outcome, note, expected_epoch)
 
         return await self._repo.run_write(job)

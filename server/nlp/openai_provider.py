@@ -54,6 +54,11 @@ def conversation(context: TurnContext) -> list[dict[str, Any]]:
 
 
 def history_messages(history: list[Event]) -> list[dict[str, Any]]:
+    """Chat messages in the roles the events earned: what customers wrote is always `user`
+    text, whatever it says; tool calls reach the model as tool messages only when the server's
+    engine wrote them (source SYSTEM, no actor: no API caller can); Baton's own lifecycle events
+    (types `baton.*`, which clients may not post) are system context. Anything else posted by
+    an API caller is left out rather than given a voice the model trusts."""
     messages: list[dict[str, Any]] = []
     for event in history:
         data = event.data
@@ -66,11 +71,47 @@ def history_messages(history: list[Event]) -> list[dict[str, Any]]:
                 messages.append({"role": "assistant", "content": f"[{name}, human agent] {text}"})
             else:
                 messages.append({"role": "assistant", "content": text})
+        elif not _written_by_server(event):
+            continue
         elif event.kind is EventKind.TOOL:
-            messages.append({"role": "system", "content": f"Tool calls: {event.data_json}"})
-        elif event.kind is EventKind.CUSTOM and data.get("type", "").startswith("baton."):
+            messages.extend(_tool_messages(event))
+        elif event.kind is EventKind.CUSTOM and str(data.get("type", "")).startswith("baton."):
             messages.append({"role": "system", "content": f"Session event: {event.data_json}"})
     return messages
+
+
+def _written_by_server(event: Event) -> bool:
+    return event.source is EventSource.SYSTEM and (
+        event.actor is None or event.kind is EventKind.CUSTOM
+    )
+
+
+def _tool_messages(event: Event) -> list[dict[str, Any]]:
+    """An engine tool event as the assistant's tool calls followed by their results."""
+    calls, results = [], []
+    for i, call in enumerate(event.data.get("tool_calls", [])):
+        call_id = f"call_{event.offset}_{i}"
+        calls.append(
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {
+                    "name": str(call.get("name", "")),
+                    "arguments": json.dumps(call.get("arguments", {}), separators=(",", ":")),
+                },
+            }
+        )
+        outcome = {"error": call["error"]} if call.get("error") else call.get("result")
+        results.append(
+            {
+                "role": "tool",
+                "tool_call_id": call_id,
+                "content": json.dumps(outcome, separators=(",", ":"), default=str),
+            }
+        )
+    if not calls:
+        return []
+    return [{"role": "assistant", "content": None, "tool_calls": calls}, *results]
 
 
 def _system_prompt(context: TurnContext) -> str:

@@ -81,13 +81,22 @@ class EventStreamer:
         self._settings = settings
 
     async def stream(
-        self, session_id: str, min_offset: int, event_filter: EventFilter, follow: bool
+        self,
+        session_id: str,
+        min_offset: int,
+        event_filter: EventFilter,
+        follow: bool,
+        *,
+        decoded: bool = False,
     ) -> AsyncIterator[StreamItem]:
+        """`decoded`: stored events as Event objects only (for readers that transform each
+        event), never as their stored encoding."""
+        encoded = self._repository.stores_encoded_events and not decoded
         subscription = self._bus.subscribe(session_id) if follow else None
         try:
             head = await self._repository.next_offset(session_id)
             cursor = min_offset
-            async for batch in self._read_store(session_id, cursor, head, event_filter):
+            async for batch in self._read_store(session_id, cursor, head, event_filter, encoded):
                 yield batch
             batch = None  # do not pin the last catch-up page for the stream's whole life
             if subscription is None:
@@ -108,7 +117,7 @@ class EventStreamer:
                         head = await self._repository.next_offset(session_id)
                         if head > cursor:
                             async for batch in self._read_store(
-                                session_id, cursor, head, event_filter
+                                session_id, cursor, head, event_filter, encoded
                             ):
                                 yield batch
                             batch = None
@@ -126,7 +135,9 @@ class EventStreamer:
                     subscription.reset_overflow()
                     yield FellBehind()
                     head = await self._repository.next_offset(session_id)
-                    async for batch in self._read_store(session_id, cursor, head, event_filter):
+                    async for batch in self._read_store(
+                        session_id, cursor, head, event_filter, encoded
+                    ):
                         yield batch
                     batch = None
                     cursor = max(cursor, head)
@@ -144,7 +155,7 @@ class EventStreamer:
                             yield EventsBatch(ready, live=True)
                             ready = []
                         async for batch in self._read_store(
-                            session_id, cursor, event.offset, event_filter
+                            session_id, cursor, event.offset, event_filter, encoded
                         ):
                             yield batch
                         batch = None
@@ -161,11 +172,10 @@ class EventStreamer:
                 self._bus.unsubscribe(subscription)
 
     async def _read_store(
-        self, session_id: str, start: int, end: int, event_filter: EventFilter
+        self, session_id: str, start: int, end: int, event_filter: EventFilter, encoded: bool
     ) -> AsyncIterator[EventsBatch | EncodedBatch]:
         """Stored events in [start, end) matching the filter, as size-capped batches."""
         settings = self._settings
-        encoded = self._repository.stores_encoded_events
         while start < end:
             if encoded:
                 pairs = await self._repository.read_encoded_events(

@@ -194,6 +194,7 @@ async def append_rows(
                     "idempotency_key": draft.idempotency_key or None,
                     "request_digest": digest if draft.idempotency_key else None,
                     "data_json": data_json,
+                    "data_type": data_type(draft.kind, draft.data),
                     "wire": encode(event) if encode is not None else None,
                     "actor_json": request.actor_json,
                 }
@@ -308,6 +309,14 @@ async def _known_keys(
         for row in found:
             known[(row.session_id, row.idempotency_key)] = (row.request_digest, event_from_row(row))
     return known
+
+
+def data_type(kind: EventKind, data: dict[str, Any]) -> str | None:
+    """The `data_type` column of an event: its status name, or its custom type."""
+    value = data.get("status") if kind is EventKind.STATUS else None
+    if kind is EventKind.CUSTOM:
+        value = data.get("type")
+    return value if isinstance(value, str) and len(value) <= 128 else None
 
 
 HUMAN_SOURCES = (EventSource.HUMAN_AGENT, EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT)

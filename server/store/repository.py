@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Select, and_, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.auth.principal import (
@@ -735,19 +735,15 @@ class Repository:
                     ended.c.offset > trigger.c.offset,
                     ended.c.correlation_id == trigger.c.correlation_id,
                     ended.c.kind == EventKind.STATUS.value,
-                    or_(
-                        *(
-                            ended.c.data_json.contains(f'"status":"{name}"')
-                            for name in ("ready", "error", "cancelled")
-                        )
-                    ),
+                    ended.c.data_type.in_(("ready", "error", "cancelled")),
                 ),
                 # Written while humans answered (or before a handoff): context, not a turn owed.
                 ~exists().where(
                     ended.c.session_id == trigger.c.session_id,
                     ended.c.offset > trigger.c.offset,
                     ended.c.kind == EventKind.CUSTOM.value,
-                    ended.c.data_json.contains(f'"type":"{SESSION_MODE_CHANGED}"'),
+                    ended.c.source == EventSource.SYSTEM.value,
+                    ended.c.data_type == SESSION_MODE_CHANGED,
                 ),
             )
         )

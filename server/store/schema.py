@@ -80,6 +80,9 @@ events = Table(
     # Digest of what the request asked for, to tell a retry from a conflicting reuse of a key.
     Column("request_digest", String(64), nullable=True),
     Column("data_json", Text, nullable=False),
+    # What queries select on, as a column rather than a match on JSON text: the status name of a
+    # status event, the top-level `type` of a custom event (NULL otherwise).
+    Column("data_type", String(128), nullable=True),
     # The event as readers receive it (opaque here; see Repository.read_encoded_events).
     Column("wire", LargeBinary, nullable=True),
     # Who appended it (JSON of domain.Actor), for the audit trail; NULL for the engine's own.
@@ -211,14 +214,4 @@ api_keys = Table(
     Column("revoked_at_us", BigInteger, nullable=True),
     # Operator keys only, optional: the one operator this key acts for.
     Column("operator_id", String(256), nullable=True),
-)
-
-# Server-wide secrets shared by replicas (e.g. the customer-token signing key when none is
-# configured): the first replica to start creates them.
-auth_secrets = Table(
-    "auth_secrets",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-    Column("created_at_us", BigInteger, nullable=False),
 )

@@ -1,0 +1,28 @@
+"""What both server interceptors do to a handler: wrap its behaviour, take over decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+Wrap = Callable[[Any], Any]
+
+
+def rewrapped(handler: grpc.RpcMethodHandler, unary: Wrap, stream: Wrap) -> grpc.RpcMethodHandler:
+    """`handler` with its unary-unary or unary-stream behaviour wrapped, receiving the raw request
+    bytes (`request_deserializer=None`: the wrapper decodes). Other kinds are returned as is."""
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary),
+            request_deserializer=None,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            stream(handler.unary_stream),
+            request_deserializer=None,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
