@@ -13,7 +13,7 @@ import pytest
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
-from baton_server.bus.pg_relay import asyncpg_dsn
+from baton_server.store.pg_notify import asyncpg_dsn
 from tests.postgres import fresh_postgres_database
 from tests.support import ServerProcess, Stubs, collect, customer_message
 

@@ -17,7 +17,7 @@ from baton_server.api.mapping import (
     timestamp,
 )
 from baton_server.api.protos import pb, rr, svc_grpc
-from baton_server.auth.principal import Role, current_principal
+from baton_server.auth.principal import Role, current_actor, current_principal
 from baton_server.config import InputLimits
 from baton_server.domain import Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
@@ -122,7 +122,7 @@ class EventServicer(svc_grpc.EventServiceServicer):
             # A human answering may take the session over: handoff rules apply.
             event = await self._handoffs.append_human_message(session_id, draft)
         else:
-            event = await self._repo.append_event(session_id, draft)
+            event = await self._repo.append_event(session_id, draft, current_actor())
         if _for_customer():
             event = customer_view(event) or event
         return rr.CreateEventResponse(event=event_to_proto(event))

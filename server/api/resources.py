@@ -19,6 +19,7 @@ from baton_server.api.mapping import (
     session_to_proto,
 )
 from baton_server.api.protos import rr, svc_grpc
+from baton_server.auth.principal import current_actor
 from baton_server.config import InputLimits
 from baton_server.domain import SessionMode
 from baton_server.errors import InvalidArgument
@@ -124,7 +125,12 @@ class SessionServicer(svc_grpc.SessionServiceServicer):
         mode = mode_from_proto(draft.mode, "session.mode", allow_unspecified=True)
         metadata = check_metadata(draft.metadata, "session.metadata", self._limits)
         session = await self._repo.create_session(
-            agent_id, customer_id, draft.title, mode or SessionMode.AUTO, metadata
+            agent_id,
+            customer_id,
+            draft.title,
+            mode or SessionMode.AUTO,
+            metadata,
+            actor=current_actor(),
         )
         return rr.CreateSessionResponse(session=session_to_proto(session))
 
@@ -166,6 +172,7 @@ class SessionServicer(svc_grpc.SessionServiceServicer):
             **changes,
             expected_epoch=request.expected_epoch if request.HasField("expected_epoch") else None,
             on_mode_change=self._handoffs.on_mode_change,
+            actor=current_actor(),
         )
         return rr.UpdateSessionResponse(session=session_to_proto(session))
 

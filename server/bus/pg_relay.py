@@ -15,16 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections import OrderedDict
-
-import asyncpg
-from sqlalchemy.engine import make_url
 
 from baton_server.bus.fanout import EventBus
 from baton_server.domain import Event, EventFilter
 from baton_server.store import Repository
+from baton_server.store.pg_notify import PgNotifyChannel
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +30,6 @@ MAX_PAYLOAD = 7900
 # Per-session delivery marks kept (least recently used dropped first).
 MAX_TRACKED_SESSIONS = 100_000
 READ_PAGE = 1000
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def encode(replica: str, ranges: dict[str, tuple[int, int]]) -> list[str]:
@@ -65,7 +58,9 @@ def decode(payload: str) -> tuple[str, dict[str, tuple[int, int]]]:
 
 class PostgresRelay:
     def __init__(self, database_url: str, repository: Repository, bus: EventBus) -> None:
-        self._dsn = asyncpg_dsn(database_url)
+        self._channel = PgNotifyChannel(
+            database_url, CHANNEL, self._on_notification, self._reread_subscribed
+        )
         self._repository = repository
         self._bus = bus
         self.replica_id = uuid.uuid4().hex[:12]
@@ -79,21 +74,19 @@ class PostgresRelay:
         # Sessions notified again while a fetch for them runs: that fetch reads once more.
         self._dirty: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: asyncpg.Connection | None = None
-        self._closing = False
-        self.reconnects = 0
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def reconnects(self) -> int:
+        """How often the LISTEN connection was re-established."""
+        return self._channel.reconnects
+
     async def start(self) -> None:
-        self._notifier = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": "baton-notify"}
-        )
-        await self._listen()
+        await self._channel.start()
         self._tasks.append(asyncio.create_task(self._flush_forever(), name="baton-notify"))
 
     async def close(self) -> None:
-        self._closing = True
         if self._pending:  # the last commits (e.g. shutdown statuses) still reach the others
             with contextlib.suppress(Exception):
                 await self._flush()
@@ -102,34 +95,9 @@ class PostgresRelay:
         for task in [*self._tasks, *self._fetching.values()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for connection in (self._listener, self._notifier):
-            if connection is not None and not connection.is_closed():
-                await connection.close()
+        await self._channel.close()
 
-    async def _listen(self) -> None:
-        listener = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": "baton-listen"}
-        )
-        await listener.add_listener(CHANNEL, self._on_notification)
-        listener.add_termination_listener(self._on_listener_lost)
-        self._listener = listener
-
-    def _on_listener_lost(self, _connection: object) -> None:
-        if not self._closing:
-            log.warning("LISTEN connection lost; reconnecting")
-            self._tasks.append(asyncio.create_task(self._relisten(), name="baton-relisten"))
-
-    async def _relisten(self) -> None:
-        delay = 0.05
-        while not self._closing:
-            try:
-                await self._listen()
-                break
-            except (OSError, asyncpg.PostgresError) as error:
-                log.warning("LISTEN reconnect failed: %s", error)
-                await asyncio.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 5.0)
-        self.reconnects += 1
+    def _reread_subscribed(self) -> None:
         # Whatever was committed elsewhere while we were deaf: re-read for local subscribers.
         for session_id in self._bus.subscribed_sessions():
             self._fetch_soon(session_id, None)
@@ -157,17 +125,14 @@ class PostgresRelay:
                 # Readers still find every event in the store; only liveness suffers meanwhile.
                 log.warning("NOTIFY failed (%s); reconnecting the notifier", error)
                 await asyncio.sleep(0.1)
-                with contextlib.suppress(Exception):
-                    self._notifier = await asyncpg.connect(
-                        self._dsn, server_settings={"application_name": "baton-notify"}
-                    )
+                await self._channel.reconnect_notifier()
                 self._wake.set()
 
     async def _flush(self) -> None:
         ranges, self._pending = self._pending, {}
         try:
             for payload in encode(self.replica_id, ranges):
-                await self._notifier.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                await self._channel.notify(payload)
         except BaseException:
             for sid, (first, head) in ranges.items():  # send them again with what came since
                 old = self._pending.get(sid, (first, head))
@@ -176,7 +141,7 @@ class PostgresRelay:
 
     # ------------------------------------------------------------------ incoming
 
-    def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notification(self, payload: str) -> None:
         try:
             replica, ranges = decode(payload)
         except ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +21,7 @@ from baton_server.auth.principal import current_actor
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
     INBOX_POSITION,
+    Actor,
     Event,
     EventDraft,
     EventKind,
@@ -79,6 +81,11 @@ class HandoffOpening:
     correlation_id: str = ""
 
 
+# Who acts in the write job running now (set by `_write` and `on_mode_change`): the job runs on
+# the store's writer task, outside the caller's context.
+_ACTING: ContextVar[Actor | None] = ContextVar("baton_handoff_actor", default=None)
+
+
 def lifecycle_event(change: str, handoff: Handoff, **extra: Any) -> EventDraft:
     data: dict[str, Any] = {
         "type": HANDOFF_EVENT_PREFIX + change,
@@ -92,7 +99,7 @@ def lifecycle_event(change: str, handoff: Handoff, **extra: Any) -> EventDraft:
             "display_name": handoff.operator.display_name,
         }
     data.update(extra)
-    actor = current_actor()  # inside a write job: who asked for the change (audit trail)
+    actor = _ACTING.get()  # inside a write job: who asked for the change (audit trail)
     if actor is not None:
         data["actor"] = actor.to_dict()
     return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data)
@@ -184,7 +191,7 @@ class HandoffControls:
         async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
             return await self.open_in(conn, opening, expected_epoch)
 
-        return await self._with_position(await self._repo.run_write(job))
+        return await self._with_position(await self._write(job))
 
     async def open_in(
         self,
@@ -272,7 +279,7 @@ class HandoffControls:
         position = await rows.next_position(conn)
         lifecycle = drafts[recorded]
         drafts[recorded] = replace(lifecycle, data={**lifecycle.data, INBOX_POSITION: position})
-        events = await self._repo.append_in(conn, session_id, drafts)
+        events = await self._repo.append_in(conn, session_id, drafts, actor=_ACTING.get())
         await rows.insert_change(conn, position, handoff, change_type, events[recorded])
         return events
 
@@ -280,7 +287,7 @@ class HandoffControls:
     def _mode_drafts(session: Session, mode: SessionMode, reason: str) -> list[EventDraft]:
         if session.mode is mode:
             return []
-        return [mode_changed(session.mode, mode, reason, actor=current_actor())]
+        return [mode_changed(session.mode, mode, reason, actor=_ACTING.get())]
 
     # ------------------------------------------------------------------ queue
 
@@ -300,7 +307,9 @@ class HandoffControls:
             if waiting.id == only:
                 draft = queue_event(policy, waiting, position, waits)
                 draft = replace(draft, correlation_id=correlation) if correlation else draft
-                return await self._repo.append_in(conn, waiting.session_id, [draft])
+                return await self._repo.append_in(
+                    conn, waiting.session_id, [draft], actor=_ACTING.get()
+                )
         return []
 
     def _queue_moved(self, agent_id: str) -> None:
@@ -334,9 +343,25 @@ class HandoffControls:
                 policy = await rows.agent_policy(conn, agent_id)
                 waits = await rows.recent_claim_waits_us(conn, agent_id)
                 draft = queue_event(policy, waiting, position, waits)
-                return None, await self._repo.append_in(conn, waiting.session_id, [draft])
+                return None, await self._repo.append_in(
+                    conn, waiting.session_id, [draft], actor=_ACTING.get()
+                )
 
-            await self._repo.run_write(job)
+            await self._write(job)
+
+    async def _write(self, job: Any) -> Any:
+        """`run_write`, with who acts (read here, in the caller's context) available to the
+        job's appends and lifecycle events on the writer task."""
+        actor = current_actor()
+
+        async def as_actor(conn: AsyncConnection) -> Any:
+            token = _ACTING.set(actor)
+            try:
+                return await job(conn)
+            finally:
+                _ACTING.reset(token)
+
+        return await self._repo.run_write(as_actor)
 
     async def idle(self) -> None:
         """Waits for pending queue announcements (tests, shutdown)."""
@@ -388,7 +413,7 @@ class HandoffControls:
                 conn, session, handoff, operator, on_behalf_of_ai, expected_epoch, "claimed"
             )
 
-        return await self._with_position(await self._repo.run_write(job))
+        return await self._with_position(await self._write(job))
 
     def _check_claimable(self, handoff: Handoff, operator: Operator) -> None:
         self._require_open(handoff)
@@ -471,7 +496,7 @@ class HandoffControls:
                 conn, session, handoff, operator, HandoffChangeType.OFFERED, expected_epoch
             )
 
-        return await self._with_position(await self._repo.run_write(job))
+        return await self._with_position(await self._write(job))
 
     async def respond_to_offer(
         self,
@@ -497,7 +522,7 @@ class HandoffControls:
                 conn, session, handoff, operator, HandoffChangeType.OFFER_DECLINED, expected_epoch
             )
 
-        return await self._with_position(await self._repo.run_write(job))
+        return await self._with_position(await self._write(job))
 
     async def _change_offer(
         self,
@@ -547,7 +572,7 @@ class HandoffControls:
                 conn, session, handoff, to_operator, on_behalf_of_ai, expected_epoch, "transferred"
             )
 
-        return await self._with_position(await self._repo.run_write(job))
+        return await self._with_position(await self._write(job))
 
     async def release(
         self,
@@ -574,7 +599,7 @@ class HandoffControls:
                 )
             return await self._end_in(conn, session, handoff, outcome, note, expected_epoch)
 
-        return await self._repo.run_write(job)
+        return await self._write(job)
 
     async def _end_in(
         self,
@@ -630,7 +655,7 @@ class HandoffControls:
         try:
             # The common case — the holder answering — rides the group commit.
             return await self._repo.append_holder_message(
-                session_id, draft, operator.id, self.clock()
+                session_id, draft, operator.id, self.clock(), current_actor()
             )
         except NeedsHandoffControl:
             pass
@@ -641,7 +666,9 @@ class HandoffControls:
                 conn, session_id, draft.idempotency_key
             ):
                 # A retry: the original (or a key conflict) without a second takeover.
-                (event,) = await self._repo.append_in(conn, session_id, [draft])
+                (event,) = await self._repo.append_in(
+                    conn, session_id, [draft], actor=_ACTING.get()
+                )
                 return event, []
             events: list[Event] = []
             now = self.clock()
@@ -665,7 +692,7 @@ class HandoffControls:
                     conn, session, handoff, operator, on_behalf, None, "claimed"
                 )
                 events += claimed
-            (message,) = await self._repo.append_in(conn, session_id, [draft])
+            (message,) = await self._repo.append_in(conn, session_id, [draft], actor=_ACTING.get())
             policy = await rows.agent_policy(conn, session.agent_id)
             if handoff.first_human_reply_at_us is None:
                 handoff = replace(handoff, first_human_reply_at_us=now)
@@ -676,7 +703,7 @@ class HandoffControls:
             )
             return message, [*events, message]
 
-        return await self._repo.run_write(job)
+        return await self._write(job)
 
     def _check_author(self, session_id: str, handoff: Handoff | None, author: Operator) -> None:
         if handoff is not None and handoff.state is HandoffState.CLAIMED:
@@ -712,10 +739,29 @@ class HandoffControls:
         return claimed, events + more
 
     async def on_mode_change(
-        self, conn: AsyncConnection, session: Session, mode: SessionMode, reason: str
+        self,
+        conn: AsyncConnection,
+        session: Session,
+        mode: SessionMode,
+        reason: str,
+        actor: Actor | None,
     ) -> list[Event]:
         """UpdateSession's mode change: MANUAL opens a handoff (external system) when none is
         open; AUTO ends the open one as RETURNED_TO_AI."""
+        token = _ACTING.set(actor)
+        try:
+            return await self._mode_change_in(conn, session, mode, reason, actor)
+        finally:
+            _ACTING.reset(token)
+
+    async def _mode_change_in(
+        self,
+        conn: AsyncConnection,
+        session: Session,
+        mode: SessionMode,
+        reason: str,
+        actor: Actor | None,
+    ) -> list[Event]:
         handoff = await rows.open_handoff_of(conn, session.id)
         if mode is SessionMode.MANUAL and handoff is None:
             policy = await rows.agent_policy(conn, session.agent_id)
@@ -736,7 +782,7 @@ class HandoffControls:
             return events
         await rows.change_control(conn, session, None, mode, self.clock())
         return await self._repo.append_in(
-            conn, session.id, self._mode_drafts(session, mode, reason)
+            conn, session.id, self._mode_drafts(session, mode, reason), actor=actor
         )
 
     # ------------------------------------------------------------------ timeouts
@@ -788,7 +834,7 @@ class HandoffControls:
             )
             return True, events
 
-        return await self._repo.run_write(job)
+        return await self._write(job)
 
     # ------------------------------------------------------------------ reads
 

@@ -13,12 +13,6 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from baton_server.auth.principal import (
-    current_actor,
-    current_principal,
-    reset_principal,
-    set_principal,
-)
 from baton_server.domain import (
     DEFAULT_POLICY,
     SESSION_CREATED,
@@ -62,7 +56,10 @@ _UNSET: Any = object()
 # Runs inside a write transaction (given its connection); returns the events it appended.
 InTransaction = Callable[[AsyncConnection], Awaitable[list[Event]]]
 # What UpdateSession does on a mode change: (conn, session before, new mode, reason) → events.
-ModeChangeHook = Callable[[AsyncConnection, Session, SessionMode, str], Awaitable[list[Event]]]
+# (transaction, session before, new mode, reason, who acts) -> the events it appended.
+ModeChangeHook = Callable[
+    [AsyncConnection, Session, SessionMode, str, Actor | None], Awaitable[list[Event]]
+]
 
 
 def mode_changed(
@@ -113,20 +110,9 @@ class Repository:
 
     async def run_write(self, job: Any) -> Any:
         """Runs `job(conn) -> (result, appended events)` in one transaction on the writer;
-        publishes the appended events after commit and returns the result.
-
-        The job runs on the writer task, under the caller's principal (captured here), so the
-        events it appends record who asked for them (the audit trail)."""
-        principal = current_principal()
-
-        async def as_caller(conn: AsyncConnection) -> Any:
-            token = set_principal(principal)
-            try:
-                return await job(conn)
-            finally:
-                reset_principal(token)
-
-        return await self._appender.run_job(as_caller)
+        publishes the appended events after commit and returns the result. (The job runs on
+        the writer task: whoever acts is passed to `append_in` explicitly.)"""
+        return await self._appender.run_job(job)
 
     async def key_used(self, conn: AsyncConnection, session_id: str, key: str) -> bool:
         events = schema.events
@@ -301,9 +287,9 @@ class Repository:
         title: str,
         mode: SessionMode,
         metadata: dict[str, str],
+        actor: Actor | None = None,
     ) -> Session:
         session_id = new_id("ses")
-        actor = current_actor()  # here, in the caller's context (see principal.py)
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             for table, resource, rid in (
@@ -378,10 +364,11 @@ class Repository:
         reason: str = "",
         expected_epoch: int | None = None,
         on_mode_change: ModeChangeHook | None = None,
+        actor: Actor | None = None,
     ) -> Session:
         """Updates fields; a mode change appends a mode-changed event in the same transaction
-        (or runs `on_mode_change`, which records it with whatever else a change implies)."""
-        actor = current_actor()
+        (or runs `on_mode_change`, which records it with whatever else a change implies), both
+        recorded as done by `actor`."""
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             current = await self._session_in(conn, session_id, lock=True)
@@ -406,7 +393,7 @@ class Repository:
                 await self.append_in(conn, session_id, drafts, actor=actor) if drafts else []
             )
             if changes_mode and on_mode_change is not None:
-                committed += await on_mode_change(conn, current, mode, reason)
+                committed += await on_mode_change(conn, current, mode, reason, actor)
             return await self._session_in(conn, session_id), committed
 
         return await self.run_write(job)
@@ -445,12 +432,10 @@ class Repository:
         drafts: Sequence[EventDraft],
         guard: TurnGuard | None = None,
         *,
-        actor: Actor | None = _UNSET,
+        actor: Actor | None = None,
     ) -> list[Event]:
         """Appends inside the caller's write transaction (a `run_write` job), recorded as done
-        by `actor` (default: the principal the job runs under)."""
-        if actor is _UNSET:
-            actor = current_actor()
+        by `actor` (None: Baton itself)."""
         request = AppendRequest(session_id, list(drafts), guard, actor).prepare()
         outcome = await append_rows(conn, [request], self._encode)
         result = outcome.results[0]
@@ -460,24 +445,29 @@ class Repository:
 
     # ------------------------------------------------------------------ events
 
-    async def append_event(self, session_id: str, draft: EventDraft) -> Event:
+    async def append_event(
+        self, session_id: str, draft: EventDraft, actor: Actor | None = None
+    ) -> Event:
         """Appends one event (group-committed with concurrent appends); returns it once durable.
 
         With an idempotency key already used for the same request, returns the original event.
         """
-        request = AppendRequest(session_id, [draft], actor=current_actor())
+        request = AppendRequest(session_id, [draft], actor=actor)
         (event,) = await self._appender.append(request)
         return event
 
     async def append_holder_message(
-        self, session_id: str, draft: EventDraft, author_id: str, at_us: int
+        self,
+        session_id: str,
+        draft: EventDraft,
+        author_id: str,
+        at_us: int,
+        actor: Actor | None = None,
     ) -> Event:
         """A human agent's message on a session whose CLAIMED handoff `author_id` holds (any
         holder when empty), group-committed like any append; raises NeedsHandoffControl when
         that does not hold (the handoff controls then take the message)."""
-        request = AppendRequest(
-            session_id, [draft], actor=current_actor(), human=(author_id, at_us)
-        )
+        request = AppendRequest(session_id, [draft], actor=actor, human=(author_id, at_us))
         (event,) = await self._appender.append(request)
         return event
 
