@@ -33,6 +33,7 @@ from baton_server.nlp.offline import OfflineProvider
 from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.service.event_stream import EventStreamer, StreamSettings
 from baton_server.store import Database, Repository, open_database
+from baton_server.store.api_keys import ApiKeyRows
 from baton_server.store.handoffs import HandoffReader
 from baton_server.tools import ToolRegistry
 
@@ -198,7 +199,7 @@ class BatonApp:
         )
         self.handoff_timer.start()
         handoff_servicer = HandoffServicer(self.handoffs, self.handoff_reader, self.inbox)
-        self.keys = KeyStore(self._database, cache_ttl_s=settings.key_cache_s)
+        self.keys = KeyStore(ApiKeyRows(self._database), cache_ttl_s=settings.key_cache_s)
         auth = None
         if not settings.dev_mode:
             failures = RateLimiter(

@@ -278,10 +278,11 @@ DatabaseOption = Annotated[
 async def _with_keys(database: str, work: Any) -> Any:
     from baton_server.auth.keys import KeyStore
     from baton_server.store import open_database
+    from baton_server.store.api_keys import ApiKeyRows
 
     db = await open_database(database)
     try:
-        return await work(KeyStore(db, cache_ttl_s=0))
+        return await work(KeyStore(ApiKeyRows(db), cache_ttl_s=0))
     finally:
         await db.dispose()
 

@@ -28,6 +28,7 @@ from baton_server.config import Settings
 from baton_server.domain import Actor, Event, EventKind, EventSource, now_us
 from baton_server.nlp.openai_provider import history_messages
 from baton_server.store import open_database
+from baton_server.store.api_keys import ApiKeyRows
 from tests.auth_support import TOKEN_SECRET, Channels
 from tests.fake_openai import FakeOpenAI, streamed
 from tests.support import Stubs, bad_request_fields, collect, error_reason
@@ -416,7 +417,7 @@ async def test_guessing_keys_is_bounded_per_address_and_spares_real_keys(
 async def test_a_flood_of_unknown_ids_does_not_evict_real_keys(database_url: str) -> None:
     database = await open_database(database_url)
     try:
-        keys = KeyStore(database, cache_ttl_s=60, cache_size=10)
+        keys = KeyStore(ApiKeyRows(database), cache_ttl_s=60, cache_size=10)
         key, secret = await keys.create(Role.INTEGRATION, "real")
         assert await keys.verify(secret) is not None
         for i in range(50):

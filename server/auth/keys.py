@@ -14,12 +14,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-
 from baton_server.auth.principal import KEY_ROLES, Role
 from baton_server.domain import now_us
-from baton_server.store import schema
-from baton_server.store.database import Database
+from baton_server.store.api_keys import ApiKeyRows, StoredKey
 from baton_server.store.ids import new_id
 
 KEY_PREFIX = "bk_"
@@ -59,9 +56,9 @@ def parse_key_id(secret: str) -> str | None:
 
 class KeyStore:
     def __init__(
-        self, database: Database, *, cache_ttl_s: float = 5.0, cache_size: int = 10_000
+        self, rows: ApiKeyRows, *, cache_ttl_s: float = 5.0, cache_size: int = 10_000
     ) -> None:
-        self._db = database
+        self._rows = rows
         self._ttl = cache_ttl_s
         self._size = cache_size
         # Known keys and unknown ids are cached apart, each bounded (least recently used goes
@@ -84,37 +81,22 @@ class KeyStore:
         key = ApiKey(new_id("key"), name, role, now_us(), None, operator_id)
         # Hex: no "_" in the random part, so the id parses back out of the secret.
         secret = f"{KEY_PREFIX}{key.id}_{secrets.token_hex(32)}"
-        async with self._db.writer.begin() as conn:
-            await conn.execute(
-                schema.api_keys.insert().values(
-                    id=key.id,
-                    name=name,
-                    role=role.value,
-                    secret_sha256=_digest(secret),
-                    created_at_us=key.created_at_us,
-                    operator_id=operator_id or None,
-                )
+        await self._rows.insert(
+            StoredKey(
+                key.id, name, role.value, _digest(secret), key.created_at_us, None, operator_id
             )
+        )
         return key, secret
 
     async def revoke(self, key_id: str) -> bool:
         """Revokes a key; False if no such (unrevoked) key exists."""
-        table = schema.api_keys
-        async with self._db.writer.begin() as conn:
-            result = await conn.execute(
-                update(table)
-                .where(table.c.id == key_id, table.c.revoked_at_us.is_(None))
-                .values(revoked_at_us=now_us())
-            )
+        revoked = await self._rows.revoke(key_id, now_us())
         self._cache.pop(key_id, None)
         self._unknown.pop(key_id, None)
-        return bool(result.rowcount)
+        return revoked
 
     async def list(self) -> list[ApiKey]:
-        table = schema.api_keys
-        async with self._db.reader.connect() as conn:
-            rows = await conn.execute(select(table).order_by(table.c.created_at_us, table.c.id))
-            return [_key_from_row(r) for r in rows]
+        return [_key(stored) for stored in await self._rows.all()]
 
     async def verify(self, secret: str) -> ApiKey | None:
         """The active key this secret belongs to, or None."""
@@ -137,14 +119,10 @@ class KeyStore:
             if cached is not None and cached.until > now:
                 cache.move_to_end(key_id)
                 return cached
-        table = schema.api_keys
-        async with self._db.reader.connect() as conn:
-            row = (await conn.execute(select(table).where(table.c.id == key_id))).first()
-        key = _key_from_row(row) if row is not None else None
-        if key is not None and key.revoked_at_us is not None:
-            key = None
+        stored = await self._rows.get(key_id)
+        key = _key(stored) if stored is not None and stored.revoked_at_us is None else None
         # Unknown ids are cached too (briefly), so guessing costs no query per attempt.
-        cached = _Cached(key, row.secret_sha256 if row is not None else "", now + self._ttl)
+        cached = _Cached(key, stored.secret_sha256 if stored is not None else "", now + self._ttl)
         cache = self._cache if key is not None else self._unknown
         (self._unknown if key is not None else self._cache).pop(key_id, None)
         cache[key_id] = cached
@@ -154,12 +132,12 @@ class KeyStore:
         return cached
 
 
-def _key_from_row(row: object) -> ApiKey:
+def _key(stored: StoredKey) -> ApiKey:
     return ApiKey(
-        id=row.id,  # type: ignore[attr-defined]
-        name=row.name,  # type: ignore[attr-defined]
-        role=Role(row.role),  # type: ignore[attr-defined]
-        created_at_us=row.created_at_us,  # type: ignore[attr-defined]
-        revoked_at_us=row.revoked_at_us,  # type: ignore[attr-defined]
-        operator_id=row.operator_id or "",  # type: ignore[attr-defined]
+        stored.id,
+        stored.name,
+        Role(stored.role),
+        stored.created_at_us,
+        stored.revoked_at_us,
+        stored.operator_id,
     )

@@ -14,8 +14,6 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from baton_server.bus import EventBus
 from baton_server.domain import (
     Event,
@@ -30,7 +28,7 @@ from baton_server.domain import (
 from baton_server.errors import BatonError, NotFound, TurnAborted
 from baton_server.handoff.controls import HandoffControls
 from baton_server.nlp import GuidelineMatch, NLPProvider, ProviderError, TurnContext
-from baton_server.store import Repository
+from baton_server.store import Repository, Transaction
 from baton_server.store.repository import InTransaction
 from baton_server.tools import ToolContext, ToolRegistry
 from baton_server.tools.registry import ToolOutcome
@@ -195,7 +193,7 @@ class Turn:
             correlation_id=self.correlation_id,
         )
 
-        async def open_handoff(conn: AsyncConnection) -> list[Event]:
+        async def open_handoff(conn: Transaction) -> list[Event]:
             handoff, events = await handoffs.open_in(conn, opening)
             self.handoff_epoch = handoff.control_epoch
             return events

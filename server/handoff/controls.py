@@ -15,8 +15,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from baton_server.auth.principal import current_actor
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
@@ -46,7 +44,7 @@ from baton_server.errors import (
 )
 from baton_server.handoff import policy as policies
 from baton_server.handoff.summary import Summarizer
-from baton_server.store import Repository
+from baton_server.store import Repository, Transaction
 from baton_server.store import handoffs as rows
 from baton_server.store.handoffs import DueTimeout, HandoffReader
 from baton_server.store.ids import new_id
@@ -188,14 +186,14 @@ class HandoffControls:
         return HandoffOpening(session_id, reason, requested_by, summary, availability)
 
     async def request(self, opening: HandoffOpening, expected_epoch: int | None = None) -> Handoff:
-        async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
+        async def job(conn: Transaction) -> tuple[Handoff, list[Event]]:
             return await self.open_in(conn, opening, expected_epoch)
 
         return await self._with_position(await self._write(job))
 
     async def open_in(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         opening: HandoffOpening,
         expected_epoch: int | None = None,
         *,
@@ -266,7 +264,7 @@ class HandoffControls:
 
     async def _append_recorded(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         session_id: str,
         drafts: list[EventDraft],
         recorded: int,
@@ -293,7 +291,7 @@ class HandoffControls:
 
     async def _queue_updates(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         agent_id: str,
         policy: HandoffPolicy,
         only: str,
@@ -333,7 +331,7 @@ class HandoffControls:
         for position, waiting in enumerate(queue, start=1):
 
             async def job(
-                conn: AsyncConnection, waiting: Handoff = waiting, position: int = position
+                conn: Transaction, waiting: Handoff = waiting, position: int = position
             ) -> tuple[None, list[Event]]:
                 await rows.lock_session(conn, waiting.session_id)
                 current = await rows.pending_queue(conn, agent_id)
@@ -354,7 +352,7 @@ class HandoffControls:
         job's appends and lifecycle events on the writer task."""
         actor = current_actor()
 
-        async def as_actor(conn: AsyncConnection) -> Any:
+        async def as_actor(conn: Transaction) -> Any:
             token = _ACTING.set(actor)
             try:
                 return await job(conn)
@@ -371,7 +369,7 @@ class HandoffControls:
     # ------------------------------------------------------------------ operator controls
 
     async def _locked(
-        self, conn: AsyncConnection, handoff_id: str, expected_epoch: int | None = None
+        self, conn: Transaction, handoff_id: str, expected_epoch: int | None = None
     ) -> tuple[Session, Handoff]:
         handoff = await rows.load_handoff(conn, handoff_id)
         session = await rows.lock_session(conn, handoff.session_id)
@@ -406,7 +404,7 @@ class HandoffControls:
         on_behalf_of_ai: bool = False,
         expected_epoch: int | None = None,
     ) -> Handoff:
-        async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
+        async def job(conn: Transaction) -> tuple[Handoff, list[Event]]:
             session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._check_claimable(handoff, operator)
             return await self._claim_in(
@@ -434,7 +432,7 @@ class HandoffControls:
 
     async def _claim_in(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         session: Session,
         handoff: Handoff,
         operator: Operator,
@@ -487,7 +485,7 @@ class HandoffControls:
     async def offer(
         self, handoff_id: str, operator: Operator, expected_epoch: int | None = None
     ) -> Handoff:
-        async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
+        async def job(conn: Transaction) -> tuple[Handoff, list[Event]]:
             session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.state is not HandoffState.PENDING:
@@ -506,7 +504,7 @@ class HandoffControls:
         on_behalf_of_ai: bool = False,
         expected_epoch: int | None = None,
     ) -> Handoff:
-        async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
+        async def job(conn: Transaction) -> tuple[Handoff, list[Event]]:
             session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.offered_to is None or handoff.offered_to.id != operator.id:
@@ -526,7 +524,7 @@ class HandoffControls:
 
     async def _change_offer(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         session: Session,
         handoff: Handoff,
         operator: Operator,
@@ -553,7 +551,7 @@ class HandoffControls:
         on_behalf_of_ai: bool = False,
         expected_epoch: int | None = None,
     ) -> Handoff:
-        async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
+        async def job(conn: Transaction) -> tuple[Handoff, list[Event]]:
             session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.state is not HandoffState.CLAIMED or handoff.operator is None:
@@ -582,7 +580,7 @@ class HandoffControls:
         note: str = "",
         expected_epoch: int | None = None,
     ) -> Handoff:
-        async def job(conn: AsyncConnection) -> tuple[Handoff, list[Event]]:
+        async def job(conn: Transaction) -> tuple[Handoff, list[Event]]:
             session, handoff = await self._locked(conn, handoff_id, expected_epoch)
             self._require_open(handoff)
             if handoff.state is HandoffState.CLAIMED and (
@@ -603,7 +601,7 @@ class HandoffControls:
 
     async def _end_in(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         session: Session,
         handoff: Handoff,
         outcome: HandoffOutcome,
@@ -660,7 +658,7 @@ class HandoffControls:
         except NeedsHandoffControl:
             pass
 
-        async def job(conn: AsyncConnection) -> tuple[Event, list[Event]]:
+        async def job(conn: Transaction) -> tuple[Event, list[Event]]:
             session = await rows.lock_session(conn, session_id)
             if draft.idempotency_key and await self._repo.key_used(
                 conn, session_id, draft.idempotency_key
@@ -725,7 +723,7 @@ class HandoffControls:
 
     async def _takeover_in(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         session: Session,
         opening: HandoffOpening,
         operator: Operator,
@@ -740,7 +738,7 @@ class HandoffControls:
 
     async def on_mode_change(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         session: Session,
         mode: SessionMode,
         reason: str,
@@ -756,7 +754,7 @@ class HandoffControls:
 
     async def _mode_change_in(
         self,
-        conn: AsyncConnection,
+        conn: Transaction,
         session: Session,
         mode: SessionMode,
         reason: str,
@@ -792,7 +790,7 @@ class HandoffControls:
         or another replica fired it). Runs once: the deadline is cleared in the same
         transaction."""
 
-        async def job(conn: AsyncConnection) -> tuple[bool, list[Event]]:
+        async def job(conn: Transaction) -> tuple[bool, list[Event]]:
             session, handoff = await self._locked(conn, due.handoff_id)
             now = self.clock()
             deadline = await rows.deadline_of(conn, handoff.id, due.kind)

@@ -14,8 +14,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from baton_server.bus import EventBus
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
@@ -29,7 +27,7 @@ from baton_server.domain import (
     now_us,
 )
 from baton_server.errors import InvalidArgument
-from baton_server.store import Repository
+from baton_server.store import Repository, Transaction
 from baton_server.store import handoffs as rows
 from baton_server.store.handoffs import HandoffReader
 from baton_server.store.ids import new_id
@@ -186,7 +184,7 @@ class HandoffInbox:
     async def _renew_presence(self, stream_id: str, operator: Operator, agent_id: str) -> None:
         expires = now_us() + int(self._heartbeat_s * 3 * 1_000_000)
 
-        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+        async def job(conn: Transaction) -> tuple[None, list[Event]]:
             await rows.upsert_presence(conn, stream_id, operator.id, agent_id, expires)
             return None, []
 
@@ -195,7 +193,7 @@ class HandoffInbox:
     async def _end_presence(self, stream_id: str) -> None:
         now = now_us()
 
-        async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
+        async def job(conn: Transaction) -> tuple[None, list[Event]]:
             await rows.remove_presence(conn, stream_id, now)
             return None, []
 

@@ -1,6 +1,15 @@
-"""Repository layer: SQLAlchemy async over SQLite (default) or PostgreSQL."""
+"""Repository layer: SQLAlchemy async over SQLite (default) or PostgreSQL.
+
+The only room that speaks SQL. Other rooms hold a `Transaction` only as an opaque handle: they
+receive one in a write job (`Repository.run_write`) and hand it back to the store's functions.
+"""
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.store.database import Database, open_database
 from baton_server.store.repository import Repository
 
-__all__ = ["Database", "Repository", "open_database"]
+# A write job's open transaction (opaque outside the store).
+Transaction = AsyncConnection
+
+__all__ = ["Database", "Repository", "Transaction", "open_database"]
