@@ -659,7 +659,7 @@ async def bench_auth(procs: Procs, workdir: Path, plan: Plan) -> list[Figure]:
     )
     # Context: human agents' messages. The first on each session takes it over (the handoff
     # controls' own transaction, during the warm-up); the holder's next ones ride the group
-    # commit with a holder check (server/store/appender.py).
+    # commit with a holder check (server/baton_server/store/appender.py).
     human = await run_load(procs, dev, systems["dev"][1], None, plan, pb.EVENT_SOURCE_HUMAN_AGENT)
     log(
         f"--dev, human-agent messages: {human['calls_per_s']:,.0f} calls/s, p50/p99 "

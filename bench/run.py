@@ -52,7 +52,7 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
 # Every appended event is a realistic chat message (~120 bytes of text) from a human agent.
-# Not from the customer: a customer message starts an AI agent turn (server/engine), which
+# Not from the customer: a customer message starts an AI agent turn (server/baton_server/engine), which
 # appends more events of its own; these benchmarks measure the event log, not the agent. Not
 # from a human agent either: the first one on a session takes it over (handoff controls, their
 # own transaction; measured by bench/handoffs.py). An AI-agent message is a plain append.
