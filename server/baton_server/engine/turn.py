@@ -29,7 +29,7 @@ from baton_server.errors import BatonError, NotFound, TurnAborted
 from baton_server.handoff.controls import HandoffControls
 from baton_server.nlp import GuidelineMatch, NLPProvider, ProviderError, TurnContext
 from baton_server.store import Repository, Transaction
-from baton_server.store.repository import InTransaction
+from baton_server.store.turns import InTransaction
 from baton_server.tools import ToolContext, ToolRegistry
 from baton_server.tools.registry import ToolOutcome
 
