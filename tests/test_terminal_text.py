@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
 from google.protobuf import struct_pb2
 from rich.console import Console
@@ -20,10 +19,11 @@ from rich.console import Console
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton_server.cli import describe_event
+from baton_server.domain import EventDraft, EventKind, EventSource
 from baton_server.nlp.offline import OfflineProvider
 from baton_server.stats_cli import stats_table
 from baton_server.terminal_text import visible
-from tests.support import ROOT, customer_message
+from tests.support import ROOT
 
 # Every character a terminal (or its bidi algorithm) acts on, by the classes `visible` covers.
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -158,79 +158,33 @@ def _assert_inert(out: bytes) -> str:
     return text
 
 
-async def _post_all(
-    calls: list[tuple[str, Callable[[], Any]]],
-) -> list[str]:
-    """Posts each event; returns the names of those the server stored. A server that refuses
-    control characters in a field (INVALID_ARGUMENT) is safe too, so a refusal is not an error."""
-    stored = []
-    for name, call in calls:
-        try:
-            await call()
-        except grpc.aio.AioRpcError as error:
-            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
-            continue
-        stored.append(name)
-    return stored
-
-
 async def test_tail_prints_hostile_event_data_inert(start_server) -> None:  # type: ignore[no-untyped-def]
     app, baton = await start_server()
     session = await baton.new_session()
-    custom = struct_pb2.Struct()
-    custom.update({"type": "crm.note", "note": HOSTILE})
-    # Custom data is stored as given; the other fields might be refused by a stricter server.
-    await baton.events.CreateEvent(
-        rr.CreateEventRequest(
-            session_id=session.id,
-            kind=pb.EVENT_KIND_CUSTOM,
-            source=pb.EVENT_SOURCE_SYSTEM,
-            custom=custom,
-        )
-    )
-    stored = await _post_all(
-        [
-            (
-                "message",
-                lambda: baton.events.CreateEvent(customer_message(session.id, HOSTILE)),
-            ),
-            (
-                "display name",
-                lambda: baton.events.CreateEvent(
-                    rr.CreateEventRequest(
-                        session_id=session.id,
-                        kind=pb.EVENT_KIND_MESSAGE,
-                        source=pb.EVENT_SOURCE_CUSTOMER,
-                        message=pb.MessageData(
-                            text="hello", participant=pb.Participant(id="c", display_name=HOSTILE)
-                        ),
-                    )
-                ),
-            ),
-            (
-                "status detail",
-                lambda: baton.events.CreateEvent(
-                    rr.CreateEventRequest(
-                        session_id=session.id,
-                        kind=pb.EVENT_KIND_STATUS,
-                        source=pb.EVENT_SOURCE_AI_AGENT,
-                        status=pb.StatusData(status=pb.STATUS_PROCESSING, detail=HOSTILE),
-                    )
-                ),
-            ),
-            (
-                "tool name",
-                lambda: baton.events.CreateEvent(
-                    rr.CreateEventRequest(
-                        session_id=session.id,
-                        kind=pb.EVENT_KIND_TOOL,
-                        source=pb.EVENT_SOURCE_AI_AGENT,
-                        tool=pb.ToolData(tool_calls=[pb.ToolCall(name=HOSTILE)]),
-                    )
-                ),
-            ),
-        ]
-    )
+    # The API refuses control characters in what callers send, but models and tools write
+    # text too (and older logs may hold some): store hostile events as the engine would.
+    drafts = {
+        "custom": EventDraft(
+            EventKind.CUSTOM, EventSource.SYSTEM, {"type": "crm.note", "note": HOSTILE}
+        ),
+        "message": EventDraft(EventKind.MESSAGE, EventSource.AI_AGENT, {"text": HOSTILE}),
+        "display name": EventDraft(
+            EventKind.MESSAGE,
+            EventSource.HUMAN_AGENT,
+            {"text": "hello", "participant": {"id": "c", "display_name": HOSTILE}},
+        ),
+        "status detail": EventDraft(
+            EventKind.STATUS, EventSource.AI_AGENT, {"status": "processing", "detail": HOSTILE}
+        ),
+        "tool name": EventDraft(
+            EventKind.TOOL,
+            EventSource.SYSTEM,
+            {"tool_calls": [{"name": HOSTILE, "arguments": {}}]},
+        ),
+    }
+    for draft in drafts.values():
+        await app.repository.append_event(session.id, draft)
+    stored = [name for name in drafts if name != "custom"]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from baton_server.cli_channel import ApiKeyOption, TlsCaOption, open_channel
+from baton_server.cli_channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_channel
 from baton_server.config import Settings
 from baton_server.stats_cli import stats
 from baton_server.terminal_text import visible
@@ -32,26 +32,26 @@ app = typer.Typer(
 def serve(
     host: Annotated[
         str, typer.Option(envvar="BATON_HOST", help="Address to listen on.")
-    ] = "127.0.0.1",
+    ] = _DEFAULTS.host,
     port: Annotated[
         int, typer.Option(envvar="BATON_PORT", help="Port; 0 picks a free one.")
-    ] = 8800,
+    ] = _DEFAULTS.port,
     database: Annotated[
         str, typer.Option(envvar="BATON_DATABASE_URL", help="SQLAlchemy async database URL.")
-    ] = "sqlite+aiosqlite:///baton.db",
+    ] = _DEFAULTS.database_url,
     heartbeat: Annotated[
         float, typer.Option(envvar="BATON_HEARTBEAT_SECONDS", help="Idle stream heartbeat period.")
-    ] = 15.0,
+    ] = _DEFAULTS.heartbeat_interval_s,
     sqlite_synchronous: Annotated[
         str, typer.Option(envvar="BATON_SQLITE_SYNCHRONOUS", help="FULL (default) or NORMAL.")
-    ] = "FULL",
+    ] = _DEFAULTS.sqlite_synchronous,
     max_connection_age: Annotated[
         float,
         typer.Option(
             envvar="BATON_MAX_CONNECTION_AGE_SECONDS",
             help="Recycle connections after this many seconds (0: never).",
         ),
-    ] = 0.0,
+    ] = _DEFAULTS.max_connection_age_s,
     log_level: Annotated[str, typer.Option(envvar="BATON_LOG_LEVEL")] = "INFO",
     tools: Annotated[
         list[str] | None,
@@ -75,7 +75,9 @@ def serve(
             help="offline, openai, or auto (openai when OPENAI_API_KEY is set).",
         ),
     ] = "auto",
-    openai_model: Annotated[str, typer.Option(envvar="BATON_OPENAI_MODEL")] = "gpt-4o-mini",
+    openai_model: Annotated[
+        str, typer.Option(envvar="BATON_OPENAI_MODEL")
+    ] = _DEFAULTS.openai_model,
     openai_base_url: Annotated[
         str | None,
         typer.Option(
@@ -295,7 +297,7 @@ def keys_create(
         str,
         typer.Option(help="Operator keys: the one operator id the key may act as."),
     ] = "",
-    database: DatabaseOption = "sqlite+aiosqlite:///baton.db",
+    database: DatabaseOption = _DEFAULTS.database_url,
 ) -> None:
     """Create an API key and print its secret (shown only this once)."""
     from baton_server.auth.principal import KEY_ROLES, Role
@@ -318,7 +320,7 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="Id of the key (see `baton keys list`).")],
-    database: DatabaseOption = "sqlite+aiosqlite:///baton.db",
+    database: DatabaseOption = _DEFAULTS.database_url,
 ) -> None:
     """Revoke a key: servers refuse it (and the customer tokens it issued) within seconds."""
 
@@ -332,7 +334,7 @@ def keys_revoke(
 
 
 @keys_app.command("list")
-def keys_list(database: DatabaseOption = "sqlite+aiosqlite:///baton.db") -> None:
+def keys_list(database: DatabaseOption = _DEFAULTS.database_url) -> None:
     """List keys (never their secrets)."""
     from baton_server.domain import us_to_datetime
 
@@ -387,7 +389,7 @@ def tail(
     from_offset: Annotated[int, typer.Option("--from", help="First offset to show.")] = 0,
     target: Annotated[
         str, typer.Option(envvar="BATON_TARGET", help="Server address.")
-    ] = "127.0.0.1:8800",
+    ] = DEFAULT_TARGET,
     no_follow: Annotated[
         bool, typer.Option("--no-follow", help="Stop after stored events.")
     ] = False,
@@ -442,7 +444,7 @@ def chat(
     ] = "",
     target: Annotated[
         str, typer.Option(envvar="BATON_TARGET", help="Server address.")
-    ] = "127.0.0.1:8800",
+    ] = DEFAULT_TARGET,
     turn_timeout: Annotated[
         float, typer.Option(help="Wait at most this long for the agent's turn after a message.")
     ] = 30.0,

@@ -6,6 +6,11 @@ from typing import Annotated, Any
 
 import typer
 
+from baton_server.config import Settings
+
+# Where `baton tail`, `chat` and `stats` connect by default: `baton serve`'s default address.
+DEFAULT_TARGET = f"{Settings().host}:{Settings().port}"
+
 ApiKeyOption = Annotated[
     str,
     typer.Option(

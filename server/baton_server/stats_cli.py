@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from baton_server.cli_channel import ApiKeyOption, TlsCaOption, open_channel
+from baton_server.cli_channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_channel
 from baton_server.terminal_text import visible
 
 
@@ -56,7 +56,7 @@ def stats(
     days: Annotated[float, typer.Option(help="The last this many days (0: all time).")] = 7.0,
     target: Annotated[
         str, typer.Option(envvar="BATON_TARGET", help="Server address.")
-    ] = "127.0.0.1:8800",
+    ] = DEFAULT_TARGET,
     api_key: ApiKeyOption = "",
     tls_ca: TlsCaOption = None,
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -98,45 +99,60 @@ async def _abort(context: grpc.aio.ServicerContext, error: BaseException, method
 _UNDECODABLE = InvalidArgument.single("request", "could not be decoded as the expected message")
 
 
-def nul_field(message: Message, prefix: str = "") -> str | None:
-    """Path of the first string field holding a NUL character, if any.
+# C0 controls but tab, LF and CR; DEL; C1 controls; bidi embeddings, overrides and isolates.
+# Consoles and terminals act on them (erase lines, set titles, write the clipboard, reorder
+# text), and PostgreSQL cannot store NUL at all: no string a client sends may carry them.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-    PostgreSQL cannot store NUL in text and SQLite can: reject it for every RPC, in one place, so
-    both backends answer the same.
-    """
+
+def _bad(value: object) -> str | None:
+    found = _CONTROL.search(value) if isinstance(value, str) else None
+    return found.group() if found else None
+
+
+def control_character_field(message: Message, prefix: str = "") -> tuple[str, str] | None:
+    """(path, character) of the first string, map key or Struct value holding a control
+    character, if any. Checked for every RPC in one place, so every field answers the same."""
     for field, value in message.ListFields():
         path = f"{prefix}{field.name}"
         if field.type == FieldDescriptor.TYPE_STRING:
-            values = value if field.is_repeated else [value]
-            if any("\x00" in v for v in values):
-                return path
+            for item in value if field.is_repeated else [value]:
+                if found := _bad(item):
+                    return path, found
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             if field.message_type.GetOptions().map_entry:
                 for key, item in value.items():
-                    if "\x00" in str(key) or (isinstance(item, str) and "\x00" in item):
-                        return f"{path}[{key!r}]"
+                    if found := _bad(key) or _bad(item):
+                        return f"{path}[{key!r}]", found
                     if isinstance(item, Message) and (
-                        found := nul_field(item, f"{path}[{key!r}].")
+                        nested := control_character_field(item, f"{path}[{key!r}].")
                     ):
-                        return found
+                        return nested
                 continue
             items = value if field.is_repeated else [value]
             for i, item in enumerate(items):
                 label = f"{path}[{i}]." if field.is_repeated else f"{path}."
-                if found := nul_field(item, label):
-                    return found
+                if nested := control_character_field(item, label):
+                    return nested
     return None
 
 
 def decode_request(deserializer: Callable[[bytes], Any], data: bytes) -> Any:
     """The request message from its bytes, or INVALID_ARGUMENT: undecodable, or a string field
-    holding NUL."""
+    holding a control character (NUL included)."""
     try:
         request = deserializer(data)
     except (DecodeError, ValueError, TypeError):
         raise _UNDECODABLE from None
-    if isinstance(request, Message) and (field := nul_field(request)):
-        raise InvalidArgument.single(field, "must not contain NUL (\\x00) characters")
+    if isinstance(request, Message) and (found := control_character_field(request)):
+        field, character = found
+        if character == "\x00":
+            raise InvalidArgument.single(field, "must not contain NUL (\\x00) characters")
+        raise InvalidArgument.single(
+            field,
+            f"must not contain control characters (found U+{ord(character):04X}); only tab, "
+            "line feed and carriage return are allowed",
+        )
     return request
 
 

@@ -17,7 +17,7 @@ from baton_server.api.mapping import (
     timestamp,
 )
 from baton_server.api.protos import pb, rr, svc_grpc
-from baton_server.auth.principal import Role, current_actor, current_principal
+from baton_server.auth.principal import current_actor, customer_is_calling
 from baton_server.config import InputLimits
 from baton_server.domain import Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
@@ -86,12 +86,6 @@ def filter_from_request(request: Any) -> EventFilter:
     return EventFilter(frozenset(kinds), frozenset(sources))
 
 
-def _for_customer() -> bool:
-    """Whether the caller is a customer token (they see the customer view of the log)."""
-    principal = current_principal()
-    return principal is not None and principal.role is Role.CUSTOMER
-
-
 class EventServicer(svc_grpc.EventServiceServicer):
     def __init__(
         self,
@@ -123,8 +117,13 @@ class EventServicer(svc_grpc.EventServiceServicer):
             event = await self._handoffs.append_human_message(session_id, draft)
         else:
             event = await self._repo.append_event(session_id, draft, current_actor())
-        if _for_customer():
-            event = customer_view(event) or event
+        if customer_is_calling():
+            shown = customer_view(event)
+            if shown is None:  # fail closed: where it landed, nothing of what it holds
+                return rr.CreateEventResponse(
+                    event=pb.Event(id=event.id, session_id=event.session_id, offset=event.offset)
+                )
+            event = shown
         return rr.CreateEventResponse(event=event_to_proto(event))
 
     async def ListEvents(
@@ -134,7 +133,7 @@ class EventServicer(svc_grpc.EventServiceServicer):
         if request.min_offset < 0:
             raise InvalidArgument.single("min_offset", "must not be negative")
         event_filter = filter_from_request(request)
-        customer = _for_customer()
+        customer = customer_is_calling()
         async for item in self._streamer.stream(
             session_id, request.min_offset, event_filter, request.follow, decoded=customer
         ):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -96,17 +95,6 @@ class Violations:
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidArgument(self.items)
-
-
-# C0 controls but tab, LF and CR; DEL; C1 controls; bidi embeddings, overrides and isolates.
-# Terminals and consoles act on them (erase lines, set titles, write the clipboard, reorder
-# text), so conversation text may not carry them.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def first_control_character(value: str) -> str | None:
-    found = _CONTROL.search(value)
-    return found.group() if found else None
 
 
 def require_id(value: str, field: str) -> str:
@@ -270,19 +258,6 @@ def draft_from_request(request: Any, limits: InputLimits | None = None) -> Event
             "required for human agent messages (who wrote it); or use source "
             "EVENT_SOURCE_HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT to speak as the AI agent",
         )
-    if data_field == "message":
-        for name, value in (
-            ("message.text", request.message.text),
-            ("message.participant.id", request.message.participant.id),
-            ("message.participant.display_name", request.message.participant.display_name),
-        ):
-            found = first_control_character(value)
-            if found is not None:
-                problems.add(
-                    name,
-                    f"must not contain control characters (found U+{ord(found):04X}); "
-                    "only tab, line feed and carriage return are allowed",
-                )
     participant = request.message.participant
     if len(participant.id) > MAX_ID_LENGTH:
         problems.add("message.participant.id", f"longer than {MAX_ID_LENGTH} characters")

@@ -19,14 +19,20 @@ from baton_server.api.mapping import (
     session_to_proto,
 )
 from baton_server.api.protos import rr, svc_grpc
-from baton_server.auth.principal import current_actor
+from baton_server.auth.principal import current_actor, customer_is_calling
 from baton_server.config import InputLimits
-from baton_server.domain import SessionMode
+from baton_server.domain import Session, SessionMode
 from baton_server.errors import InvalidArgument
 from baton_server.handoff.controls import HandoffControls
+from baton_server.service.visibility import customer_session_view
 from baton_server.store import Repository
 
 Context = grpc.aio.ServicerContext
+
+
+def _shown(session: Session) -> Session:
+    """What the caller may see of a session (customers: no title, no metadata)."""
+    return customer_session_view(session) if customer_is_calling() else session
 
 
 class AgentServicer(svc_grpc.AgentServiceServicer):
@@ -132,11 +138,11 @@ class SessionServicer(svc_grpc.SessionServiceServicer):
             metadata,
             actor=current_actor(),
         )
-        return rr.CreateSessionResponse(session=session_to_proto(session))
+        return rr.CreateSessionResponse(session=session_to_proto(_shown(session)))
 
     async def GetSession(self, request: Any, context: Context) -> Any:
         session = await self._repo.get_session(require_id(request.session_id, "session_id"))
-        return rr.GetSessionResponse(session=session_to_proto(session))
+        return rr.GetSessionResponse(session=session_to_proto(_shown(session)))
 
     async def ListSessions(self, request: Any, context: Context) -> Any:
         if request.mode and request.mode not in MODE_FROM_PROTO:
@@ -149,7 +155,7 @@ class SessionServicer(svc_grpc.SessionServiceServicer):
             mode=mode_from_proto(request.mode, "mode", allow_unspecified=True),
         )
         return rr.ListSessionsResponse(
-            sessions=[session_to_proto(s) for s in page.items],
+            sessions=[session_to_proto(_shown(s)) for s in page.items],
             next_page_token=page.next_page_token,
         )
 

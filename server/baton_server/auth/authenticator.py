@@ -1,14 +1,17 @@
 """Authentication: the `authorization` metadata of a call → a Principal, or Unauthenticated.
 
-Failed attempts are counted per peer address. Only an attempt that would need a database lookup
-(an API key not in the cache) is refused once a peer's budget is spent, so guessing keys costs
-the server no queries beyond the budget, while callers with known keys are never slowed by a
-neighbour behind the same address.
+Guessing costs the server database lookups, so those are budgeted per peer address (IPv6 by
+/64): a credential that needs a lookup takes a token from its address's bucket first, and gets
+it back when the lookup finds a valid key. Credentials that need no lookup (keys in the cache,
+or seen valid before; malformed or badly signed ones, refused for free) never touch the budget,
+so callers with real keys are not locked out by a neighbour behind the same address.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import ipaddress
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from baton_server.auth.keys import KEY_PREFIX, KeyStore, parse_key_id
@@ -25,10 +28,17 @@ HOW_TO_AUTHENTICATE = (
 
 
 def peer_address(peer: str) -> str:
-    """The address part of a gRPC peer string (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`)."""
+    """The address a failure budget belongs to: the IPv4 address, or the IPv6 /64 (one host
+    gets a whole /64, so counting single addresses would give it billions of budgets)."""
     kind, _, rest = peer.partition(":")
-    if kind in ("ipv4", "ipv6"):
+    if kind == "ipv4":
         return rest.rpartition(":")[0] or rest
+    if kind == "ipv6":
+        host = (rest.rpartition(":")[0] or rest).strip("[]")
+        try:
+            return str(ipaddress.IPv6Network(f"{host}/64", strict=False))
+        except ValueError:
+            return host
     return peer
 
 
@@ -42,16 +52,6 @@ class Authenticator:
     async def authenticate(
         self, metadata: Sequence[tuple[str, Any]] | None, peer: str = ""
     ) -> Principal:
-        address = peer_address(peer)
-        try:
-            return await self._authenticate(metadata, address)
-        except Unauthenticated:
-            self._failures.spend(address)
-            raise
-
-    async def _authenticate(
-        self, metadata: Sequence[tuple[str, Any]] | None, address: str
-    ) -> Principal:
         header = next((v for k, v in metadata or () if k == "authorization"), None)
         if not header:
             raise Unauthenticated(f"missing credentials: {HOW_TO_AUTHENTICATE}")
@@ -63,9 +63,10 @@ class Authenticator:
             raise Unauthenticated(f"malformed authorization metadata: {HOW_TO_AUTHENTICATE}")
         if credential.startswith(KEY_PREFIX):
             key_id = parse_key_id(credential)
-            if key_id is not None and not self._keys.is_cached(key_id):
-                self._failures.check(address)
-            key = await self._keys.verify(credential)
+            if key_id is None:
+                raise Unauthenticated("malformed API key; check the key you send")
+            async with self._lookup_budget(key_id, peer):
+                key = await self._keys.verify(credential)
             if key is None:
                 raise Unauthenticated(
                     "unknown or revoked API key; check the key or create a new one "
@@ -76,9 +77,22 @@ class Authenticator:
             claims = self._tokens.verify(credential)
         except TokenError as error:
             raise Unauthenticated(str(error)) from None
-        if not self._keys.is_cached(claims.issuer_key_id):
-            self._failures.check(address)
-        issuer = await self._keys.active(claims.issuer_key_id)
+        async with self._lookup_budget(claims.issuer_key_id, peer):
+            issuer = await self._keys.active(claims.issuer_key_id)
         if issuer is None or issuer.role not in (Role.ADMIN, Role.INTEGRATION):
             raise Unauthenticated("the API key that issued this customer token was revoked")
         return Principal(Role.CUSTOMER, issuer.id, claims.customer_id)
+
+    @contextlib.asynccontextmanager
+    async def _lookup_budget(self, key_id: str, peer: str) -> AsyncIterator[None]:
+        """Around a key lookup: takes a token of the peer's failure budget first (so concurrent
+        guesses cannot all slip past a check), and gives it back when the key turned out valid.
+        Keys known to exist are looked up without a token."""
+        if self._keys.is_known(key_id):
+            yield
+            return
+        address = peer_address(peer)
+        self._failures.take(address)
+        yield
+        if self._keys.is_known(key_id):
+            self._failures.refund(address)

@@ -65,6 +65,12 @@ class KeyStore:
         # first): a flood of made-up ids evicts only other made-up ids, never a real key.
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._unknown: OrderedDict[str, _Cached] = OrderedDict()
+        # Ids of keys seen active (bounded, oldest first out): their lookups are not guesses.
+        self._seen_valid: OrderedDict[str, None] = OrderedDict()
+
+    def is_known(self, key_id: str) -> bool:
+        """Whether this id was seen belonging to a key (a lookup for it is not a guess)."""
+        return key_id in self._cache or key_id in self._seen_valid
 
     def is_cached(self, key_id: str) -> bool:
         """Whether checking this key id needs no database lookup right now."""
@@ -123,6 +129,11 @@ class KeyStore:
         key = _key(stored) if stored is not None and stored.revoked_at_us is None else None
         # Unknown ids are cached too (briefly), so guessing costs no query per attempt.
         cached = _Cached(key, stored.secret_sha256 if stored is not None else "", now + self._ttl)
+        if key is not None:
+            self._seen_valid[key_id] = None
+            self._seen_valid.move_to_end(key_id)
+            while len(self._seen_valid) > 10 * self._size:
+                self._seen_valid.popitem(last=False)
         cache = self._cache if key is not None else self._unknown
         (self._unknown if key is not None else self._cache).pop(key_id, None)
         cache[key_id] = cached

@@ -67,6 +67,13 @@ class RateLimiter:
         bucket = self._refilled(caller)
         bucket.tokens = max(0.0, bucket.tokens - 1.0)
 
+    def refund(self, caller: str) -> None:
+        """Gives back a token taken for something that turned out not to count."""
+        if self._rate <= 0:
+            return
+        bucket = self._refilled(caller)
+        bucket.tokens = min(self._burst, bucket.tokens + 1.0)
+
     def _refilled(self, caller: str) -> _Bucket:
         now = self._clock()
         bucket = self._buckets.get(caller)

@@ -53,6 +53,9 @@ async def _create_own_session(principal: Principal, request: Any, _: Repository)
     customer_id = request.session.customer_id
     if customer_id and customer_id != principal.customer_id:
         raise _denied(principal, "create sessions for another customer")
+    # Metadata is the integration's (CRM notes, routing) and the mode is staff's to set.
+    if request.session.metadata or request.session.mode:
+        raise _denied(principal, "set a session's metadata or mode")
     request.session.customer_id = principal.customer_id
 
 

@@ -53,6 +53,12 @@ def current_principal() -> Principal | None:
     return _current.get()
 
 
+def customer_is_calling() -> bool:
+    """Whether the running call comes with a customer token (customers get customer views)."""
+    principal = _current.get()
+    return principal is not None and principal.role is Role.CUSTOMER
+
+
 def current_actor() -> Actor | None:
     principal = _current.get()
     return principal.actor() if principal is not None else None

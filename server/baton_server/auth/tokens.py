@@ -96,8 +96,11 @@ class CustomerTokens:
                 algorithms=["HS256"],
                 audience=AUDIENCE,
                 issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "key", "iss", "aud"]},
-                leeway=0,
+                # `iat` is checked below, with a tolerance for replicas' clock skew.
+                options={
+                    "require": ["exp", "iat", "sub", "key", "iss", "aud"],
+                    "verify_iat": False,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("the customer token has expired; ask for a new one") from None
@@ -105,7 +108,10 @@ class CustomerTokens:
             raise TokenError("the customer token is invalid (bad signature or claims)") from None
         if not isinstance(claims["sub"], str) or not isinstance(claims["key"], str):
             raise TokenError("the customer token is invalid (bad claims)")
-        issued, expires = int(claims["iat"]), int(claims["exp"])
+        iat = claims["iat"]
+        if isinstance(iat, bool) or not isinstance(iat, int | float):
+            raise TokenError("the customer token is invalid (bad claims)")
+        issued, expires = int(iat), int(claims["exp"])
         now = now_us() // 1_000_000
         if expires - issued > self._max_ttl_s or issued > now + CLOCK_SKEW_S:
             raise TokenError(

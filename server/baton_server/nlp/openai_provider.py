@@ -14,7 +14,15 @@ from typing import Any
 
 import openai
 
-from baton_server.domain import Event, EventKind, EventSource
+from baton_server.domain import (
+    HANDOFF_EVENT_PREFIX,
+    SESSION_MODE_CHANGED,
+    Event,
+    EventKind,
+    EventSource,
+    HandoffOutcome,
+    SessionMode,
+)
 from baton_server.nlp.base import GuidelineMatch, ProviderError, ToolCallPlan, TurnContext
 from baton_server.tools.api import Tool
 from baton_server.tools.registry import ToolOutcome
@@ -57,8 +65,9 @@ def history_messages(history: list[Event]) -> list[dict[str, Any]]:
     """Chat messages in the roles the events earned: what customers wrote is always `user`
     text, whatever it says; tool calls reach the model as tool messages only when the server's
     engine wrote them (source SYSTEM, no actor: no API caller can); Baton's own lifecycle events
-    (types `baton.*`, which clients may not post) are system context. Anything else posted by
-    an API caller is left out rather than given a voice the model trusts."""
+    (types `baton.*`, which clients may not post) become fixed sentences built from their enum
+    fields only, never their free text (reasons, summaries and notes quote customers). Anything
+    else posted by an API caller is left out rather than given a voice the model trusts."""
     messages: list[dict[str, Any]] = []
     for event in history:
         data = event.data
@@ -74,10 +83,42 @@ def history_messages(history: list[Event]) -> list[dict[str, Any]]:
         elif not _written_by_server(event):
             continue
         elif event.kind is EventKind.TOOL:
-            messages.extend(_tool_messages(event))
-        elif event.kind is EventKind.CUSTOM and str(data.get("type", "")).startswith("baton."):
-            messages.append({"role": "system", "content": f"Session event: {event.data_json}"})
+            messages.extend(_tool_messages(event.offset, event.data.get("tool_calls", [])))
+        elif event.kind is EventKind.CUSTOM and (sentence := session_event_sentence(data)):
+            messages.append({"role": "system", "content": sentence})
     return messages
+
+
+_MODES = {m.value for m in SessionMode}
+_OUTCOMES = {o.value for o in HandoffOutcome if o.value}
+# What each handoff lifecycle event tells the model, in words Baton chose.
+_HANDOFF_SENTENCES = {
+    "requested": "A handoff to a human agent was requested.",
+    "offered": "The handoff was offered to a human agent.",
+    "offer_declined": "A human agent declined the handoff offer.",
+    "claimed": "A human agent took over the conversation.",
+    "transferred": "The conversation was transferred to another human agent.",
+    "claim_timeout": "No human agent has taken the handoff yet.",
+}
+
+
+def session_event_sentence(data: dict[str, Any]) -> str | None:
+    """A `baton.*` event as a sentence made only of fixed words and enum values, or None."""
+    kind = str(data.get("type", ""))
+    if kind == SESSION_MODE_CHANGED:
+        mode, previous = data.get("mode"), data.get("previous_mode")
+        if mode in _MODES and previous in _MODES:
+            return f"Session event: the session mode changed from {previous} to {mode}."
+        return None
+    change = (
+        kind.removeprefix(HANDOFF_EVENT_PREFIX) if kind.startswith(HANDOFF_EVENT_PREFIX) else ""
+    )
+    if change == "ended":
+        outcome = data.get("outcome")
+        tail = f" ({outcome})" if outcome in _OUTCOMES else ""
+        return f"Session event: the handoff to human agents ended{tail}."
+    sentence = _HANDOFF_SENTENCES.get(change)
+    return f"Session event: {sentence}" if sentence else None
 
 
 def _written_by_server(event: Event) -> bool:
@@ -86,11 +127,12 @@ def _written_by_server(event: Event) -> bool:
     )
 
 
-def _tool_messages(event: Event) -> list[dict[str, Any]]:
-    """An engine tool event as the assistant's tool calls followed by their results."""
+def _tool_messages(key: int | str, tool_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls as the assistant's calls followed by their results, in the `tool` role (their
+    results often echo what the customer typed: data, never instructions)."""
     calls, results = [], []
-    for i, call in enumerate(event.data.get("tool_calls", [])):
-        call_id = f"call_{event.offset}_{i}"
+    for i, call in enumerate(tool_calls):
+        call_id = f"call_{key}_{i}"
         calls.append(
             {
                 "id": call_id,
@@ -112,6 +154,17 @@ def _tool_messages(event: Event) -> list[dict[str, Any]]:
     if not calls:
         return []
     return [{"role": "assistant", "content": None, "tool_calls": calls}, *results]
+
+
+def _outcome_calls(outcomes: list[ToolOutcome]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": o.name,
+            "arguments": o.arguments,
+            **({"error": o.error} if o.error else {"result": o.result.data if o.result else None}),
+        }
+        for o in outcomes
+    ]
 
 
 def _system_prompt(context: TurnContext) -> str:
@@ -238,19 +291,6 @@ class OpenAIProvider:
             notes.append(
                 "Follow these guidelines:\n" + "\n".join(f"- {m.guideline.action}" for m in matches)
             )
-        if outcomes:
-            notes.append(
-                "Tool results:\n"
-                + "\n".join(
-                    f"- {o.name}: "
-                    + (
-                        f"error: {o.error}"
-                        if o.error
-                        else json.dumps(o.result.data if o.result else None, default=str)
-                    )
-                    for o in outcomes
-                )
-            )
         if context.canned_responses:
             notes.append(
                 "If one of these approved responses fits, answer with it verbatim:\n"
@@ -259,6 +299,8 @@ class OpenAIProvider:
         messages = [
             {"role": "system", "content": _system_prompt(context)},
             *conversation(context),
+            # This turn's tool calls, in the tool role like those of earlier turns.
+            *_tool_messages("turn", _outcome_calls(outcomes)),
             *([{"role": "system", "content": "\n\n".join(notes)}] if notes else []),
         ]
         stream = await self._call(model=self._model, messages=messages, stream=True)
@@ -281,8 +323,10 @@ class OpenAIProvider:
     async def summarize_handoff(self, history: list[Event], reason: str) -> str:
         """A short brief for the human who takes the conversation over."""
         messages = [
-            {"role": "system", "content": HANDOFF_SUMMARY_PROMPT + f" Handoff reason: {reason}"},
+            {"role": "system", "content": HANDOFF_SUMMARY_PROMPT},
             *history_messages(history),
+            # The reason comes from a tool argument or an API caller: data, not instructions.
+            {"role": "user", "content": f"(Handoff reason, as given: {reason})"},
         ]
         response = await self._call(model=self._model, messages=messages)
         if not response.choices:

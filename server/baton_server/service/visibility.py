@@ -13,7 +13,8 @@ chat widget needs to show its state, nothing written for staff:
   operator ids, release notes) and integrations' own custom events are staff-only.
 
 Offsets are kept, so a customer's stream has gaps where staff-only events are; resuming by
-offset works the same.
+offset works the same. Of a session, a customer sees neither its title nor its metadata (both
+written by and for staff: operator consoles, CRM notes).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from baton_server.domain import (
     Event,
     EventKind,
     EventSource,
+    Session,
 )
 
 QUEUE_POSITION = HANDOFF_EVENT_PREFIX + "queue_position"
@@ -63,3 +65,8 @@ def customer_view(event: Event) -> Event | None:
     return replace(
         event, actor=None, data_json=json.dumps(shown, separators=(",", ":")), _parsed=[]
     )
+
+
+def customer_session_view(session: Session) -> Session:
+    """The session as a customer sees it: no title, no metadata."""
+    return replace(session, title="", metadata={})
