@@ -10,10 +10,13 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from baton_server.api.auth import AuthServicer
 from baton_server.api.auth_interceptor import AuthInterceptor
-from baton_server.api.events import encode_event
+from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
+from baton_server.api.events import EventServicer, encode_event
 from baton_server.api.handoffs import HandoffServicer
-from baton_server.api.server import SERVICE_NAMES, build_server, server_credentials
+from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
+from baton_server.api.server import SERVICE_NAMES, Servicers, build_server, server_credentials
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.keys import KeyStore
 from baton_server.auth.limits import RateLimiter, StreamSlots
@@ -21,7 +24,7 @@ from baton_server.auth.policy import Authorizer
 from baton_server.auth.tokens import CustomerTokens
 from baton_server.bus import EventBus
 from baton_server.bus.pg_relay import PostgresRelay
-from baton_server.config import Settings
+from baton_server.config import InputLimits, Settings
 from baton_server.domain import Event, now_us
 from baton_server.engine import Engine, EngineSettings
 from baton_server.handoff.controls import Clock, HandoffControls
@@ -31,7 +34,9 @@ from baton_server.handoff.timeouts import HandoffTimer
 from baton_server.nlp import NLPProvider
 from baton_server.nlp.offline import OfflineProvider
 from baton_server.nlp.openai_provider import OpenAIProvider
+from baton_server.service.catalog import Catalog
 from baton_server.service.event_stream import EventStreamer, StreamSettings
+from baton_server.service.tokens import TokenIssuer
 from baton_server.store import Database, Repository, open_database
 from baton_server.store.api_keys import ApiKeyRows
 from baton_server.store.handoffs import HandoffReader
@@ -218,12 +223,8 @@ class BatonApp:
             )
         self._server = build_server(
             settings,
-            self._repository,
-            streamer,
+            self._servicers(streamer, handoff_servicer, tokens),
             self._health,
-            self.tools,
-            handoff_servicer,
-            tokens,
             auth,
         )
         address = f"{settings.host}:{settings.port}"
@@ -241,6 +242,30 @@ class BatonApp:
         if settings.dev_mode:
             log.warning("--dev: authentication is OFF; every caller may do everything")
         return self.port
+
+    def _servicers(
+        self, streamer: EventStreamer, handoffs: HandoffServicer, tokens: CustomerTokens
+    ) -> Servicers:
+        settings, repository = self.settings, self.repository
+        limits = InputLimits.of(settings)
+        catalog = Catalog(repository, self.tools)
+        issuer = TokenIssuer(
+            repository,
+            tokens,
+            settings.customer_token_default_ttl_s,
+            settings.customer_token_max_ttl_s,
+        )
+        return Servicers(
+            agents=AgentServicer(catalog),
+            customers=CustomerServicer(catalog, limits),
+            sessions=SessionServicer(repository, self.handoffs, limits),
+            events=EventServicer(repository, streamer, self.handoffs, limits),
+            handoffs=handoffs,
+            guidelines=GuidelineServicer(catalog),
+            canned_responses=CannedResponseServicer(catalog),
+            tools=ToolServicer(catalog),
+            auth=AuthServicer(issuer),
+        )
 
     def _session_deleted(self, session_id: str) -> None:
         self.bus.session_deleted(session_id)

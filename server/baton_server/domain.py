@@ -224,6 +224,33 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class AgentChanges:
+    """An agent's fields to change (None: leave as is)."""
+
+    name: str | None = None
+    description: str | None = None
+    handoff_policy: HandoffPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerChanges:
+    """A customer's fields to change (None: leave as is)."""
+
+    name: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuidelineChanges:
+    """A guideline's fields to change (None: leave as is)."""
+
+    condition: str | None = None
+    action: str | None = None
+    tool_names: tuple[str, ...] | None = None
+    enabled: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Guideline:
     id: str
     agent_id: str

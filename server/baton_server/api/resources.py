@@ -21,9 +21,10 @@ from baton_server.api.mapping import (
 from baton_server.api.protos import rr, svc_grpc
 from baton_server.auth.principal import current_actor, customer_is_calling
 from baton_server.config import InputLimits
-from baton_server.domain import Session, SessionMode
+from baton_server.domain import AgentChanges, CustomerChanges, Session, SessionMode
 from baton_server.errors import InvalidArgument
 from baton_server.handoff.controls import HandoffControls
+from baton_server.service.catalog import Catalog
 from baton_server.service.visibility import customer_session_view
 from baton_server.store import Repository
 
@@ -36,83 +37,104 @@ def _shown(session: Session) -> Session:
 
 
 class AgentServicer(svc_grpc.AgentServiceServicer):
-    def __init__(self, repository: Repository) -> None:
-        self._repo = repository
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
 
-    async def CreateAgent(self, request: Any, context: Context) -> Any:
+    async def CreateAgent(
+        self, request: rr.CreateAgentRequest, context: Context
+    ) -> rr.CreateAgentResponse:
         name = require_name(request.agent.name, "agent.name")
-        agent = await self._repo.create_agent(
+        agent = await self._catalog.create_agent(
             name, request.agent.description, policy_from_proto(request.agent.handoff_policy)
         )
         return rr.CreateAgentResponse(agent=agent_to_proto(agent))
 
-    async def GetAgent(self, request: Any, context: Context) -> Any:
-        agent = await self._repo.get_agent(require_id(request.agent_id, "agent_id"))
+    async def GetAgent(self, request: rr.GetAgentRequest, context: Context) -> rr.GetAgentResponse:
+        agent = await self._catalog.get_agent(require_id(request.agent_id, "agent_id"))
         return rr.GetAgentResponse(agent=agent_to_proto(agent))
 
-    async def ListAgents(self, request: Any, context: Context) -> Any:
-        page = await self._repo.list_agents(request.page_size, request.page_token)
+    async def ListAgents(
+        self, request: rr.ListAgentsRequest, context: Context
+    ) -> rr.ListAgentsResponse:
+        page = await self._catalog.list_agents(request.page_size, request.page_token)
         return rr.ListAgentsResponse(
             agents=[agent_to_proto(a) for a in page.items], next_page_token=page.next_page_token
         )
 
-    async def UpdateAgent(self, request: Any, context: Context) -> Any:
+    async def UpdateAgent(
+        self, request: rr.UpdateAgentRequest, context: Context
+    ) -> rr.UpdateAgentResponse:
         agent_id = require_id(request.agent_id, "agent_id")
         paths = check_update_mask(
             list(request.update_mask.paths), ("name", "description", "handoff_policy")
         )
-        changes: dict[str, Any] = {}
-        if "name" in paths:
-            changes["name"] = require_name(request.agent.name, "agent.name")
-        if "description" in paths:
-            changes["description"] = request.agent.description
-        if "handoff_policy" in paths:
-            changes["handoff_policy"] = policy_from_proto(request.agent.handoff_policy)
-        agent = await self._repo.update_agent(agent_id, **changes)
+        draft = request.agent
+        changes = AgentChanges(
+            name=require_name(draft.name, "agent.name") if "name" in paths else None,
+            description=draft.description if "description" in paths else None,
+            handoff_policy=(
+                policy_from_proto(draft.handoff_policy) if "handoff_policy" in paths else None
+            ),
+        )
+        agent = await self._catalog.update_agent(agent_id, changes)
         return rr.UpdateAgentResponse(agent=agent_to_proto(agent))
 
-    async def DeleteAgent(self, request: Any, context: Context) -> Any:
-        await self._repo.delete_agent(require_id(request.agent_id, "agent_id"))
+    async def DeleteAgent(
+        self, request: rr.DeleteAgentRequest, context: Context
+    ) -> rr.DeleteAgentResponse:
+        await self._catalog.delete_agent(require_id(request.agent_id, "agent_id"))
         return rr.DeleteAgentResponse()
 
 
 class CustomerServicer(svc_grpc.CustomerServiceServicer):
-    def __init__(self, repository: Repository, limits: InputLimits) -> None:
-        self._repo = repository
+    def __init__(self, catalog: Catalog, limits: InputLimits) -> None:
+        self._catalog = catalog
         self._limits = limits
 
-    async def CreateCustomer(self, request: Any, context: Context) -> Any:
+    async def CreateCustomer(
+        self, request: rr.CreateCustomerRequest, context: Context
+    ) -> rr.CreateCustomerResponse:
         name = require_name(request.customer.name, "customer.name")
         metadata = check_metadata(request.customer.metadata, "customer.metadata", self._limits)
-        customer = await self._repo.create_customer(name, metadata)
+        customer = await self._catalog.create_customer(name, metadata)
         return rr.CreateCustomerResponse(customer=customer_to_proto(customer))
 
-    async def GetCustomer(self, request: Any, context: Context) -> Any:
-        customer = await self._repo.get_customer(require_id(request.customer_id, "customer_id"))
+    async def GetCustomer(
+        self, request: rr.GetCustomerRequest, context: Context
+    ) -> rr.GetCustomerResponse:
+        customer = await self._catalog.get_customer(require_id(request.customer_id, "customer_id"))
         return rr.GetCustomerResponse(customer=customer_to_proto(customer))
 
-    async def ListCustomers(self, request: Any, context: Context) -> Any:
-        page = await self._repo.list_customers(request.page_size, request.page_token)
+    async def ListCustomers(
+        self, request: rr.ListCustomersRequest, context: Context
+    ) -> rr.ListCustomersResponse:
+        page = await self._catalog.list_customers(request.page_size, request.page_token)
         return rr.ListCustomersResponse(
             customers=[customer_to_proto(c) for c in page.items],
             next_page_token=page.next_page_token,
         )
 
-    async def UpdateCustomer(self, request: Any, context: Context) -> Any:
+    async def UpdateCustomer(
+        self, request: rr.UpdateCustomerRequest, context: Context
+    ) -> rr.UpdateCustomerResponse:
         customer_id = require_id(request.customer_id, "customer_id")
         paths = check_update_mask(list(request.update_mask.paths), ("name", "metadata"))
-        changes: dict[str, Any] = {}
-        if "name" in paths:
-            changes["name"] = require_name(request.customer.name, "customer.name")
-        if "metadata" in paths:
-            changes["metadata"] = check_metadata(
-                request.customer.metadata, "customer.metadata", self._limits
-            )
-        customer = await self._repo.update_customer(customer_id, **changes)
+        draft = request.customer
+        changes = CustomerChanges(
+            name=require_name(draft.name, "customer.name") if "name" in paths else None,
+            metadata=(
+                check_metadata(draft.metadata, "customer.metadata", self._limits)
+                if "metadata" in paths
+                else None
+            ),
+        )
+        customer = await self._catalog.update_customer(customer_id, changes)
         return rr.UpdateCustomerResponse(customer=customer_to_proto(customer))
 
-    async def DeleteCustomer(self, request: Any, context: Context) -> Any:
-        await self._repo.delete_customer(require_id(request.customer_id, "customer_id"))
+    async def DeleteCustomer(
+        self, request: rr.DeleteCustomerRequest, context: Context
+    ) -> rr.DeleteCustomerResponse:
+        await self._catalog.delete_customer(require_id(request.customer_id, "customer_id"))
         return rr.DeleteCustomerResponse()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -16,11 +17,7 @@ from baton_server.api.events import EventServicer, serialize_response
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.protos import rr, svc, svc_grpc
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
-from baton_server.auth.tokens import CustomerTokens
-from baton_server.config import InputLimits, Settings
-from baton_server.service.event_stream import EventStreamer
-from baton_server.store import Repository
-from baton_server.tools import ToolRegistry
+from baton_server.config import Settings
 
 SERVICE_NAMES = tuple(service.full_name for service in svc.DESCRIPTOR.services_by_name.values())
 
@@ -92,14 +89,25 @@ def add_event_service(servicer: EventServicer, server: grpc.aio.Server) -> None:
     server.add_registered_method_handlers("baton.v1.EventService", handlers)
 
 
+@dataclass(frozen=True, slots=True)
+class Servicers:
+    """Every baton.v1 servicer, built by the composition root (app.py)."""
+
+    agents: AgentServicer
+    customers: CustomerServicer
+    sessions: SessionServicer
+    events: EventServicer
+    handoffs: HandoffServicer
+    guidelines: GuidelineServicer
+    canned_responses: CannedResponseServicer
+    tools: ToolServicer
+    auth: AuthServicer
+
+
 def build_server(
     settings: Settings,
-    repository: Repository,
-    streamer: EventStreamer,
+    servicers: Servicers,
     health_servicer: health.aio.HealthServicer,
-    tools: ToolRegistry,
-    handoffs: HandoffServicer,
-    tokens: CustomerTokens,
     auth: AuthInterceptor | None,
 ) -> grpc.aio.Server:
     """`auth` None: no authentication (--dev). The error mapping wraps it, so auth errors get
@@ -108,25 +116,15 @@ def build_server(
     if auth is not None:
         interceptors.append(auth)
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
-    limits = InputLimits.of(settings)
-    svc_grpc.add_AgentServiceServicer_to_server(AgentServicer(repository), server)
-    svc_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(repository, limits), server)
-    controls = handoffs.controls
-    svc_grpc.add_SessionServiceServicer_to_server(
-        SessionServicer(repository, controls, limits), server
-    )
-    add_event_service(EventServicer(repository, streamer, controls, limits), server)
-    svc_grpc.add_HandoffServiceServicer_to_server(handoffs, server)
-    svc_grpc.add_GuidelineServiceServicer_to_server(GuidelineServicer(repository, tools), server)
-    svc_grpc.add_CannedResponseServiceServicer_to_server(CannedResponseServicer(repository), server)
-    svc_grpc.add_ToolServiceServicer_to_server(ToolServicer(tools), server)
-    auth_servicer = AuthServicer(
-        repository,
-        tokens,
-        settings.customer_token_default_ttl_s,
-        settings.customer_token_max_ttl_s,
-    )
-    svc_grpc.add_AuthServiceServicer_to_server(auth_servicer, server)
+    svc_grpc.add_AgentServiceServicer_to_server(servicers.agents, server)
+    svc_grpc.add_CustomerServiceServicer_to_server(servicers.customers, server)
+    svc_grpc.add_SessionServiceServicer_to_server(servicers.sessions, server)
+    add_event_service(servicers.events, server)
+    svc_grpc.add_HandoffServiceServicer_to_server(servicers.handoffs, server)
+    svc_grpc.add_GuidelineServiceServicer_to_server(servicers.guidelines, server)
+    svc_grpc.add_CannedResponseServiceServicer_to_server(servicers.canned_responses, server)
+    svc_grpc.add_ToolServiceServicer_to_server(servicers.tools, server)
+    svc_grpc.add_AuthServiceServicer_to_server(servicers.auth, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (

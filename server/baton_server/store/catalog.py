@@ -12,10 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from baton_server.domain import (
     DEFAULT_POLICY,
     Agent,
+    AgentChanges,
     CannedResponse,
     Customer,
+    CustomerChanges,
     Event,
     Guideline,
+    GuidelineChanges,
     HandoffPolicy,
     Page,
     now_us,
@@ -64,19 +67,14 @@ class CatalogRows(RowsBase):
             select(schema.agents), schema.agents, size, token, {}, agent_from_row
         )
 
-    async def update_agent(
-        self,
-        agent_id: str,
-        *,
-        name: str = _UNSET,
-        description: str = _UNSET,
-        handoff_policy: HandoffPolicy = _UNSET,
-    ) -> Agent:
-        values = {
-            k: v for k, v in (("name", name), ("description", description)) if v is not _UNSET
-        }
-        if handoff_policy is not _UNSET:
-            values["handoff_policy_json"] = handoff_policy.to_json()
+    async def update_agent(self, agent_id: str, changes: AgentChanges) -> Agent:
+        values: dict[str, Any] = {}
+        if changes.name is not None:
+            values["name"] = changes.name
+        if changes.description is not None:
+            values["description"] = changes.description
+        if changes.handoff_policy is not None:
+            values["handoff_policy_json"] = changes.handoff_policy.to_json()
         return await self._update(schema.agents, "agent", agent_id, values, agent_from_row)
 
     async def delete_agent(self, agent_id: str) -> None:
@@ -108,14 +106,12 @@ class CatalogRows(RowsBase):
             select(schema.customers), schema.customers, size, token, {}, customer_from_row
         )
 
-    async def update_customer(
-        self, customer_id: str, *, name: str = _UNSET, metadata: dict[str, str] = _UNSET
-    ) -> Customer:
+    async def update_customer(self, customer_id: str, changes: CustomerChanges) -> Customer:
         values: dict[str, Any] = {}
-        if name is not _UNSET:
-            values["name"] = name
-        if metadata is not _UNSET:
-            values["metadata_json"] = json.dumps(metadata)
+        if changes.name is not None:
+            values["name"] = changes.name
+        if changes.metadata is not None:
+            values["metadata_json"] = json.dumps(changes.metadata)
         return await self._update(
             schema.customers, "customer", customer_id, values, customer_from_row
         )
@@ -166,21 +162,17 @@ class CatalogRows(RowsBase):
             query, table, size, token, {"agent_id": agent_id}, guideline_from_row
         )
 
-    async def update_guideline(
-        self,
-        guideline_id: str,
-        *,
-        condition: str = _UNSET,
-        action: str = _UNSET,
-        tool_names: Sequence[str] = _UNSET,
-        enabled: bool = _UNSET,
-    ) -> Guideline:
+    async def update_guideline(self, guideline_id: str, changes: GuidelineChanges) -> Guideline:
         values: dict[str, Any] = {}
-        for name, value in (("condition", condition), ("action", action), ("enabled", enabled)):
-            if value is not _UNSET:
+        for name, value in (
+            ("condition", changes.condition),
+            ("action", changes.action),
+            ("enabled", changes.enabled),
+        ):
+            if value is not None:
                 values[name] = value
-        if tool_names is not _UNSET:
-            values["tool_names_json"] = json.dumps(list(tool_names))
+        if changes.tool_names is not None:
+            values["tool_names_json"] = json.dumps(list(changes.tool_names))
         return await self._update(
             schema.guidelines, "guideline", guideline_id, values, guideline_from_row
         )
