@@ -7,20 +7,18 @@ customer message, wait on its follow stream for the turn's `ready`". Baseline, s
 waiting for `ready` the same way: the cost of a turn's log writes without the engine.
 Figures: turns/s and p50/p99 turn latency; ratios Baton / baseline.
 
-    .venv/bin/python bench/engine.py [--sessions 100] [--seconds 15] [--json out.json]
+    .venv/bin/python -m bench.engine [--sessions 100] [--seconds 15] [--json out.json]
+    .venv/bin/python -m bench.engine --quick      # smoke run: 20 sessions, 3 s
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import re
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,8 @@ import grpc
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
+from bench.server import Procs, WorkerFailed, start_baton
+from bench.stats import percentile, write_json
 
 QUESTION = "How does a refund work?"
 TURN_STEPS = [
@@ -39,37 +39,6 @@ TURN_STEPS = [
     ("message", None),
     (pb.STATUS_READY, None),
 ]
-
-
-def start_server(workdir: Path, name: str, *flags: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "baton_server",
-            "serve",
-            "--dev",  # the benchmarks send no credentials
-            "--port",
-            "0",
-            "--log-level",
-            "INFO",
-            "--database",
-            f"sqlite+aiosqlite:///{workdir / name}.db",
-            *flags,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        match = re.search(r"listening on [^:]+:(\d+)", line)
-        if match:
-            return process, f"127.0.0.1:{match.group(1)}"
-    process.kill()
-    raise RuntimeError(f"{name} server did not start")
 
 
 def step_request(session_id: str, correlation_id: str, step: tuple[Any, Any]) -> Any:
@@ -167,55 +136,71 @@ async def run_load(target: str, sessions: int, seconds: float, client_writes: bo
     return latencies
 
 
-def summary(latencies: list[float], seconds: float) -> dict[str, float]:
-    ordered = sorted(latencies)
+def summary(latencies: list[float], seconds: float) -> dict[str, Any]:
+    ms = [1000 * latency for latency in latencies]
     return {
-        "turns": len(ordered),
-        "turns_per_s": len(ordered) / seconds,
-        "p50_ms": 1000 * statistics.median(ordered),
-        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+        "turns": len(ms),
+        "turns_per_s": len(ms) / seconds,
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
     }
 
 
 async def measure(
-    name: str, flags: tuple[str, ...], client_writes: bool, args: argparse.Namespace, workdir: Path
-) -> dict[str, float]:
-    process, target = start_server(workdir, name, *flags)
+    procs: Procs, workdir: Path, name: str, flags: Sequence[str], client_writes: bool, args: Any
+) -> dict[str, Any]:
+    server = await start_baton(
+        procs, workdir / f"{name}.db", "--dev", *flags, name=name, log_level="INFO"
+    )
     try:
-        await run_load(target, min(args.sessions, 10), 2.0, client_writes)  # warm-up
+        await run_load(server.target, min(args.sessions, 10), 2.0, client_writes)  # warm-up
         started = time.monotonic()
-        latencies = await run_load(target, args.sessions, args.seconds, client_writes)
+        latencies = await run_load(server.target, args.sessions, args.seconds, client_writes)
         return summary(latencies, time.monotonic() - started)
     finally:
-        process.terminate()
-        process.wait(30)
+        await procs.stop(server.proc)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        baseline = asyncio.run(measure("baseline", ("--no-engine",), True, args, workdir))
-        baton = asyncio.run(measure("engine", ("--example-agent",), False, args, workdir))
-    result = {
+async def measure_both(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    async with Procs(workdir) as procs:
+        baseline = await measure(procs, workdir, "baseline", ("--no-engine",), True, args)
+        baton = await measure(procs, workdir, "engine", ("--example-agent",), False, args)
+    return {
         "sessions": args.sessions,
         "baton": baton,
         "baseline": baseline,
         "throughput_ratio": baton["turns_per_s"] / baseline["turns_per_s"],
         "p99_ratio": baton["p99_ms"] / baseline["p99_ms"],
     }
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 sessions, 3 s")
+    parser.add_argument("--sessions", type=int, help="concurrent conversations (default 100)")
+    parser.add_argument("--seconds", type=float, help="measuring window (default 15)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    args.sessions = args.sessions or (20 if args.quick else 100)
+    args.seconds = args.seconds or (3.0 if args.quick else 15.0)
+    with tempfile.TemporaryDirectory(prefix="baton-engine-") as tmp:
+        try:
+            result = asyncio.run(measure_both(args, Path(tmp)))
+        except WorkerFailed as error:
+            print(f"benchmark failed: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted; child processes ended", file=sys.stderr)
+            return 130
     print(f"{'':24}{'turns/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name in ("baton", "baseline"):
         row = result[name]
         print(f"{name:24}{row['turns_per_s']:>10.1f}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}")
     print(f"turns/s ratio {result['throughput_ratio']:.2f}, p99 ratio {result['p99_ratio']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

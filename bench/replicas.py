@@ -7,7 +7,8 @@
     so every event crosses replicas (LISTEN/NOTIFY + a store read). p50/p99 in ms.
 Ratios are two replicas / one replica. Needs PostgreSQL: `.ci/postgres start` prints a URL.
 
-    .venv/bin/python bench/replicas.py --postgres "$(.ci/postgres start)" [--seconds 10]
+    .venv/bin/python -m bench.replicas --postgres "$(.ci/postgres start)" [--seconds 10]
+    .venv/bin/python -m bench.replicas --postgres "$(.ci/postgres start)" --quick   # smoke run
 """
 
 from __future__ import annotations
@@ -15,51 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
-import statistics
-import subprocess
 import sys
+import tempfile
 import time
-import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import asyncpg
 import grpc
-from sqlalchemy.engine import make_url
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
-
-
-def start_replica(url: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "baton_server",
-            "serve",
-            "--dev",  # the benchmarks send no credentials
-            "--port",
-            "0",
-            "--no-engine",
-            "--log-level",
-            "INFO",
-            "--database",
-            url,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        match = re.search(r"listening on [^:]+:(\d+)", process.stdout.readline())
-        if match:
-            return process, f"127.0.0.1:{match.group(1)}"
-    process.kill()
-    raise RuntimeError("replica did not start")
+from bench.server import Procs, WorkerFailed, create_postgres_database, start_baton
+from bench.stats import percentile, write_json
 
 
 def message(session_id: str, text: str) -> rr.CreateEventRequest:
@@ -148,44 +118,24 @@ async def latency(
             await receiver
             await asyncio.gather(*pending)
         stream.cancel()
-        ordered = sorted(latencies)
-        return {
-            "p50_ms": 1000 * statistics.median(ordered),
-            "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
-        }
+        ms = [1000 * latency for latency in latencies]
+        return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99)}
     finally:
         await sub_channel.close()
         await write_channel.close()
 
 
-async def fresh_database(admin_url: str) -> str:
-    url = make_url(admin_url)
-    name = f"baton_bench_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(
-        url.set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    await connection.execute(f'CREATE DATABASE "{name}"')
-    await connection.close()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
-async def main_async(args: argparse.Namespace) -> dict[str, object]:
-    url = await fresh_database(args.postgres)
-    processes = []
-    try:
-        a, target_a = start_replica(url)
-        processes.append(a)
-        b, target_b = start_replica(url)
-        processes.append(b)
-        await throughput([target_a], 8, 2)  # warm-up
-        one = await throughput([target_a], args.writers, args.seconds)
-        two = await throughput([target_a, target_b], args.writers, args.seconds)
-        local = await latency(target_a, target_a, args.rate, args.seconds)
-        remote = await latency(target_a, target_b, args.rate, args.seconds)
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(30)
+async def main_async(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    url = await create_postgres_database(args.postgres)
+    async with Procs(workdir) as procs:
+        flags = ("--dev", "--no-engine")
+        a = await start_baton(procs, url, *flags, name="replica-a", log_level="INFO")
+        b = await start_baton(procs, url, *flags, name="replica-b", log_level="INFO")
+        await throughput([a.target], 8, 2)  # warm-up
+        one = await throughput([a.target], args.writers, args.seconds)
+        two = await throughput([a.target, b.target], args.writers, args.seconds)
+        local = await latency(a.target, a.target, args.rate, args.seconds)
+        remote = await latency(a.target, b.target, args.rate, args.seconds)
     return {
         "appends_per_s": {"one_replica": one, "two_replicas": two, "ratio": two / one},
         "delivery": {
@@ -196,19 +146,34 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def main() -> None:
+def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", required=True, help="admin URL (postgresql+asyncpg://…)")
-    parser.add_argument("--writers", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=100.0, help="appends/s for latency")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    result = asyncio.run(main_async(args))
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 16 writers, 3 s, 50 appends/s"
+    )
+    parser.add_argument("--writers", type=int, help="closed-loop writers (default 64)")
+    parser.add_argument("--seconds", type=float, help="each measurement's time (default 10)")
+    parser.add_argument("--rate", type=float, help="appends/s for latency (default 100)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    args.writers = args.writers or (16 if args.quick else 64)
+    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
+    args.rate = args.rate or (50.0 if args.quick else 100.0)
+    with tempfile.TemporaryDirectory(prefix="baton-replicas-") as tmp:
+        try:
+            result = asyncio.run(main_async(args, Path(tmp)))
+        except WorkerFailed as error:
+            print(f"benchmark failed: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted; child processes ended", file=sys.stderr)
+            return 130
     print(json.dumps(result, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Unauthenticated requests (issue 12, finding 6): what anonymous ~4 MB requests cost the server.
 
 Before the fix (77c1379) the server decoded each request, and walked every string field of it
@@ -8,8 +7,8 @@ interceptor runs first and refuses an anonymous call from its metadata, before d
 authentications are also counted per peer address, and once a peer's burst is spent, credentials
 that need a database lookup get RESOURCE_EXHAUSTED.
 
-One run of this script starts a real `baton serve` (WITHOUT `--dev`, temp SQLite file,
-`--port 0`, the port read from its log) and measures, against that one server:
+One run of this module starts a real `baton serve` (WITHOUT `--dev`, temp SQLite file, a free
+port; bench.server's launcher) and measures, against that one server:
 
 1. bad-key probe  `--probe-calls` sequential tiny CreateEvent calls, each with another made-up
                   API key (the status codes in order: the failure limiter shows here);
@@ -27,29 +26,23 @@ One run of this script starts a real `baton serve` (WITHOUT `--dev`, temp SQLite
 Idle and loaded phases alternate `--rounds` times; figures pool the rounds' samples and the
 ratio is loaded/idle of the health p50 and p99.
 
-    .venv/bin/python bench/unauthenticated.py --label after           # the working tree
-    .venv/bin/python bench/unauthenticated.py --label before \\
+    .venv/bin/python -m bench.unauthenticated --label after           # the working tree
+    .venv/bin/python -m bench.unauthenticated --label before \\
         --baton "/work/main/.venv/bin/python -m baton_server" --pythonpath /tmp/oldpath
+    .venv/bin/python -m bench.unauthenticated --quick                 # smoke run, no file
 
 Progress on stderr, a table on stdout; each run is appended to `--json` (default
-bench/results-unauthenticated.json; `--fresh` starts the file over). Every child is ended on
-exit (and gets PR_SET_PDEATHSIG); every wait is bounded. The script is also its own load
-worker (`... _load CONFIG.json`).
+bench/results-unauthenticated.json; `--fresh` starts the file over; `--quick` writes no file
+unless `--json` is given). Every child is ended on exit (and gets PR_SET_PDEATHSIG); every wait
+is bounded. The anonymous load runs in a worker process (bench.anonymous).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
-import gc
-import itertools
 import json
-import math
-import os
-import platform
-import re
 import shlex
 import shutil
 import signal
@@ -57,73 +50,25 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from baton.v1 import message_pb2 as pb
-from baton.v1 import request_response_pb2 as rr
+from bench.anonymous import CREATE_EVENT, PAYLOADS, build_payload, worker_anonymous_load
+from bench.cli import cancel_on
+from bench.clients import gc_paused
+from bench.server import ROOT, Procs, Server, WorkerFailed, baton_command, start_baton
+from bench.stats import cpu_seconds, log, machine_info, ratio, summarize_ms, write_json
 
-THIS_FILE = Path(__file__).resolve()
-REPO = THIS_FILE.parent.parent
-HOST = "127.0.0.1"
-CREATE_EVENT = "/baton.v1.EventService/CreateEvent"
-DEFAULT_JSON = REPO / "bench" / "results-unauthenticated.json"
-DEFAULT_BATON = REPO / ".venv" / "bin" / "baton"
-PAYLOADS = ("text", "struct")
-LOAD_CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 8 << 20),
-    ("grpc.max_receive_message_length", 8 << 20),
-    ("grpc.use_local_subchannel_pool", 1),  # each client its own TCP connection
-]
-_STARTED = time.monotonic()
+DEFAULT_JSON = ROOT / "bench" / "results-unauthenticated.json"
+MACHINE_NOTE = "2-core VM, noisy (shared host): single figures move run to run"
 
 
-class BenchFailed(RuntimeError):
-    pass
-
-
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-# =============================================================================================
-# Measuring helpers
-# =============================================================================================
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[index]
-
-
-def summarize_ms(values: Sequence[float]) -> dict[str, Any]:
-    return {
-        "count": len(values),
-        "p50_ms": percentile(values, 50),
-        "p90_ms": percentile(values, 90),
-        "p99_ms": percentile(values, 99),
-        "max_ms": max(values) if values else None,
-        "mean_ms": sum(values) / len(values) if values else None,
-    }
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all threads), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    return summarize_ms(values, mean=True)
 
 
 def runs_of(codes: Sequence[str]) -> list[list[Any]]:
@@ -135,276 +80,6 @@ def runs_of(codes: Sequence[str]) -> list[list[Any]]:
         else:
             runs.append([code, 1])
     return runs
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic-GC pauses in the measuring client while it measures."""
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.unfreeze()
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "memory_gib": round(mem_kib / (1 << 20), 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "loadavg_at_start": list(os.getloadavg()),
-        "note": "2-core VM, noisy (shared host): single figures move run to run",
-    }
-
-
-# =============================================================================================
-# Payloads
-# =============================================================================================
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits, value = value & 0x7F, value >> 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def build_payload(kind: str, size: int) -> bytes:
-    """A serialized CreateEventRequest of at most `size` bytes (a few bytes under, at most)."""
-    if kind == "text":
-        request = rr.CreateEventRequest(
-            session_id="ses_bench",
-            kind=pb.EVENT_KIND_MESSAGE,
-            source=pb.EVENT_SOURCE_CUSTOMER,
-            message=pb.MessageData(text="x"),
-        )
-        for _ in range(8):  # the length varints settle within two steps
-            deficit = size - request.ByteSize()
-            if deficit == 0:
-                break
-            length = max(1, len(request.message.text) + deficit)
-            request.message.text = "x" * length
-        return request.SerializeToString()
-    if kind == "struct":
-        # Encoded by hand (building the Struct through the API takes seconds): the map entries
-        # `k<i>: "v"` of google.protobuf.Struct field 1, concatenated, as CreateEventRequest
-        # field 7 (`custom`), after the other fields.
-        head = rr.CreateEventRequest(
-            session_id="ses_bench", kind=pb.EVENT_KIND_CUSTOM, source=pb.EVENT_SOURCE_CUSTOMER
-        ).SerializeToString()
-        value = b"\x12\x03\x1a\x01v"  # Value{string_value: "v"} as the entry's field 2
-        entries: list[bytes] = []
-        body_size = 0
-        for i in itertools.count():
-            key = f"k{i}".encode()
-            entry = b"\x0a" + _varint(len(key)) + key + value
-            item = b"\x0a" + _varint(len(entry)) + entry
-            total = len(head) + 1 + len(_varint(body_size + len(item))) + body_size + len(item)
-            if total > size:
-                break
-            entries.append(item)
-            body_size += len(item)
-        body = b"".join(entries)
-        data = head + b"\x3a" + _varint(len(body)) + body
-        decoded = rr.CreateEventRequest.FromString(data)
-        assert len(decoded.custom.fields) == len(entries), "struct payload mis-encoded"
-        return data
-    raise ValueError(f"unknown payload {kind!r}")
-
-
-# =============================================================================================
-# Child processes
-# =============================================================================================
-
-# Every child starts through this trampoline: it asks Linux to SIGKILL it when this process
-# dies (PR_SET_PDEATHSIG survives exec), then execs the real command (same pid).
-_TRAMPOLINE = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL('libc.so.6').prctl(1, signal.SIGKILL)\n"
-    "if os.getppid() != int(sys.argv[1]): sys.exit('orchestrator gone')\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
-
-
-@dataclass(slots=True)
-class Child:
-    name: str
-    process: asyncio.subprocess.Process
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    async def line_starting(self, prefix: str, timeout_s: float) -> str:
-        """The rest of the first stdout line starting with `prefix`; fails on EOF or timeout."""
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BenchFailed(f"{self.name}: no {prefix!r} within {timeout_s:.0f} s")
-            try:
-                line = await asyncio.wait_for(self.process.stdout.readline(), remaining)
-            except TimeoutError:
-                continue
-            if not line:
-                raise BenchFailed(f"{self.name} exited before {prefix!r}:\n{self.log_tail()}")
-            text = line.decode().rstrip("\n")
-            if text.startswith(prefix):
-                return text[len(prefix) :]
-
-    async def send(self, line: str) -> None:
-        if self.process.stdin is not None and self.process.returncode is None:
-            with contextlib.suppress(ConnectionError):
-                self.process.stdin.write(line.encode() + b"\n")
-                await self.process.stdin.drain()
-
-
-@dataclass(slots=True)
-class Children:
-    """Owns the child processes; `close()` ends each one it started (SIGTERM, then SIGKILL)."""
-
-    workdir: Path
-    children: list[Child] = field(default_factory=list)
-
-    async def spawn(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        env: dict[str, str] | None = None,
-        pipes: bool = False,
-    ) -> Child:
-        executable = shutil.which(argv[0])
-        if executable is None:
-            raise BenchFailed(f"{argv[0]!r} not found")
-        log_path = self.workdir / f"{name}-{len(self.children)}.log"
-        with log_path.open("wb") as log_file:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                _TRAMPOLINE,
-                str(os.getpid()),
-                executable,
-                *argv[1:],
-                stdin=asyncio.subprocess.PIPE if pipes else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE if pipes else log_file,
-                stderr=log_file,
-                env=env,
-                cwd=self.workdir,
-                limit=1 << 22,
-            )
-        child = Child(name, process, log_path)
-        self.children.append(child)
-        return child
-
-    async def stop(self, child: Child, timeout_s: float = 20.0) -> None:
-        process = child.process
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), timeout_s)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await asyncio.wait_for(process.wait(), timeout_s)
-        if child in self.children:
-            self.children.remove(child)
-
-    async def close(self) -> None:
-        for child in reversed(list(self.children)):
-            await self.stop(child)
-
-
-# =============================================================================================
-# The server
-# =============================================================================================
-
-LISTENING = re.compile(rb"baton listening on \S+?:(\d+) ")
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    child: Child
-    target: str
-    argv: list[str]
-
-    @property
-    def pid(self) -> int:
-        return self.child.pid
-
-
-async def start_server(children: Children, args: argparse.Namespace) -> Server:
-    """`baton serve` without --dev on a fresh SQLite file, `--port 0`; the port from its log."""
-    db_path = children.workdir / "baton.db"
-    argv = [
-        *shlex.split(args.baton),
-        "serve",
-        "--host", HOST,
-        "--port", "0",
-        "--database", f"sqlite+aiosqlite:///{db_path}",
-        "--nlp", "offline",
-        "--log-level", "INFO",  # the "listening on HOST:PORT" line is INFO
-    ]  # fmt: skip
-    # Nothing from this shell's environment may change the server (BATON_DEV=1 would turn
-    # authentication off).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-    env.pop("OPENAI_API_KEY", None)
-    if args.pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (args.pythonpath, os.environ.get("PYTHONPATH", "")) if p
-        )
-    else:
-        env.pop("PYTHONPATH", None)
-    child = await children.spawn("baton", argv, env=env)
-    deadline = time.monotonic() + 90
-    port = 0
-    while not port:
-        if child.process.returncode is not None:
-            raise BenchFailed(f"baton exited at start-up:\n{child.log_tail()}")
-        if time.monotonic() > deadline:
-            raise BenchFailed(f"baton did not report its port within 90 s:\n{child.log_tail()}")
-        match = LISTENING.search(child.log_path.read_bytes())
-        if match:
-            port = int(match.group(1))
-        else:
-            await asyncio.sleep(0.1)
-    target = f"{HOST}:{port}"
-    async with grpc.aio.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        response = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
-        if response.status != health_pb2.HealthCheckResponse.SERVING:
-            raise BenchFailed(f"baton at {target} is not SERVING: {response}")
-    return Server(child, target, argv)
 
 
 async def quiesce(server: Server, timeout_s: float = 30.0) -> float:
@@ -468,7 +143,7 @@ async def bad_key_probe(target: str, calls: int) -> dict[str, Any]:
         "calls": calls,
         "elapsed_s": elapsed,
         "codes_in_order": runs_of(codes),
-        "latency": summarize_ms(latencies),
+        "latency": summarize(latencies),
     }
 
 
@@ -480,15 +155,15 @@ async def check_refused(target: str) -> None:
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.UNAUTHENTICATED:
                 return
-            raise BenchFailed(
+            raise WorkerFailed(
                 f"anonymous CreateEvent: {error.code().name}, expected UNAUTHENTICATED: "
                 f"{error.details()}"
             ) from None
-    raise BenchFailed("an anonymous CreateEvent was accepted: is the server in --dev?")
+    raise WorkerFailed("an anonymous CreateEvent was accepted: is the server in --dev?")
 
 
 async def loaded_phase(
-    children: Children,
+    procs: Procs,
     server: Server,
     stub: health_pb2_grpc.HealthStub,
     args: argparse.Namespace,
@@ -502,13 +177,9 @@ async def loaded_phase(
         "clients": args.clients,
         "timeout_s": 120.0,
     }
-    config_path = children.workdir / f"load-{payload}-{time.monotonic_ns()}.json"
-    config_path.write_text(json.dumps(config))
-    worker = await children.spawn(
-        f"load-{payload}", [sys.executable, str(THIS_FILE), "_load", str(config_path)], pipes=True
-    )
+    worker = await procs.worker(worker_anonymous_load, config)
     try:
-        ready = json.loads(await worker.line_starting("READY ", 300))
+        ready = await worker.expect("READY", timeout_s=300)
         await asyncio.sleep(args.settle)
         server_cpu0, worker_cpu0 = cpu_seconds(server.pid), cpu_seconds(worker.pid)
         window_start = time.monotonic()
@@ -517,9 +188,9 @@ async def loaded_phase(
         server_cpu = cpu_seconds(server.pid) - server_cpu0
         worker_cpu = cpu_seconds(worker.pid) - worker_cpu0
         await worker.send("STOP")
-        result = json.loads(await worker.line_starting("RESULT ", 180))
+        result = await worker.expect("RESULT", timeout_s=180)
     finally:
-        await children.stop(worker)
+        await procs.stop(worker)
     window = window_end - window_start
     inside = [c for c in result["calls"] if window_start <= c[1] <= window_end]
     anon_ms = [(end - start) * 1000 for start, end, _ in inside]
@@ -527,13 +198,13 @@ async def loaded_phase(
         "payload": payload,
         "payload_bytes": ready["payload_bytes"],
         "clients": args.clients,
-        "health": summarize_ms(latencies),
+        "health": summarize(latencies),
         "health_errors": dict(errors),
         "window_s": window,
         "server_cpu_percent": 100 * server_cpu / window,
         "load_client_cpu_percent": 100 * worker_cpu / window,
         "anonymous": {
-            **summarize_ms(anon_ms),
+            **summarize(anon_ms),
             "calls_per_s": len(inside) / window if window > 0 else None,
             "codes_in_window": dict(Counter(c[2] for c in inside)),
             "codes_all": dict(Counter(c[2] for c in result["calls"])),
@@ -547,74 +218,90 @@ async def loaded_phase(
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="bench-unauth-", dir=args.workdir))
-    children = Children(workdir)
     started_at = datetime.datetime.now(datetime.UTC)
     try:
-        log(f"starting `{args.baton} serve` (PYTHONPATH={args.pythonpath or '-'}) in {workdir}")
-        server = await start_server(children, args)
-        log(f"baton serving on {server.target}, pid {server.pid}")
-        probe = await bad_key_probe(server.target, args.probe_calls)
-        log(f"bad-key probe: {probe['codes_in_order']}")
-        await check_refused(server.target)
-        rounds: list[dict[str, Any]] = []
-        async with grpc.aio.insecure_channel(server.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            await health_latencies(stub, 50, 30)  # warm-up
-            for index in range(args.rounds):
-                await quiesce(server)
-                idle, errors = await health_latencies(stub, args.health_calls, args.max_phase_s)
-                summary = summarize_ms(idle)
-                log(
-                    f"round {index + 1}: idle health p50 {summary['p50_ms']:.2f} ms, "
-                    f"p99 {summary['p99_ms']:.2f} ms"
-                )
-                loaded: dict[str, Any] = {}
-                for payload in args.payloads:
-                    phase = await loaded_phase(children, server, stub, args, payload)
-                    loaded[payload] = phase
-                    anon = phase["anonymous"]
-                    log(
-                        f"round {index + 1}: {payload} load: health p50 "
-                        f"{phase['health']['p50_ms']:.2f} ms, p99 {phase['health']['p99_ms']:.2f}"
-                        f" ms; anonymous {anon['calls_per_s']:.1f}/s, p50 "
-                        f"{anon['p50_ms'] or 0:.1f} ms, codes {anon['codes_in_window']}; "
-                        f"server CPU {phase['server_cpu_percent']:.0f} %"
-                    )
-                    waited = await quiesce(server)
-                    if waited > 1:
-                        log(f"server busy for {waited:.1f} s after the load stopped")
-                rounds.append(
-                    {
-                        "idle": {**summary, "errors": dict(errors)},
-                        "loaded": loaded,
-                        "_idle_ms": idle,
-                    }
-                )
-        await children.stop(server.child)
-        return figures(args, started_at, server.argv, probe, rounds)
+        async with Procs(workdir) as procs:
+            log(f"starting `{args.baton} serve` (PYTHONPATH={args.pythonpath or '-'}) in {workdir}")
+            server = await start_baton(
+                procs,
+                workdir / "baton.db",
+                "--nlp", "offline",
+                command=shlex.split(args.baton),
+                log_level="INFO",
+                pythonpath=args.pythonpath,
+            )  # fmt: skip
+            log(f"baton serving on {server.target}, pid {server.pid}")
+            probe = await bad_key_probe(server.target, args.probe_calls)
+            log(f"bad-key probe: {probe['codes_in_order']}")
+            await check_refused(server.target)
+            rounds = await measure_rounds(procs, server, args)
+            await procs.stop(server.proc)
+        return figures(args, started, started_at, list(server.argv), probe, rounds)
     finally:
-        await children.close()
         if args.keep:
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+async def measure_rounds(
+    procs: Procs, server: Server, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Idle and loaded phases, alternating `args.rounds` times."""
+    rounds: list[dict[str, Any]] = []
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        await health_latencies(stub, 50, 30)  # warm-up
+        for index in range(args.rounds):
+            await quiesce(server)
+            idle, errors = await health_latencies(stub, args.health_calls, args.max_phase_s)
+            summary = summarize(idle)
+            log(
+                f"round {index + 1}: idle health p50 {summary['p50_ms']:.2f} ms, "
+                f"p99 {summary['p99_ms']:.2f} ms"
+            )
+            loaded: dict[str, Any] = {}
+            for payload in args.payloads:
+                phase = await loaded_phase(procs, server, stub, args, payload)
+                loaded[payload] = phase
+                anon = phase["anonymous"]
+                log(
+                    f"round {index + 1}: {payload} load: health p50 "
+                    f"{phase['health']['p50_ms']:.2f} ms, p99 {phase['health']['p99_ms']:.2f}"
+                    f" ms; anonymous {anon['calls_per_s']:.1f}/s, p50 "
+                    f"{anon['p50_ms'] or 0:.1f} ms, codes {anon['codes_in_window']}; "
+                    f"server CPU {phase['server_cpu_percent']:.0f} %"
+                )
+                waited = await quiesce(server)
+                if waited > 1:
+                    log(f"server busy for {waited:.1f} s after the load stopped")
+            rounds.append(
+                {
+                    "idle": {**summary, "errors": dict(errors)},
+                    "loaded": loaded,
+                    "_idle_ms": idle,
+                }
+            )
+    return rounds
+
+
 def figures(
     args: argparse.Namespace,
+    started: float,
     started_at: datetime.datetime,
     argv: list[str],
     probe: dict[str, Any],
     rounds: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Pools the rounds' samples into the run's figures; drops the raw samples."""
-    idle = summarize_ms([x for r in rounds for x in r.pop("_idle_ms")])
+    idle = summarize([x for r in rounds for x in r.pop("_idle_ms")])
     per_payload: dict[str, Any] = {}
     for payload in args.payloads:
         phases = [r["loaded"][payload] for r in rounds]
-        health = summarize_ms([x for p in phases for x in p.pop("_health_ms")])
-        anon = summarize_ms([x for p in phases for x in p.pop("_anonymous_ms")])
+        health = summarize([x for p in phases for x in p.pop("_health_ms")])
+        anon = summarize([x for p in phases for x in p.pop("_anonymous_ms")])
         codes: Counter[str] = Counter()
         for p in phases:
             codes.update(p["anonymous"]["codes_in_window"])
@@ -638,8 +325,8 @@ def figures(
         "label": args.label,
         "code": args.code,
         "date": started_at.isoformat(timespec="seconds"),
-        "duration_s": round(time.monotonic() - _STARTED, 1),
-        "machine": machine_info(),
+        "duration_s": round(time.monotonic() - started, 1),
+        "machine": machine_info(MACHINE_NOTE),
         "server_command": argv,
         "pythonpath": args.pythonpath,
         "config": {
@@ -659,61 +346,12 @@ def figures(
 
 
 # =============================================================================================
-# Load worker (a separate process)
-# =============================================================================================
-
-
-async def load_worker(config: dict[str, Any]) -> None:
-    """`clients` connections, each looping an anonymous CreateEvent of the payload until STOP
-    arrives on stdin. Prints `READY {...}` once every client has had an answer, then
-    `RESULT {...}` with every call as (start, end, code) on CLOCK_MONOTONIC."""
-    payload = build_payload(config["payload"], config["size"])
-    timeout_s = float(config["timeout_s"])
-    channels = [
-        grpc.aio.insecure_channel(config["target"], options=LOAD_CHANNEL_OPTIONS)
-        for _ in range(config["clients"])
-    ]
-    calls: list[tuple[float, float, str]] = []
-    first_details: dict[str, str] = {}
-    stop = asyncio.Event()
-    answered = [asyncio.Event() for _ in channels]
-
-    async def client(index: int) -> None:
-        call = channels[index].unary_unary(CREATE_EVENT)  # bytes in, bytes out
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await call(payload, timeout=timeout_s)
-                code = "OK"
-            except grpc.aio.AioRpcError as error:
-                code = error.code().name
-                first_details.setdefault(code, (error.details() or "")[:200])
-            calls.append((started, time.monotonic(), code))
-            answered[index].set()
-
-    try:
-        await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), timeout=60)
-        tasks = [asyncio.create_task(client(i)) for i in range(len(channels))]
-        await asyncio.wait_for(asyncio.gather(*(a.wait() for a in answered)), timeout=240)
-        print("READY " + json.dumps({"payload_bytes": len(payload)}), flush=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.readline)  # STOP, or EOF if orphaned
-        stop.set()
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s + 10)
-        for task in pending:
-            task.cancel()
-        print("RESULT " + json.dumps({"calls": calls, "first_details": first_details}), flush=True)
-    finally:
-        for channel in channels:
-            await channel.close()
-
-
-# =============================================================================================
 # Output
 # =============================================================================================
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
+    """A table cell: `-` for none, else with thousands separators and `digits` decimals."""
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
@@ -788,7 +426,7 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_json(path: Path, run: dict[str, Any], fresh: bool) -> None:
+def append_run(path: Path, run: dict[str, Any], fresh: bool) -> None:
     document: dict[str, Any] = {}
     if path.exists() and not fresh:
         document = json.loads(path.read_text())
@@ -809,11 +447,11 @@ def write_json(path: Path, run: dict[str, Any], fresh: bool) -> None:
         "summary": summary_rows(runs),
         "runs": runs,
     }
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(path, document)
 
 
 # =============================================================================================
-# Entry points
+# Entry point
 # =============================================================================================
 
 
@@ -824,7 +462,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--baton",
-        default=str(DEFAULT_BATON),
+        default=shlex.join(baton_command()),
         help="server command, split like a shell does (default: %(default)s); e.g. "
         "'.venv/bin/python -m baton_server' with --pythonpath for another checkout",
     )
@@ -837,9 +475,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--code", default="", help="what code runs, e.g. '77c1379' (default: the label)"
     )
-    parser.add_argument("--rounds", type=int, default=2, help="idle/loaded alternations")
+    parser.add_argument("--rounds", type=int, help="idle/loaded alternations (default 2)")
     parser.add_argument(
-        "--health-calls", type=int, default=100, help="sequential health checks per phase"
+        "--health-calls", type=int, help="sequential health checks per phase (default 100)"
     )
     parser.add_argument("--clients", type=int, default=4, help="concurrent anonymous clients")
     parser.add_argument(
@@ -858,19 +496,30 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--max-phase-s", type=float, default=180.0, help="cap on one phase's health checks"
     )
     parser.add_argument(
-        "--probe-calls", type=int, default=150, help="unknown-API-key calls (0: no probe)"
+        "--probe-calls", type=int, help="unknown-API-key calls (0: no probe; default 150)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 round, 30 health checks per phase, 120 probe calls, no results file "
+        "unless --json is given",
     )
     parser.add_argument(
         "--json",
         type=Path,
-        default=DEFAULT_JSON,
-        help="results file the run is appended to (default: %(default)s)",
+        help=f"results file the run is appended to (default: {DEFAULT_JSON.relative_to(ROOT)})",
     )
     parser.add_argument("--no-json", action="store_true", help="write no results file")
     parser.add_argument("--fresh", action="store_true", help="start the results file over")
     parser.add_argument("--workdir", default=None, help="parent of the temp directory")
     parser.add_argument("--keep", action="store_true", help="keep the database and logs")
     args = parser.parse_args(argv)
+    quick = args.quick
+    args.rounds = args.rounds if args.rounds is not None else (1 if quick else 2)
+    args.health_calls = (
+        args.health_calls if args.health_calls is not None else (30 if quick else 100)
+    )
+    args.probe_calls = args.probe_calls if args.probe_calls is not None else (120 if quick else 150)
     unknown = set(args.payloads) - set(PAYLOADS)
     if unknown or not args.payloads:
         parser.error(f"--payloads: choose from {', '.join(PAYLOADS)}")
@@ -879,33 +528,30 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if min(args.rounds, args.health_calls, args.clients) < 1:
         parser.error("--rounds, --health-calls and --clients must be at least 1")
     args.code = args.code or args.label
+    if args.json is None and not args.quick:
+        args.json = DEFAULT_JSON
+    args.no_json = args.no_json or args.json is None
     return args
 
 
 async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    cancel_on(signal.SIGTERM)
     return await measure(args)
 
 
 def main(argv: Sequence[str]) -> int:
-    if argv[:1] == ["_load"]:
-        config = json.loads(Path(argv[1]).read_text())
-        asyncio.run(load_worker(config))
-        return 0
     args = parse_args(argv)
     try:
         run = asyncio.run(orchestrate(args))
     except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted")
         return 130
-    except BenchFailed as error:
+    except WorkerFailed as error:
         log(f"FAILED: {error}")
         return 1
     print(table(run))
     if not args.no_json:
-        write_json(args.json, run, args.fresh)
+        append_run(args.json, run, args.fresh)
         log(f"appended to {args.json}")
     return 0
 

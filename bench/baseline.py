@@ -1,0 +1,150 @@
+"""The baseline of bench.run's figures: the same `baton.v1.EventService`, minimal and in memory,
+on a bare grpc.aio server in its own process, so the client code, the messages and the stub are
+identical for both systems and only the server differs.
+
+modes: noop (CreateEvent returns an empty response), fanout (CreateEvent fans the event out to
+follow streams through asyncio queues), replay (ListEvents streams pre-built responses), idle
+(ListEvents sends caught_up, then awaits forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from baton.v1 import message_pb2 as pb
+from baton.v1 import request_response_pb2 as rr
+from baton.v1 import service_pb2_grpc as svc
+from bench.clients import MESSAGE_SOURCE, PARTICIPANT
+from bench.server import HOST, Procs, Server, wait_serving
+from bench.worker import emit
+
+_CAUGHT_UP = rr.ListEventsResponse(caught_up=True)
+_EMPTY_CREATE = rr.CreateEventResponse()
+
+
+async def start_baseline(procs: Procs, mode: str, **config: Any) -> Server:
+    """A baseline server process in `mode` (config: `events` and `text` for replay)."""
+    proc = await procs.worker(worker_baseline_server, {"mode": mode, **config})
+    ready = await proc.expect("READY", timeout_s=120)
+    target = f"{HOST}:{ready['port']}"
+    await wait_serving(proc, target, timeout_s=30)
+    return Server(proc, target)
+
+
+def now_timestamp() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def prebuilt_replay(events: int, text: str, batch: int = 100) -> list[Any]:
+    """ListEventsResponses of `batch` events each, shaped like Baton's (ids, times, text)."""
+    session_id = f"ses_{uuid.uuid4().hex}"
+    created = now_timestamp()
+
+    def event(offset: int) -> Any:
+        event_id = f"evt_{uuid.uuid4().hex}"
+        return pb.Event(
+            id=event_id,
+            session_id=session_id,
+            offset=offset,
+            kind=pb.EVENT_KIND_MESSAGE,
+            source=MESSAGE_SOURCE,
+            created_at=created,
+            correlation_id=event_id,
+            message=pb.MessageData(text=text, participant=PARTICIPANT),
+        )
+
+    return [
+        rr.ListEventsResponse(events=[event(o) for o in range(start, min(events, start + batch))])
+        for start in range(0, events, batch)
+    ]
+
+
+class BaselineEventService(svc.EventServiceServicer):
+    """The EventService of one mode (see the module's doc)."""
+
+    def __init__(self, mode: str, replay: list[Any]) -> None:
+        self._mode = mode
+        self._replay = replay
+        self._next_offset: dict[str, int] = {}
+        self._queues: dict[str, set[asyncio.Queue[Any]]] = {}
+
+    async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if self._mode != "fanout":
+            return _EMPTY_CREATE
+        session_id = request.session_id
+        offset = self._next_offset.get(session_id, 1)
+        self._next_offset[session_id] = offset + 1
+        event_id = f"evt_{uuid.uuid4().hex}"
+        event = pb.Event(
+            id=event_id,
+            session_id=session_id,
+            offset=offset,
+            kind=request.kind,
+            source=request.source,
+            created_at=now_timestamp(),
+            correlation_id=request.correlation_id or event_id,  # as Baton does
+            message=request.message,
+        )
+        for queue in self._queues.get(session_id, ()):
+            queue.put_nowait(event)
+        return rr.CreateEventResponse(event=event)
+
+    async def ListEvents(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        if not request.follow:
+            for response in self._replay:
+                yield response
+            return
+        if self._mode == "idle":
+            yield _CAUGHT_UP
+            await asyncio.get_running_loop().create_future()
+            return
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queues = self._queues.setdefault(request.session_id, set())
+        queues.add(queue)
+        try:
+            yield _CAUGHT_UP
+            while True:
+                events = [await queue.get()]
+                while not queue.empty():
+                    events.append(queue.get_nowait())
+                yield rr.ListEventsResponse(events=events)
+        finally:
+            queues.discard(queue)
+
+
+async def worker_baseline_server(config: dict[str, Any]) -> dict[str, Any]:
+    """Serves until SIGTERM (at most an hour); prints `READY {"port": ...}` once listening."""
+    mode = config["mode"]
+    replay = prebuilt_replay(config["events"], config["text"]) if mode == "replay" else []
+    # The same stream limits as Baton's server, nothing else.
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_concurrent_streams", 100_000),
+            ("grpc.server.max_pending_requests", 1_000_000),
+            ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
+        ]
+    )
+    svc.add_EventServiceServicer_to_server(BaselineEventService(mode, replay), server)
+    port = server.add_insecure_port(f"{HOST}:0")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    emit("READY", {"port": port})
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), 3600)
+    await server.stop(1)
+    return {}

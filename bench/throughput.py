@@ -1,0 +1,91 @@
+"""bench.run, figure 1: durable CreateEvent throughput vs a no-op unary handler.
+
+64 closed-loop clients (asyncio tasks on 2 channels in one load process), each looping
+CreateEvent on its own session, and the variant where all use one shared session; calls
+completed in the measuring window after a warm-up. Baseline and Baton alternate
+`throughput_rounds` times; each figure is the mean of the rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.baseline import start_baseline
+from bench.clients import MESSAGE_TEXT, create_sessions, fake_session_ids, worker_load
+from bench.plans import Plan
+from bench.server import Procs, Server, start_baton
+from bench.stats import CpuMeter, Figure, log, ratio
+
+
+async def run_load(
+    procs: Procs, server: Server, sessions: Sequence[str], plan: Plan
+) -> dict[str, Any]:
+    """Runs the load-generator process against `server`; adds the server's CPU use."""
+    worker = await procs.worker(
+        worker_load,
+        {
+            "target": server.target,
+            "sessions": list(sessions),
+            "channels": plan.client_channels,
+            "warmup_s": plan.warmup_s,
+            "duration_s": plan.duration_s,
+            "text": MESSAGE_TEXT,
+        },
+    )
+    await worker.expect("MEASURING", timeout_s=60)
+    meter = CpuMeter(server.pid)
+    result = await worker.expect("RESULT", timeout_s=plan.duration_s + 60)
+    result["server_cpu_pct"] = round(meter.percent(), 1)
+    await procs.stop(worker)
+    return result
+
+
+async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "own": [], "shared": []}
+    async with Procs(workdir) as procs:
+        noop = await start_baseline(procs, "noop")
+        baton = await start_baton(procs, workdir / "throughput.db", "--dev")
+        sessions = await create_sessions(baton.target, plan.clients + 1)
+        loads = {
+            "baseline": (noop, fake_session_ids(plan.clients)),
+            "own": (baton, sessions[: plan.clients]),
+            "shared": (baton, [sessions[-1]] * plan.clients),
+        }
+        for round_no in range(1, plan.throughput_rounds + 1):
+            for name, (server, session_ids) in loads.items():
+                result = await run_load(procs, server, session_ids, plan)
+                runs[name].append(result)
+                log(
+                    f"throughput round {round_no}/{plan.throughput_rounds}, {name}: "
+                    f"{result['calls_per_s']:,.0f} calls/s "
+                    f"(server CPU {result['server_cpu_pct']}%, "
+                    f"client CPU {result['client_cpu_pct']}%)"
+                )
+
+    def mean_rate(name: str) -> float:
+        return sum(r["calls_per_s"] for r in runs[name]) / len(runs[name])
+
+    base = mean_rate("baseline")
+    figures = []
+    for name, title in (
+        ("own", f"CreateEvent, {plan.clients} clients, own sessions"),
+        ("shared", f"CreateEvent, {plan.clients} clients, shared session"),
+    ):
+        value = mean_rate(name)
+        r = ratio(value, base)
+        figures.append(
+            Figure(
+                f"throughput_{name}",
+                title,
+                "calls/s",
+                value,
+                base,
+                r,
+                ">= 0.70x",
+                None if r is None else r >= 0.70,
+                {"baton": runs[name], "baseline": runs["baseline"]},
+            )
+        )
+    return figures
