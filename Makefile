@@ -9,7 +9,7 @@ export PATH := $(PATH):/usr/local/go/bin
 PORT ?= 8800
 DATABASE ?= sqlite+aiosqlite:///baton.db
 GENERATED := clients/python/generated clients/typescript/src/gen clients/go/gen
-PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench/engine.py bench/replicas.py bench/handoffs.py
+PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench
 
 .PHONY: setup tools run test pytest smoke lint generate check-generated bench clean
 
@@ -51,6 +51,7 @@ lint: setup
 	$(BUF) breaking --against '.git#branch=main'
 	$(BIN)/ruff check $(PY_PATHS)
 	$(BIN)/ruff format --check $(PY_PATHS)
+	$(BIN)/mypy
 
 ## Everything CI checks: protos lint, generated code fresh, ruff, the full test suite.
 test: lint check-generated pytest smoke
@@ -65,7 +66,7 @@ smoke: tools
 	BIN=$(CURDIR)/$(BIN) clients/smoke-all.sh
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) node_modules .cache clients/typescript/node_modules clients/typescript/dist \

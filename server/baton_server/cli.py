@@ -7,7 +7,8 @@ import contextlib
 import json
 import logging
 import os
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +18,14 @@ from baton_server.cli_channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, 
 from baton_server.config import Settings
 from baton_server.stats_cli import stats
 from baton_server.terminal_text import visible
+
+if TYPE_CHECKING:
+    import grpc
+
+    from baton.v1 import message_pb2
+    from baton_server.auth.keys import ApiKey, KeyStore
+
+T = TypeVar("T")
 
 # Defaults of the limit flags (the dataclass's own, so they are written down once).
 _DEFAULTS = Settings()
@@ -277,7 +286,7 @@ DatabaseOption = Annotated[
 ]
 
 
-async def _with_keys(database: str, work: Any) -> Any:
+async def _with_keys(database: str, work: Callable[[KeyStore], Awaitable[T]]) -> T:
     from baton_server.auth.keys import KeyStore
     from baton_server.store import open_database
     from baton_server.store.api_keys import ApiKeyRows
@@ -307,7 +316,7 @@ def keys_create(
     if operator_id and role != Role.OPERATOR.value:
         raise typer.BadParameter("only operator keys act for one operator", param_hint="--role")
 
-    async def work(keys: Any) -> Any:
+    async def work(keys: KeyStore) -> tuple[ApiKey, str]:
         return await keys.create(Role(role), name, operator_id)
 
     key, secret = asyncio.run(_with_keys(database, work))
@@ -324,7 +333,7 @@ def keys_revoke(
 ) -> None:
     """Revoke a key: servers refuse it (and the customer tokens it issued) within seconds."""
 
-    async def work(keys: Any) -> Any:
+    async def work(keys: KeyStore) -> bool:
         return await keys.revoke(key_id)
 
     if not asyncio.run(_with_keys(database, work)):
@@ -338,7 +347,7 @@ def keys_list(database: DatabaseOption = _DEFAULTS.database_url) -> None:
     """List keys (never their secrets)."""
     from baton_server.domain import us_to_datetime
 
-    async def work(keys: Any) -> Any:
+    async def work(keys: KeyStore) -> list[ApiKey]:
         return await keys.list()
 
     for key in asyncio.run(_with_keys(database, work)):
@@ -355,7 +364,7 @@ def keys_list(database: DatabaseOption = _DEFAULTS.database_url) -> None:
 # ---------------------------------------------------------------- clients: tail, chat
 
 
-def describe_event(event: Any) -> str:
+def describe_event(event: message_pb2.Event) -> str:
     """One readable line for an event (used by `baton tail` and `baton chat`), with the
     control characters of its untrusted parts made visible (`terminal_text.visible`); still
     plain text, to be markup-escaped before Rich prints it."""
@@ -476,7 +485,7 @@ def chat(
 
 async def _chat(
     console: Console,
-    make_channel: Any,
+    make_channel: Callable[[], grpc.aio.Channel],
     session_id: str | None,
     agent_id: str,
     turn_timeout: float,

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from baton_server.config import Settings
+
+if TYPE_CHECKING:
+    import grpc
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
 
 # Where `baton tail`, `chat` and `stats` connect by default: `baton serve`'s default address.
 DEFAULT_TARGET = f"{Settings().host}:{Settings().port}"
@@ -23,7 +30,7 @@ TlsCaOption = Annotated[
 ]
 
 
-def open_channel(target: str, api_key: str, tls_ca: str | None) -> Any:
+def open_channel(target: str, api_key: str, tls_ca: str | None) -> grpc.aio.Channel:
     """A channel that sends the credential on every call (and speaks TLS when given a CA)."""
     import pathlib
 
@@ -36,22 +43,43 @@ def open_channel(target: str, api_key: str, tls_ca: str | None) -> Any:
     return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
 
 
-def _bearer_interceptors(credential: str) -> list[Any]:
+def _bearer_interceptors(credential: str) -> list[grpc.aio.ClientInterceptor]:
     """Client interceptors adding `authorization: Bearer …` (grpc.aio files an interceptor
     under one call type only, hence one per type)."""
     import grpc
+    from grpc.aio import ClientCallDetails, UnaryStreamCall, UnaryUnaryCall
 
     header = ("authorization", f"Bearer {credential}")
 
-    def with_header(details: Any) -> Any:
-        return details._replace(metadata=[*(details.metadata or ()), header])
+    def with_header(details: ClientCallDetails) -> ClientCallDetails:
+        return ClientCallDetails(
+            details.method,
+            details.timeout,
+            grpc.aio.Metadata(*(details.metadata or ()), header),
+            details.credentials,
+            details.wait_for_ready,
+        )
 
     class Unary(grpc.aio.UnaryUnaryClientInterceptor):
-        async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        async def intercept_unary_unary(
+            self,
+            continuation: Callable[
+                [ClientCallDetails, _Request], Awaitable[UnaryUnaryCall[_Request, _Response]]
+            ],
+            details: ClientCallDetails,
+            request: _Request,
+        ) -> UnaryUnaryCall[_Request, _Response]:
             return await continuation(with_header(details), request)
 
     class Stream(grpc.aio.UnaryStreamClientInterceptor):
-        async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        async def intercept_unary_stream(
+            self,
+            continuation: Callable[
+                [ClientCallDetails, _Request], Awaitable[UnaryStreamCall[_Request, _Response]]
+            ],
+            details: ClientCallDetails,
+            request: _Request,
+        ) -> UnaryStreamCall[_Request, _Response]:
             return await continuation(with_header(details), request)
 
     return [Unary(), Stream()]

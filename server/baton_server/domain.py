@@ -80,11 +80,7 @@ class HandoffPolicy:
     default_wait_per_position_s: float = 0.0
 
     def to_json(self) -> str:
-        data = {
-            name: getattr(self, name)
-            for name in self.__slots__  # type: ignore[attr-defined]
-            if name != "operating_hours"
-        }
+        data = {name: getattr(self, name) for name in self.__slots__ if name != "operating_hours"}
         data["operating_hours"] = [
             {"weekdays": list(w.weekdays), "start": w.start, "end": w.end}
             for w in self.operating_hours
@@ -98,7 +94,7 @@ class HandoffPolicy:
             OperatingWindow(tuple(w.get("weekdays", ())), w["start"], w["end"])
             for w in data.pop("operating_hours", [])
         )
-        known = set(cls.__slots__)  # type: ignore[attr-defined]
+        known = set(cls.__slots__)
         return cls(**{k: v for k, v in data.items() if k in known}, operating_hours=windows)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,12 +14,18 @@ from rich.table import Table
 from baton_server.cli_channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_channel
 from baton_server.terminal_text import visible
 
+if TYPE_CHECKING:
+    from google.protobuf.duration_pb2 import Duration
 
-def _seconds(duration: Any) -> str:
+    from baton.v1 import message_pb2 as pb
+    from baton.v1 import request_response_pb2 as rr
+
+
+def _seconds(duration: Duration) -> str:
     return f"{duration.seconds + duration.nanos / 1e9:.1f} s"
 
 
-def stats_table(stats: Any, title: str) -> Table:
+def stats_table(stats: pb.HandoffStats, title: str) -> Table:
     """The figures as a table; reason and outcome names (untrusted) are shown escaped: control
     characters made visible (`terminal_text.visible`), Rich markup printed literally."""
     table = Table(title=escape(visible(title)), show_header=True, header_style="bold")
@@ -34,14 +40,14 @@ def stats_table(stats: Any, title: str) -> Table:
         ("returned to AI (share of ended)", f"{stats.returned_to_ai_share:.1%}"),
         ("re-handoffs within 30 min of a return", str(stats.rehandoffs_within_30_minutes)),
     ]
-    for label, value in (
+    for label, percentiles in (
         ("time to claim", stats.time_to_claim),
         ("time to first human reply", stats.time_to_first_human_reply),
     ):
         rows.append(
             (
-                f"{label} p50 / p90 (n={value.count})",
-                f"{_seconds(value.p50)} / {_seconds(value.p90)}",
+                f"{label} p50 / p90 (n={percentiles.count})",
+                f"{_seconds(percentiles.p50)} / {_seconds(percentiles.p90)}",
             )
         )
     rows += [(f"outcome {name}", str(count)) for name, count in sorted(stats.by_outcome.items())]
@@ -78,7 +84,7 @@ def stats(
     if agent:
         title += f", agent {agent}"
 
-    async def run() -> Any:
+    async def run() -> rr.GetHandoffStatsResponse:
         async with open_channel(target, api_key, tls_ca) as channel:
             return await svc_grpc.HandoffServiceStub(channel).GetHandoffStats(request)
 

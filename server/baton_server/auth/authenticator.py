@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
 
 from baton_server.auth.keys import KEY_PREFIX, KeyStore, parse_key_id
 from baton_server.auth.limits import RateLimiter
@@ -50,8 +49,10 @@ class Authenticator:
         self._failures = failures
 
     async def authenticate(
-        self, metadata: Sequence[tuple[str, Any]] | None, peer: str = ""
+        self, metadata: Iterable[tuple[str, str | bytes]] | None, peer: str = ""
     ) -> Principal:
+        """The principal of a call's metadata (grpc.aio's `invocation_metadata()`; binary
+        values arrive as bytes)."""
         header = next((v for k, v in metadata or () if k == "authorization"), None)
         if not header:
             raise Unauthenticated(f"missing credentials: {HOW_TO_AUTHENTICATE}")

@@ -11,15 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from google.protobuf.message import Message
 
 from baton.v1 import message_pb2 as pb
+from baton.v1 import request_response_pb2 as rr
 from baton_server.auth.principal import Principal, Role
 from baton_server.errors import InvalidArgument, NotFound, PermissionDenied
 from baton_server.store import Repository
 
 # A per-resource check: raises PermissionDenied, or returns (possibly after narrowing the request).
+# Each check is written for the request type of the RPCs it guards; the table pairs them by method
+# name, which the type system cannot follow, so the request is Any here.
 Check = Callable[[Principal, Any, Repository], Awaitable[None]]
+
+
+class _SessionScoped(Protocol):
+    """A request about one session (GetSession, ListEvents, CreateEvent)."""
+
+    @property
+    def session_id(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +51,9 @@ def _denied(principal: Principal, what: str) -> PermissionDenied:
     )
 
 
-async def _own_session(principal: Principal, request: Any, repository: Repository) -> None:
+async def _own_session(
+    principal: Principal, request: _SessionScoped, repository: Repository
+) -> None:
     # A missing session answers like someone else's: a token must not probe which ids exist.
     try:
         session = await repository.get_session(request.session_id)
@@ -49,7 +63,9 @@ async def _own_session(principal: Principal, request: Any, repository: Repositor
         raise _denied(principal, f"access session {request.session_id!r}: not this customer's")
 
 
-async def _create_own_session(principal: Principal, request: Any, _: Repository) -> None:
+async def _create_own_session(
+    principal: Principal, request: rr.CreateSessionRequest, _: Repository
+) -> None:
     customer_id = request.session.customer_id
     if customer_id and customer_id != principal.customer_id:
         raise _denied(principal, "create sessions for another customer")
@@ -59,13 +75,15 @@ async def _create_own_session(principal: Principal, request: Any, _: Repository)
     request.session.customer_id = principal.customer_id
 
 
-async def _list_own_sessions(principal: Principal, request: Any, _: Repository) -> None:
+async def _list_own_sessions(
+    principal: Principal, request: rr.ListSessionsRequest, _: Repository
+) -> None:
     if request.customer_id and request.customer_id != principal.customer_id:
         raise _denied(principal, "list another customer's sessions")
     request.customer_id = principal.customer_id
 
 
-def _sources(*allowed: int) -> str:
+def _sources(*allowed: pb.EventSource.ValueType) -> str:
     return ", ".join(pb.EventSource.Name(s) for s in allowed)
 
 
@@ -75,13 +93,16 @@ _HUMAN_SOURCES = (pb.EVENT_SOURCE_HUMAN_AGENT, pb.EVENT_SOURCE_HUMAN_AGENT_ON_BE
 _MESSAGE_ONLY = f"post events of kind other than {pb.EventKind.Name(pb.EVENT_KIND_MESSAGE)}"
 
 
-async def _customer_event(principal: Principal, request: Any, repository: Repository) -> None:
+async def _customer_event(
+    principal: Principal, request: rr.CreateEventRequest, repository: Repository
+) -> None:
     """Customers post messages, as the customer, and nothing else: tool results, statuses and
     custom events are written by the server or by staff, and a model must never read a
     customer's words as any of those. Who wrote the message is the server's to say (the actor),
     so a participant the customer names is dropped."""
     if request.source != pb.EVENT_SOURCE_CUSTOMER:
-        raise _denied(principal, f"post events with source other than {_sources(1)}")
+        only = _sources(pb.EVENT_SOURCE_CUSTOMER)
+        raise _denied(principal, f"post events with source other than {only}")
     if request.kind != pb.EVENT_KIND_MESSAGE:
         raise _denied(principal, _MESSAGE_ONLY)
     await _own_session(principal, request, repository)
@@ -89,7 +110,9 @@ async def _customer_event(principal: Principal, request: Any, repository: Reposi
         request.message.ClearField("participant")
 
 
-async def _operator_event(principal: Principal, request: Any, _: Repository) -> None:
+async def _operator_event(
+    principal: Principal, request: rr.CreateEventRequest, _: Repository
+) -> None:
     """Operators post messages as a human agent (or on behalf of the AI agent), always as a
     named operator, so the handoff's holder check applies to every one of their writes. A key
     bound to an operator writes as that operator: the server fills the id in."""
@@ -127,8 +150,8 @@ def _as_operator(field: str, *, required: bool) -> Check:
     in); an unbound operator key must name the operator when `required` (writes)."""
     *path, leaf = field.split(".")
 
-    async def check(principal: Principal, request: Any, _: Repository) -> None:
-        holder: Any = request
+    async def check(principal: Principal, request: Message, _: Repository) -> None:
+        holder: object = request
         for part in path:
             holder = getattr(holder, part)
         _act_as(principal, getattr(holder, leaf), field)
@@ -285,7 +308,7 @@ class Authorizer:
             )
         return rule
 
-    async def check_request(self, principal: Principal, rule: Rule, request: Any) -> None:
+    async def check_request(self, principal: Principal, rule: Rule, request: Message) -> None:
         check = rule.checks.get(principal.role)
         if check is not None:
             await check(principal, request, self._repo)

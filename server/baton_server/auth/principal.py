@@ -8,7 +8,7 @@ in another context, so it must never read it there.
 from __future__ import annotations
 
 import enum
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 from baton_server.domain import Actor
@@ -64,10 +64,10 @@ def current_actor() -> Actor | None:
     return principal.actor() if principal is not None else None
 
 
-def set_principal(principal: Principal | None) -> object:
+def set_principal(principal: Principal | None) -> Token[Principal | None]:
     """Sets the principal for the running call; returns a token for `reset_principal`."""
     return _current.set(principal)
 
 
-def reset_principal(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
+def reset_principal(token: Token[Principal | None]) -> None:
+    _current.reset(token)

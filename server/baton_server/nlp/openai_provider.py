@@ -8,11 +8,19 @@ the engine records as a turn error.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+    ChatCompletionToolMessageParam,
+)
 
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
@@ -27,7 +35,7 @@ from baton_server.nlp.base import GuidelineMatch, ProviderError, ToolCallPlan, T
 from baton_server.tools.api import Tool
 from baton_server.tools.registry import ToolOutcome
 
-_MATCH_SCHEMA = {
+_MATCH_SCHEMA: dict[str, object] = {
     "type": "object",
     "properties": {
         "matches": {
@@ -56,19 +64,19 @@ HANDOFF_SUMMARY_PROMPT = (
 )
 
 
-def conversation(context: TurnContext) -> list[dict[str, Any]]:
+def conversation(context: TurnContext) -> list[ChatCompletionMessageParam]:
     """The session's history as chat messages, from the AI agent's point of view."""
     return history_messages(context.history)
 
 
-def history_messages(history: list[Event]) -> list[dict[str, Any]]:
+def history_messages(history: list[Event]) -> list[ChatCompletionMessageParam]:
     """Chat messages in the roles the events earned: what customers wrote is always `user`
     text, whatever it says; tool calls reach the model as tool messages only when the server's
     engine wrote them (source SYSTEM, no actor: no API caller can); Baton's own lifecycle events
     (types `baton.*`, which clients may not post) become fixed sentences built from their enum
     fields only, never their free text (reasons, summaries and notes quote customers). Anything
     else posted by an API caller is left out rather than given a voice the model trusts."""
-    messages: list[dict[str, Any]] = []
+    messages: list[ChatCompletionMessageParam] = []
     for event in history:
         data = event.data
         if event.kind is EventKind.MESSAGE:
@@ -127,10 +135,14 @@ def _written_by_server(event: Event) -> bool:
     )
 
 
-def _tool_messages(key: int | str, tool_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Tool calls as the assistant's calls followed by their results, in the `tool` role (their
-    results often echo what the customer typed: data, never instructions)."""
-    calls, results = [], []
+def _tool_messages(
+    key: int | str, tool_calls: list[dict[str, Any]]
+) -> list[ChatCompletionMessageParam]:
+    """Tool calls (as recorded in tool events' JSON) as the assistant's calls followed by their
+    results, in the `tool` role (their results often echo what the customer typed: data, never
+    instructions)."""
+    calls: list[ChatCompletionMessageFunctionToolCallParam] = []
+    results: list[ChatCompletionToolMessageParam] = []
     for i, call in enumerate(tool_calls):
         call_id = f"call_{key}_{i}"
         calls.append(
@@ -202,7 +214,7 @@ class OpenAIProvider:
         listing = "\n".join(
             f"- id={g.id}: when {g.condition!r} then {g.action!r}" for g in context.guidelines
         )
-        messages = [
+        messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": _system_prompt(context)},
             *conversation(context),
             {
@@ -211,18 +223,19 @@ class OpenAIProvider:
                 f" customer's latest message, given the conversation.\nGuidelines:\n{listing}",
             },
         ]
-        response = await self._call(
-            model=self._model,
-            messages=messages,
-            response_format={
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "guideline_matches",
-                    "schema": _MATCH_SCHEMA,
-                    "strict": True,
+        with _provider_errors():
+            response = await self._client.chat.completions.create(
+                model=self._model,
+                messages=messages,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "guideline_matches",
+                        "schema": _MATCH_SCHEMA,
+                        "strict": True,
+                    },
                 },
-            },
-        )
+            )
         content = response.choices[0].message.content or ""
         try:
             items = json.loads(content)["matches"]
@@ -241,7 +254,7 @@ class OpenAIProvider:
         if not tools:
             return []
         actions = "\n".join(f"- {m.guideline.action}" for m in matches)
-        messages = [
+        messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": _system_prompt(context)},
             *conversation(context),
             {
@@ -250,24 +263,26 @@ class OpenAIProvider:
                 "Call the tools these guidelines need, if any.",
             },
         ]
-        response = await self._call(
-            model=self._model,
-            messages=messages,
-            tools=[
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in tools
-            ],
-            tool_choice="auto",
-        )
+        functions: list[ChatCompletionFunctionToolParam] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in tools
+        ]
+        with _provider_errors():
+            response = await self._client.chat.completions.create(
+                model=self._model, messages=messages, tools=functions, tool_choice="auto"
+            )
         plans = []
         for call in response.choices[0].message.tool_calls or []:
+            if not isinstance(call, ChatCompletionMessageFunctionToolCall):
+                # Only function tools are offered; anything else is not an answer to this.
+                raise ProviderError(f"unexpected {call.type!r} tool call")
             try:
                 arguments = json.loads(call.function.arguments or "{}")
                 if not isinstance(arguments, dict):
@@ -296,14 +311,18 @@ class OpenAIProvider:
                 "If one of these approved responses fits, answer with it verbatim:\n"
                 + "\n".join(f"- {c.text}" for c in context.canned_responses)
             )
-        messages = [
+        messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": _system_prompt(context)},
             *conversation(context),
             # This turn's tool calls, in the tool role like those of earlier turns.
             *_tool_messages("turn", _outcome_calls(outcomes)),
-            *([{"role": "system", "content": "\n\n".join(notes)}] if notes else []),
         ]
-        stream = await self._call(model=self._model, messages=messages, stream=True)
+        if notes:
+            messages.append({"role": "system", "content": "\n\n".join(notes)})
+        with _provider_errors():
+            stream = await self._client.chat.completions.create(
+                model=self._model, messages=messages, stream=True
+            )
         pieces: list[str] = []
         try:
             async for chunk in stream:
@@ -322,29 +341,33 @@ class OpenAIProvider:
 
     async def summarize_handoff(self, history: list[Event], reason: str) -> str:
         """A short brief for the human who takes the conversation over."""
-        messages = [
+        messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": HANDOFF_SUMMARY_PROMPT},
             *history_messages(history),
             # The reason comes from a tool argument or an API caller: data, not instructions.
             {"role": "user", "content": f"(Handoff reason, as given: {reason})"},
         ]
-        response = await self._call(model=self._model, messages=messages)
+        with _provider_errors():
+            response = await self._client.chat.completions.create(
+                model=self._model, messages=messages
+            )
         if not response.choices:
             raise ProviderError("the language model returned no summary")
         return str(response.choices[0].message.content or "")
 
-    async def _call(self, **request: Any) -> Any:
-        try:
-            return await self._client.chat.completions.create(**request)
-        except openai.APITimeoutError:
-            raise ProviderError("the language model did not answer in time") from None
-        except openai.APIStatusError as error:
-            raise ProviderError(
-                f"the language model answered HTTP {error.status_code}: {error.message}"
-            ) from None
-        except openai.APIError as error:
-            raise ProviderError(f"the language model call failed: {error}") from None
-        except ValueError as error:  # a body that is not the JSON the client expects
-            raise ProviderError(
-                f"the language model's answer could not be parsed: {error}"
-            ) from None
+
+@contextlib.contextmanager
+def _provider_errors() -> Iterator[None]:
+    """Around a chat-completions call: every way it fails becomes a ProviderError."""
+    try:
+        yield
+    except openai.APITimeoutError:
+        raise ProviderError("the language model did not answer in time") from None
+    except openai.APIStatusError as error:
+        raise ProviderError(
+            f"the language model answered HTTP {error.status_code}: {error.message}"
+        ) from None
+    except openai.APIError as error:
+        raise ProviderError(f"the language model call failed: {error}") from None
+    except ValueError as error:  # a body that is not the JSON the client expects
+        raise ProviderError(f"the language model's answer could not be parsed: {error}") from None

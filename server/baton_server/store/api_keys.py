@@ -4,8 +4,9 @@ they mean (roles are plain strings here; the auth room gives them meaning)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 
 from baton_server.store import schema
 from baton_server.store.database import Database
@@ -63,13 +64,13 @@ class ApiKeyRows:
         return _from_row(row) if row is not None else None
 
 
-def _from_row(row: object) -> StoredKey:
+def _from_row(row: Row[Any]) -> StoredKey:
     return StoredKey(
-        id=row.id,  # type: ignore[attr-defined]
-        name=row.name,  # type: ignore[attr-defined]
-        role=row.role,  # type: ignore[attr-defined]
-        secret_sha256=row.secret_sha256,  # type: ignore[attr-defined]
-        created_at_us=row.created_at_us,  # type: ignore[attr-defined]
-        revoked_at_us=row.revoked_at_us,  # type: ignore[attr-defined]
-        operator_id=row.operator_id or "",  # type: ignore[attr-defined]
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        secret_sha256=row.secret_sha256,
+        created_at_us=row.created_at_us,
+        revoked_at_us=row.revoked_at_us,
+        operator_id=row.operator_id or "",
     )

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
@@ -50,8 +50,10 @@ from baton_server.store.rows import event_from_row
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # A write job returns its result and the events it committed (to publish).
-WriteJob = Callable[[AsyncConnection], Awaitable[tuple[Any, list[Event]]]]
+WriteJob = Callable[[AsyncConnection], Awaitable[tuple[T, list[Event]]]]
 
 
 def request_digest(session_id: str, draft: EventDraft, data_json: str) -> str:
@@ -97,9 +99,9 @@ class _Append:
 
 
 @dataclass(slots=True)
-class _Job:
-    run: WriteJob
-    future: asyncio.Future[Any]
+class _Job(Generic[T]):
+    run: WriteJob[T]
+    future: asyncio.Future[T]
 
 
 class _Stop:
@@ -156,7 +158,7 @@ async def append_rows(
     held = await claimed_handoffs(conn, [r.session_id for r in requests if r.human is not None])
 
     created_at = now_us()
-    inserts: list[dict[str, Any]] = []
+    inserts: list[dict[str, object]] = []
     for request in requests:
         sid = request.session_id
         result = _check(request, next_offsets, modes, epochs, latest_customer, latest_human, known)
@@ -377,7 +379,8 @@ class Appender:
         self._publish = publish
         self._encode = encode
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Append | _Job | _Stop] = asyncio.Queue()
+        # Jobs of every result type share the queue (each settles its own future).
+        self._queue: asyncio.Queue[_Append | _Job[Any] | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -399,10 +402,10 @@ class Appender:
         self._queue.put_nowait(_Append(request.prepare(), future))
         return await future
 
-    async def run_job(self, job: WriteJob) -> Any:
+    async def run_job(self, job: WriteJob[T]) -> T:
         """Runs `job` in its own transaction on the writer task; publishes what it appended."""
         self._check_open()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(job, future))
         return await future
 
@@ -411,7 +414,7 @@ class Appender:
             raise ShuttingDown("the server is shutting down; retry against another replica")
 
     async def _run(self) -> None:
-        pending: _Append | _Job | _Stop | None = None
+        pending: _Append | _Job[Any] | _Stop | None = None
         while True:
             item = pending if pending is not None else await self._queue.get()
             pending = None
@@ -437,7 +440,7 @@ class Appender:
         except Exception:
             log.exception("publishing %d committed events failed", len(events))
 
-    async def _run_job(self, job: _Job) -> None:
+    async def _run_job(self, job: _Job[T]) -> None:
         try:
             result, committed = await self._with_retries(job.run)
         except BaseException as exc:
@@ -450,7 +453,7 @@ class Appender:
         if committed:
             self._publish_safely(committed)
 
-    async def _with_retries(self, run: WriteJob) -> tuple[Any, list[Event]]:
+    async def _with_retries(self, run: WriteJob[T]) -> tuple[T, list[Event]]:
         """Runs `run` in a transaction; retries (a few times) when PostgreSQL broke a deadlock
         or a serialization conflict between replicas by rolling this transaction back."""
         for attempt in range(1, TRANSIENT_RETRIES + 1):
@@ -487,7 +490,7 @@ class Appender:
             self._publish_safely(outcome.committed)
 
 
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
+def _settle(future: asyncio.Future[T], result: T | BaseException) -> None:
     if future.done():  # the caller went away (cancelled RPC); the write stands regardless
         return
     if isinstance(result, BaseException):

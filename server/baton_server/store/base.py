@@ -9,18 +9,28 @@ each in its own module over these helpers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Column, Row, Select, Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.domain import Actor, Event, EventDraft, Page, Session, TurnGuard
 from baton_server.errors import FailedPrecondition, NotFound
 from baton_server.store import schema
-from baton_server.store.appender import Appender, AppendRequest, EventEncoder, append_rows
+from baton_server.store.appender import (
+    Appender,
+    AppendRequest,
+    EventEncoder,
+    WriteJob,
+    append_rows,
+)
 from baton_server.store.database import Database
 from baton_server.store.paging import keyset_page
 from baton_server.store.rows import session_from_row
+
+T = TypeVar("T")
+# A row converted to its domain object (agent_from_row, ...).
+RowConverter = Callable[[Row[Any]], T]
 
 
 class RowsBase:
@@ -28,7 +38,7 @@ class RowsBase:
     _appender: Appender
     _encode: EventEncoder | None
 
-    async def run_write(self, job: Any) -> Any:
+    async def run_write(self, job: WriteJob[T]) -> T:
         """Runs `job(conn) -> (result, appended events)` in one transaction on the writer;
         publishes the appended events after commit and returns the result. (The job runs on
         the writer task: whoever acts is passed to `append_in` explicitly.)"""
@@ -39,17 +49,19 @@ class RowsBase:
     async def _page(
         self,
         query: Select[Any],
-        table: Any,
+        table: Table,
         size: int,
         token: str,
         filters: dict[str, str],
-        convert: Callable[[Any], Any],
-    ) -> Page[Any]:
+        convert: RowConverter[T],
+    ) -> Page[T]:
         return await keyset_page(
             self._db, query, table.c.created_at_us, table.c.id, size, token, filters, convert
         )
 
-    async def _one(self, table: Any, resource: str, resource_id: str, convert: Any) -> Any:
+    async def _one(
+        self, table: Table, resource: str, resource_id: str, convert: RowConverter[T]
+    ) -> T:
         async with self._db.reader.connect() as conn:
             row = (await conn.execute(select(table).where(table.c.id == resource_id))).first()
         if row is None:
@@ -57,9 +69,14 @@ class RowsBase:
         return convert(row)
 
     async def _update(
-        self, table: Any, resource: str, resource_id: str, values: dict[str, Any], convert: Any
-    ) -> Any:
-        async def job(conn: AsyncConnection) -> tuple[Any, list[Event]]:
+        self,
+        table: Table,
+        resource: str,
+        resource_id: str,
+        values: dict[str, object],
+        convert: RowConverter[T],
+    ) -> T:
+        async def job(conn: AsyncConnection) -> tuple[T, list[Event]]:
             if values:
                 await conn.execute(update(table).where(table.c.id == resource_id).values(values))
             row = (await conn.execute(select(table).where(table.c.id == resource_id))).first()
@@ -70,7 +87,11 @@ class RowsBase:
         return await self.run_write(job)
 
     async def _delete(
-        self, table: Any, resource: str, resource_id: str, used_by_sessions: Any = None
+        self,
+        table: Table,
+        resource: str,
+        resource_id: str,
+        used_by_sessions: Column[str] | None = None,
     ) -> None:
         """Deletes one row; with `used_by_sessions` (a sessions column), refuses while any
         session still references it."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,8 +32,6 @@ from baton_server.store.rows import (
     customer_from_row,
     guideline_from_row,
 )
-
-_UNSET: Any = object()
 
 
 class CatalogRows(RowsBase):
@@ -68,7 +65,7 @@ class CatalogRows(RowsBase):
         )
 
     async def update_agent(self, agent_id: str, changes: AgentChanges) -> Agent:
-        values: dict[str, Any] = {}
+        values: dict[str, object] = {}
         if changes.name is not None:
             values["name"] = changes.name
         if changes.description is not None:
@@ -107,7 +104,7 @@ class CatalogRows(RowsBase):
         )
 
     async def update_customer(self, customer_id: str, changes: CustomerChanges) -> Customer:
-        values: dict[str, Any] = {}
+        values: dict[str, object] = {}
         if changes.name is not None:
             values["name"] = changes.name
         if changes.metadata is not None:
@@ -163,7 +160,7 @@ class CatalogRows(RowsBase):
         )
 
     async def update_guideline(self, guideline_id: str, changes: GuidelineChanges) -> Guideline:
-        values: dict[str, Any] = {}
+        values: dict[str, object] = {}
         for name, value in (
             ("condition", changes.condition),
             ("action", changes.action),

@@ -8,13 +8,15 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import ColumnElement, Row, Select, and_, or_
 
 from baton_server.domain import Page
 from baton_server.errors import InvalidArgument
 from baton_server.store.database import Database
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -74,13 +76,13 @@ def decode_token(token: str, filters: dict[str, str]) -> Cursor | None:
 async def keyset_page(
     database: Database,
     query: Select[Any],
-    time_column: Any,
-    id_column: Any,
+    time_column: ColumnElement[int],
+    id_column: ColumnElement[str],
     size: int,
     token: str,
     filters: dict[str, str],
-    convert: Callable[[Any], Any],
-) -> Page[Any]:
+    convert: Callable[[Row[Any]], T],
+) -> Page[T]:
     """One page of `query` in (time_column, id_column) order, after the token's cursor; the
     next token names the page's last row (and is bound to `filters`)."""
     limit = page_size(size)

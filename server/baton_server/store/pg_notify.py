@@ -75,8 +75,8 @@ class PgNotifyChannel:
         listener.add_termination_listener(self._on_listener_lost)
         self._listener = listener
 
-    def _received(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self._on_payload(payload)
+    def _received(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._on_payload(str(payload))  # a NOTIFY payload is text
 
     def _on_listener_lost(self, _connection: object) -> None:
         if not self._closing:

@@ -6,11 +6,12 @@ each state change commits together with the event that records it, and is publis
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import ColumnElement, Select, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.domain import (
@@ -40,7 +41,14 @@ from baton_server.store.rows import (
 )
 from baton_server.store.turns import TurnRows
 
-_UNSET: Any = object()
+
+class _Unset(enum.Enum):
+    """Type of `_UNSET`: "leave this field as it is" (a field's None may be a value)."""
+
+    UNSET = "UNSET"
+
+
+_UNSET: Literal[_Unset.UNSET] = _Unset.UNSET
 
 # What UpdateSession does on a mode change
 # (transaction, session before, new mode, reason, who acts) -> the events it appended.
@@ -190,9 +198,9 @@ class Repository(CatalogRows, TurnRows):
         self,
         session_id: str,
         *,
-        title: str = _UNSET,
-        metadata: dict[str, str] = _UNSET,
-        mode: SessionMode = _UNSET,
+        title: str | _Unset = _UNSET,
+        metadata: dict[str, str] | _Unset = _UNSET,
+        mode: SessionMode | _Unset = _UNSET,
         reason: str = "",
         expected_epoch: int | None = None,
         on_mode_change: ModeChangeHook | None = None,
@@ -206,16 +214,16 @@ class Repository(CatalogRows, TurnRows):
             current = await self._session_in(conn, session_id, lock=True)
             if expected_epoch is not None and expected_epoch != current.control_epoch:
                 raise StaleEpoch(session_id, expected_epoch, current.control_epoch)
-            values: dict[str, Any] = {}
+            values: dict[str, object] = {}
             if title is not _UNSET:
                 values["title"] = title
             if metadata is not _UNSET:
                 values["metadata_json"] = json.dumps(metadata)
             drafts: list[EventDraft] = []
-            changes_mode = mode is not _UNSET and mode != current.mode
-            if changes_mode and on_mode_change is None:
-                values["mode"] = mode.value
-                drafts.append(mode_changed(current.mode, mode, reason, actor=actor))
+            new_mode = mode if mode is not _UNSET and mode != current.mode else None
+            if new_mode is not None and on_mode_change is None:
+                values["mode"] = new_mode.value
+                drafts.append(mode_changed(current.mode, new_mode, reason, actor=actor))
             if values:
                 values["updated_at_us"] = now_us()
                 await conn.execute(
@@ -224,8 +232,8 @@ class Repository(CatalogRows, TurnRows):
             committed = (
                 await self.append_in(conn, session_id, drafts, actor=actor) if drafts else []
             )
-            if changes_mode and on_mode_change is not None:
-                committed += await on_mode_change(conn, current, mode, reason, actor)
+            if new_mode is not None and on_mode_change is not None:
+                committed += await on_mode_change(conn, current, new_mode, reason, actor)
             return await self._session_in(conn, session_id), committed
 
         return await self.run_write(job)
@@ -286,7 +294,7 @@ class Repository(CatalogRows, TurnRows):
 
     def _events_query(
         self,
-        columns: Sequence[Any],
+        columns: Sequence[ColumnElement[Any]],
         session_id: str,
         from_offset: int,
         to_offset: int,

@@ -1,9 +1,11 @@
-"""Row → domain conversions."""
+"""Row → domain conversions (rows of the tables in schema.py: columns are read by name)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from sqlalchemy import Row
 
 from baton_server.domain import (
     Actor,
@@ -29,7 +31,7 @@ _KINDS = {k.value: k for k in EventKind}
 _SOURCES = {s.value: s for s in EventSource}
 
 
-def event_from_row(row: Any) -> Event:
+def event_from_row(row: Row[Any]) -> Event:
     return Event(
         id=row.id,
         session_id=row.session_id,
@@ -43,7 +45,7 @@ def event_from_row(row: Any) -> Event:
     )
 
 
-def agent_from_row(row: Any) -> Agent:
+def agent_from_row(row: Row[Any]) -> Agent:
     return Agent(
         id=row.id,
         name=row.name,
@@ -53,7 +55,7 @@ def agent_from_row(row: Any) -> Agent:
     )
 
 
-def customer_from_row(row: Any) -> Customer:
+def customer_from_row(row: Row[Any]) -> Customer:
     return Customer(
         id=row.id,
         name=row.name,
@@ -62,7 +64,7 @@ def customer_from_row(row: Any) -> Customer:
     )
 
 
-def session_from_row(row: Any) -> Session:
+def session_from_row(row: Row[Any]) -> Session:
     return Session(
         id=row.id,
         agent_id=row.agent_id,
@@ -77,7 +79,7 @@ def session_from_row(row: Any) -> Session:
     )
 
 
-def guideline_from_row(row: Any) -> Guideline:
+def guideline_from_row(row: Row[Any]) -> Guideline:
     return Guideline(
         id=row.id,
         agent_id=row.agent_id,
@@ -89,7 +91,7 @@ def guideline_from_row(row: Any) -> Guideline:
     )
 
 
-def canned_response_from_row(row: Any) -> CannedResponse:
+def canned_response_from_row(row: Row[Any]) -> CannedResponse:
     return CannedResponse(
         id=row.id, agent_id=row.agent_id, text=row.text, created_at_us=row.created_at_us
     )
@@ -99,7 +101,7 @@ def _operator(operator_id: str | None, name: str | None) -> Operator | None:
     return Operator(operator_id, name or "") if operator_id else None
 
 
-def handoff_from_row(row: Any) -> Handoff:
+def handoff_from_row(row: Row[Any]) -> Handoff:
     return Handoff(
         id=row.id,
         session_id=row.session_id,

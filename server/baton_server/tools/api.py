@@ -7,13 +7,13 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from baton_server.domain import Event, EventKind
 
 ToolFunction = Callable[..., Awaitable["ToolResult"]]
 
-_JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+_JSON_TYPES: dict[object, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +21,10 @@ class ToolResult:
     """What a tool returns. `data` is shown to the model and recorded in the tool event;
     `control={"mode": "manual"}` hands the session to humans (in the tool event's transaction)."""
 
+    # Any JSON value (Baton only records it and shows it to the model).
     data: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    control: dict[str, Any] = field(default_factory=dict)
+    control: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class Tool:
     function: ToolFunction
 
 
-def _schema_for(annotation: Any) -> dict[str, Any]:
+def _schema_for(annotation: object) -> dict[str, Any]:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -91,10 +92,21 @@ def parameters_schema(function: ToolFunction) -> dict[str, Any]:
     }
 
 
+@overload
+def tool(function: ToolFunction, *, name: str | None = None, description: str = "") -> Tool: ...
+
+
+@overload
+def tool(
+    function: None = None, *, name: str | None = None, description: str = ""
+) -> Callable[[ToolFunction], Tool]: ...
+
+
 def tool(
     function: ToolFunction | None = None, *, name: str | None = None, description: str = ""
-) -> Any:
-    """Declares an `async def f(context: ToolContext, ...) -> ToolResult` as a tool."""
+) -> Tool | Callable[[ToolFunction], Tool]:
+    """Declares an `async def f(context: ToolContext, ...) -> ToolResult` as a tool (`@tool` or
+    `@tool(name=..., description=...)`)."""
 
     def declare(fn: ToolFunction) -> Tool:
         if not inspect.iscoroutinefunction(fn):

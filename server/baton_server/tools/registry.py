@@ -59,7 +59,8 @@ class ToolRegistry:
             return ToolOutcome(name, arguments, None, f"unknown tool {name!r}")
         try:
             async with asyncio.timeout(self._timeout_s):
-                result = await item.function(context, **arguments)
+                # Typed to return a ToolResult, but a tool author's function may return anything.
+                result: object = await item.function(context, **arguments)
         except TimeoutError:
             return ToolOutcome(name, arguments, None, f"timed out after {self._timeout_s:g} s")
         except Exception as error:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TypeVar
 
 import grpc
+from grpc.aio import (
+    ClientCallDetails,
+    StreamStreamCall,
+    StreamUnaryCall,
+    UnaryStreamCall,
+    UnaryUnaryCall,
+)
 
 from baton.v1 import service_pb2_grpc as svc
-from baton_client._follow import Follower, RetryCallback
+from baton_client._follow import CaughtUpCallback, Follower, RetryCallback
 from baton_client._resources import (
     Agents,
     Customers,
@@ -22,8 +29,11 @@ from baton_client._resources import (
 )
 from baton_client._retry import RetryPolicy
 
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
 #: Channel options used unless overridden through `options=`.
-DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {
+DEFAULT_CHANNEL_OPTIONS: dict[str, object] = {
     # Ping the server every 30 s, also while only an idle follow stream is open (the server
     # allows pings every 10 s), so a dead connection is noticed within ~40 s and follow
     # streams reconnect instead of hanging.
@@ -43,10 +53,10 @@ DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {
 class Stubs:
     """The generated stubs on the client's channel, for calls the helpers do not cover."""
 
-    agents: svc.AgentServiceStub
-    customers: svc.CustomerServiceStub
-    sessions: svc.SessionServiceStub
-    events: svc.EventServiceStub
+    agents: svc.AgentServiceAsyncStub
+    customers: svc.CustomerServiceAsyncStub
+    sessions: svc.SessionServiceAsyncStub
+    events: svc.EventServiceAsyncStub
     # handoffs: svc.HandoffServiceStub -- add when HandoffService exists in the protos.
 
     @classmethod
@@ -68,7 +78,7 @@ class _Metadata:
     def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         for key, value in self._pairs:
-            if key not in metadata:
+            if key not in metadata.keys():
                 metadata.add(key, value)
         return grpc.aio.ClientCallDetails(
             details.method,
@@ -79,23 +89,57 @@ class _Metadata:
         )
 
 
+# grpc.aio files an interceptor under one call type only, hence one class per type.
+_Requests = AsyncIterable[_Request] | Iterable[_Request]
+
+
 class _UnaryUnaryMetadata(_Metadata, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def,override]
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[
+            [ClientCallDetails, _Request], Awaitable[UnaryUnaryCall[_Request, _Response]]
+        ],
+        client_call_details: ClientCallDetails,
+        request: _Request,
+    ) -> UnaryUnaryCall[_Request, _Response]:
         return await continuation(self.details(client_call_details), request)
 
 
 class _UnaryStreamMetadata(_Metadata, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def,override]
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[
+            [ClientCallDetails, _Request], Awaitable[UnaryStreamCall[_Request, _Response]]
+        ],
+        client_call_details: ClientCallDetails,
+        request: _Request,
+    ) -> UnaryStreamCall[_Request, _Response]:
         return await continuation(self.details(client_call_details), request)
 
 
 class _StreamUnaryMetadata(_Metadata, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def,override]
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[
+            [ClientCallDetails, _Requests[_Request]],
+            Awaitable[StreamUnaryCall[_Request, _Response]],
+        ],
+        client_call_details: ClientCallDetails,
+        request_iterator: _Requests[_Request],
+    ) -> StreamUnaryCall[_Request, _Response]:
         return await continuation(self.details(client_call_details), request_iterator)
 
 
 class _StreamStreamMetadata(_Metadata, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def,override]
+    async def intercept_stream_stream(
+        self,
+        continuation: Callable[
+            [ClientCallDetails, _Requests[_Request]],
+            Awaitable[StreamStreamCall[_Request, _Response]],
+        ],
+        client_call_details: ClientCallDetails,
+        request_iterator: _Requests[_Request],
+    ) -> StreamStreamCall[_Request, _Response]:
         return await continuation(self.details(client_call_details), request_iterator)
 
 
@@ -133,7 +177,7 @@ class BatonClient:
         *,
         token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
-        options: dict[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        options: Mapping[str, object] | Sequence[tuple[str, object]] | None = None,
         deadline: float | None = 30.0,
         retry: RetryPolicy | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
@@ -189,7 +233,7 @@ class BatonClient:
         kinds: Sequence[EnumArg] = (),
         sources: Sequence[EnumArg] = (),
         retry: RetryPolicy | None = None,
-        on_caught_up: Callable[[], Any] | None = None,
+        on_caught_up: CaughtUpCallback | None = None,
         on_retry: RetryCallback | None = None,
     ) -> Follower:
         """Follows a session's log from `from_offset`: stored events, then live ones.

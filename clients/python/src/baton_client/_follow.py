@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from types import TracebackType
-from typing import Any
 
 import grpc
 
@@ -22,7 +21,10 @@ log = logging.getLogger("baton_client")
 
 #: `on_retry(error, delay)`: called before each reconnect wait with the error that ended the
 #: previous attempt (None when the stream ended without one) and the seconds about to be waited.
-RetryCallback = Callable[[BaseException | None, float], Any]
+#: A callback may be sync or async: whatever it returns is awaited when it is awaitable.
+RetryCallback = Callable[[BaseException | None, float], object]
+#: `on_caught_up()`: called once, when the stored history has been delivered.
+CaughtUpCallback = Callable[[], object]
 
 
 class Follower:
@@ -36,14 +38,14 @@ class Follower:
 
     def __init__(
         self,
-        stub: svc.EventServiceStub,
+        stub: svc.EventServiceAsyncStub,
         session_id: str,
         from_offset: int,
         *,
-        kinds: Sequence[int],
-        sources: Sequence[int],
+        kinds: Sequence[pb.EventKind.ValueType],
+        sources: Sequence[pb.EventSource.ValueType],
         retry: RetryPolicy,
-        on_caught_up: Callable[[], Any] | None,
+        on_caught_up: CaughtUpCallback | None,
         on_retry: RetryCallback | None,
     ) -> None:
         self.session_id = session_id

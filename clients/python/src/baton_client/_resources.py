@@ -9,14 +9,17 @@ for reading its details.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
 
 from google.protobuf import field_mask_pb2, struct_pb2
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
 __all__ = ["Agents", "Customers", "Events", "Sessions", "enum_value"]
 
@@ -24,11 +27,29 @@ __all__ = ["Agents", "Customers", "Events", "Sessions", "enum_value"]
 #: the prefix and in any case ("MANUAL", "manual", "SESSION_MODE_MANUAL").
 EnumArg = int | str
 
-#: Default of optional arguments: "not given" (distinct from None, which means no deadline).
-_UNSET: Any = object()
+
+class Unset(Enum):
+    """Type of `_UNSET`, the default of optional arguments: "not given" (distinct from None,
+    which means no deadline)."""
+
+    UNSET = "UNSET"
 
 
-def enum_value(enum: EnumTypeWrapper, prefix: str, value: EnumArg) -> int:
+_UNSET: Literal[Unset.UNSET] = Unset.UNSET
+
+_V = TypeVar("_V", bound=int)
+
+#: A deadline argument: seconds, None for none, or `_UNSET` for the client's default.
+Deadline = float | Unset | None
+
+#: What a custom event's data may hold: JSON-like values (as `google.protobuf.Struct` takes them).
+StructValue: TypeAlias = (
+    "struct_pb2.Struct | struct_pb2.ListValue | str | float | bool"
+    " | Mapping[str, StructValue] | Sequence[StructValue] | None"
+)
+
+
+def enum_value(enum: _EnumTypeWrapper[_V], prefix: str, value: EnumArg) -> int:
     """The number of an enum value given as a number or a (short) name."""
     if isinstance(value, str):
         name = value.strip().upper()
@@ -42,61 +63,62 @@ def enum_value(enum: EnumTypeWrapper, prefix: str, value: EnumArg) -> int:
     return int(value)
 
 
-def _mode(value: EnumArg) -> int:
-    return enum_value(pb.SessionMode, "SESSION_MODE_", value)
+def _mode(value: EnumArg) -> pb.SessionMode.ValueType:
+    return pb.SessionMode.ValueType(enum_value(pb.SessionMode, "SESSION_MODE_", value))
 
 
-def _kind(value: EnumArg) -> int:
-    return enum_value(pb.EventKind, "EVENT_KIND_", value)
+def _kind(value: EnumArg) -> pb.EventKind.ValueType:
+    return pb.EventKind.ValueType(enum_value(pb.EventKind, "EVENT_KIND_", value))
 
 
-def _source(value: EnumArg) -> int:
-    return enum_value(pb.EventSource, "EVENT_SOURCE_", value)
+def _source(value: EnumArg) -> pb.EventSource.ValueType:
+    return pb.EventSource.ValueType(enum_value(pb.EventSource, "EVENT_SOURCE_", value))
 
 
-def _status(value: EnumArg) -> int:
-    return enum_value(pb.Status, "STATUS_", value)
+def _status(value: EnumArg) -> pb.Status.ValueType:
+    return pb.Status.ValueType(enum_value(pb.Status, "STATUS_", value))
 
 
-def _mask(**fields: Any) -> field_mask_pb2.FieldMask:
+def _mask(**fields: object) -> field_mask_pb2.FieldMask:
     paths = [name for name, value in fields.items() if value is not _UNSET]
     if not paths:
         raise ValueError("nothing to update: pass at least one field")
     return field_mask_pb2.FieldMask(paths=paths)
 
 
-def _struct(data: Mapping[str, Any]) -> struct_pb2.Struct:
+def _struct(data: Mapping[str, StructValue]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     struct.update(data)
     return struct
 
 
 class _Helper:
-    def __init__(self, stub: Any, deadline: float | None) -> None:
-        self._stub = stub
+    def __init__(self, deadline: float | None) -> None:
         self._deadline = deadline
 
-    def _t(self, deadline: float | None) -> float | None:
-        return self._deadline if deadline is _UNSET else deadline
+    def _t(self, deadline: Deadline) -> float | None:
+        return self._deadline if isinstance(deadline, Unset) else deadline
 
 
 class Agents(_Helper):
     """AgentService: `client.agents`."""
 
-    _stub: svc.AgentServiceStub
+    def __init__(self, stub: svc.AgentServiceAsyncStub, deadline: float | None) -> None:
+        super().__init__(deadline)
+        self._stub = stub
 
     async def create(
-        self, name: str, *, description: str = "", deadline: float | None = _UNSET
+        self, name: str, *, description: str = "", deadline: Deadline = _UNSET
     ) -> pb.Agent:
         request = rr.CreateAgentRequest(agent=pb.Agent(name=name, description=description))
         return (await self._stub.CreateAgent(request, timeout=self._t(deadline))).agent
 
-    async def get(self, agent_id: str, *, deadline: float | None = _UNSET) -> pb.Agent:
+    async def get(self, agent_id: str, *, deadline: Deadline = _UNSET) -> pb.Agent:
         request = rr.GetAgentRequest(agent_id=agent_id)
         return (await self._stub.GetAgent(request, timeout=self._t(deadline))).agent
 
     async def list(
-        self, *, page_size: int = 0, page_token: str = "", deadline: float | None = _UNSET
+        self, *, page_size: int = 0, page_token: str = "", deadline: Deadline = _UNSET
     ) -> rr.ListAgentsResponse:
         """One page; `next_page_token` is empty on the last one. See `iterate` for all."""
         request = rr.ListAgentsRequest(page_size=page_size, page_token=page_token)
@@ -117,20 +139,20 @@ class Agents(_Helper):
         self,
         agent_id: str,
         *,
-        name: str = _UNSET,
-        description: str = _UNSET,
-        deadline: float | None = _UNSET,
+        name: str | Unset = _UNSET,
+        description: str | Unset = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Agent:
         """Changes the fields passed (and only those)."""
         mask = _mask(name=name, description=description)
         agent = pb.Agent(
-            name=name if name is not _UNSET else "",
-            description=description if description is not _UNSET else "",
+            name=name if not isinstance(name, Unset) else "",
+            description=description if not isinstance(description, Unset) else "",
         )
         request = rr.UpdateAgentRequest(agent_id=agent_id, agent=agent, update_mask=mask)
         return (await self._stub.UpdateAgent(request, timeout=self._t(deadline))).agent
 
-    async def delete(self, agent_id: str, *, deadline: float | None = _UNSET) -> None:
+    async def delete(self, agent_id: str, *, deadline: Deadline = _UNSET) -> None:
         request = rr.DeleteAgentRequest(agent_id=agent_id)
         await self._stub.DeleteAgent(request, timeout=self._t(deadline))
 
@@ -138,24 +160,26 @@ class Agents(_Helper):
 class Customers(_Helper):
     """CustomerService: `client.customers`."""
 
-    _stub: svc.CustomerServiceStub
+    def __init__(self, stub: svc.CustomerServiceAsyncStub, deadline: float | None) -> None:
+        super().__init__(deadline)
+        self._stub = stub
 
     async def create(
         self,
         name: str,
         *,
         metadata: Mapping[str, str] | None = None,
-        deadline: float | None = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Customer:
         request = rr.CreateCustomerRequest(customer=pb.Customer(name=name, metadata=metadata))
         return (await self._stub.CreateCustomer(request, timeout=self._t(deadline))).customer
 
-    async def get(self, customer_id: str, *, deadline: float | None = _UNSET) -> pb.Customer:
+    async def get(self, customer_id: str, *, deadline: Deadline = _UNSET) -> pb.Customer:
         request = rr.GetCustomerRequest(customer_id=customer_id)
         return (await self._stub.GetCustomer(request, timeout=self._t(deadline))).customer
 
     async def list(
-        self, *, page_size: int = 0, page_token: str = "", deadline: float | None = _UNSET
+        self, *, page_size: int = 0, page_token: str = "", deadline: Deadline = _UNSET
     ) -> rr.ListCustomersResponse:
         """One page; `next_page_token` is empty on the last one. See `iterate` for all."""
         request = rr.ListCustomersRequest(page_size=page_size, page_token=page_token)
@@ -176,22 +200,22 @@ class Customers(_Helper):
         self,
         customer_id: str,
         *,
-        name: str = _UNSET,
-        metadata: Mapping[str, str] = _UNSET,
-        deadline: float | None = _UNSET,
+        name: str | Unset = _UNSET,
+        metadata: Mapping[str, str] | Unset = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Customer:
         """Changes the fields passed; `metadata` replaces the whole map."""
         mask = _mask(name=name, metadata=metadata)
         customer = pb.Customer(
-            name=name if name is not _UNSET else "",
-            metadata=metadata if metadata is not _UNSET else None,
+            name=name if not isinstance(name, Unset) else "",
+            metadata=metadata if not isinstance(metadata, Unset) else None,
         )
         request = rr.UpdateCustomerRequest(
             customer_id=customer_id, customer=customer, update_mask=mask
         )
         return (await self._stub.UpdateCustomer(request, timeout=self._t(deadline))).customer
 
-    async def delete(self, customer_id: str, *, deadline: float | None = _UNSET) -> None:
+    async def delete(self, customer_id: str, *, deadline: Deadline = _UNSET) -> None:
         request = rr.DeleteCustomerRequest(customer_id=customer_id)
         await self._stub.DeleteCustomer(request, timeout=self._t(deadline))
 
@@ -199,7 +223,9 @@ class Customers(_Helper):
 class Sessions(_Helper):
     """SessionService: `client.sessions`."""
 
-    _stub: svc.SessionServiceStub
+    def __init__(self, stub: svc.SessionServiceAsyncStub, deadline: float | None) -> None:
+        super().__init__(deadline)
+        self._stub = stub
 
     async def create(
         self,
@@ -209,20 +235,20 @@ class Sessions(_Helper):
         title: str = "",
         mode: EnumArg = pb.SESSION_MODE_UNSPECIFIED,
         metadata: Mapping[str, str] | None = None,
-        deadline: float | None = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Session:
         """A new session (mode AUTO unless given); its log starts with an event at offset 0."""
         session = pb.Session(
             agent_id=agent_id,
             customer_id=customer_id,
             title=title,
-            mode=_mode(mode),  # type: ignore[arg-type]
+            mode=_mode(mode),
             metadata=metadata,
         )
         request = rr.CreateSessionRequest(session=session)
         return (await self._stub.CreateSession(request, timeout=self._t(deadline))).session
 
-    async def get(self, session_id: str, *, deadline: float | None = _UNSET) -> pb.Session:
+    async def get(self, session_id: str, *, deadline: Deadline = _UNSET) -> pb.Session:
         request = rr.GetSessionRequest(session_id=session_id)
         return (await self._stub.GetSession(request, timeout=self._t(deadline))).session
 
@@ -234,13 +260,13 @@ class Sessions(_Helper):
         mode: EnumArg = pb.SESSION_MODE_UNSPECIFIED,
         page_size: int = 0,
         page_token: str = "",
-        deadline: float | None = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> rr.ListSessionsResponse:
         """One page, filtered; `next_page_token` is empty on the last one."""
         request = rr.ListSessionsRequest(
             agent_id=agent_id,
             customer_id=customer_id,
-            mode=_mode(mode),  # type: ignore[arg-type]
+            mode=_mode(mode),
             page_size=page_size,
             page_token=page_token,
         )
@@ -274,29 +300,29 @@ class Sessions(_Helper):
         self,
         session_id: str,
         *,
-        title: str = _UNSET,
-        mode: EnumArg = _UNSET,
-        metadata: Mapping[str, str] = _UNSET,
-        deadline: float | None = _UNSET,
+        title: str | Unset = _UNSET,
+        mode: EnumArg | Unset = _UNSET,
+        metadata: Mapping[str, str] | Unset = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Session:
         """Changes the fields passed; `metadata` replaces the whole map. A mode change is
         recorded in the log as a "baton.session_mode_changed" event."""
         mask = _mask(mode=mode, title=title, metadata=metadata)
         session = pb.Session(
-            title=title if title is not _UNSET else "",
-            mode=_mode(mode) if mode is not _UNSET else 0,  # type: ignore[arg-type]
-            metadata=metadata if metadata is not _UNSET else None,
+            title=title if not isinstance(title, Unset) else "",
+            mode=_mode(mode) if not isinstance(mode, Unset) else pb.SESSION_MODE_UNSPECIFIED,
+            metadata=metadata if not isinstance(metadata, Unset) else None,
         )
         request = rr.UpdateSessionRequest(session_id=session_id, session=session, update_mask=mask)
         return (await self._stub.UpdateSession(request, timeout=self._t(deadline))).session
 
     async def set_mode(
-        self, session_id: str, mode: EnumArg, *, deadline: float | None = _UNSET
+        self, session_id: str, mode: EnumArg, *, deadline: Deadline = _UNSET
     ) -> pb.Session:
         """AUTO (the AI answers) or MANUAL (humans answer): `set_mode(sid, "manual")`."""
         return await self.update(session_id, mode=mode, deadline=deadline)
 
-    async def delete(self, session_id: str, *, deadline: float | None = _UNSET) -> None:
+    async def delete(self, session_id: str, *, deadline: Deadline = _UNSET) -> None:
         """Deletes the session and its log; open follow streams end with NOT_FOUND."""
         request = rr.DeleteSessionRequest(session_id=session_id)
         await self._stub.DeleteSession(request, timeout=self._t(deadline))
@@ -305,7 +331,9 @@ class Sessions(_Helper):
 class Events(_Helper):
     """EventService: `client.events` (appends and one-shot reads; see `BatonClient.follow`)."""
 
-    _stub: svc.EventServiceStub
+    def __init__(self, stub: svc.EventServiceAsyncStub, deadline: float | None) -> None:
+        super().__init__(deadline)
+        self._stub = stub
 
     async def create(
         self,
@@ -316,32 +344,33 @@ class Events(_Helper):
         message: pb.MessageData | None = None,
         tool: pb.ToolData | None = None,
         status: pb.StatusData | None = None,
-        custom: Mapping[str, Any] | struct_pb2.Struct | None = None,
+        custom: Mapping[str, StructValue] | struct_pb2.Struct | None = None,
         correlation_id: str = "",
         idempotency_key: str = "",
-        deadline: float | None = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Event:
         """Appends any event; set the one payload matching `kind`. Returns it with its offset.
 
         With an `idempotency_key`, retrying the same append returns the original event.
         """
-        data: dict[str, Any] = {}
-        if message is not None:
-            data["message"] = message
-        if tool is not None:
-            data["tool"] = tool
-        if status is not None:
-            data["status"] = status
-        if custom is not None:
-            data["custom"] = custom if isinstance(custom, struct_pb2.Struct) else _struct(custom)
         request = rr.CreateEventRequest(
             session_id=session_id,
-            kind=_kind(kind),  # type: ignore[arg-type]
-            source=_source(source),  # type: ignore[arg-type]
+            kind=_kind(kind),
+            source=_source(source),
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
-            **data,
         )
+        # Setting a member of the `data` oneof selects it (the last one set wins).
+        if message is not None:
+            request.message.CopyFrom(message)
+        if tool is not None:
+            request.tool.CopyFrom(tool)
+        if status is not None:
+            request.status.CopyFrom(status)
+        if custom is not None:
+            request.custom.CopyFrom(
+                custom if isinstance(custom, struct_pb2.Struct) else _struct(custom)
+            )
         return (await self._stub.CreateEvent(request, timeout=self._t(deadline))).event
 
     async def send_message(
@@ -353,7 +382,7 @@ class Events(_Helper):
         participant: pb.Participant | None = None,
         correlation_id: str = "",
         idempotency_key: str = "",
-        deadline: float | None = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Event:
         """Appends a MESSAGE event (from the customer unless `source` says otherwise)."""
         return await self.create(
@@ -375,14 +404,14 @@ class Events(_Helper):
         source: EnumArg = pb.EVENT_SOURCE_AI_AGENT,
         correlation_id: str = "",
         idempotency_key: str = "",
-        deadline: float | None = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Event:
         """Appends a STATUS event ("typing", "ready", ...), by default from the AI agent."""
         return await self.create(
             session_id,
             kind=pb.EVENT_KIND_STATUS,
             source=source,
-            status=pb.StatusData(status=_status(status), detail=detail),  # type: ignore[arg-type]
+            status=pb.StatusData(status=_status(status), detail=detail),
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
             deadline=deadline,
@@ -396,7 +425,7 @@ class Events(_Helper):
         source: EnumArg = pb.EVENT_SOURCE_AI_AGENT,
         correlation_id: str = "",
         idempotency_key: str = "",
-        deadline: float | None = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Event:
         """Appends a TOOL event with one step's tool calls."""
         return await self.create(
@@ -412,12 +441,12 @@ class Events(_Helper):
     async def send_custom(
         self,
         session_id: str,
-        data: Mapping[str, Any],
+        data: Mapping[str, StructValue],
         *,
         source: EnumArg = pb.EVENT_SOURCE_SYSTEM,
         correlation_id: str = "",
         idempotency_key: str = "",
-        deadline: float | None = _UNSET,
+        deadline: Deadline = _UNSET,
     ) -> pb.Event:
         """Appends a CUSTOM event with JSON-like `data` (keys starting "baton." are Baton's)."""
         return await self.create(
@@ -444,8 +473,8 @@ class Events(_Helper):
         request = rr.ListEventsRequest(
             session_id=session_id,
             min_offset=min_offset,
-            kinds=[_kind(k) for k in kinds],  # type: ignore[misc]
-            sources=[_source(s) for s in sources],  # type: ignore[misc]
+            kinds=[_kind(k) for k in kinds],
+            sources=[_source(s) for s in sources],
         )
         call = self._stub.ListEvents(request, timeout=self._t(deadline))
         try:
@@ -455,6 +484,17 @@ class Events(_Helper):
         finally:
             call.cancel()
 
-    async def history(self, session_id: str, **filters: Any) -> list[pb.Event]:
+    async def history(
+        self,
+        session_id: str,
+        *,
+        min_offset: int = 0,
+        kinds: Sequence[EnumArg] = (),
+        sources: Sequence[EnumArg] = (),
+        deadline: float | None = None,
+    ) -> list[pb.Event]:
         """`read` collected into a list."""
-        return [event async for event in self.read(session_id, **filters)]
+        events = self.read(
+            session_id, min_offset=min_offset, kinds=kinds, sources=sources, deadline=deadline
+        )
+        return [event async for event in events]
