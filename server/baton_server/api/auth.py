@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import grpc
-
+from baton_server.api.grpc_types import Context
 from baton_server.api.mapping import require_id, timestamp
 from baton_server.api.protos import rr, svc_grpc
 from baton_server.auth.principal import current_principal
@@ -15,7 +14,7 @@ class AuthServicer(svc_grpc.AuthServiceServicer):
         self._issuer = issuer
 
     async def IssueCustomerToken(
-        self, request: rr.IssueCustomerTokenRequest, context: grpc.aio.ServicerContext
+        self, request: rr.IssueCustomerTokenRequest, context: Context
     ) -> rr.IssueCustomerTokenResponse:
         ttl_s = request.ttl.ToSeconds() if request.HasField("ttl") else None
         issued = await self._issuer.issue(

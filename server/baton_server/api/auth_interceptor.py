@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from baton_server.api.errors import decode_request
+from baton_server.api.grpc_types import Context, Handler
 from baton_server.api.interception import rewrapped
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.limits import RateLimiter, StreamSlots
@@ -51,7 +52,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._customer_rates = customer_rates
         self._key_streams = key_streams
         self._customer_streams = customer_streams
-        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+        self._cache: dict[str, Handler] = {}
 
     async def _admit(
         self, method: str, data: bytes, deserializer: Deserializer, context: Any
@@ -73,7 +74,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str, deserializer: Deserializer
     ) -> Any:
-        async def handle(data: bytes, context: grpc.aio.ServicerContext) -> Any:
+        async def handle(data: bytes, context: Context) -> Any:
             principal, request = await self._admit(method, data, deserializer, context)
             token = set_principal(principal)
             try:
@@ -86,7 +87,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_stream(
         self, behavior: Callable[..., AsyncIterator[Any]], method: str, deserializer: Deserializer
     ) -> Any:
-        async def handle(data: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def handle(data: bytes, context: Context) -> AsyncIterator[Any]:
             principal, request = await self._admit(method, data, deserializer, context)
             slots = self._streams(principal)
             slots.acquire(principal.limit_key)
@@ -105,9 +106,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         method = handler_call_details.method
         cached = self._cache.get(method)
         if cached is not None:
@@ -116,6 +117,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
         deserializer = handler.request_deserializer or (lambda data: data)
+        wrapped: Handler
         if handler.unary_unary is None and handler.unary_stream is None:
             # Client-streaming RPCs do not exist in baton.v1; refuse rather than skip auth.
             wrapped = grpc.unary_unary_rpc_method_handler(self._refuse)
@@ -128,5 +130,5 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._cache[method] = wrapped
         return wrapped
 
-    async def _refuse(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def _refuse(self, request: Any, context: Context) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming requests are not served")

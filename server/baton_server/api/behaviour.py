@@ -3,8 +3,7 @@ catalog use cases (service/catalog.py)."""
 
 from __future__ import annotations
 
-import grpc
-
+from baton_server.api.grpc_types import Context
 from baton_server.api.mapping import (
     canned_response_to_proto,
     check_update_mask,
@@ -16,8 +15,6 @@ from baton_server.api.mapping import (
 from baton_server.api.protos import rr, svc_grpc
 from baton_server.domain import GuidelineChanges
 from baton_server.service.catalog import Catalog
-
-Context = grpc.aio.ServicerContext
 
 
 class GuidelineServicer(svc_grpc.GuidelineServiceServicer):

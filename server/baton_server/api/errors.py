@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from baton_server.api.grpc_types import Context, Handler
 from baton_server.api.interception import rewrapped
 from baton_server.errors import (
     AlreadyExists,
@@ -89,7 +90,7 @@ def status_for(error: BatonError) -> grpc.Status:
     )
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
+async def _abort(context: Context, error: BaseException, method: str) -> None:
     if isinstance(error, BatonError):
         await context.abort_with_status(status_for(error))
     log.exception("unexpected error in %s", method, exc_info=error)
@@ -120,7 +121,8 @@ def control_character_field(message: Message, prefix: str = "") -> tuple[str, st
                 if found := _bad(item):
                     return path, found
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            if field.message_type.GetOptions().map_entry:
+            entry = field.message_type
+            if entry is not None and entry.GetOptions().map_entry:
                 for key, item in value.items():
                     if found := _bad(key) or _bad(item):
                         return f"{path}[{key!r}]", found
@@ -168,7 +170,7 @@ def _decoded(decode: Decode, data: Any) -> Any:
 def _wrap_unary(
     behavior: Callable[..., Awaitable[Any]], method: str, decode: Decode
 ) -> Callable[..., Any]:
-    async def handle(data: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def handle(data: Any, context: Context) -> Any:
         try:
             return await behavior(_decoded(decode, data), context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -182,7 +184,7 @@ def _wrap_unary(
 def _wrap_stream(
     behavior: Callable[..., AsyncIterator[Any]], method: str, decode: Decode
 ) -> Callable[..., Any]:
-    async def handle(data: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def handle(data: Any, context: Context) -> AsyncIterator[Any]:
         try:
             async for response in behavior(_decoded(decode, data), context):
                 yield response
@@ -196,13 +198,13 @@ def _wrap_stream(
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self) -> None:
-        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+        self._cache: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         method = handler_call_details.method
         cached = self._cache.get(method)
         if cached is not None:

@@ -110,7 +110,7 @@ def operator_from_proto(value: Any, field: str) -> Operator:
 
 
 def outcome_from_proto(value: int, field: str = "outcome") -> HandoffOutcome:
-    outcome = OUTCOME_FROM_PROTO.get(value, HandoffOutcome.NONE)
+    outcome = OUTCOME_FROM_PROTO.get(pb.HandoffOutcome.ValueType(value), HandoffOutcome.NONE)
     if outcome in (HandoffOutcome.NONE, HandoffOutcome.TIMED_OUT):
         raise InvalidArgument.single(
             field,
@@ -145,12 +145,13 @@ def policy_from_proto(value: Any, field: str = "agent.handoff_policy") -> Handof
         problems.append(FieldViolation(f"{field}.inactivity_timeout_action", "unknown action"))
     if problems:
         raise InvalidArgument(problems)
+    texts: dict[str, Any] = {name: getattr(value, name) for name in _TEXTS}
+    durations: dict[str, Any] = {
+        attr: _seconds(getattr(value, name), f"{field}.{name}") for name, attr in _DURATIONS.items()
+    }
     policy = HandoffPolicy(
-        **{name: getattr(value, name) for name in _TEXTS},
-        **{
-            attr: _seconds(getattr(value, name), f"{field}.{name}")
-            for name, attr in _DURATIONS.items()
-        },
+        **texts,
+        **durations,
         claim_timeout_action=CLAIM_ACTIONS[value.claim_timeout_action],
         inactivity_timeout_action=INACTIVITY_ACTIONS[value.inactivity_timeout_action],
         time_zone=value.time_zone,
@@ -167,9 +168,13 @@ def policy_from_proto(value: Any, field: str = "agent.handoff_policy") -> Handof
 def policy_to_proto(policy: HandoffPolicy) -> pb.HandoffPolicy:
     claim = {v: k for k, v in CLAIM_ACTIONS.items() if k}
     inactivity = {v: k for k, v in INACTIVITY_ACTIONS.items() if k}
+    texts: dict[str, Any] = {name: getattr(policy, name) for name in _TEXTS}
+    durations: dict[str, Any] = {
+        name: _duration(getattr(policy, attr)) for name, attr in _DURATIONS.items()
+    }
     return pb.HandoffPolicy(
-        **{name: getattr(policy, name) for name in _TEXTS},
-        **{name: _duration(getattr(policy, attr)) for name, attr in _DURATIONS.items()},
+        **texts,
+        **durations,
         claim_timeout_action=claim[policy.claim_timeout_action],
         inactivity_timeout_action=inactivity[policy.inactivity_timeout_action],
         time_zone=policy.time_zone,

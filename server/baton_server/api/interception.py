@@ -7,10 +7,12 @@ from typing import Any
 
 import grpc
 
+from baton_server.api.grpc_types import Handler
+
 Wrap = Callable[[Any], Any]
 
 
-def rewrapped(handler: grpc.RpcMethodHandler, unary: Wrap, stream: Wrap) -> grpc.RpcMethodHandler:
+def rewrapped(handler: Handler, unary: Wrap, stream: Wrap) -> Handler:
     """`handler` with its unary-unary or unary-stream behaviour wrapped, receiving the raw request
     bytes (`request_deserializer=None`: the wrapper decodes). Other kinds are returned as is."""
     if handler.unary_unary is not None:

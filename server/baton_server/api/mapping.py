@@ -122,7 +122,7 @@ def check_update_mask(paths: list[str], allowed: tuple[str, ...]) -> set[str]:
 def mode_from_proto(value: int, field: str, *, allow_unspecified: bool) -> SessionMode | None:
     if value == pb.SESSION_MODE_UNSPECIFIED and allow_unspecified:
         return None
-    mode = MODE_FROM_PROTO.get(value)
+    mode = MODE_FROM_PROTO.get(pb.SessionMode.ValueType(value))
     if mode is None:
         raise InvalidArgument.single(
             field, f"must be one of {_enum_choices(pb.SessionMode)} (got {value})"
@@ -316,7 +316,7 @@ def _data_from_proto(field: str, value: Any, problems: Violations) -> dict[str, 
                 item["error"] = call.error
             calls.append(item)
         return {"tool_calls": calls}
-    custom = _json(value, "custom", problems)
+    custom: dict[str, Any] = _json(value, "custom", problems)
     if str(custom.get("type", "")).startswith(RESERVED_TYPE_PREFIX):
         problems.add(
             "custom.type",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
+from baton_server.api.grpc_types import Context
 from baton_server.api.handoff_mapping import policy_from_proto
 from baton_server.api.mapping import (
     MODE_FROM_PROTO,
@@ -27,8 +26,6 @@ from baton_server.handoff.controls import HandoffControls
 from baton_server.service.catalog import Catalog
 from baton_server.service.visibility import customer_session_view
 from baton_server.store import Repository
-
-Context = grpc.aio.ServicerContext
 
 
 def _shown(session: Session) -> Session:

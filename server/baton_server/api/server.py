@@ -14,6 +14,7 @@ from baton_server.api.auth_interceptor import AuthInterceptor
 from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
 from baton_server.api.errors import ErrorMappingInterceptor
 from baton_server.api.events import EventServicer, serialize_response
+from baton_server.api.grpc_types import Handler
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.protos import rr, svc, svc_grpc
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
@@ -71,7 +72,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def add_event_service(servicer: EventServicer, server: grpc.aio.Server) -> None:
     """As the generated add_EventServiceServicer_to_server, but ListEvents may yield
     pre-serialized responses (catch-up batches built from stored bytes)."""
-    handlers = {
+    handlers: dict[str, Handler] = {
         "CreateEvent": grpc.unary_unary_rpc_method_handler(
             servicer.CreateEvent,
             request_deserializer=rr.CreateEventRequest.FromString,
