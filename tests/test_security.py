@@ -635,6 +635,8 @@ def test_lifecycle_events_reach_the_model_without_their_free_text() -> None:
             "role": "system",
             "content": "Session event: the handoff to human agents ended (returned_to_ai).",
         },
+        # The operator's note: staff words, in the human agents' (assistant) voice.
+        {"role": "assistant", "content": f"[note from the human agent] {planted}"},
         {"role": "system", "content": "Session event: the handoff to human agents ended."},
     ]
 

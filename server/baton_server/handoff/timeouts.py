@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from baton_server.errors import BatonError
+from baton_server.handoff.commands import TimeoutKind
 from baton_server.handoff.controls import HandoffControls
 from baton_server.store.handoffs import HandoffReader
 
@@ -31,12 +32,17 @@ class HandoffTimer:
 
     async def fire_due(self) -> int:
         """Fires every timeout due by the controls' clock; returns how many fired."""
+        due = await self._reader.due_deadlines(self._controls.clock())
         fired = 0
-        for due in await self._reader.due_timeouts(self._controls.clock()):
-            try:
-                fired += await self._controls.fire_timeout(due)
-            except BatonError as error:  # e.g. the session was deleted meanwhile
-                log.info("timeout of handoff %s not fired: %s", due.handoff_id, error)
+        for kind, handoff_ids in (
+            (TimeoutKind.CLAIM, due.claim),
+            (TimeoutKind.INACTIVITY, due.inactivity),
+        ):
+            for handoff_id in handoff_ids:
+                try:
+                    fired += await self._controls.fire_timeout(handoff_id, kind)
+                except BatonError as error:  # e.g. the session was deleted meanwhile
+                    log.info("timeout of handoff %s not fired: %s", handoff_id, error)
         return fired
 
     def start(self) -> None:

@@ -74,7 +74,8 @@ def history_messages(history: list[Event]) -> list[ChatCompletionMessageParam]:
     text, whatever it says; tool calls reach the model as tool messages only when the server's
     engine wrote them (source SYSTEM, no actor: no API caller can); Baton's own lifecycle events
     (types `baton.*`, which clients may not post) become fixed sentences built from their enum
-    fields only, never their free text (reasons, summaries and notes quote customers). Anything
+    fields only, never their free text (reasons and summaries quote customers); an operator's
+    note on handing back comes in the assistant voice human agents' messages have. Anything
     else posted by an API caller is left out rather than given a voice the model trusts."""
     messages: list[ChatCompletionMessageParam] = []
     for event in history:
@@ -94,6 +95,13 @@ def history_messages(history: list[Event]) -> list[ChatCompletionMessageParam]:
             messages.extend(_tool_messages(event.offset, event.data.get("tool_calls", [])))
         elif event.kind is EventKind.CUSTOM and (sentence := session_event_sentence(data)):
             messages.append({"role": "system", "content": sentence})
+            note = data.get("note") if data.get("type") == HANDOFF_EVENT_PREFIX + "ended" else None
+            if isinstance(note, str) and note.strip():
+                # The operator's note on handing back: staff words, in the voice human agents'
+                # messages have (assistant), never the system's.
+                messages.append(
+                    {"role": "assistant", "content": f"[note from the human agent] {note}"}
+                )
     return messages
 
 
