@@ -36,6 +36,7 @@ from baton_server.nlp.offline import OfflineProvider
 from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.service.catalog import Catalog
 from baton_server.service.event_stream import EventStreamer, StreamSettings
+from baton_server.service.sessions import Sessions
 from baton_server.service.tokens import TokenIssuer
 from baton_server.store import Database, Repository, open_database
 from baton_server.store.api_keys import ApiKeyRows
@@ -258,7 +259,7 @@ class BatonApp:
         return Servicers(
             agents=AgentServicer(catalog),
             customers=CustomerServicer(catalog, limits),
-            sessions=SessionServicer(repository, self.handoffs, limits),
+            sessions=SessionServicer(Sessions(repository, self.handoffs.on_mode_change), limits),
             events=EventServicer(repository, streamer, self.handoffs, limits),
             handoffs=handoffs,
             guidelines=GuidelineServicer(catalog),

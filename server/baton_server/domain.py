@@ -375,3 +375,23 @@ class HandoffChange:
     handoff: Handoff
     event_offset: int
     created_at_us: int
+
+
+def mode_changed(
+    previous: SessionMode,
+    mode: SessionMode,
+    reason: str = "",
+    correlation_id: str = "",
+    actor: Actor | None = None,
+) -> EventDraft:
+    """The log entry recording a mode change (appended in the transaction that makes it)."""
+    data: dict[str, Any] = {
+        "type": SESSION_MODE_CHANGED,
+        "mode": mode.value,
+        "previous_mode": previous.value,
+    }
+    if reason:
+        data["reason"] = reason
+    if actor is not None:
+        data["actor"] = actor.to_dict()
+    return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data, correlation_id=correlation_id)

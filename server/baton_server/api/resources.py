@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from baton_server.api.grpc_types import Context
 from baton_server.api.handoff_mapping import policy_from_proto
 from baton_server.api.mapping import (
@@ -18,19 +16,12 @@ from baton_server.api.mapping import (
     session_to_proto,
 )
 from baton_server.api.protos import rr, svc_grpc
-from baton_server.auth.principal import current_actor, customer_is_calling
+from baton_server.auth.principal import current_principal
 from baton_server.config import InputLimits
-from baton_server.domain import AgentChanges, CustomerChanges, Session, SessionMode
+from baton_server.domain import AgentChanges, CustomerChanges, SessionMode
 from baton_server.errors import InvalidArgument
-from baton_server.handoff.controls import HandoffControls
 from baton_server.service.catalog import Catalog
-from baton_server.service.visibility import customer_session_view
-from baton_server.store import Repository
-
-
-def _shown(session: Session) -> Session:
-    """What the caller may see of a session (customers: no title, no metadata)."""
-    return customer_session_view(session) if customer_is_calling() else session
+from baton_server.service.sessions import SessionChanges, Sessions
 
 
 class AgentServicer(svc_grpc.AgentServiceServicer):
@@ -136,37 +127,43 @@ class CustomerServicer(svc_grpc.CustomerServiceServicer):
 
 
 class SessionServicer(svc_grpc.SessionServiceServicer):
-    def __init__(
-        self, repository: Repository, handoffs: HandoffControls, limits: InputLimits
-    ) -> None:
-        self._repo = repository
-        self._handoffs = handoffs
+    def __init__(self, sessions: Sessions, limits: InputLimits) -> None:
+        self._sessions = sessions
         self._limits = limits
 
-    async def CreateSession(self, request: Any, context: Context) -> Any:
+    async def CreateSession(
+        self, request: rr.CreateSessionRequest, context: Context
+    ) -> rr.CreateSessionResponse:
         draft = request.session
         agent_id = require_id(draft.agent_id, "session.agent_id")
         customer_id = require_id(draft.customer_id, "session.customer_id")
         mode = mode_from_proto(draft.mode, "session.mode", allow_unspecified=True)
         metadata = check_metadata(draft.metadata, "session.metadata", self._limits)
-        session = await self._repo.create_session(
+        session = await self._sessions.create(
+            current_principal(),
             agent_id,
             customer_id,
             draft.title,
             mode or SessionMode.AUTO,
             metadata,
-            actor=current_actor(),
         )
-        return rr.CreateSessionResponse(session=session_to_proto(_shown(session)))
+        return rr.CreateSessionResponse(session=session_to_proto(session))
 
-    async def GetSession(self, request: Any, context: Context) -> Any:
-        session = await self._repo.get_session(require_id(request.session_id, "session_id"))
-        return rr.GetSessionResponse(session=session_to_proto(_shown(session)))
+    async def GetSession(
+        self, request: rr.GetSessionRequest, context: Context
+    ) -> rr.GetSessionResponse:
+        session = await self._sessions.get(
+            current_principal(), require_id(request.session_id, "session_id")
+        )
+        return rr.GetSessionResponse(session=session_to_proto(session))
 
-    async def ListSessions(self, request: Any, context: Context) -> Any:
+    async def ListSessions(
+        self, request: rr.ListSessionsRequest, context: Context
+    ) -> rr.ListSessionsResponse:
         if request.mode and request.mode not in MODE_FROM_PROTO:
             raise InvalidArgument.single("mode", f"unknown session mode {request.mode}")
-        page = await self._repo.list_sessions(
+        page = await self._sessions.list(
+            current_principal(),
             request.page_size,
             request.page_token,
             agent_id=request.agent_id,
@@ -174,33 +171,37 @@ class SessionServicer(svc_grpc.SessionServiceServicer):
             mode=mode_from_proto(request.mode, "mode", allow_unspecified=True),
         )
         return rr.ListSessionsResponse(
-            sessions=[session_to_proto(_shown(s)) for s in page.items],
+            sessions=[session_to_proto(s) for s in page.items],
             next_page_token=page.next_page_token,
         )
 
-    async def UpdateSession(self, request: Any, context: Context) -> Any:
+    async def UpdateSession(
+        self, request: rr.UpdateSessionRequest, context: Context
+    ) -> rr.UpdateSessionResponse:
         session_id = require_id(request.session_id, "session_id")
         paths = check_update_mask(list(request.update_mask.paths), ("mode", "title", "metadata"))
-        changes: dict[str, Any] = {}
-        if "mode" in paths:
-            changes["mode"] = mode_from_proto(
-                request.session.mode, "session.mode", allow_unspecified=False
-            )
-        if "title" in paths:
-            changes["title"] = request.session.title
-        if "metadata" in paths:
-            changes["metadata"] = check_metadata(
-                request.session.metadata, "session.metadata", self._limits
-            )
-        session = await self._repo.update_session(
-            session_id,
-            **changes,
-            expected_epoch=request.expected_epoch if request.HasField("expected_epoch") else None,
-            on_mode_change=self._handoffs.on_mode_change,
-            actor=current_actor(),
+        draft = request.session
+        changes = SessionChanges(
+            title=draft.title if "title" in paths else None,
+            metadata=(
+                check_metadata(draft.metadata, "session.metadata", self._limits)
+                if "metadata" in paths
+                else None
+            ),
+            mode=(
+                mode_from_proto(draft.mode, "session.mode", allow_unspecified=False)
+                if "mode" in paths
+                else None
+            ),
         )
+        expected = request.expected_epoch if request.HasField("expected_epoch") else None
+        session = await self._sessions.update(current_principal(), session_id, changes, expected)
         return rr.UpdateSessionResponse(session=session_to_proto(session))
 
-    async def DeleteSession(self, request: Any, context: Context) -> Any:
-        await self._repo.delete_session(require_id(request.session_id, "session_id"))
+    async def DeleteSession(
+        self, request: rr.DeleteSessionRequest, context: Context
+    ) -> rr.DeleteSessionResponse:
+        await self._sessions.delete(
+            current_principal(), require_id(request.session_id, "session_id")
+        )
         return rr.DeleteSessionResponse()

@@ -9,7 +9,6 @@ from typing import Any
 
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
-    SESSION_MODE_CHANGED,
     Actor,
     EventDraft,
     EventKind,
@@ -17,7 +16,6 @@ from baton_server.domain import (
     Handoff,
     HandoffPolicy,
     Operator,
-    SessionMode,
 )
 from baton_server.handoff import policy as policies
 
@@ -52,22 +50,6 @@ def lifecycle_event(
         }
     data.update(extra)
     if actor is not None:  # who asked for the change (audit trail)
-        data["actor"] = actor.to_dict()
-    return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data)
-
-
-def mode_changed(
-    previous: SessionMode, mode: SessionMode, reason: str, actor: Actor | None
-) -> EventDraft:
-    """The log entry recording a mode change (the same entry UpdateSession writes)."""
-    data: dict[str, Any] = {
-        "type": SESSION_MODE_CHANGED,
-        "mode": mode.value,
-        "previous_mode": previous.value,
-    }
-    if reason:
-        data["reason"] = reason
-    if actor is not None:
         data["actor"] = actor.to_dict()
     return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data)
 

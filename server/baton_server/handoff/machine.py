@@ -30,6 +30,7 @@ from baton_server.domain import (
     Operator,
     Session,
     SessionMode,
+    mode_changed,
 )
 from baton_server.handoff import policy as policies
 from baton_server.handoff import refusals
@@ -62,7 +63,6 @@ from baton_server.handoff.drafts import (
     HandoffEvent,
     joined_text,
     lifecycle_event,
-    mode_changed,
     system_message,
 )
 from baton_server.handoff.refusals import Refusal
@@ -143,7 +143,7 @@ class _Plan:
     def mode_drafts(self, before: Session, mode: SessionMode, reason: str) -> list[EventDraft]:
         if before.mode is mode:
             return []
-        return [mode_changed(before.mode, mode, reason, self.actor)]
+        return [mode_changed(before.mode, mode, reason, actor=self.actor)]
 
     def record(
         self, handoff: Handoff, change: HandoffChangeType, drafts: list[EventDraft], recorded: int

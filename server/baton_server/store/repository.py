@@ -6,17 +6,15 @@ each state change commits together with the event that records it, and is publis
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_server.domain import (
     SESSION_CREATED,
-    SESSION_MODE_CHANGED,
     Actor,
     Event,
     EventDraft,
@@ -26,6 +24,7 @@ from baton_server.domain import (
     Page,
     Session,
     SessionMode,
+    mode_changed,
     now_us,
 )
 from baton_server.errors import NotFound, StaleEpoch
@@ -41,40 +40,11 @@ from baton_server.store.rows import (
 )
 from baton_server.store.turns import TurnRows
 
-
-class _Unset(enum.Enum):
-    """Type of `_UNSET`: "leave this field as it is" (a field's None may be a value)."""
-
-    UNSET = "UNSET"
-
-
-_UNSET: Literal[_Unset.UNSET] = _Unset.UNSET
-
 # What UpdateSession does on a mode change
 # (transaction, session before, new mode, reason, who acts) -> the events it appended.
 ModeChangeHook = Callable[
     [AsyncConnection, Session, SessionMode, str, Actor | None], Awaitable[list[Event]]
 ]
-
-
-def mode_changed(
-    previous: SessionMode,
-    mode: SessionMode,
-    reason: str = "",
-    correlation_id: str = "",
-    actor: Actor | None = None,
-) -> EventDraft:
-    """The log entry recording a mode change (appended in the transaction that makes it)."""
-    data: dict[str, Any] = {
-        "type": SESSION_MODE_CHANGED,
-        "mode": mode.value,
-        "previous_mode": previous.value,
-    }
-    if reason:
-        data["reason"] = reason
-    if actor is not None:
-        data["actor"] = actor.to_dict()
-    return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data, correlation_id=correlation_id)
 
 
 class Repository(CatalogRows, TurnRows):
@@ -198,29 +168,29 @@ class Repository(CatalogRows, TurnRows):
         self,
         session_id: str,
         *,
-        title: str | _Unset = _UNSET,
-        metadata: dict[str, str] | _Unset = _UNSET,
-        mode: SessionMode | _Unset = _UNSET,
+        title: str | None = None,
+        metadata: dict[str, str] | None = None,
+        mode: SessionMode | None = None,
         reason: str = "",
         expected_epoch: int | None = None,
         on_mode_change: ModeChangeHook | None = None,
         actor: Actor | None = None,
     ) -> Session:
-        """Updates fields; a mode change appends a mode-changed event in the same transaction
-        (or runs `on_mode_change`, which records it with whatever else a change implies), both
-        recorded as done by `actor`."""
+        """Updates the fields given (None: leave as is); a mode change appends a mode-changed
+        event in the same transaction (or runs `on_mode_change`, which records it with whatever
+        else a change implies), both recorded as done by `actor`."""
 
         async def job(conn: AsyncConnection) -> tuple[Session, list[Event]]:
             current = await self._session_in(conn, session_id, lock=True)
             if expected_epoch is not None and expected_epoch != current.control_epoch:
                 raise StaleEpoch(session_id, expected_epoch, current.control_epoch)
             values: dict[str, object] = {}
-            if title is not _UNSET:
+            if title is not None:
                 values["title"] = title
-            if metadata is not _UNSET:
+            if metadata is not None:
                 values["metadata_json"] = json.dumps(metadata)
             drafts: list[EventDraft] = []
-            new_mode = mode if mode is not _UNSET and mode != current.mode else None
+            new_mode = mode if mode is not None and mode != current.mode else None
             if new_mode is not None and on_mode_change is None:
                 values["mode"] = new_mode.value
                 drafts.append(mode_changed(current.mode, new_mode, reason, actor=actor))
