@@ -1,4 +1,4 @@
-"""Descriptor-driven fuzzing of every baton.v1 RPC (used by tests/test_fuzz.py).
+"""Descriptor-driven fuzzing of every baton.v1 RPC (used by tests/api/test_fuzz.py).
 
 Everything here is generic: the RPCs come from the generated service descriptors and requests
 are drawn from the message descriptors, so an RPC added to the protos is fuzzed without edits.

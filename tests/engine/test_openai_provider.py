@@ -24,8 +24,8 @@ from baton_server.nlp import ProviderError, TurnContext
 from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.tools.api import tool
 from tests import fake_openai
+from tests.engine.test_turns import describe, ends_with, open_session, turn_events
 from tests.fake_openai import FakeOpenAI, completion, error, matches, streamed
-from tests.test_engine import describe, ends_with, open_session, turn_events
 
 
 @pytest.fixture

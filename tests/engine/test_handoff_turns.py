@@ -12,11 +12,11 @@ import pytest
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
+from tests.engine.test_turns import ends_with, open_session, turn_events
 from tests.fake_openai import FakeOpenAI, matches, streamed
 from tests.gated_provider import GatedProvider
+from tests.handoff.test_controls import kinds, log_of, op, request_handoff
 from tests.support import ROOT
-from tests.test_engine import ends_with, open_session, turn_events
-from tests.test_handoffs import kinds, log_of, op, request_handoff
 
 OPENAI = {
     "engine_enabled": True,

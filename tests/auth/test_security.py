@@ -33,10 +33,10 @@ from baton_server.store import open_database
 from baton_server.store.api_keys import ApiKeyRows
 from baton_server.tools import ToolResult
 from baton_server.tools.registry import ToolOutcome
+from tests.auth.test_roles import Secured, secured  # noqa: F401 (the fixture)
 from tests.auth_support import TOKEN_SECRET, Channels
 from tests.fake_openai import FakeOpenAI, completion, streamed
 from tests.support import Stubs, bad_request_fields, collect, error_reason
-from tests.test_auth import Secured, secured  # noqa: F401 (the fixture)
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
