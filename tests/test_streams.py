@@ -277,3 +277,56 @@ async def test_correlation_id_defaults_to_the_event_id(baton: Stubs) -> None:
     assert own.correlation_id == own.id
     tied = await baton.say(session.id, "again", correlation_id=own.id)
     assert tied.correlation_id == own.id and tied.id != own.id
+
+
+def resume_points(responses: list[rr.ListEventsResponse]) -> list[tuple[str, int, int]]:
+    """(marker, its next_offset, the offset just past every event sent before it)."""
+    found, sent = [], 0
+    for response in responses:
+        if response.events:
+            assert not response.HasField("next_offset")  # events carry their own offsets
+            sent = response.events[-1].offset + 1
+        if response.caught_up or response.fell_behind:
+            assert response.HasField("next_offset")
+            marker = "caught_up" if response.caught_up else "fell_behind"
+            found.append((marker, response.next_offset, sent))
+    return found
+
+
+async def test_caught_up_and_fell_behind_tell_the_resume_point(start_server) -> None:  # type: ignore[no-untyped-def]
+    app, baton = await start_server(subscriber_buffer=8)
+    session = await baton.new_session()
+    for i in range(3):
+        await baton.say(session.id, f"m{i}")
+    head = 4
+    # Caught up at the head, whether the filters let anything through or not; with min_offset
+    # past the head, at min_offset (the offsets the stream waits for).
+    tools_only = [pb.EVENT_KIND_TOOL]
+    for min_offset, kinds, expected in ((0, [], head), (0, tools_only, head), (9, [], 9)):
+        stream = baton.events.ListEvents(
+            rr.ListEventsRequest(
+                session_id=session.id, follow=True, min_offset=min_offset, kinds=kinds
+            )
+        )
+        _, responses = await collect(stream, until_caught_up=True)
+        stream.cancel()
+        assert responses[-1].caught_up and responses[-1].next_offset == expected
+    # Fell behind: the marker names the offset the store re-read starts from, just past what
+    # was sent before it, and the stream goes on from exactly there (as in the test above, a
+    # subscriber with a fixed window that does not read while 200 events of 4 KiB land).
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{app.port}", options=[("grpc.http2.bdp_probe", 0)]
+    ) as channel:
+        stream = Stubs.on(channel).events.ListEvents(
+            rr.ListEventsRequest(session_id=session.id, follow=True)
+        )
+        _, history = await collect(stream, until_caught_up=True)
+        padding = "x" * 4096
+        await asyncio.gather(*(baton.say(session.id, f"n{i} {padding}") for i in range(200)))
+        events, responses = await collect(stream, until_offset=head + 199)
+        stream.cancel()
+    assert [e.offset for e in events] == list(range(head, head + 200))
+    markers = resume_points(history + responses)
+    assert markers[0] == ("caught_up", head, head)
+    behind = [m for m in markers if m[0] == "fell_behind"]
+    assert behind and all(next_offset == sent for _, next_offset, sent in behind)

@@ -64,10 +64,6 @@ def serialize_response(response: Any) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-_CAUGHT_UP = rr.ListEventsResponse(caught_up=True)
-_FELL_BEHIND = rr.ListEventsResponse(fell_behind=True)
-
-
 def filter_from_request(request: Any) -> EventFilter:
     kinds = []
     for i, value in enumerate(request.kinds):
@@ -114,7 +110,9 @@ class EventServicer(svc_grpc.EventServiceServicer):
         draft = draft_from_request(request, self._limits)
         if is_human_message(draft):
             # A human answering may take the session over: handoff rules apply.
-            event = await self._handoffs.append_human_message(session_id, draft)
+            event = await self._handoffs.append_human_message(
+                session_id, draft, actor=current_actor()
+            )
         else:
             event = await self._repo.append_event(session_id, draft, current_actor())
         if customer_is_calling():
@@ -147,9 +145,9 @@ class EventServicer(svc_grpc.EventServiceServicer):
                 encode = self._live_proto if item.live else event_to_proto
                 yield rr.ListEventsResponse(events=[encode(e) for e in item.events])
             elif isinstance(item, CaughtUp):
-                yield _CAUGHT_UP
+                yield rr.ListEventsResponse(caught_up=True, next_offset=item.position)
             elif isinstance(item, FellBehind):
-                yield _FELL_BEHIND
+                yield rr.ListEventsResponse(fell_behind=True, next_offset=item.position)
             elif isinstance(item, Delta):
                 yield rr.ListEventsResponse(
                     delta=pb.MessageDelta(
@@ -161,6 +159,6 @@ class EventServicer(svc_grpc.EventServiceServicer):
             elif isinstance(item, Heartbeat):
                 yield rr.ListEventsResponse(
                     heartbeat=rr.ListEventsHeartbeat(
-                        next_offset=item.next_offset, time=timestamp(now_us())
+                        next_offset=item.position, time=timestamp(now_us())
                     )
                 )

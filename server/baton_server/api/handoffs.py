@@ -17,6 +17,7 @@ from baton_server.api.handoff_mapping import (
 )
 from baton_server.api.mapping import require_id, timestamp, timestamp_us
 from baton_server.api.protos import pb, rr, svc_grpc
+from baton_server.auth.principal import current_actor
 from baton_server.domain import HandoffRequester, Operator, now_us
 from baton_server.errors import InvalidArgument
 from baton_server.handoff.controls import HandoffControls
@@ -81,7 +82,7 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
                 "requested_by", "EXTERNAL_SYSTEM or CUSTOMER (the others are set by the server)"
             )
         opening = await self._controls.prepare(session_id, reason, requested_by)
-        handoff = await self._controls.request(opening, _epoch(request))
+        handoff = await self._controls.request(opening, _epoch(request), actor=current_actor())
         return rr.RequestHandoffResponse(
             handoff=handoff_to_proto(handoff),
             operators_available=opening.availability.available,
@@ -116,6 +117,7 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
             operator_from_proto(request.operator, "operator"),
             request.on_behalf_of_ai,
             _epoch(request),
+            actor=current_actor(),
         )
         return rr.ClaimHandoffResponse(handoff=handoff_to_proto(handoff))
 
@@ -124,6 +126,7 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
             require_id(request.handoff_id, "handoff_id"),
             operator_from_proto(request.operator, "operator"),
             _epoch(request),
+            actor=current_actor(),
         )
         return rr.OfferHandoffResponse(handoff=handoff_to_proto(handoff))
 
@@ -134,6 +137,7 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
             request.accept,
             request.on_behalf_of_ai,
             _epoch(request),
+            actor=current_actor(),
         )
         return rr.RespondToOfferResponse(handoff=handoff_to_proto(handoff))
 
@@ -144,6 +148,7 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
             outcome_from_proto(request.outcome),
             _limited(request.note, "note", MAX_NOTE_LENGTH),
             _epoch(request),
+            actor=current_actor(),
         )
         return rr.ReleaseHandoffResponse(handoff=handoff_to_proto(handoff))
 
@@ -154,6 +159,7 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
             operator_from_proto(request.to_operator, "to_operator"),
             request.on_behalf_of_ai,
             _epoch(request),
+            actor=current_actor(),
         )
         return rr.TransferHandoffResponse(handoff=handoff_to_proto(handoff))
 

@@ -1,20 +1,47 @@
-"""ListEvents as a transport-free async iterator (KurrentDB's read-stream model).
+"""ListEvents as a transport-free async iterator: a session's log through the catch-up streamer.
 
-Subscribe to the bus first, then catch up from the store up to a snapshot of the head, then
-deliver live events, skipping any offset already sent. When the live buffer overflowed, or a live
-event arrives ahead of the cursor (commits published out of order), the missing range is read
-from the store. The offset cursor makes the catch-up→live switch gap- and duplicate-free.
+The log's positions are next offsets (the position of the event at offset n is n + 1), so every
+marker carries the offset to resume from. Live events come from the bus; offsets have no gaps,
+so an event published ahead of an earlier commit (commits published out of order) sends the
+stream to the store for the hole.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from baton_server.bus import EventBus
+from baton_server.bus import EventBus, Subscription
 from baton_server.domain import Event, EventFilter, EventKind, EventSource, TextDelta
 from baton_server.errors import NotFound, ShuttingDown
+from baton_server.service.catch_up import (
+    CatchUpSource,
+    CaughtUp,
+    FellBehind,
+    Heartbeat,
+    LiveFeed,
+    LiveSettings,
+    Opening,
+    Page,
+    catch_up_then_live,
+)
 from baton_server.store import Repository
+
+_Item = TypeVar("_Item")
+
+__all__ = [
+    "CaughtUp",
+    "Delta",
+    "EncodedBatch",
+    "EventStreamer",
+    "EventsBatch",
+    "FellBehind",
+    "Heartbeat",
+    "StreamItem",
+    "StreamSettings",
+    "wants_deltas",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,26 +59,13 @@ class EncodedBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class CaughtUp:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class FellBehind:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    next_offset: int
-
-
-@dataclass(frozen=True, slots=True)
 class Delta:
     delta: TextDelta
 
 
-StreamItem = EventsBatch | EncodedBatch | CaughtUp | FellBehind | Heartbeat | Delta
+# What the log itself sends; the markers (CaughtUp, FellBehind, Heartbeat) carry next offsets.
+LogItem = EventsBatch | EncodedBatch | Delta
+StreamItem = LogItem | CaughtUp[int] | FellBehind[int] | Heartbeat[int]
 
 
 def wants_deltas(event_filter: EventFilter) -> bool:
@@ -79,8 +93,9 @@ class EventStreamer:
         self._repository = repository
         self._bus = bus
         self._settings = settings
+        self._live = LiveSettings(settings.heartbeat_interval_s, settings.verify_head_when_idle)
 
-    async def stream(
+    def stream(
         self,
         session_id: str,
         min_offset: int,
@@ -88,124 +103,138 @@ class EventStreamer:
         follow: bool,
         *,
         decoded: bool = False,
-    ) -> AsyncIterator[StreamItem]:
+    ) -> AsyncGenerator[StreamItem, None]:
         """`decoded`: stored events as Event objects only (for readers that transform each
         event), never as their stored encoding."""
         encoded = self._repository.stores_encoded_events and not decoded
-        subscription = self._bus.subscribe(session_id) if follow else None
-        try:
-            head = await self._repository.next_offset(session_id)
-            cursor = min_offset
-            async for batch in self._read_store(session_id, cursor, head, event_filter, encoded):
-                yield batch
-            batch = None  # do not pin the last catch-up page for the stream's whole life
-            if subscription is None:
-                return
-            cursor = max(cursor, head)
-            yield CaughtUp()
-            # Live (inlined rather than a nested generator: idle streams are many, and every
-            # generator frame is memory each of them holds).
-            session_id = subscription.session_id
-            settings = self._settings
-            deltas_wanted = wants_deltas(event_filter)
-            while True:
-                if not await subscription.wait(settings.heartbeat_interval_s):
-                    if settings.verify_head_when_idle:
-                        # Live hints can be lost (e.g. another replica's notification while our
-                        # LISTEN connection was down): the store has the last word. NotFound here
-                        # also ends streams of a session deleted through another replica.
-                        head = await self._repository.next_offset(session_id)
-                        if head > cursor:
-                            async for batch in self._read_store(
-                                session_id, cursor, head, event_filter, encoded
-                            ):
-                                yield batch
-                            batch = None
-                            cursor = head
-                    yield Heartbeat(cursor)
-                    continue
-                if subscription.closed_reason == "deleted":
-                    raise NotFound("session", session_id)
-                if subscription.closed_reason == "shutdown":
-                    raise ShuttingDown(
-                        f"the server is shutting down; resume with min_offset={cursor}",
-                        metadata={"next_offset": str(cursor)},
-                    )
-                if subscription.overflowed:
-                    subscription.reset_overflow()
-                    yield FellBehind()
-                    head = await self._repository.next_offset(session_id)
-                    async for batch in self._read_store(
-                        session_id, cursor, head, event_filter, encoded
-                    ):
-                        yield batch
-                    batch = None
-                    cursor = max(cursor, head)
-                    continue
-                for delta in subscription.take_deltas():
-                    if deltas_wanted:
-                        yield Delta(delta)
-                ready: list[Event] = []
-                for event in subscription.take():
-                    if event.offset < cursor:
-                        continue  # already sent during catch-up or a store re-read
-                    if event.offset > cursor:
-                        # A commit published ahead of an earlier one: fetch the hole from the store.
-                        if ready:
-                            yield EventsBatch(ready, live=True)
-                            ready = []
-                        async for batch in self._read_store(
-                            session_id, cursor, event.offset, event_filter, encoded
-                        ):
-                            yield batch
-                        batch = None
-                    cursor = event.offset + 1
-                    if event_filter.matches(event):
-                        ready.append(event)
-                if ready:
-                    yield EventsBatch(ready, live=True)
-                # Drop references before waiting again, so an idle stream pins no events.
-                ready = []
-                event = None
-        finally:
-            if subscription is not None:
-                self._bus.unsubscribe(subscription)
-
-    async def _read_store(
-        self, session_id: str, start: int, end: int, event_filter: EventFilter, encoded: bool
-    ) -> AsyncIterator[EventsBatch | EncodedBatch]:
-        """Stored events in [start, end) matching the filter, as size-capped batches."""
-        settings = self._settings
-        while start < end:
-            if encoded:
-                pairs = await self._repository.read_encoded_events(
-                    session_id, start, end, event_filter, settings.read_page
-                )
-                offsets = [offset for offset, _ in pairs]
-                sizes = [len(wire) for _, wire in pairs]
-                items: list = [wire for _, wire in pairs]
-            else:
-                events = await self._repository.read_events(
-                    session_id, start, end, event_filter, settings.read_page
-                )
-                offsets = [e.offset for e in events]
-                sizes = [len(e.data_json) + 128 for e in events]
-                items = events
-            if not items:
-                return
-            begin, size = 0, 0
-            for i, item_size in enumerate(sizes):
-                if i > begin and (
-                    i - begin >= settings.batch_events or size >= settings.batch_bytes
-                ):
-                    yield _batch(items[begin:i], encoded)
-                    begin, size = i, 0
-                size += item_size
-            yield _batch(items[begin:], encoded)
-            if len(items) < settings.read_page:
-                return
-            start = offsets[-1] + 1
+        source = _SessionLog(self, session_id, min_offset, event_filter, encoded)
+        return catch_up_then_live(source, follow, self._live)
 
 
-def _batch(items: list, encoded: bool) -> EventsBatch | EncodedBatch:
-    return EncodedBatch(items) if encoded else EventsBatch(items)
+class _SessionLog(CatchUpSource[Event, LogItem, int], LiveFeed[Event, LogItem, int]):
+    """One stream's view of one session's log, and its bus subscription: one object plays both
+    parts, because idle streams are many and each of them holds it."""
+
+    __slots__ = ("_encoded", "_filter", "_min_offset", "_session_id", "_streamer", "_subscription")
+
+    def __init__(
+        self,
+        streamer: EventStreamer,
+        session_id: str,
+        min_offset: int,
+        event_filter: EventFilter,
+        encoded: bool,
+    ) -> None:
+        self._streamer = streamer
+        self._session_id = session_id
+        self._min_offset = min_offset
+        self._filter = event_filter
+        # Catch-up sends the bytes stored at append (no per-event encoding) when it may.
+        self._encoded = encoded
+        self._subscription: Subscription | None = None
+
+    # ---------------------------------------------------------------- the store
+
+    def subscribe(self) -> _SessionLog:
+        self._subscription = self._streamer._bus.subscribe(self._session_id)
+        return self
+
+    async def open(self) -> Opening[LogItem, int]:
+        return Opening(self._min_offset)
+
+    async def head(self) -> int:
+        # NotFound here also ends streams of a session deleted through another replica.
+        return await self._streamer._repository.next_offset(self._session_id)
+
+    async def read_page(self, after: int, until: int) -> Page[LogItem, int]:
+        """Events with after <= offset < until matching the filter, as size-capped batches."""
+        repository, settings = self._streamer._repository, self._streamer._settings
+        limit = settings.read_page
+        out: list[LogItem]
+        if self._encoded:
+            pairs = await repository.read_encoded_events(
+                self._session_id, after, until, self._filter, limit
+            )
+            count = len(pairs)
+            last = pairs[-1][0] if pairs else after
+            wires = [wire for _, wire in pairs]
+            out = [EncodedBatch(run) for run in _runs(wires, len, settings)]
+        else:
+            events = await repository.read_events(
+                self._session_id, after, until, self._filter, limit
+            )
+            count = len(events)
+            last = events[-1].offset if events else after
+            out = [EventsBatch(run) for run in _runs(events, _approximate_size, settings)]
+        if count < limit:
+            return Page(out, until, more=False)
+        return Page(out, last + 1, more=True)
+
+    def position_of(self, item: Event) -> int:
+        return item.offset + 1
+
+    def follows(self, cursor: int, position: int) -> bool:
+        return position == cursor + 1  # offsets have no gaps
+
+    def live_out(self, items: list[Event]) -> EventsBatch | None:
+        event_filter = self._filter
+        if not event_filter.is_everything:
+            items = [e for e in items if event_filter.matches(e)]
+        return EventsBatch(items, live=True) if items else None
+
+    # ---------------------------------------------------------------- live
+
+    def _live(self) -> Subscription:
+        assert self._subscription is not None, "subscribe() first"
+        return self._subscription
+
+    def wait(self, cursor: int, timeout: float) -> Awaitable[bool]:
+        return self._live().wait(timeout)
+
+    def ended(self, cursor: int) -> bool:
+        subscription = self._live()
+        if subscription.closed_reason == "deleted":
+            raise NotFound("session", subscription.session_id)
+        if subscription.closed_reason == "shutdown":
+            raise ShuttingDown(
+                f"the server is shutting down; resume with min_offset={cursor}",
+                metadata={"next_offset": str(cursor)},
+            )
+        return False
+
+    def close(self) -> None:
+        self._streamer._bus.unsubscribe(self._live())
+
+    def take_overflow(self) -> bool:
+        subscription = self._live()
+        if not subscription.overflowed:
+            return False
+        subscription.reset_overflow()
+        return True
+
+    def take_extras(self) -> Sequence[Delta]:
+        deltas = self._live().take_deltas()  # always drained, wanted or not
+        return [Delta(d) for d in deltas] if deltas and wants_deltas(self._filter) else ()
+
+    def take(self) -> list[Event]:
+        return self._live().take()
+
+
+def _runs(
+    items: list[_Item], size_of: Callable[[_Item], int], settings: StreamSettings
+) -> list[list[_Item]]:
+    """Consecutive runs of at most `batch_events` items and about `batch_bytes` each."""
+    runs: list[list[_Item]] = []
+    begin, size = 0, 0
+    for i, item in enumerate(items):
+        if i > begin and (i - begin >= settings.batch_events or size >= settings.batch_bytes):
+            runs.append(items[begin:i])
+            begin, size = i, 0
+        size += size_of(item)
+    if begin < len(items):
+        runs.append(items[begin:])
+    return runs
+
+
+def _approximate_size(event: Event) -> int:
+    return len(event.data_json) + 128

@@ -1890,15 +1890,23 @@ type ListEventsResponse struct {
 	// Catch-up sends them in batches; live delivery sends what is ready.
 	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Set once on follow streams, right after the last stored event at subscription time.
+	// Comes with `next_offset`.
 	CaughtUp bool `protobuf:"varint,2,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	// Set when this subscriber fell behind live delivery and the server went back to the
-	// store to catch it up; no event is skipped. Informational.
+	// store to catch it up; no event is skipped. Informational. Comes with `next_offset`.
 	FellBehind bool `protobuf:"varint,3,opt,name=fell_behind,json=fellBehind,proto3" json:"fell_behind,omitempty"`
 	// Set on idle follow streams about every 15 seconds.
 	Heartbeat *ListEventsHeartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	// A transient piece of an AI reply being generated (live follow streams only, when the
 	// filters admit AI agent messages). Not an event: it has no offset and is never replayed.
-	Delta         *MessageDelta `protobuf:"bytes,5,opt,name=delta,proto3" json:"delta,omitempty"`
+	Delta *MessageDelta `protobuf:"bytes,5,opt,name=delta,proto3" json:"delta,omitempty"`
+	// The resume point, set with `caught_up` and with `fell_behind` (a heartbeat carries its
+	// own): every offset below it has been delivered on this stream or skipped by its filters,
+	// so a client that reconnects with `min_offset` set to it misses nothing and gets nothing
+	// twice. With `caught_up`: the session's next offset when the stream caught up, or
+	// `min_offset` when that is further. With `fell_behind`: where the server resumes reading
+	// from the store.
+	NextOffset    *int64 `protobuf:"varint,6,opt,name=next_offset,json=nextOffset,proto3,oneof" json:"next_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1966,6 +1974,13 @@ func (x *ListEventsResponse) GetDelta() *MessageDelta {
 		return x.Delta
 	}
 	return nil
+}
+
+func (x *ListEventsResponse) GetNextOffset() int64 {
+	if x != nil && x.NextOffset != nil {
+		return *x.NextOffset
+	}
+	return 0
 }
 
 // Request of GuidelineService.CreateGuideline.
@@ -4557,14 +4572,17 @@ const file_baton_v1_request_response_proto_rawDesc = "" +
 	"\x13ListEventsHeartbeat\x12\x1f\n" +
 	"\vnext_offset\x18\x01 \x01(\x03R\n" +
 	"nextOffset\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xe6\x01\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x9c\x02\n" +
 	"\x12ListEventsResponse\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.baton.v1.EventR\x06events\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12\x1f\n" +
 	"\vfell_behind\x18\x03 \x01(\bR\n" +
 	"fellBehind\x12;\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x1d.baton.v1.ListEventsHeartbeatR\theartbeat\x12,\n" +
-	"\x05delta\x18\x05 \x01(\v2\x16.baton.v1.MessageDeltaR\x05delta\"K\n" +
+	"\x05delta\x18\x05 \x01(\v2\x16.baton.v1.MessageDeltaR\x05delta\x12$\n" +
+	"\vnext_offset\x18\x06 \x01(\x03H\x00R\n" +
+	"nextOffset\x88\x01\x01B\x0e\n" +
+	"\f_next_offset\"K\n" +
 	"\x16CreateGuidelineRequest\x121\n" +
 	"\tguideline\x18\x01 \x01(\v2\x13.baton.v1.GuidelineR\tguideline\"L\n" +
 	"\x17CreateGuidelineResponse\x121\n" +
@@ -4942,6 +4960,7 @@ func file_baton_v1_request_response_proto_init() {
 		(*CreateEventRequest_Status)(nil),
 		(*CreateEventRequest_Custom)(nil),
 	}
+	file_baton_v1_request_response_proto_msgTypes[34].OneofWrappers = []any{}
 	file_baton_v1_request_response_proto_msgTypes[57].OneofWrappers = []any{}
 	file_baton_v1_request_response_proto_msgTypes[63].OneofWrappers = []any{}
 	file_baton_v1_request_response_proto_msgTypes[65].OneofWrappers = []any{}

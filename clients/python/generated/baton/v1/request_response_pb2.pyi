@@ -977,11 +977,22 @@ class ListEventsResponse(_message.Message):
     FELL_BEHIND_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     DELTA_FIELD_NUMBER: _builtins.int
+    NEXT_OFFSET_FIELD_NUMBER: _builtins.int
     caught_up: _builtins.bool
-    """Set once on follow streams, right after the last stored event at subscription time."""
+    """Set once on follow streams, right after the last stored event at subscription time.
+    Comes with `next_offset`.
+    """
     fell_behind: _builtins.bool
     """Set when this subscriber fell behind live delivery and the server went back to the
-    store to catch it up; no event is skipped. Informational.
+    store to catch it up; no event is skipped. Informational. Comes with `next_offset`.
+    """
+    next_offset: _builtins.int
+    """The resume point, set with `caught_up` and with `fell_behind` (a heartbeat carries its
+    own): every offset below it has been delivered on this stream or skipped by its filters,
+    so a client that reconnects with `min_offset` set to it misses nothing and gets nothing
+    twice. With `caught_up`: the session's next offset when the stream caught up, or
+    `min_offset` when that is further. With `fell_behind`: where the server resumes reading
+    from the store.
     """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.Event]:
@@ -1007,12 +1018,15 @@ class ListEventsResponse(_message.Message):
         fell_behind: _builtins.bool = ...,
         heartbeat: Global___ListEventsHeartbeat | None = ...,
         delta: _message_pb2.MessageDelta | None = ...,
+        next_offset: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "heartbeat", b"heartbeat"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_offset", b"_next_offset", "delta", b"delta", "heartbeat", b"heartbeat", "next_offset", b"next_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "delta", b"delta", "events", b"events", "fell_behind", b"fell_behind", "heartbeat", b"heartbeat"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_offset", b"_next_offset", "caught_up", b"caught_up", "delta", b"delta", "events", b"events", "fell_behind", b"fell_behind", "heartbeat", b"heartbeat", "next_offset", b"next_offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_offset: _TypeAlias = _typing.Literal["next_offset"]  # noqa: Y015
+    _WhichOneofArgType__next_offset: _TypeAlias = _typing.Literal["_next_offset", b"_next_offset"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_offset) -> _WhichOneofReturnType__next_offset | None: ...
 
 Global___ListEventsResponse: _TypeAlias = ListEventsResponse  # noqa: Y015
 
