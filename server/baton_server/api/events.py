@@ -6,8 +6,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
+from baton_server.api.grpc_types import Context
 from baton_server.api.mapping import (
     KIND_FROM_PROTO,
     SOURCE_FROM_PROTO,
@@ -64,7 +63,7 @@ def serialize_response(response: Any) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-def filter_from_request(request: Any) -> EventFilter:
+def filter_from_request(request: rr.ListEventsRequest) -> EventFilter:
     kinds = []
     for i, value in enumerate(request.kinds):
         if value not in KIND_FROM_PROTO:
@@ -73,12 +72,12 @@ def filter_from_request(request: Any) -> EventFilter:
             )
         kinds.append(KIND_FROM_PROTO[value])
     sources = []
-    for i, value in enumerate(request.sources):
-        if value not in SOURCE_FROM_PROTO:
+    for i, source in enumerate(request.sources):
+        if source not in SOURCE_FROM_PROTO:
             raise InvalidArgument.single(
-                f"sources[{i}]", f"unknown or unspecified event source {value}"
+                f"sources[{i}]", f"unknown or unspecified event source {source}"
             )
-        sources.append(SOURCE_FROM_PROTO[value])
+        sources.append(SOURCE_FROM_PROTO[source])
     return EventFilter(frozenset(kinds), frozenset(sources))
 
 
@@ -105,7 +104,9 @@ class EventServicer(svc_grpc.EventServiceServicer):
                 self._live_protos.popitem(last=False)
         return proto
 
-    async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def CreateEvent(
+        self, request: rr.CreateEventRequest, context: Context
+    ) -> rr.CreateEventResponse:
         session_id = require_id(request.session_id, "session_id")
         draft = draft_from_request(request, self._limits)
         if is_human_message(draft):
@@ -125,7 +126,7 @@ class EventServicer(svc_grpc.EventServiceServicer):
         return rr.CreateEventResponse(event=event_to_proto(event))
 
     async def ListEvents(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: rr.ListEventsRequest, context: Context
     ) -> AsyncIterator[Any]:
         session_id = require_id(request.session_id, "session_id")
         if request.min_offset < 0:

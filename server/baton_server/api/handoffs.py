@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
+from baton_server.api.grpc_types import Context
 from baton_server.api.handoff_mapping import (
     STATE_FROM_PROTO,
     change_to_proto,
@@ -25,7 +24,6 @@ from baton_server.handoff.inbox import HandoffInbox
 from baton_server.handoff.stats import compute_stats
 from baton_server.store.handoffs import HandoffReader
 
-Context = grpc.aio.ServicerContext
 REQUESTERS = {
     pb.HANDOFF_REQUESTER_UNSPECIFIED: HandoffRequester.EXTERNAL_SYSTEM,
     pb.HANDOFF_REQUESTER_EXTERNAL_SYSTEM: HandoffRequester.EXTERNAL_SYSTEM,
@@ -54,7 +52,9 @@ def batches(changes: list[Any]) -> list[list[Any]]:
 
 
 def _epoch(request: Any) -> int | None:
-    return request.expected_epoch if request.HasField("expected_epoch") else None
+    """The epoch a control request expects the session at, if it names one (any of the
+    control requests: they share the optional `expected_epoch` field, not a type)."""
+    return int(request.expected_epoch) if request.HasField("expected_epoch") else None
 
 
 def _limited(value: str, field: str, limit: int) -> str:
@@ -71,7 +71,9 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
         self._reader = reader
         self._inbox = inbox
 
-    async def RequestHandoff(self, request: Any, context: Context) -> Any:
+    async def RequestHandoff(
+        self, request: rr.RequestHandoffRequest, context: Context
+    ) -> rr.RequestHandoffResponse:
         session_id = require_id(request.session_id, "session_id")
         if not request.reason.strip():
             raise InvalidArgument.single("reason", "required; say why in a few words")
@@ -89,11 +91,15 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
             unavailable_reason=opening.availability.reason,
         )
 
-    async def GetHandoff(self, request: Any, context: Context) -> Any:
+    async def GetHandoff(
+        self, request: rr.GetHandoffRequest, context: Context
+    ) -> rr.GetHandoffResponse:
         handoff = await self._controls.get(require_id(request.handoff_id, "handoff_id"))
         return rr.GetHandoffResponse(handoff=handoff_to_proto(handoff))
 
-    async def ListHandoffs(self, request: Any, context: Context) -> Any:
+    async def ListHandoffs(
+        self, request: rr.ListHandoffsRequest, context: Context
+    ) -> rr.ListHandoffsResponse:
         state = None
         if request.state:
             state = STATE_FROM_PROTO.get(request.state)
@@ -111,7 +117,9 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
             next_page_token=page.next_page_token,
         )
 
-    async def ClaimHandoff(self, request: Any, context: Context) -> Any:
+    async def ClaimHandoff(
+        self, request: rr.ClaimHandoffRequest, context: Context
+    ) -> rr.ClaimHandoffResponse:
         handoff = await self._controls.claim(
             require_id(request.handoff_id, "handoff_id"),
             operator_from_proto(request.operator, "operator"),
@@ -121,7 +129,9 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
         )
         return rr.ClaimHandoffResponse(handoff=handoff_to_proto(handoff))
 
-    async def OfferHandoff(self, request: Any, context: Context) -> Any:
+    async def OfferHandoff(
+        self, request: rr.OfferHandoffRequest, context: Context
+    ) -> rr.OfferHandoffResponse:
         handoff = await self._controls.offer(
             require_id(request.handoff_id, "handoff_id"),
             operator_from_proto(request.operator, "operator"),
@@ -130,7 +140,9 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
         )
         return rr.OfferHandoffResponse(handoff=handoff_to_proto(handoff))
 
-    async def RespondToOffer(self, request: Any, context: Context) -> Any:
+    async def RespondToOffer(
+        self, request: rr.RespondToOfferRequest, context: Context
+    ) -> rr.RespondToOfferResponse:
         handoff = await self._controls.respond_to_offer(
             require_id(request.handoff_id, "handoff_id"),
             operator_from_proto(request.operator, "operator"),
@@ -141,7 +153,9 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
         )
         return rr.RespondToOfferResponse(handoff=handoff_to_proto(handoff))
 
-    async def ReleaseHandoff(self, request: Any, context: Context) -> Any:
+    async def ReleaseHandoff(
+        self, request: rr.ReleaseHandoffRequest, context: Context
+    ) -> rr.ReleaseHandoffResponse:
         handoff = await self._controls.release(
             require_id(request.handoff_id, "handoff_id"),
             request.operator_id,
@@ -152,7 +166,9 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
         )
         return rr.ReleaseHandoffResponse(handoff=handoff_to_proto(handoff))
 
-    async def TransferHandoff(self, request: Any, context: Context) -> Any:
+    async def TransferHandoff(
+        self, request: rr.TransferHandoffRequest, context: Context
+    ) -> rr.TransferHandoffResponse:
         handoff = await self._controls.transfer(
             require_id(request.handoff_id, "handoff_id"),
             require_id(request.from_operator_id, "from_operator_id"),
@@ -163,7 +179,9 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
         )
         return rr.TransferHandoffResponse(handoff=handoff_to_proto(handoff))
 
-    async def WatchHandoffs(self, request: Any, context: Context) -> AsyncIterator[Any]:
+    async def WatchHandoffs(
+        self, request: rr.WatchHandoffsRequest, context: Context
+    ) -> AsyncIterator[rr.WatchHandoffsResponse]:
         after = request.after_position if request.HasField("after_position") else None
         if after is not None and after < 0:
             raise InvalidArgument.single("after_position", "must not be negative")
@@ -185,7 +203,9 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
                     )
                 )
 
-    async def GetHandoffStats(self, request: Any, context: Context) -> Any:
+    async def GetHandoffStats(
+        self, request: rr.GetHandoffStatsRequest, context: Context
+    ) -> rr.GetHandoffStatsResponse:
         start = (
             timestamp_us(request.start_time, "start_time") if request.HasField("start_time") else 0
         )

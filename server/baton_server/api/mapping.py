@@ -7,7 +7,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from baton_server.api.protos import pb
+from baton_server.api.protos import pb, rr
 from baton_server.config import InputLimits
 from baton_server.domain import (
     Agent,
@@ -221,7 +221,9 @@ def session_to_proto(session: Session) -> pb.Session:
 # ---------------------------------------------------------------- events: proto -> domain
 
 
-def draft_from_request(request: Any, limits: InputLimits | None = None) -> EventDraft:
+def draft_from_request(
+    request: rr.CreateEventRequest, limits: InputLimits | None = None
+) -> EventDraft:
     """Validates a CreateEventRequest and turns it into an EventDraft."""
     limits = limits or InputLimits()
     problems = Violations()
