@@ -17,6 +17,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from baton_server.bus import EventBus
+from baton_server.bus.catch_up import (
+    CatchUpSource,
+    CaughtUp,
+    Heartbeat,
+    LiveFeed,
+    LiveSettings,
+    Opening,
+    Page,
+    catch_up_then_live,
+)
 from baton_server.domain import (
     HANDOFF_EVENT_PREFIX,
     INBOX_POSITION,
@@ -30,16 +40,6 @@ from baton_server.domain import (
     now_us,
 )
 from baton_server.errors import InvalidArgument
-from baton_server.service.catch_up import (
-    CatchUpSource,
-    CaughtUp,
-    Heartbeat,
-    LiveFeed,
-    LiveSettings,
-    Opening,
-    Page,
-    catch_up_then_live,
-)
 from baton_server.store import Repository, Transaction
 from baton_server.store import handoffs as rows
 from baton_server.store.ids import new_id

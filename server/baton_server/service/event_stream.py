@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from baton_server.bus import EventBus, Subscription
-from baton_server.domain import Event, EventFilter, EventKind, EventSource, TextDelta
-from baton_server.errors import NotFound, ShuttingDown
-from baton_server.service.catch_up import (
+from baton_server.bus.catch_up import (
     CatchUpSource,
     CaughtUp,
     FellBehind,
@@ -26,6 +24,8 @@ from baton_server.service.catch_up import (
     Page,
     catch_up_then_live,
 )
+from baton_server.domain import Event, EventFilter, EventKind, EventSource, TextDelta
+from baton_server.errors import NotFound, ShuttingDown
 from baton_server.store import Repository
 
 _Item = TypeVar("_Item")

@@ -1,4 +1,4 @@
-"""The catch-up-then-live streamer (service/catch_up.py) on an in-memory log: no server, no store.
+"""The catch-up-then-live streamer (bus/catch_up.py) on an in-memory log: no server, no store.
 
 The fake log numbers its items 1, 2, 3, … (the position of an item is its number, as for the
 inbox; ListEvents uses next offsets, the same arithmetic shifted by one). Commits go to the store
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from baton_server.service.catch_up import (
+from baton_server.bus.catch_up import (
     CatchUpSource,
     CaughtUp,
     FellBehind,
