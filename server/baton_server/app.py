@@ -25,7 +25,7 @@ from baton_server.auth.tokens import CustomerTokens
 from baton_server.bus import EventBus
 from baton_server.bus.pg_relay import PostgresRelay
 from baton_server.config import InputLimits, Settings
-from baton_server.domain import Event, now_us
+from baton_server.domain import Actor, Event, EventDraft, now_us
 from baton_server.engine import Engine, EngineSettings
 from baton_server.handoff.controls import Clock, HandoffControls
 from baton_server.handoff.inbox import HandoffInbox
@@ -36,6 +36,7 @@ from baton_server.nlp.offline import OfflineProvider
 from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.service.catalog import Catalog
 from baton_server.service.event_stream import EventStreamer, StreamSettings
+from baton_server.service.events import Conversation
 from baton_server.service.sessions import Sessions
 from baton_server.service.tokens import TokenIssuer
 from baton_server.store import Database, Repository, open_database
@@ -260,13 +261,18 @@ class BatonApp:
             agents=AgentServicer(catalog),
             customers=CustomerServicer(catalog, limits),
             sessions=SessionServicer(Sessions(repository, self.handoffs.on_mode_change), limits),
-            events=EventServicer(repository, streamer, self.handoffs, limits),
+            events=EventServicer(Conversation(repository, self._human_message, streamer), limits),
             handoffs=handoffs,
             guidelines=GuidelineServicer(catalog),
             canned_responses=CannedResponseServicer(catalog),
             tools=ToolServicer(catalog),
             auth=AuthServicer(issuer),
         )
+
+    async def _human_message(
+        self, session_id: str, draft: EventDraft, actor: Actor | None
+    ) -> Event:
+        return await self.handoffs.append_human_message(session_id, draft, actor=actor)
 
     def _session_deleted(self, session_id: str) -> None:
         self.bus.session_deleted(session_id)

@@ -354,8 +354,11 @@ async def test_messages_learned_out_of_order_still_get_the_newest_answered(
         SessionMode,
     )
     from baton_server.engine import Engine, EngineSettings
+    from baton_server.handoff.controls import HandoffControls
+    from baton_server.handoff.summary import Summarizer
     from baton_server.nlp.offline import OfflineProvider
     from baton_server.store import Repository, open_database
+    from baton_server.store.handoffs import HandoffReader
     from baton_server.tools import ToolRegistry
 
     bus = EventBus()
@@ -370,8 +373,17 @@ async def test_messages_learned_out_of_order_still_get_the_newest_answered(
     database = await open_database(database_url, sqlite_synchronous="NORMAL")
     repository = Repository(database, on_commit=publish, on_session_deleted=bus.session_deleted)
     repository.start()
+    # The engine takes the handoff controls the composition root builds (no fallback of its own).
+    handoffs = HandoffControls(
+        repository, HandoffReader(repository.database), Summarizer(repository, None)
+    )
     engine = Engine(
-        repository, bus, OfflineProvider(), ToolRegistry(), EngineSettings(use_turn_lease=False)
+        repository,
+        bus,
+        OfflineProvider(),
+        ToolRegistry(),
+        EngineSettings(use_turn_lease=False),
+        handoffs,
     )
     try:
         agent = await repository.create_agent("a", "")

@@ -16,22 +16,19 @@ from baton_server.api.mapping import (
     timestamp,
 )
 from baton_server.api.protos import pb, rr, svc_grpc
-from baton_server.auth.principal import current_actor, customer_is_calling
+from baton_server.auth.principal import current_principal
 from baton_server.config import InputLimits
 from baton_server.domain import Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
-from baton_server.handoff.controls import HandoffControls, is_human_message
 from baton_server.service.event_stream import (
     CaughtUp,
     Delta,
     EncodedBatch,
     EventsBatch,
-    EventStreamer,
     FellBehind,
     Heartbeat,
 )
-from baton_server.service.visibility import customer_view
-from baton_server.store import Repository
+from baton_server.service.events import Conversation
 
 LIVE_PROTO_CACHE = 4096
 # ListEventsResponse.events is field 1, length-delimited: a response holding only events is
@@ -84,15 +81,11 @@ def filter_from_request(request: rr.ListEventsRequest) -> EventFilter:
 class EventServicer(svc_grpc.EventServiceServicer):
     def __init__(
         self,
-        repository: Repository,
-        streamer: EventStreamer,
-        handoffs: HandoffControls,
+        conversation: Conversation,
         limits: InputLimits,
     ) -> None:
-        self._repo = repository
-        self._handoffs = handoffs
+        self._conversation = conversation
         self._limits = limits
-        self._streamer = streamer
         # Live events go to every follower of a session: build each one's proto once.
         self._live_protos: OrderedDict[str, Any] = OrderedDict()
 
@@ -109,21 +102,12 @@ class EventServicer(svc_grpc.EventServiceServicer):
     ) -> rr.CreateEventResponse:
         session_id = require_id(request.session_id, "session_id")
         draft = draft_from_request(request, self._limits)
-        if is_human_message(draft):
-            # A human answering may take the session over: handoff rules apply.
-            event = await self._handoffs.append_human_message(
-                session_id, draft, actor=current_actor()
+        stored, shown = await self._conversation.append(current_principal(), session_id, draft)
+        if shown is None:  # fail closed: where it landed, nothing of what it holds
+            return rr.CreateEventResponse(
+                event=pb.Event(id=stored.id, session_id=stored.session_id, offset=stored.offset)
             )
-        else:
-            event = await self._repo.append_event(session_id, draft, current_actor())
-        if customer_is_calling():
-            shown = customer_view(event)
-            if shown is None:  # fail closed: where it landed, nothing of what it holds
-                return rr.CreateEventResponse(
-                    event=pb.Event(id=event.id, session_id=event.session_id, offset=event.offset)
-                )
-            event = shown
-        return rr.CreateEventResponse(event=event_to_proto(event))
+        return rr.CreateEventResponse(event=event_to_proto(shown))
 
     async def ListEvents(
         self, request: rr.ListEventsRequest, context: Context
@@ -132,15 +116,10 @@ class EventServicer(svc_grpc.EventServiceServicer):
         if request.min_offset < 0:
             raise InvalidArgument.single("min_offset", "must not be negative")
         event_filter = filter_from_request(request)
-        customer = customer_is_calling()
-        async for item in self._streamer.stream(
-            session_id, request.min_offset, event_filter, request.follow, decoded=customer
+        async for item in self._conversation.stream(
+            current_principal(), session_id, request.min_offset, event_filter, request.follow
         ):
-            if customer and isinstance(item, EventsBatch):
-                shown = [v for e in item.events if (v := customer_view(e)) is not None]
-                if shown:
-                    yield rr.ListEventsResponse(events=[event_to_proto(e) for e in shown])
-            elif isinstance(item, EncodedBatch):
+            if isinstance(item, EncodedBatch):
                 yield encoded_response(item.encoded)
             elif isinstance(item, EventsBatch):
                 encode = self._live_proto if item.live else event_to_proto

@@ -16,10 +16,8 @@ from baton_server.bus import EventBus
 from baton_server.domain import SESSION_MODE_CHANGED, Event, EventKind, EventSource, now_us
 from baton_server.engine.turn import Turn
 from baton_server.handoff.controls import HandoffControls
-from baton_server.handoff.summary import Summarizer
 from baton_server.nlp import NLPProvider
 from baton_server.store import Repository
-from baton_server.store.handoffs import HandoffReader
 from baton_server.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -56,17 +54,15 @@ class Engine:
         bus: EventBus,
         provider: NLPProvider,
         tools: ToolRegistry,
-        settings: EngineSettings = EngineSettings(),
-        handoffs: HandoffControls | None = None,
+        settings: EngineSettings,
+        handoffs: HandoffControls,
     ) -> None:
         self._repository = repository
         self._bus = bus
         self._provider = provider
         self._tools = tools
         self._settings = settings
-        self._handoffs = handoffs or HandoffControls(
-            repository, HandoffReader(repository.database), Summarizer(repository, None)
-        )
+        self._handoffs = handoffs
         self._owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._running: dict[str, tuple[Turn, asyncio.Task[None]]] = {}
         self._closing = False

@@ -15,7 +15,6 @@ from baton_server.domain import (
     Actor,
     Event,
     EventDraft,
-    EventKind,
     EventSource,
     Handoff,
     HandoffOutcome,
@@ -67,13 +66,6 @@ class HandoffOpening:
     availability: Availability
     # The agent turn that asked for it (its events then share the turn's correlation id).
     correlation_id: str = ""
-
-
-def is_human_message(draft: EventDraft) -> bool:
-    return draft.kind is EventKind.MESSAGE and draft.source in (
-        EventSource.HUMAN_AGENT,
-        EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT,
-    )
 
 
 class HandoffControls:

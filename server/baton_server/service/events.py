@@ -1,0 +1,71 @@
+"""Appending to a session's log, as the caller may: a human agent's message goes through the
+handoff rules (injected: it may take the session over, and only the holder writes on a claimed
+handoff); anything else is appended as is. A customer gets back the customer view of what they
+wrote."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from baton_server.auth.principal import Principal, Role
+from baton_server.domain import Actor, Event, EventDraft, EventFilter, EventKind, EventSource
+from baton_server.service.event_stream import EventsBatch, EventStreamer, StreamItem
+from baton_server.service.visibility import customer_view
+from baton_server.store import Repository
+
+# (session id, draft, who acts) -> the appended message, under the handoff rules.
+HumanMessageHandler = Callable[[str, EventDraft, Actor | None], Awaitable[Event]]
+
+HUMAN_SOURCES = (EventSource.HUMAN_AGENT, EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT)
+
+
+def is_human_message(draft: EventDraft) -> bool:
+    return draft.kind is EventKind.MESSAGE and draft.source in HUMAN_SOURCES
+
+
+class Conversation:
+    def __init__(
+        self,
+        repository: Repository,
+        human_message: HumanMessageHandler,
+        streamer: EventStreamer,
+    ) -> None:
+        self._repo = repository
+        self._human_message = human_message
+        self._streamer = streamer
+
+    async def append(
+        self, caller: Principal | None, session_id: str, draft: EventDraft
+    ) -> tuple[Event, Event | None]:
+        """The stored event, and what the caller may see of it (None: nothing but where it
+        landed; never the case for what customers may post, messages)."""
+        actor = caller.actor() if caller is not None else None
+        if is_human_message(draft):
+            event = await self._human_message(session_id, draft, actor)
+        else:
+            event = await self._repo.append_event(session_id, draft, actor)
+        if caller is not None and caller.role is Role.CUSTOMER:
+            return event, customer_view(event)
+        return event, event
+
+    async def stream(
+        self,
+        caller: Principal | None,
+        session_id: str,
+        min_offset: int,
+        event_filter: EventFilter,
+        follow: bool,
+    ) -> AsyncIterator[StreamItem]:
+        """The session's log from `min_offset` (see EventStreamer), as the caller may see it:
+        customers get the customer view, decoded per event and never from shared caches."""
+        customer = caller is not None and caller.role is Role.CUSTOMER
+        async for item in self._streamer.stream(
+            session_id, min_offset, event_filter, follow, decoded=customer
+        ):
+            if customer and isinstance(item, EventsBatch):
+                shown = [view for e in item.events if (view := customer_view(e)) is not None]
+                if shown:
+                    # Not `live`: a live batch's encodings are cached by event id for everyone.
+                    yield EventsBatch(shown, live=False)
+                continue
+            yield item
