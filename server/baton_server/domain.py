@@ -265,6 +265,15 @@ class CannedResponse:
     created_at_us: int
 
 
+class GuardFailure(enum.StrEnum):
+    """Which condition of a TurnGuard failed in the append transaction (the engine words it)."""
+
+    NOT_AUTO = "not_auto"  # the session left AUTO mode
+    CONTROL_CHANGED = "control_changed"  # after this turn's own handoff, control changed again
+    SUPERSEDED = "superseded"  # a newer customer message exists
+    HUMAN_ANSWERED = "human_answered"  # a human agent wrote after the trigger
+
+
 @dataclass(frozen=True, slots=True)
 class TurnGuard:
     """What must still hold for an agent turn to write to the log.

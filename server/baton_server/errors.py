@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from baton_server.domain import GuardFailure
+
 
 class BatonError(Exception):
     """Base of every error a client can cause. `reason` is an UPPER_SNAKE ErrorInfo reason."""
@@ -75,9 +77,14 @@ class NeedsHandoffControl(BatonError):
 
 class TurnAborted(BatonError):
     """An agent turn may no longer write: superseded by a newer customer message, or the session
-    left AUTO mode (a human took over). Its output is discarded, never posted."""
+    left AUTO mode (a human took over). Its output is discarded, never posted. `failed` says
+    which guard condition failed; the engine decides what that means for the customer."""
 
     reason = "TURN_ABORTED"
+
+    def __init__(self, failed: GuardFailure) -> None:
+        super().__init__(f"turn guard failed: {failed.value}", metadata={"failed": failed.value})
+        self.failed = failed
 
 
 class StaleEpoch(BatonError):

@@ -12,6 +12,7 @@ from baton_server.domain import (
     EventDraft,
     EventKind,
     EventSource,
+    GuardFailure,
     HandoffRequester,
     SessionMode,
     TurnGuard,
@@ -69,7 +70,7 @@ async def test_turn_guard_discards_a_stale_reply(database_url: str) -> None:
             await repository.append_turn_events(session_id, [reply], guard)
             raise AssertionError("a superseded turn must not post")
         except TurnAborted as aborted:
-            assert "newer customer message" in aborted.message
+            assert aborted.failed is GuardFailure.SUPERSEDED
         # A human took over: the newest turn may not post either.
         newest = TurnGuard(trigger_offset=await repository.next_offset(session_id) - 1)
         await repository.update_session(session_id, mode=SessionMode.MANUAL)
@@ -77,7 +78,7 @@ async def test_turn_guard_discards_a_stale_reply(database_url: str) -> None:
             await repository.append_turn_events(session_id, [reply], newest)
             raise AssertionError("a turn must not talk over a human")
         except TurnAborted as aborted:
-            assert "AUTO" in aborted.message
+            assert aborted.failed is GuardFailure.NOT_AUTO
         log = await repository.read_events(session_id, 0, 100, _everything(), 100)
         assert not [e for e in log if e.source is EventSource.AI_AGENT]
     finally:
@@ -119,7 +120,7 @@ async def test_after_a_handoff_a_human_message_silences_the_turn(database_url: s
             )
             raise AssertionError("the AI must not talk over a human")
         except TurnAborted as aborted:
-            assert "human agent answered" in aborted.message
+            assert aborted.failed is GuardFailure.HUMAN_ANSWERED
     finally:
         await repository.close()
 

@@ -21,6 +21,7 @@ from baton_server.domain import (
     EventFilter,
     EventKind,
     EventSource,
+    GuardFailure,
     HandoffRequester,
     TextDelta,
     TurnGuard,
@@ -35,6 +36,16 @@ from baton_server.tools.registry import ToolOutcome
 
 log = logging.getLogger(__name__)
 
+# What a turn that may no longer speak tells (its `cancelled` status detail), by the guard
+# condition the store found failed.
+ABORTED_BECAUSE = {
+    GuardFailure.NOT_AUTO: "the session is no longer in AUTO mode; a human answers",
+    GuardFailure.CONTROL_CHANGED: (
+        "an operator took the session over; the AI does not talk over them"
+    ),
+    GuardFailure.SUPERSEDED: "a newer customer message superseded this turn",
+    GuardFailure.HUMAN_ANSWERED: "a human agent answered; the AI does not talk over them",
+}
 HISTORY_KINDS = frozenset({EventKind.MESSAGE, EventKind.TOOL, EventKind.CUSTOM})
 # Events of the conversation a turn passes to the provider (the newest ones).
 HISTORY_LIMIT = 200
@@ -169,7 +180,7 @@ class Turn:
             await self._end("cancelled", self.cancel_reason)
             raise
         except TurnAborted as aborted:
-            await self._end("cancelled", aborted.message)
+            await self._end("cancelled", ABORTED_BECAUSE[aborted.failed])
         except ProviderError as error:
             log.warning("turn %s failed: %s", correlation, error)
             await self._end("error", str(error))

@@ -25,6 +25,7 @@ from baton_server.domain import (
     EventDraft,
     EventKind,
     EventSource,
+    GuardFailure,
     SessionMode,
     TurnGuard,
     now_us,
@@ -265,14 +266,14 @@ def _check(
     guard = request.guard
     if guard is not None:
         if modes[sid] != SessionMode.AUTO.value and not guard.handed_off:
-            return TurnAborted("the session is no longer in AUTO mode; a human answers")
+            return TurnAborted(GuardFailure.NOT_AUTO)
         if guard.control_epoch is not None and epochs[sid] != guard.control_epoch:
-            return TurnAborted("an operator took the session over; the AI does not talk over them")
+            return TurnAborted(GuardFailure.CONTROL_CHANGED)
         if latest_customer.get(sid, -1) > guard.trigger_offset:
-            return TurnAborted("a newer customer message superseded this turn")
+            return TurnAborted(GuardFailure.SUPERSEDED)
         if latest_human.get(sid, -1) > guard.trigger_offset:
             # Even after this turn's own handoff: once a human speaks, the AI stays silent.
-            return TurnAborted("a human agent answered; the AI does not talk over them")
+            return TurnAborted(GuardFailure.HUMAN_ANSWERED)
     originals: list[Event] = []
     for draft, (_, digest) in zip(request.drafts, request.encoded, strict=True):
         key = (sid, draft.idempotency_key)
