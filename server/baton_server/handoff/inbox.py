@@ -1,7 +1,7 @@
 """The operator inbox stream: open handoffs, then every change, resumable by position.
 
 Changes live in the store's change log (positions in commit order), so the stream is the catch-up
-streamer (service/catch_up.py) over that log: the snapshot of open handoffs, pages of changes,
+streamer (bus/catch_up.py) over that log: the snapshot of open handoffs, pages of changes,
 `caught_up`, then live. Live means "the head moved, read the log again": wake-ups come from
 committed events on the bus (local commits and, with PostgreSQL, other replicas' commits relayed
 by LISTEN/NOTIFY), and an idle stream also re-reads on every heartbeat, so a lost wake-up delays a
