@@ -48,7 +48,7 @@ class Conversation:
             return event, customer_view(event)
         return event, event
 
-    async def stream(
+    def stream(
         self,
         caller: Principal | None,
         session_id: str,
@@ -57,12 +57,20 @@ class Conversation:
         follow: bool,
     ) -> AsyncIterator[StreamItem]:
         """The session's log from `min_offset` (see EventStreamer), as the caller may see it:
-        customers get the customer view, decoded per event and never from shared caches."""
-        customer = caller is not None and caller.role is Role.CUSTOMER
+        customers get the customer view, decoded per event and never from shared caches.
+        Staff get the streamer's own iterator: no wrapping generator, whose frame every idle
+        stream would hold."""
+        if caller is None or caller.role is not Role.CUSTOMER:
+            return self._streamer.stream(session_id, min_offset, event_filter, follow)
+        return self._customer_stream(session_id, min_offset, event_filter, follow)
+
+    async def _customer_stream(
+        self, session_id: str, min_offset: int, event_filter: EventFilter, follow: bool
+    ) -> AsyncIterator[StreamItem]:
         async for item in self._streamer.stream(
-            session_id, min_offset, event_filter, follow, decoded=customer
+            session_id, min_offset, event_filter, follow, decoded=True
         ):
-            if customer and isinstance(item, EventsBatch):
+            if isinstance(item, EventsBatch):
                 shown = [view for e in item.events if (view := customer_view(e)) is not None]
                 if shown:
                     # Not `live`: a live batch's encodings are cached by event id for everyone.
