@@ -24,6 +24,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, Self, TypeVar
 
+from baton_server.config import Settings
+
 
 class Position(Protocol):
     """Positions only need an order (`<`); arithmetic, when a log has it, stays in the source."""
@@ -76,9 +78,13 @@ class Opening(Generic[M, P]):
     out: Sequence[M] = ()
 
 
+# The server's heartbeat period (Settings.heartbeat_interval_s), written once there.
+DEFAULT_HEARTBEAT_S = Settings().heartbeat_interval_s
+
+
 @dataclass(frozen=True, slots=True)
 class LiveSettings:
-    heartbeat_interval_s: float = 15.0
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
     # Ask the store for its head on every idle heartbeat: where live hints can be lost (another
     # replica's notification while our LISTEN connection was down), the store has the last word.
     reread_when_idle: bool = False

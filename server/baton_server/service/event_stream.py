@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from baton_server.bus import EventBus, Subscription
 from baton_server.bus.catch_up import (
+    DEFAULT_HEARTBEAT_S,
     CatchUpSource,
     CaughtUp,
     FellBehind,
@@ -77,7 +78,7 @@ def wants_deltas(event_filter: EventFilter) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    heartbeat_interval_s: float = 15.0
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S
     # Rows per store read and events per catch-up message.
     read_page: int = 1000
     batch_events: int = 100
