@@ -352,6 +352,21 @@ async def test_filtered_follow_advances_with_heartbeats(start_server) -> None:  
             await collector.close()
 
 
+async def test_filtered_follow_resumes_from_caught_up_position(client: BatonClient) -> None:
+    session = await new_session(client)
+    for i in range(3):
+        await client.events.send_message(session.id, f"customer {i}")
+    head = (await client.sessions.get(session.id)).next_offset
+    # Nothing stored matches; caught_up alone (no heartbeat yet) carries the resume point.
+    collector = Collector(client.follow(session.id, sources=[pb.EVENT_SOURCE_HUMAN_AGENT]))
+    try:
+        await wait_until(lambda: collector.follower.caught_up, timeout=10)
+        assert collector.events == []
+        assert collector.follower.next_offset == head
+    finally:
+        await collector.close()
+
+
 async def test_follow_survives_graceful_restart_and_downtime(database_url: str) -> None:
     first = server_process(database_url)
     first.start()

@@ -127,6 +127,9 @@ class Follower:
                         yield event
                     if response.HasField("heartbeat"):
                         self.next_offset = max(self.next_offset, response.heartbeat.next_offset)
+                    if response.caught_up or response.fell_behind:
+                        # The resume point past events the filters skipped (0 from old servers).
+                        self.next_offset = max(self.next_offset, response.next_offset)
                     if response.caught_up and not self.caught_up:
                         self.caught_up = True
                         if self._on_caught_up is not None:
