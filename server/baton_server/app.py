@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2
 from baton_server.api.auth import AuthServicer
 from baton_server.api.auth_interceptor import AuthInterceptor
 from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
-from baton_server.api.events import EventServicer, encode_event
+from baton_server.api.events import EVENT_ENCODING, EventServicer
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
 from baton_server.api.server import SERVICE_NAMES, Servicers, build_server, server_credentials
@@ -158,7 +158,7 @@ class BatonApp:
             self._database,
             on_commit=self._on_commit,
             on_session_deleted=self._session_deleted,
-            encode_event=encode_event,
+            encoding=EVENT_ENCODING,
         )
         self._repository.start()
         if not self._database.is_sqlite:

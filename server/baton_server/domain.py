@@ -187,6 +187,9 @@ class Event:
     data_json: str
     # Who appended it (None: Baton's engine, or a server without authentication).
     actor: Actor | None = None
+    # The bytes stored with it at append (the current wire format): responses and live delivery
+    # send them as they are. None when not at hand (a view of the event, an older stored form).
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
     _parsed: list[dict[str, Any]] = field(default_factory=list, compare=False, repr=False)
 
     @property
@@ -341,6 +344,25 @@ class HandoffChangeType(enum.StrEnum):
     CUSTOMER_MESSAGE = "customer_message"
     CLAIM_TIMEOUT = "claim_timeout"
     ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class HolderReply:
+    """Append condition and effect for a human agent's message on a handed-off session: it goes
+    in only while `author_id` (anyone, when empty) holds the session's CLAIMED handoff, and then
+    counts as the holder's reply at `at_us` (the handoff's first reply time is set if unset, its
+    inactivity deadline renewed from `at_us`)."""
+
+    author_id: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxNotice:
+    """Append effect: if the session is MANUAL when the events commit, each one shows on the
+    operator inbox as a `change` of the session's latest handoff (the open one, or the last)."""
+
+    change: HandoffChangeType
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from baton_server.api.mapping import (
     require_id,
     timestamp,
 )
-from baton_server.api.protos import pb, rr, svc_grpc
+from baton_server.api.protos import pb, rr
 from baton_server.auth.principal import current_principal
 from baton_server.config import InputLimits
 from baton_server.domain import Event, EventFilter, now_us
@@ -29,11 +28,11 @@ from baton_server.service.event_stream import (
     Heartbeat,
 )
 from baton_server.service.events import Conversation
+from baton_server.store import EventEncoding
 
-LIVE_PROTO_CACHE = 4096
-# ListEventsResponse.events is field 1, length-delimited: a response holding only events is
-# each stored Event's bytes behind this tag and its length.
-_EVENTS_TAG = b"\x0a"
+# ListEventsResponse.events and CreateEventResponse.event are both field 1, length-delimited:
+# a response holding only events is each stored Event's bytes behind this tag and its length.
+_EVENT_FIELD_TAG = b"\x0a"
 
 
 def _varint(value: int) -> bytes:
@@ -46,17 +45,26 @@ def _varint(value: int) -> bytes:
 
 
 def encode_event(event: Event) -> bytes:
-    """What the store keeps with each event (Repository `encode_event`)."""
     return event_to_proto(event).SerializeToString()
+
+
+# What the store keeps with each event: a serialized baton.v1.Event. Bump the version when the
+# Event message or its mapping changes what an event encodes to: rows stored with another
+# version are then encoded anew on read (store/migrations 0010).
+EVENT_ENCODING = EventEncoding(version=1, encode=encode_event)
+
+
+def _field_bytes(encoded: bytes) -> bytes:
+    return _EVENT_FIELD_TAG + _varint(len(encoded)) + encoded
 
 
 def encoded_response(encoded: list[bytes]) -> bytes:
     """A serialized ListEventsResponse carrying these encoded events, built by concatenation."""
-    return b"".join(_EVENTS_TAG + _varint(len(wire)) + wire for wire in encoded)
+    return b"".join(_field_bytes(e) for e in encoded)
 
 
 def serialize_response(response: Any) -> bytes:
-    """ListEvents' serializer: passes pre-built bytes through, serializes messages."""
+    """Serializer for responses that may be pre-built bytes: passes those through."""
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
@@ -78,7 +86,11 @@ def filter_from_request(request: rr.ListEventsRequest) -> EventFilter:
     return EventFilter(frozenset(kinds), frozenset(sources))
 
 
-class EventServicer(svc_grpc.EventServiceServicer):
+class EventServicer:
+    """baton.v1.EventService. Not a subclass of the generated servicer: both methods may answer
+    with pre-built bytes (events as stored), which its types do not allow; `add_event_service`
+    registers it with serializers that pass those bytes through."""
+
     def __init__(
         self,
         conversation: Conversation,
@@ -86,20 +98,11 @@ class EventServicer(svc_grpc.EventServiceServicer):
     ) -> None:
         self._conversation = conversation
         self._limits = limits
-        # Live events go to every follower of a session: build each one's proto once.
-        self._live_protos: OrderedDict[str, Any] = OrderedDict()
-
-    def _live_proto(self, event: Event) -> Any:
-        proto = self._live_protos.get(event.id)
-        if proto is None:
-            proto = self._live_protos[event.id] = event_to_proto(event)
-            if len(self._live_protos) > LIVE_PROTO_CACHE:
-                self._live_protos.popitem(last=False)
-        return proto
 
     async def CreateEvent(
         self, request: rr.CreateEventRequest, context: Context
-    ) -> rr.CreateEventResponse:
+    ) -> rr.CreateEventResponse | bytes:
+        """Pre-built bytes when the caller sees the event as stored (see add_event_service)."""
         session_id = require_id(request.session_id, "session_id")
         draft = draft_from_request(request, self._limits)
         stored, shown = await self._conversation.append(current_principal(), session_id, draft)
@@ -107,6 +110,8 @@ class EventServicer(svc_grpc.EventServiceServicer):
             return rr.CreateEventResponse(
                 event=pb.Event(id=stored.id, session_id=stored.session_id, offset=stored.offset)
             )
+        if shown is stored and stored.encoded is not None:
+            return _field_bytes(stored.encoded)
         return rr.CreateEventResponse(event=event_to_proto(shown))
 
     async def ListEvents(
@@ -122,8 +127,7 @@ class EventServicer(svc_grpc.EventServiceServicer):
             if isinstance(item, EncodedBatch):
                 yield encoded_response(item.encoded)
             elif isinstance(item, EventsBatch):
-                encode = self._live_proto if item.live else event_to_proto
-                yield rr.ListEventsResponse(events=[encode(e) for e in item.events])
+                yield rr.ListEventsResponse(events=[event_to_proto(e) for e in item.events])
             elif isinstance(item, CaughtUp):
                 yield rr.ListEventsResponse(caught_up=True, next_offset=item.position)
             elif isinstance(item, FellBehind):

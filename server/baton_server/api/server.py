@@ -70,13 +70,13 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def add_event_service(servicer: EventServicer, server: grpc.aio.Server) -> None:
-    """As the generated add_EventServiceServicer_to_server, but ListEvents may yield
-    pre-serialized responses (catch-up batches built from stored bytes)."""
+    """As the generated add_EventServiceServicer_to_server, but both methods may answer with
+    pre-serialized responses (events as the bytes stored at append)."""
     handlers: dict[str, Handler] = {
         "CreateEvent": grpc.unary_unary_rpc_method_handler(
             servicer.CreateEvent,
             request_deserializer=rr.CreateEventRequest.FromString,
-            response_serializer=rr.CreateEventResponse.SerializeToString,
+            response_serializer=serialize_response,
         ),
         "ListEvents": grpc.unary_stream_rpc_method_handler(
             servicer.ListEvents,

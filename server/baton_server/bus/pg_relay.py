@@ -171,7 +171,7 @@ class PostgresRelay:
                     start = first if first is not None else head
                 while start < head:
                     events = await self._repository.read_events(
-                        session_id, start, head, EventFilter(), READ_PAGE
+                        session_id, start, head, EventFilter(), READ_PAGE, with_encoded=True
                     )
                     if not events:
                         break

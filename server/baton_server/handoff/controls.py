@@ -20,6 +20,7 @@ from baton_server.domain import (
     HandoffOutcome,
     HandoffPolicy,
     HandoffRequester,
+    HolderReply,
     Operator,
     Session,
     SessionMode,
@@ -262,7 +263,7 @@ class HandoffControls:
         try:
             # The common case — the holder answering — rides the group commit.
             return await self._repo.append_holder_message(
-                session_id, draft, operator.id, self.clock(), actor
+                session_id, draft, HolderReply(operator.id, self.clock()), actor
             )
         except NeedsHandoffControl:
             pass

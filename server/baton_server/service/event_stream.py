@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from baton_server.bus import EventBus, Subscription
 from baton_server.bus.catch_up import (
@@ -48,8 +48,6 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class EventsBatch:
     events: list[Event]
-    # Live batches go to every subscriber of the session, so encodings are worth caching.
-    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +175,18 @@ class _SessionLog(CatchUpSource[Event, LogItem, int], LiveFeed[Event, LogItem, i
     def follows(self, cursor: int, position: int) -> bool:
         return position == cursor + 1  # offsets have no gaps
 
-    def live_out(self, items: list[Event]) -> EventsBatch | None:
+    def live_out(self, items: list[Event]) -> LogItem | None:
         event_filter = self._filter
         if not event_filter.is_everything:
             items = [e for e in items if event_filter.matches(e)]
-        return EventsBatch(items, live=True) if items else None
+        if not items:
+            return None
+        if self._encoded:
+            # The bytes stored at append, shared by every follower: nothing encoded per stream.
+            encoded = [e.encoded for e in items]
+            if all(e is not None for e in encoded):
+                return EncodedBatch(cast(list[bytes], encoded))
+        return EventsBatch(items)
 
     # ---------------------------------------------------------------- live
 

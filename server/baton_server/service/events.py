@@ -8,7 +8,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from baton_server.auth.principal import Principal, Role
-from baton_server.domain import Actor, Event, EventDraft, EventFilter, EventKind, EventSource
+from baton_server.domain import (
+    Actor,
+    Event,
+    EventDraft,
+    EventFilter,
+    EventKind,
+    EventSource,
+    HandoffChangeType,
+    InboxNotice,
+)
 from baton_server.service.event_stream import EventsBatch, EventStreamer, StreamItem
 from baton_server.service.visibility import customer_view
 from baton_server.store import Repository
@@ -17,6 +26,14 @@ from baton_server.store import Repository
 HumanMessageHandler = Callable[[str, EventDraft, Actor | None], Awaitable[Event]]
 
 HUMAN_SOURCES = (EventSource.HUMAN_AGENT, EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT)
+
+
+# Operators watch the customers of handed-off (MANUAL) sessions on the inbox stream.
+CUSTOMER_WROTE = InboxNotice(HandoffChangeType.CUSTOMER_MESSAGE)
+
+
+def is_customer_message(draft: EventDraft) -> bool:
+    return draft.kind is EventKind.MESSAGE and draft.source is EventSource.CUSTOMER
 
 
 def is_human_message(draft: EventDraft) -> bool:
@@ -43,7 +60,8 @@ class Conversation:
         if is_human_message(draft):
             event = await self._human_message(session_id, draft, actor)
         else:
-            event = await self._repo.append_event(session_id, draft, actor)
+            inbox = CUSTOMER_WROTE if is_customer_message(draft) else None
+            event = await self._repo.append_event(session_id, draft, actor, inbox=inbox)
         if caller is not None and caller.role is Role.CUSTOMER:
             return event, customer_view(event)
         return event, event
@@ -73,7 +91,6 @@ class Conversation:
             if isinstance(item, EventsBatch):
                 shown = [view for e in item.events if (view := customer_view(e)) is not None]
                 if shown:
-                    # Not `live`: a live batch's encodings are cached by event id for everyone.
-                    yield EventsBatch(shown, live=False)
+                    yield EventsBatch(shown)
                 continue
             yield item

@@ -63,7 +63,11 @@ def customer_view(event: Event) -> Event | None:
     else:
         return None
     return replace(
-        event, actor=None, data_json=json.dumps(shown, separators=(",", ":")), _parsed=[]
+        event,
+        actor=None,
+        data_json=json.dumps(shown, separators=(",", ":")),
+        encoded=None,  # the stored bytes are the staff view
+        _parsed=[],
     )
 
 

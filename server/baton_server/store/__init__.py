@@ -6,10 +6,11 @@ receive one in a write job (`Repository.run_write`) and hand it back to the stor
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton_server.store.appender import EventEncoding
 from baton_server.store.database import Database, open_database
 from baton_server.store.repository import Repository
 
 # A write job's open transaction (opaque outside the store).
 Transaction = AsyncConnection
 
-__all__ = ["Database", "Repository", "Transaction", "open_database"]
+__all__ = ["Database", "EventEncoding", "Repository", "Transaction", "open_database"]

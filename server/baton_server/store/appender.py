@@ -26,6 +26,9 @@ from baton_server.domain import (
     EventKind,
     EventSource,
     GuardFailure,
+    HandoffChangeType,
+    HolderReply,
+    InboxNotice,
     SessionMode,
     TurnGuard,
     now_us,
@@ -44,7 +47,7 @@ from baton_server.store.handoffs import (
     HeldHandoff,
     claimed_handoffs,
     note_human_replies,
-    record_customer_messages,
+    record_noticed_events,
 )
 from baton_server.store.ids import new_id
 from baton_server.store.rows import event_from_row
@@ -73,12 +76,13 @@ class AppendRequest:
     guard: TurnGuard | None = None
     # Who asks (audit trail). Captured by the caller: the writer task runs in another context.
     actor: Actor | None = None
-    # A human agent's message on a handed-off session: (author id or "", time): it goes in only
-    # while its author (or anyone, without an id) holds the session's CLAIMED handoff, whose
+    # A holder's message: appended only while its author holds the CLAIMED handoff, whose
     # reply times it then updates.
-    human: tuple[str, int] | None = None
+    human: HolderReply | None = None
+    # Events the operator inbox shows when the session is MANUAL at commit.
+    inbox: InboxNotice | None = None
     # Filled in by `prepare()`: (data_json, digest) per draft, and the actor's JSON.
-    encoded: list[tuple[str, str]] = field(default_factory=list)
+    prepared: list[tuple[str, str]] = field(default_factory=list)
     actor_json: str | None = None
 
     def prepare(self) -> AppendRequest:
@@ -87,7 +91,7 @@ class AppendRequest:
             digest = (
                 request_digest(self.session_id, draft, data_json) if draft.idempotency_key else ""
             )
-            self.encoded.append((data_json, digest))
+            self.prepared.append((data_json, digest))
         if self.actor is not None:
             self.actor_json = self.actor.to_json()
         return self
@@ -123,13 +127,20 @@ def _is_customer_message(draft: EventDraft) -> bool:
     return draft.kind is EventKind.MESSAGE and draft.source is EventSource.CUSTOMER
 
 
-# Turns a committed event into the bytes readers send for it (the API layer's wire format; the
-# store keeps them opaque), so catch-up reads need no per-event conversion.
-EventEncoder = Callable[[Event], bytes]
+@dataclass(frozen=True, slots=True)
+class EventEncoding:
+    """Turns a committed event into the bytes readers send for it (the API layer's wire format;
+    the store keeps them opaque), so replay, responses and live delivery encode nothing.
+
+    `version` is stored beside the bytes: rows of another version are encoded anew on read, so
+    a change to the format needs no backfill and never serves stale bytes."""
+
+    version: int
+    encode: Callable[[Event], bytes]
 
 
 async def append_rows(
-    conn: AsyncConnection, requests: list[AppendRequest], encode: EventEncoder | None = None
+    conn: AsyncConnection, requests: list[AppendRequest], encoding: EventEncoding | None = None
 ) -> _BatchOutcome:
     """Appends the requests inside the caller's transaction, in order.
 
@@ -160,16 +171,17 @@ async def append_rows(
 
     created_at = now_us()
     inserts: list[dict[str, object]] = []
+    noticed: list[tuple[HandoffChangeType, Event]] = []
     for request in requests:
         sid = request.session_id
         result = _check(request, next_offsets, modes, epochs, latest_customer, latest_human, known)
         if result is None and request.human is not None:
-            result = _check_holder(request.human[0], held.get(sid))
+            result = _check_holder(request.human.author_id, held.get(sid))
         if result is not None:
             outcome.results.append(result)
             continue
         events: list[Event] = []
-        for draft, (data_json, digest) in zip(request.drafts, request.encoded, strict=True):
+        for draft, (data_json, digest) in zip(request.drafts, request.prepared, strict=True):
             offset = next_offsets[sid]
             next_offsets[sid] = offset + 1
             event_id = new_id("evt")
@@ -185,6 +197,8 @@ async def append_rows(
                 data_json=data_json,
                 actor=request.actor,
             )
+            if encoding is not None:
+                event = replace(event, encoded=encoding.encode(event))
             inserts.append(
                 {
                     "session_id": sid,
@@ -198,7 +212,8 @@ async def append_rows(
                     "request_digest": digest if draft.idempotency_key else None,
                     "data_json": data_json,
                     "data_type": data_type(draft.kind, draft.data),
-                    "wire": encode(event) if encode is not None else None,
+                    "wire": event.encoded,
+                    "wire_format": encoding.version if encoding is not None else None,
                     "actor_json": request.actor_json,
                 }
             )
@@ -208,6 +223,8 @@ async def append_rows(
                 latest_customer[sid] = offset
             elif draft.kind is EventKind.MESSAGE and draft.source in HUMAN_SOURCES:
                 latest_human[sid] = offset
+            if request.inbox is not None and modes[sid] == SessionMode.MANUAL.value:
+                noticed.append((request.inbox.change, event))
             events.append(event)
         outcome.results.append(events)
         outcome.committed.extend(events)
@@ -224,23 +241,15 @@ async def append_rows(
         replies: dict[str, tuple[HeldHandoff, int]] = {}
         for request, result in zip(requests, outcome.results, strict=True):
             if request.human is not None and not isinstance(result, BatonError):
-                handoff, at_us = held[request.session_id], request.human[1]
+                handoff, at_us = held[request.session_id], request.human.at_us
                 first = replies.get(handoff.id, (handoff, at_us))[0]
                 if first.first_human_reply_at_us is None:  # the first reply of the batch wins
                     first = replace(first, first_human_reply_at_us=at_us)
                 replies[handoff.id] = (first, at_us)
         if replies:
             await note_human_replies(conn, held, list(replies.values()))
-        # Operators watch customers of handed-off sessions on the inbox stream.
-        manual = [
-            e
-            for e in outcome.committed
-            if modes[e.session_id] == SessionMode.MANUAL.value
-            and e.kind is EventKind.MESSAGE
-            and e.source is EventSource.CUSTOMER
-        ]
-        if manual:
-            await record_customer_messages(conn, manual)
+        if noticed:
+            await record_noticed_events(conn, noticed)
     return outcome
 
 
@@ -275,7 +284,7 @@ def _check(
             # Even after this turn's own handoff: once a human speaks, the AI stays silent.
             return TurnAborted(GuardFailure.HUMAN_ANSWERED)
     originals: list[Event] = []
-    for draft, (_, digest) in zip(request.drafts, request.encoded, strict=True):
+    for draft, (_, digest) in zip(request.drafts, request.prepared, strict=True):
         key = (sid, draft.idempotency_key)
         if not draft.idempotency_key or key not in known:
             continue
@@ -373,12 +382,12 @@ class Appender:
         database: Database,
         publish: Callable[[list[Event]], None],
         *,
-        encode: EventEncoder | None = None,
+        encoding: EventEncoding | None = None,
         max_batch: int = 512,
     ) -> None:
         self._database = database
         self._publish = publish
-        self._encode = encode
+        self._encoding = encoding
         self._max_batch = max_batch
         # Jobs of every result type share the queue (each settles its own future).
         self._queue: asyncio.Queue[_Append | _Job[Any] | _Stop] = asyncio.Queue()
@@ -471,7 +480,7 @@ class Appender:
         requests = [a.request for a in batch]
 
         async def run(conn: AsyncConnection) -> tuple[_BatchOutcome, list[Event]]:
-            return await append_rows(conn, requests, self._encode), []
+            return await append_rows(conn, requests, self._encoding), []
 
         try:
             outcome, _ = await self._with_retries(run)

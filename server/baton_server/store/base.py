@@ -20,7 +20,7 @@ from baton_server.store import schema
 from baton_server.store.appender import (
     Appender,
     AppendRequest,
-    EventEncoder,
+    EventEncoding,
     WriteJob,
     append_rows,
 )
@@ -36,7 +36,7 @@ RowConverter = Callable[[Row[Any]], T]
 class RowsBase:
     _db: Database
     _appender: Appender
-    _encode: EventEncoder | None
+    _encoding: EventEncoding | None
 
     async def run_write(self, job: WriteJob[T]) -> T:
         """Runs `job(conn) -> (result, appended events)` in one transaction on the writer;
@@ -139,7 +139,7 @@ class RowsBase:
         """Appends inside the caller's write transaction (a `run_write` job), recorded as done
         by `actor` (None: Baton itself)."""
         request = AppendRequest(session_id, list(drafts), guard, actor).prepare()
-        outcome = await append_rows(conn, [request], self._encode)
+        outcome = await append_rows(conn, [request], self._encoding)
         result = outcome.results[0]
         if isinstance(result, Exception):
             raise result

@@ -62,14 +62,15 @@ async def record_change(
     return position
 
 
-async def record_customer_messages(conn: AsyncConnection, messages: Sequence[Event]) -> None:
-    """Inbox changes for customer messages committed on MANUAL sessions (called by the append
-    transaction): on the open handoff, or — after one ended with the session left to humans —
-    on the last one, so a help desk still sees the customer write."""
-    for event in messages:
+async def record_noticed_events(
+    conn: AsyncConnection, noticed: Sequence[tuple[HandoffChangeType, Event]]
+) -> None:
+    """Inbox changes asked for by appends (domain.InboxNotice), on each session's latest
+    handoff: the open one or, after one ended with the session left to humans, the last."""
+    for change, event in noticed:
         handoff = await latest_handoff_of(conn, event.session_id)
         if handoff is not None:
-            await record_change(conn, handoff, HandoffChangeType.CUSTOMER_MESSAGE, event)
+            await record_change(conn, handoff, change, event)
 
 
 async def forget_session(conn: AsyncConnection, session_id: str, now_us: int) -> None:

@@ -10,7 +10,7 @@ from baton_server.store.handoff_changes import (
     insert_change,
     next_position,
     record_change,
-    record_customer_messages,
+    record_noticed_events,
 )
 from baton_server.store.handoff_reader import DueDeadlines, HandoffReader
 from baton_server.store.handoff_rows import (
@@ -63,7 +63,7 @@ __all__ = [
     "reason_key",
     "recent_claim_waits_us",
     "record_change",
-    "record_customer_messages",
+    "record_noticed_events",
     "remove_presence",
     "save_handoff",
     "set_control",

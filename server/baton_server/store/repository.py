@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, exists, select, update
@@ -21,6 +22,8 @@ from baton_server.domain import (
     EventFilter,
     EventKind,
     EventSource,
+    HolderReply,
+    InboxNotice,
     Page,
     Session,
     SessionMode,
@@ -29,7 +32,7 @@ from baton_server.domain import (
 )
 from baton_server.errors import NotFound, StaleEpoch
 from baton_server.store import schema
-from baton_server.store.appender import Appender, AppendRequest, EventEncoder
+from baton_server.store.appender import Appender, AppendRequest, EventEncoding
 from baton_server.store.catalog import CatalogRows
 from baton_server.store.database import Database
 from baton_server.store.handoffs import forget_session
@@ -39,6 +42,20 @@ from baton_server.store.rows import (
     session_from_row,
 )
 from baton_server.store.turns import TurnRows
+
+_c = schema.events.c
+# What event_from_row reads (not the stored bytes: decoded readers do not need them).
+_EVENT_COLUMNS: tuple[ColumnElement[Any], ...] = (
+    _c.id,
+    _c.session_id,
+    _c.offset,
+    _c.kind,
+    _c.source,
+    _c.created_at_us,
+    _c.correlation_id,
+    _c.data_json,
+    _c.actor_json,
+)
 
 # What UpdateSession does on a mode change
 # (transaction, session before, new mode, reason, who acts) -> the events it appended.
@@ -54,11 +71,11 @@ class Repository(CatalogRows, TurnRows):
         *,
         on_commit: Callable[[list[Event]], None],
         on_session_deleted: Callable[[str], None],
-        encode_event: EventEncoder | None = None,
+        encoding: EventEncoding | None = None,
     ) -> None:
         self._db = database
-        self._encode = encode_event
-        self._appender = Appender(database, on_commit, encode=encode_event)
+        self._encoding = encoding
+        self._appender = Appender(database, on_commit, encoding=encoding)
         self._on_session_deleted = on_session_deleted
 
     @property
@@ -68,7 +85,7 @@ class Repository(CatalogRows, TurnRows):
     @property
     def stores_encoded_events(self) -> bool:
         """Whether appends keep each event's encoded form (see `read_encoded_events`)."""
-        return self._encode is not None
+        return self._encoding is not None
 
     def start(self) -> None:
         self._appender.start()
@@ -227,13 +244,18 @@ class Repository(CatalogRows, TurnRows):
     # ------------------------------------------------------------------ events
 
     async def append_event(
-        self, session_id: str, draft: EventDraft, actor: Actor | None = None
+        self,
+        session_id: str,
+        draft: EventDraft,
+        actor: Actor | None = None,
+        *,
+        inbox: InboxNotice | None = None,
     ) -> Event:
         """Appends one event (group-committed with concurrent appends); returns it once durable.
 
         With an idempotency key already used for the same request, returns the original event.
         """
-        request = AppendRequest(session_id, [draft], actor=actor)
+        request = AppendRequest(session_id, [draft], actor=actor, inbox=inbox)
         (event,) = await self._appender.append(request)
         return event
 
@@ -241,14 +263,12 @@ class Repository(CatalogRows, TurnRows):
         self,
         session_id: str,
         draft: EventDraft,
-        author_id: str,
-        at_us: int,
+        reply: HolderReply,
         actor: Actor | None = None,
     ) -> Event:
-        """A human agent's message on a session whose CLAIMED handoff `author_id` holds (any
-        holder when empty), group-committed like any append; raises NeedsHandoffControl when
-        that does not hold (the handoff controls then take the message)."""
-        request = AppendRequest(session_id, [draft], actor=actor, human=(author_id, at_us))
+        """A human agent's message under `reply`'s condition, group-committed like any append;
+        raises NeedsHandoffControl when it does not hold (the handoff controls then decide)."""
+        request = AppendRequest(session_id, [draft], actor=actor, human=reply)
         (event,) = await self._appender.append(request)
         return event
 
@@ -295,24 +315,21 @@ class Repository(CatalogRows, TurnRows):
         to_offset: int,
         event_filter: EventFilter,
         limit: int,
+        *,
+        with_encoded: bool = False,
     ) -> list[Event]:
-        """Committed events with from_offset <= offset < to_offset matching the filter, in order."""
+        """Committed events with from_offset <= offset < to_offset matching the filter, in order.
+        `with_encoded`: with their stored bytes too (`Event.encoded`), for live delivery."""
         c = schema.events.c
-        columns = (
-            c.id,
-            c.session_id,
-            c.offset,
-            c.kind,
-            c.source,
-            c.created_at_us,
-            c.correlation_id,
-            c.data_json,
-            c.actor_json,
-        )
+        columns: tuple[ColumnElement[Any], ...] = _EVENT_COLUMNS
+        if with_encoded and self._encoding is not None:
+            columns = (*columns, c.wire, c.wire_format)
         query = self._events_query(columns, session_id, from_offset, to_offset, event_filter, limit)
         async with self._db.reader.connect() as conn:
-            result = await conn.execute(query)
-            return [event_from_row(row) for row in result]
+            rows = (await conn.execute(query)).all()
+        if len(columns) == len(_EVENT_COLUMNS):
+            return [event_from_row(row) for row in rows]
+        return [self._with_encoded(event_from_row(row), row.wire, row.wire_format) for row in rows]
 
     async def read_encoded_events(
         self,
@@ -323,15 +340,30 @@ class Repository(CatalogRows, TurnRows):
         limit: int,
     ) -> list[tuple[int, bytes]]:
         """Like `read_events`, as (offset, encoded event) pairs: the bytes stored at append, so
-        replay costs no per-event conversion. Needs `encode_event`."""
-        assert self._encode is not None, "the repository was built without encode_event"
+        replay costs no per-event conversion. Needs an `encoding`."""
+        encoding = self._encoding
+        assert encoding is not None, "the repository was built without an encoding"
         c = schema.events.c
         query = self._events_query(
-            (c.offset, c.wire), session_id, from_offset, to_offset, event_filter, limit
+            (c.offset, c.wire, c.wire_format),
+            session_id,
+            from_offset,
+            to_offset,
+            event_filter,
+            limit,
         )
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        if any(wire is None for _, wire in rows):  # written before events were encoded
+        version = encoding.version
+        if any(wire_format != version for _, _, wire_format in rows):
+            # Written before this encoding (or before events were encoded): from the columns.
             events = await self.read_events(session_id, from_offset, to_offset, event_filter, limit)
-            return [(e.offset, self._encode(e)) for e in events]
-        return [(offset, bytes(wire)) for offset, wire in rows]
+            return [(e.offset, encoding.encode(e)) for e in events]
+        return [(offset, bytes(wire)) for offset, wire, _ in rows]
+
+    def _with_encoded(self, event: Event, wire: bytes | None, wire_format: int | None) -> Event:
+        encoding = self._encoding
+        assert encoding is not None
+        if wire is None or wire_format != encoding.version:
+            return replace(event, encoded=encoding.encode(event))
+        return replace(event, encoded=bytes(wire))

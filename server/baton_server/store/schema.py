@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -83,8 +84,10 @@ events = Table(
     # What queries select on, as a column rather than a match on JSON text: the status name of a
     # status event, the top-level `type` of a custom event (NULL otherwise).
     Column("data_type", String(128), nullable=True),
-    # The event as readers receive it (opaque here; see Repository.read_encoded_events).
+    # The event as readers receive it (opaque here; see Repository.read_encoded_events), and
+    # the version of that encoding: rows of another version (or none) are encoded anew on read.
     Column("wire", LargeBinary, nullable=True),
+    Column("wire_format", SmallInteger, nullable=True),
     # Who appended it (JSON of domain.Actor), for the audit trail; NULL for the engine's own.
     Column("actor_json", Text, nullable=True),
     UniqueConstraint("session_id", "idempotency_key", name="uq_events_session_idempotency_key"),
