@@ -6,7 +6,7 @@ receive one in a write job (`Repository.run_write`) and hand it back to the stor
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from baton_server.store.appender import EventEncoding
+from baton_server.store.append_plan import EventEncoding
 from baton_server.store.database import Database, open_database
 from baton_server.store.repository import Repository
 

@@ -1,56 +1,48 @@
 """Group commit: one writer task turns queued appends into one transaction per batch.
 
-SQLAlchemy async over aiosqlite costs several thread hops per transaction (about 600 single-row
-commits/s here), while a 100-row transaction runs at 30k+ rows/s. Funnelling every write through
-one task also means SQLite never sees two writers from this process, and events are published in
-commit order.
+A batch runs on SQLite's plain sqlite3 writer thread when the database is a SQLite file
+(sqlite_log.py: one hop per batch), else here on SQLAlchemy (PostgreSQL, and batches that write
+handoff rows); both paths take their rules from append_plan.py. Write jobs (catalog, handoff
+controls) run on SQLAlchemy too. Funnelling every write through one task means SQLite never
+sees two writers from this process, and events are published in commit order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from baton_server.domain import (
-    Actor,
-    Event,
-    EventDraft,
-    EventKind,
-    EventSource,
-    GuardFailure,
-    HandoffChangeType,
-    HolderReply,
-    InboxNotice,
-    SessionMode,
-    TurnGuard,
-    now_us,
-)
-from baton_server.errors import (
-    BatonError,
-    IdempotencyKeyReused,
-    NeedsHandoffControl,
-    NotFound,
-    ShuttingDown,
-    TurnAborted,
-)
+from baton_server.domain import Event, EventKind, EventSource, now_us
+from baton_server.errors import ShuttingDown
 from baton_server.store import schema
+from baton_server.store.append_plan import (
+    HUMAN_SOURCES,
+    AppendRequest,
+    BatchOutcome,
+    BatchPlan,
+    BatchState,
+    EventEncoding,
+    SessionHead,
+    guarded_sessions,
+    holder_sessions,
+    keyed_drafts,
+    plan_batch,
+)
 from baton_server.store.database import Database
 from baton_server.store.handoffs import (
-    HeldHandoff,
     claimed_handoffs,
     note_human_replies,
     record_noticed_events,
 )
-from baton_server.store.ids import new_id
 from baton_server.store.rows import event_from_row
+from baton_server.store.sqlite_log import SqliteLog
 
 log = logging.getLogger(__name__)
 
@@ -58,43 +50,6 @@ T = TypeVar("T")
 
 # A write job returns its result and the events it committed (to publish).
 WriteJob = Callable[[AsyncConnection], Awaitable[tuple[T, list[Event]]]]
-
-
-def request_digest(session_id: str, draft: EventDraft, data_json: str) -> str:
-    text = "\x1f".join(
-        (session_id, draft.kind.value, draft.source.value, draft.correlation_id, data_json)
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass(slots=True)
-class AppendRequest:
-    """Drafts to append to one session, all or none, optionally only while `guard` holds."""
-
-    session_id: str
-    drafts: list[EventDraft]
-    guard: TurnGuard | None = None
-    # Who asks (audit trail). Captured by the caller: the writer task runs in another context.
-    actor: Actor | None = None
-    # A holder's message: appended only while its author holds the CLAIMED handoff, whose
-    # reply times it then updates.
-    human: HolderReply | None = None
-    # Events the operator inbox shows when the session is MANUAL at commit.
-    inbox: InboxNotice | None = None
-    # Filled in by `prepare()`: (data_json, digest) per draft, and the actor's JSON.
-    prepared: list[tuple[str, str]] = field(default_factory=list)
-    actor_json: str | None = None
-
-    def prepare(self) -> AppendRequest:
-        for draft in self.drafts:
-            data_json = draft.data_json()
-            digest = (
-                request_digest(self.session_id, draft, data_json) if draft.idempotency_key else ""
-            )
-            self.prepared.append((data_json, digest))
-        if self.actor is not None:
-            self.actor_json = self.actor.to_json()
-        return self
 
 
 @dataclass(slots=True)
@@ -116,40 +71,41 @@ class _Stop:
 _STOP = _Stop()
 
 
-@dataclass(slots=True)
-class _BatchOutcome:
-    # Per request: its events (new, or the originals of idempotent retries), or its error.
-    results: list[list[Event] | BatonError] = field(default_factory=list)
-    committed: list[Event] = field(default_factory=list)
-
-
-def _is_customer_message(draft: EventDraft) -> bool:
-    return draft.kind is EventKind.MESSAGE and draft.source is EventSource.CUSTOMER
-
-
-@dataclass(frozen=True, slots=True)
-class EventEncoding:
-    """Turns a committed event into the bytes readers send for it (the API layer's wire format;
-    the store keeps them opaque), so replay, responses and live delivery encode nothing.
-
-    `version` is stored beside the bytes: rows of another version are encoded anew on read, so
-    a change to the format needs no backfill and never serves stale bytes."""
-
-    version: int
-    encode: Callable[[Event], bytes]
-
-
 async def append_rows(
     conn: AsyncConnection, requests: list[AppendRequest], encoding: EventEncoding | None = None
-) -> _BatchOutcome:
-    """Appends the requests inside the caller's transaction, in order.
+) -> BatchOutcome:
+    """Appends the requests inside the caller's transaction, in order (see plan_batch).
 
     Offsets come from each session row's `next_offset`, read under the write lock (BEGIN
-    IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL) and bumped in the same transaction. A request
-    that cannot be appended (unknown session, reused idempotency key, a turn guard that no longer
-    holds) gets its error in `results`; the others still go in.
+    IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL) and bumped in the same transaction.
     """
-    outcome = _BatchOutcome()
+    state = await _read_state(conn, requests)
+    plan = plan_batch(requests, state, encoding, now_us())
+    await write_plan(conn, plan, state)
+    return plan.outcome
+
+
+async def write_plan(conn: AsyncConnection, plan: BatchPlan, state: BatchState) -> None:
+    if not plan.rows:
+        return
+    sessions = schema.sessions
+    await conn.execute(schema.events.insert(), plan.rows)
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.id == bindparam("b_id"))
+        .values(next_offset=bindparam("b_next"), updated_at_us=bindparam("b_at")),
+        [
+            {"b_id": sid, "b_next": head, "b_at": plan.created_at_us}
+            for sid, head in plan.heads.items()
+        ],
+    )
+    if plan.replies:
+        await note_human_replies(conn, state.held, plan.replies)
+    if plan.noticed:
+        await record_noticed_events(conn, plan.noticed)
+
+
+async def _read_state(conn: AsyncConnection, requests: list[AppendRequest]) -> BatchState:
     sessions = schema.sessions
     session_ids = sorted({r.session_id for r in requests})
     rows = await conn.execute(
@@ -158,158 +114,20 @@ async def append_rows(
         .order_by(sessions.c.id)
         .with_for_update()
     )
-    next_offsets: dict[str, int] = {}
-    modes: dict[str, str] = {}
-    epochs: dict[str, int] = {}
-    for row in rows:
-        next_offsets[row.id] = row.next_offset
-        modes[row.id] = row.mode
-        epochs[row.id] = row.control_epoch
-    known = await _known_keys(conn, requests)
-    latest_customer, latest_human = await _latest_messages(conn, requests)
-    held = await claimed_handoffs(conn, [r.session_id for r in requests if r.human is not None])
-
-    created_at = now_us()
-    inserts: list[dict[str, object]] = []
-    noticed: list[tuple[HandoffChangeType, Event]] = []
-    for request in requests:
-        sid = request.session_id
-        result = _check(request, next_offsets, modes, epochs, latest_customer, latest_human, known)
-        if result is None and request.human is not None:
-            result = _check_holder(request.human.author_id, held.get(sid))
-        if result is not None:
-            outcome.results.append(result)
-            continue
-        events: list[Event] = []
-        for draft, (data_json, digest) in zip(request.drafts, request.prepared, strict=True):
-            offset = next_offsets[sid]
-            next_offsets[sid] = offset + 1
-            event_id = new_id("evt")
-            event = Event(
-                id=event_id,
-                session_id=sid,
-                offset=offset,
-                kind=draft.kind,
-                source=draft.source,
-                created_at_us=created_at,
-                # Uncorrelated events start their own correlation (e.g. the turn a message starts).
-                correlation_id=draft.correlation_id or event_id,
-                data_json=data_json,
-                actor=request.actor,
-            )
-            if encoding is not None:
-                event = replace(event, encoded=encoding.encode(event))
-            inserts.append(
-                {
-                    "session_id": sid,
-                    "offset": offset,
-                    "id": event_id,
-                    "kind": draft.kind.value,
-                    "source": draft.source.value,
-                    "created_at_us": created_at,
-                    "correlation_id": event.correlation_id,
-                    "idempotency_key": draft.idempotency_key or None,
-                    "request_digest": digest if draft.idempotency_key else None,
-                    "data_json": data_json,
-                    "data_type": data_type(draft.kind, draft.data),
-                    "wire": event.encoded,
-                    "wire_format": encoding.version if encoding is not None else None,
-                    "actor_json": request.actor_json,
-                }
-            )
-            if draft.idempotency_key:
-                known[(sid, draft.idempotency_key)] = (digest, event)
-            if _is_customer_message(draft):
-                latest_customer[sid] = offset
-            elif draft.kind is EventKind.MESSAGE and draft.source in HUMAN_SOURCES:
-                latest_human[sid] = offset
-            if request.inbox is not None and modes[sid] == SessionMode.MANUAL.value:
-                noticed.append((request.inbox.change, event))
-            events.append(event)
-        outcome.results.append(events)
-        outcome.committed.extend(events)
-
-    if inserts:
-        await conn.execute(schema.events.insert(), inserts)
-        touched = {e.session_id for e in outcome.committed}
-        await conn.execute(
-            update(sessions)
-            .where(sessions.c.id == bindparam("b_id"))
-            .values(next_offset=bindparam("b_next"), updated_at_us=bindparam("b_at")),
-            [{"b_id": sid, "b_next": next_offsets[sid], "b_at": created_at} for sid in touched],
-        )
-        replies: dict[str, tuple[HeldHandoff, int]] = {}
-        for request, result in zip(requests, outcome.results, strict=True):
-            if request.human is not None and not isinstance(result, BatonError):
-                handoff, at_us = held[request.session_id], request.human.at_us
-                first = replies.get(handoff.id, (handoff, at_us))[0]
-                if first.first_human_reply_at_us is None:  # the first reply of the batch wins
-                    first = replace(first, first_human_reply_at_us=at_us)
-                replies[handoff.id] = (first, at_us)
-        if replies:
-            await note_human_replies(conn, held, list(replies.values()))
-        if noticed:
-            await record_noticed_events(conn, noticed)
-    return outcome
-
-
-def _check_holder(author_id: str, handoff: HeldHandoff | None) -> BatonError | None:
-    if handoff is None or (author_id and author_id != handoff.operator_id):
-        return NeedsHandoffControl("the handoff controls decide this message")
-    return None
-
-
-def _check(
-    request: AppendRequest,
-    next_offsets: dict[str, int],
-    modes: dict[str, str],
-    epochs: dict[str, int],
-    latest_customer: dict[str, int],
-    latest_human: dict[str, int],
-    known: dict[tuple[str, str], tuple[str, Event]],
-) -> list[Event] | BatonError | None:
-    """Why `request` must not append (an error, or the original events of a retry), or None."""
-    sid = request.session_id
-    if sid not in next_offsets:
-        return NotFound("session", sid)
-    guard = request.guard
-    if guard is not None:
-        if modes[sid] != SessionMode.AUTO.value and not guard.handed_off:
-            return TurnAborted(GuardFailure.NOT_AUTO)
-        if guard.control_epoch is not None and epochs[sid] != guard.control_epoch:
-            return TurnAborted(GuardFailure.CONTROL_CHANGED)
-        if latest_customer.get(sid, -1) > guard.trigger_offset:
-            return TurnAborted(GuardFailure.SUPERSEDED)
-        if latest_human.get(sid, -1) > guard.trigger_offset:
-            # Even after this turn's own handoff: once a human speaks, the AI stays silent.
-            return TurnAborted(GuardFailure.HUMAN_ANSWERED)
-    originals: list[Event] = []
-    for draft, (_, digest) in zip(request.drafts, request.prepared, strict=True):
-        key = (sid, draft.idempotency_key)
-        if not draft.idempotency_key or key not in known:
-            continue
-        known_digest, original = known[key]
-        if known_digest != digest:
-            return IdempotencyKeyReused(
-                f"idempotency_key {draft.idempotency_key!r} was already used in session "
-                f"{sid!r} for a different event (offset {original.offset}); "
-                "use a new key for a new event",
-                metadata={"offset": str(original.offset)},
-            )
-        originals.append(original)
-    if originals:
-        if len(originals) != len(request.drafts):
-            return IdempotencyKeyReused("a multi-event request mixed retried and new events")
-        return originals
-    return None
+    heads = {row.id: SessionHead(row.next_offset, row.mode, row.control_epoch) for row in rows}
+    latest_customer, latest_human = await _latest_messages(conn, guarded_sessions(requests))
+    return BatchState(
+        heads,
+        await _known_keys(conn, keyed_drafts(requests)),
+        latest_customer,
+        latest_human,
+        await claimed_handoffs(conn, holder_sessions(requests)),
+    )
 
 
 async def _known_keys(
-    conn: AsyncConnection, requests: list[AppendRequest]
+    conn: AsyncConnection, keyed: set[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[str, Event]]:
-    keyed = {
-        (r.session_id, d.idempotency_key) for r in requests for d in r.drafts if d.idempotency_key
-    }
     known: dict[tuple[str, str], tuple[str, Event]] = {}
     if keyed:
         events = schema.events
@@ -323,23 +141,10 @@ async def _known_keys(
     return known
 
 
-def data_type(kind: EventKind, data: dict[str, Any]) -> str | None:
-    """The `data_type` column of an event: its status name, or its custom type."""
-    value = data.get("status") if kind is EventKind.STATUS else None
-    if kind is EventKind.CUSTOM:
-        value = data.get("type")
-    return value if isinstance(value, str) and len(value) <= 128 else None
-
-
-HUMAN_SOURCES = (EventSource.HUMAN_AGENT, EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT)
-
-
 async def _latest_messages(
-    conn: AsyncConnection, requests: list[AppendRequest]
+    conn: AsyncConnection, guarded: list[str]
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Offsets of the newest customer and the newest human-agent message per session that a
-    guarded request writes to."""
-    guarded = sorted({r.session_id for r in requests if r.guard is not None})
+    """Offsets of the newest customer and the newest human-agent message per session."""
     if not guarded:
         return {}, {}
     events = schema.events
@@ -383,9 +188,11 @@ class Appender:
         publish: Callable[[list[Event]], None],
         *,
         encoding: EventEncoding | None = None,
+        fast: SqliteLog | None = None,
         max_batch: int = 512,
     ) -> None:
         self._database = database
+        self._fast = fast
         self._publish = publish
         self._encoding = encoding
         self._max_batch = max_batch
@@ -479,11 +286,12 @@ class Appender:
     async def _run_batch(self, batch: list[_Append]) -> None:
         requests = [a.request for a in batch]
 
-        async def run(conn: AsyncConnection) -> tuple[_BatchOutcome, list[Event]]:
+        async def run(conn: AsyncConnection) -> tuple[BatchOutcome, list[Event]]:
             return await append_rows(conn, requests, self._encoding), []
 
         try:
-            outcome, _ = await self._with_retries(run)
+            fast = await self._fast.append(requests) if self._fast is not None else None
+            outcome = fast if fast is not None else (await self._with_retries(run))[0]
         except Exception:
             if len(batch) == 1:
                 log.exception("append failed for session %s", batch[0].request.session_id)

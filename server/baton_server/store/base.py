@@ -17,13 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from baton_server.domain import Actor, Event, EventDraft, Page, Session, TurnGuard
 from baton_server.errors import FailedPrecondition, NotFound
 from baton_server.store import schema
-from baton_server.store.appender import (
-    Appender,
-    AppendRequest,
-    EventEncoding,
-    WriteJob,
-    append_rows,
-)
+from baton_server.store.append_plan import AppendRequest, EventEncoding
+from baton_server.store.appender import Appender, WriteJob, append_rows
 from baton_server.store.database import Database
 from baton_server.store.paging import keyset_page
 from baton_server.store.rows import session_from_row

@@ -30,6 +30,10 @@ class Database:
     reader: AsyncEngine
     writer: AsyncEngine
     is_sqlite: bool
+    # SQLite in a file: its path and `synchronous` setting, for the plain sqlite3 event log
+    # (sqlite_log.py). None for PostgreSQL and in-memory SQLite.
+    sqlite_file: str | None = None
+    sqlite_synchronous: str = "FULL"
 
     async def dispose(self) -> None:
         await self.reader.dispose()
@@ -70,7 +74,16 @@ async def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Databa
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         writer = engine
-    database = Database(reader=engine, writer=writer, is_sqlite=is_sqlite)
+    sqlite_file = (
+        parsed.database if is_sqlite and parsed.database not in (None, "", ":memory:") else None
+    )
+    database = Database(
+        reader=engine,
+        writer=writer,
+        is_sqlite=is_sqlite,
+        sqlite_file=sqlite_file,
+        sqlite_synchronous=sqlite_synchronous,
+    )
     await migrate(database)
     return database
 

@@ -6,6 +6,7 @@ each state change commits together with the event that records it, and is publis
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -32,7 +33,8 @@ from baton_server.domain import (
 )
 from baton_server.errors import NotFound, StaleEpoch
 from baton_server.store import schema
-from baton_server.store.appender import Appender, AppendRequest, EventEncoding
+from baton_server.store.append_plan import AppendRequest, EventEncoding
+from baton_server.store.appender import Appender
 from baton_server.store.catalog import CatalogRows
 from baton_server.store.database import Database
 from baton_server.store.handoffs import forget_session
@@ -41,6 +43,7 @@ from baton_server.store.rows import (
     event_from_row,
     session_from_row,
 )
+from baton_server.store.sqlite_log import SqliteLog
 from baton_server.store.turns import TurnRows
 
 _c = schema.events.c
@@ -72,10 +75,19 @@ class Repository(CatalogRows, TurnRows):
         on_commit: Callable[[list[Event]], None],
         on_session_deleted: Callable[[str], None],
         encoding: EventEncoding | None = None,
+        plain_sqlite3: bool = True,
     ) -> None:
         self._db = database
         self._encoding = encoding
-        self._appender = Appender(database, on_commit, encoding=encoding)
+        # SQLite in a file: appends and event reads on plain sqlite3 threads (sqlite_log.py).
+        # (`plain_sqlite3=False` keeps everything on SQLAlchemy: the store contract tests run
+        # both paths.)
+        self._fast: SqliteLog | None = None
+        if database.sqlite_file is not None and plain_sqlite3:
+            self._fast = SqliteLog(
+                database.sqlite_file, synchronous=database.sqlite_synchronous, encoding=encoding
+            )
+        self._appender = Appender(database, on_commit, encoding=encoding, fast=self._fast)
         self._on_session_deleted = on_session_deleted
 
     @property
@@ -104,6 +116,8 @@ class Repository(CatalogRows, TurnRows):
 
     async def close(self) -> None:
         await self._appender.close()
+        if self._fast is not None:
+            await asyncio.to_thread(self._fast.close)
 
     # ------------------------------------------------------------------ sessions
 
@@ -274,6 +288,8 @@ class Repository(CatalogRows, TurnRows):
 
     async def next_offset(self, session_id: str) -> int:
         """Offset the next event of the session will get; every lower offset is committed."""
+        if self._fast is not None:
+            return await self._fast.next_offset(session_id)
         async with self._db.reader.connect() as conn:
             value = await conn.scalar(
                 select(schema.sessions.c.next_offset).where(schema.sessions.c.id == session_id)
@@ -320,6 +336,10 @@ class Repository(CatalogRows, TurnRows):
     ) -> list[Event]:
         """Committed events with from_offset <= offset < to_offset matching the filter, in order.
         `with_encoded`: with their stored bytes too (`Event.encoded`), for live delivery."""
+        if self._fast is not None:
+            return await self._fast.read_events(
+                session_id, from_offset, to_offset, event_filter, limit, with_encoded
+            )
         c = schema.events.c
         columns: tuple[ColumnElement[Any], ...] = _EVENT_COLUMNS
         if with_encoded and self._encoding is not None:
@@ -343,6 +363,10 @@ class Repository(CatalogRows, TurnRows):
         replay costs no per-event conversion. Needs an `encoding`."""
         encoding = self._encoding
         assert encoding is not None, "the repository was built without an encoding"
+        if self._fast is not None:
+            return await self._fast.read_encoded(
+                session_id, from_offset, to_offset, event_filter, limit
+            )
         c = schema.events.c
         query = self._events_query(
             (c.offset, c.wire, c.wire_format),

@@ -32,16 +32,54 @@ _SOURCES = {s.value: s for s in EventSource}
 
 
 def event_from_row(row: Row[Any]) -> Event:
+    return event_from_values(
+        row.id,
+        row.session_id,
+        row.offset,
+        row.kind,
+        row.source,
+        row.created_at_us,
+        row.correlation_id,
+        row.data_json,
+        row.actor_json,
+    )
+
+
+# The columns event_from_values takes, in its order (plain sqlite3 reads select these).
+EVENT_COLUMNS = (
+    "id",
+    "session_id",
+    "offset",
+    "kind",
+    "source",
+    "created_at_us",
+    "correlation_id",
+    "data_json",
+    "actor_json",
+)
+
+
+def event_from_values(
+    event_id: str,
+    session_id: str,
+    offset: int,
+    kind: str,
+    source: str,
+    created_at_us: int,
+    correlation_id: str,
+    data_json: str,
+    actor_json: str | None,
+) -> Event:
     return Event(
-        id=row.id,
-        session_id=row.session_id,
-        offset=row.offset,
-        kind=_KINDS[row.kind],
-        source=_SOURCES[row.source],
-        created_at_us=row.created_at_us,
-        correlation_id=row.correlation_id,
-        data_json=row.data_json,
-        actor=Actor.from_json(row.actor_json) if row.actor_json else None,
+        id=event_id,
+        session_id=session_id,
+        offset=offset,
+        kind=_KINDS[kind],
+        source=_SOURCES[source],
+        created_at_us=created_at_us,
+        correlation_id=correlation_id,
+        data_json=data_json,
+        actor=Actor.from_json(actor_json) if actor_json else None,
     )
 
 

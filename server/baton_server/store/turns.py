@@ -20,7 +20,7 @@ from baton_server.domain import (
 )
 from baton_server.errors import NotFound
 from baton_server.store import schema
-from baton_server.store.appender import AppendRequest
+from baton_server.store.append_plan import AppendRequest
 from baton_server.store.base import RowsBase
 from baton_server.store.rows import (
     agent_from_row,
