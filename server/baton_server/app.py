@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import signal
@@ -309,6 +310,9 @@ class BatonApp:
 
     async def serve_until_signal(self) -> None:
         await self.start()
+        # What start-up built lives as long as the process: keep it out of the collector's
+        # full passes, whose pauses grow with it and show as delivery latency spikes.
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -50,6 +50,11 @@ def us_to_datetime(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
+# How drafts' data is stored (and digested for idempotency): compact, keys sorted. One
+# encoder for all: json.dumps with options builds a new one per call.
+_CANONICAL_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 @dataclass(frozen=True, slots=True)
 class OperatingWindow:
     weekdays: tuple[int, ...]  # ISO weekdays 1..7; empty means every day
@@ -167,7 +172,7 @@ class EventDraft:
     idempotency_key: str = ""
 
     def data_json(self) -> str:
-        return json.dumps(self.data, separators=(",", ":"), sort_keys=True)
+        return _CANONICAL_JSON.encode(self.data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,30 +113,44 @@ def _bad(value: object) -> str | None:
 
 def control_character_field(message: Message, prefix: str = "") -> tuple[str, str] | None:
     """(path, character) of the first string, map key or Struct value holding a control
-    character, if any. Checked for every RPC in one place, so every field answers the same."""
+    character, if any. Checked for every RPC in one place, so every field answers the same.
+    (Paths are built only for a finding: this runs on every request.)"""
     for field, value in message.ListFields():
-        path = f"{prefix}{field.name}"
-        if field.type == FieldDescriptor.TYPE_STRING:
-            for item in value if field.is_repeated else [value]:
-                if found := _bad(item):
-                    return path, found
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            entry = field.message_type
-            if entry is not None and entry.GetOptions().map_entry:
+        kind = field.type
+        if kind == _STRING:
+            for item in value if field.is_repeated else (value,):
+                if found := _CONTROL.search(item):
+                    return f"{prefix}{field.name}", found.group()
+        elif kind == _MESSAGE:
+            if _is_map(field):
                 for key, item in value.items():
                     if found := _bad(key) or _bad(item):
-                        return f"{path}[{key!r}]", found
+                        return f"{prefix}{field.name}[{key!r}]", found
                     if isinstance(item, Message) and (
-                        nested := control_character_field(item, f"{path}[{key!r}].")
+                        nested := control_character_field(item, f"{prefix}{field.name}[{key!r}].")
                     ):
                         return nested
-                continue
-            items = value if field.is_repeated else [value]
-            for i, item in enumerate(items):
-                label = f"{path}[{i}]." if field.is_repeated else f"{path}."
-                if nested := control_character_field(item, label):
-                    return nested
+            elif field.is_repeated:
+                for i, item in enumerate(value):
+                    if nested := control_character_field(item, f"{prefix}{field.name}[{i}]."):
+                        return nested
+            elif nested := control_character_field(value, f"{prefix}{field.name}."):
+                return nested
     return None
+
+
+_STRING = FieldDescriptor.TYPE_STRING
+_MESSAGE = FieldDescriptor.TYPE_MESSAGE
+# Whether a message field is a map, by field (descriptor options are slow to read per call).
+_MAP_FIELDS: dict[FieldDescriptor, bool] = {}
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    known = _MAP_FIELDS.get(field)
+    if known is None:
+        entry = field.message_type
+        known = _MAP_FIELDS[field] = bool(entry is not None and entry.GetOptions().map_entry)
+    return known
 
 
 def decode_request(deserializer: Callable[[bytes], Any], data: bytes) -> Any:

@@ -45,22 +45,22 @@ def _varint(value: int) -> bytes:
 
 
 def encode_event(event: Event) -> bytes:
-    return event_to_proto(event).SerializeToString()
-
-
-# What the store keeps with each event: a serialized baton.v1.Event. Bump the version when the
-# Event message or its mapping changes what an event encodes to: rows stored with another
-# version are then encoded anew on read (store/migrations 0010).
-EVENT_ENCODING = EventEncoding(version=1, encode=encode_event)
-
-
-def _field_bytes(encoded: bytes) -> bytes:
+    """An event as stored: a serialized baton.v1.Event framed as field 1 (tag and length), so
+    the bytes of N events side by side are a serialized ListEventsResponse carrying them, and
+    one event's bytes are a serialized CreateEventResponse."""
+    encoded = event_to_proto(event).SerializeToString()
     return _EVENT_FIELD_TAG + _varint(len(encoded)) + encoded
 
 
+# What the store keeps with each event (encode_event). Bump the version when the Event message,
+# its mapping or the framing changes what an event encodes to: rows stored with another version
+# are then encoded anew on read (store/migrations 0010).
+EVENT_ENCODING = EventEncoding(version=1, encode=encode_event)
+
+
 def encoded_response(encoded: list[bytes]) -> bytes:
-    """A serialized ListEventsResponse carrying these encoded events, built by concatenation."""
-    return b"".join(_field_bytes(e) for e in encoded)
+    """A serialized ListEventsResponse carrying these stored events: their concatenation."""
+    return b"".join(encoded)
 
 
 def serialize_response(response: Any) -> bytes:
@@ -111,7 +111,7 @@ class EventServicer:
                 event=pb.Event(id=stored.id, session_id=stored.session_id, offset=stored.offset)
             )
         if shown is stored and stored.encoded is not None:
-            return _field_bytes(stored.encoded)
+            return stored.encoded
         return rr.CreateEventResponse(event=event_to_proto(shown))
 
     async def ListEvents(

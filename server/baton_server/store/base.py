@@ -22,6 +22,7 @@ from baton_server.store.appender import Appender, WriteJob, append_rows
 from baton_server.store.database import Database
 from baton_server.store.paging import keyset_page
 from baton_server.store.rows import session_from_row
+from baton_server.store.sqlite_log import SqliteLog
 
 T = TypeVar("T")
 # A row converted to its domain object (agent_from_row, ...).
@@ -32,6 +33,7 @@ class RowsBase:
     _db: Database
     _appender: Appender
     _encoding: EventEncoding | None
+    _fast: SqliteLog | None
 
     async def run_write(self, job: WriteJob[T]) -> T:
         """Runs `job(conn) -> (result, appended events)` in one transaction on the writer;

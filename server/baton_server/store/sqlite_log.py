@@ -19,6 +19,8 @@ default): a batch's callers hear back only after COMMIT returned.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -26,7 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from baton_server.domain import Event, EventFilter, EventKind, EventSource, now_us
+from baton_server.domain import (
+    Event,
+    EventFilter,
+    EventKind,
+    EventSource,
+    TurnSnapshot,
+    now_us,
+)
 from baton_server.errors import NotFound
 from baton_server.store import schema
 from baton_server.store.append_plan import (
@@ -40,7 +49,14 @@ from baton_server.store.append_plan import (
     keyed_drafts,
     plan_batch,
 )
-from baton_server.store.rows import EVENT_COLUMNS, event_from_values
+from baton_server.store.rows import (
+    EVENT_COLUMNS,
+    agent_from_row,
+    canned_response_from_row,
+    event_from_values,
+    guideline_from_row,
+    session_from_row,
+)
 
 T = TypeVar("T")
 
@@ -240,6 +256,64 @@ class SqliteLog:
             return [_with_encoded(event_from_values(*row[:-2]), row, encoding) for row in rows]
 
         return await self._on(self._readers, read)
+
+    async def turn_snapshot(
+        self, session_id: str, history_kinds: frozenset[EventKind], history_limit: int
+    ) -> TurnSnapshot:
+        """Repository.turn_snapshot in one hop, in one read transaction."""
+
+        def read() -> TurnSnapshot:
+            conn = self._connection(write=False)
+            cursor = conn.cursor()
+            cursor.row_factory = _named_row  # the row converters read columns by name
+            cursor.execute("BEGIN")
+            try:
+                session_row = cursor.execute(
+                    "SELECT * FROM sessions WHERE id = ?", (session_id,)
+                ).fetchone()
+                if session_row is None:
+                    raise NotFound("session", session_id)
+                session = session_from_row(session_row)
+                agent_row = cursor.execute(
+                    "SELECT * FROM agents WHERE id = ?", (session.agent_id,)
+                ).fetchone()
+                if agent_row is None:
+                    raise NotFound("agent", session.agent_id)
+                guidelines = cursor.execute(
+                    "SELECT * FROM guidelines WHERE agent_id = ? AND enabled "
+                    "ORDER BY created_at_us, id",
+                    (session.agent_id,),
+                ).fetchall()
+                canned = cursor.execute(
+                    "SELECT * FROM canned_responses WHERE agent_id = ? ORDER BY created_at_us, id",
+                    (session.agent_id,),
+                ).fetchall()
+                kinds = sorted(k.value for k in history_kinds)
+                history = conn.execute(
+                    f"SELECT {_EVENT_SELECT} FROM events WHERE session_id = ? "
+                    f'AND kind IN ({_marks(len(kinds))}) ORDER BY "offset" DESC LIMIT ?',
+                    (session_id, *kinds, history_limit),
+                ).fetchall()
+            finally:
+                cursor.execute("COMMIT")
+            return TurnSnapshot(
+                session=session,
+                agent=agent_from_row(agent_row),
+                guidelines=[guideline_from_row(r) for r in guidelines],
+                canned_responses=[canned_response_from_row(r) for r in canned],
+                history=[event_from_values(*row) for row in reversed(history)],
+            )
+
+        return await self._on(self._readers, read)
+
+
+def _named_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
+    return _row_type(tuple(d[0] for d in cursor.description))(*values)
+
+
+@functools.cache
+def _row_type(columns: tuple[str, ...]) -> Any:
+    return collections.namedtuple("Row", columns)  # type: ignore[misc]  # names known at run time
 
 
 def _with_encoded(event: Event, row: Any, encoding: EventEncoding) -> Event:

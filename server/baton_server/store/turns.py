@@ -90,6 +90,8 @@ class TurnRows(RowsBase):
     ) -> TurnSnapshot:
         """What a turn reads, on one connection: session, agent, enabled guidelines, canned
         responses and the latest `history_limit` events of the given kinds (oldest first)."""
+        if self._fast is not None:
+            return await self._fast.turn_snapshot(session_id, history_kinds, history_limit)
         events = schema.events
         async with self._db.reader.connect() as conn:
             session = await self._session_in(conn, session_id)
