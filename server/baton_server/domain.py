@@ -221,6 +221,9 @@ class EventFilter:
         return not self.kinds and not self.sources
 
 
+EVERYTHING = EventFilter()
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: list[T]

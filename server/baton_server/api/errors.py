@@ -119,8 +119,8 @@ def control_character_field(message: Message, prefix: str = "") -> tuple[str, st
         kind = field.type
         if kind == _STRING:
             for item in value if field.is_repeated else (value,):
-                if found := _CONTROL.search(item):
-                    return f"{prefix}{field.name}", found.group()
+                if match := _CONTROL.search(item):
+                    return f"{prefix}{field.name}", match.group()
         elif kind == _MESSAGE:
             if _is_map(field):
                 for key, item in value.items():
@@ -202,6 +202,8 @@ def _wrap_stream(
         try:
             async for response in behavior(_decoded(decode, data), context):
                 yield response
+                # An idle stream parks in the next step: let the message it sent go meanwhile.
+                response = None
         except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
             raise
         except Exception as error:

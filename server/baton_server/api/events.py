@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, assert_never
 
 from baton_server.api.grpc_types import Context
 from baton_server.api.mapping import (
@@ -17,7 +17,7 @@ from baton_server.api.mapping import (
 from baton_server.api.protos import pb, rr
 from baton_server.auth.principal import current_principal
 from baton_server.config import InputLimits
-from baton_server.domain import Event, EventFilter, now_us
+from baton_server.domain import EVERYTHING, Event, EventFilter, now_us
 from baton_server.errors import InvalidArgument
 from baton_server.service.event_stream import (
     CaughtUp,
@@ -26,6 +26,7 @@ from baton_server.service.event_stream import (
     EventsBatch,
     FellBehind,
     Heartbeat,
+    StreamItem,
 )
 from baton_server.service.events import Conversation
 from baton_server.store import EventEncoding
@@ -83,6 +84,8 @@ def filter_from_request(request: rr.ListEventsRequest) -> EventFilter:
                 f"sources[{i}]", f"unknown or unspecified event source {source}"
             )
         sources.append(SOURCE_FROM_PROTO[source])
+    if not kinds and not sources:
+        return EVERYTHING  # shared: idle streams are many
     return EventFilter(frozenset(kinds), frozenset(sources))
 
 
@@ -114,35 +117,51 @@ class EventServicer:
             return stored.encoded
         return rr.CreateEventResponse(event=event_to_proto(shown))
 
-    async def ListEvents(
-        self, request: rr.ListEventsRequest, context: Context
-    ) -> AsyncIterator[Any]:
+    def ListEvents(self, request: rr.ListEventsRequest, context: Context) -> AsyncIterator[Any]:
         session_id = require_id(request.session_id, "session_id")
         if request.min_offset < 0:
             raise InvalidArgument.single("min_offset", "must not be negative")
         event_filter = filter_from_request(request)
-        async for item in self._conversation.stream(
+        items = self._conversation.stream(
             current_principal(), session_id, request.min_offset, event_filter, request.follow
-        ):
-            if isinstance(item, EncodedBatch):
-                yield encoded_response(item.encoded)
-            elif isinstance(item, EventsBatch):
-                yield rr.ListEventsResponse(events=[event_to_proto(e) for e in item.events])
-            elif isinstance(item, CaughtUp):
-                yield rr.ListEventsResponse(caught_up=True, next_offset=item.position)
-            elif isinstance(item, FellBehind):
-                yield rr.ListEventsResponse(fell_behind=True, next_offset=item.position)
-            elif isinstance(item, Delta):
-                yield rr.ListEventsResponse(
-                    delta=pb.MessageDelta(
-                        correlation_id=item.delta.correlation_id,
-                        text=item.delta.text,
-                        index=item.delta.index,
-                    )
-                )
-            elif isinstance(item, Heartbeat):
-                yield rr.ListEventsResponse(
-                    heartbeat=rr.ListEventsHeartbeat(
-                        next_offset=item.position, time=timestamp(now_us())
-                    )
-                )
+        )
+        return _Responses(items)
+
+
+class _Responses:
+    """ListEvents' responses, one per stream item. A plain async iterator rather than a
+    generator: idle streams are many, and each would hold a generator frame."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: AsyncIterator[StreamItem]) -> None:
+        self._items = items
+
+    def __aiter__(self) -> _Responses:
+        return self
+
+    async def __anext__(self) -> Any:
+        return _response(await anext(self._items))
+
+
+def _response(item: StreamItem) -> Any:
+    if isinstance(item, EncodedBatch):
+        return encoded_response(item.encoded)
+    if isinstance(item, EventsBatch):
+        return rr.ListEventsResponse(events=[event_to_proto(e) for e in item.events])
+    if isinstance(item, CaughtUp):
+        return rr.ListEventsResponse(caught_up=True, next_offset=item.position)
+    if isinstance(item, FellBehind):
+        return rr.ListEventsResponse(fell_behind=True, next_offset=item.position)
+    if isinstance(item, Delta):
+        delta = item.delta
+        return rr.ListEventsResponse(
+            delta=pb.MessageDelta(
+                correlation_id=delta.correlation_id, text=delta.text, index=delta.index
+            )
+        )
+    if isinstance(item, Heartbeat):
+        return rr.ListEventsResponse(
+            heartbeat=rr.ListEventsHeartbeat(next_offset=item.position, time=timestamp(now_us()))
+        )
+    assert_never(item)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, Self, TypeVar
 
@@ -164,16 +164,30 @@ class CatchUpSource(ABC, Generic[T, M, P]):
         return True
 
 
-async def _pages(source: CatchUpSource[T, M, P], after: P, until: P) -> AsyncIterator[Page[M, P]]:
-    """Everything stored in (after, until], page by page; the last page ends at `until` or past."""
-    while after < until:
-        page = await source.read_page(after, until)
-        if not page.more and page.position < until:
-            page = Page(page.out, until, False)  # nothing more up to `until`: skip to it
-        yield page
-        if not page.more:
-            return
-        after = page.position
+class _Pages(Generic[T, M, P]):
+    """Everything stored in (after, until], page by page; the last page ends at `until` or
+    past. A plain async iterator: a finished async generator lingered in every idle stream."""
+
+    __slots__ = ("_after", "_done", "_source", "_until")
+
+    def __init__(self, source: CatchUpSource[T, M, P], after: P, until: P) -> None:
+        self._source = source
+        self._after = after
+        self._until = until
+        self._done = False
+
+    def __aiter__(self) -> _Pages[T, M, P]:
+        return self
+
+    async def __anext__(self) -> Page[M, P]:
+        if self._done or not self._after < self._until:
+            raise StopAsyncIteration
+        page = await self._source.read_page(self._after, self._until)
+        if not page.more and page.position < self._until:
+            page = Page(page.out, self._until, False)  # nothing more up to `until`: skip to it
+        self._done = not page.more
+        self._after = page.position
+        return page
 
 
 Marker = CaughtUp[P] | FellBehind[P] | Heartbeat[P]
@@ -198,7 +212,7 @@ async def catch_up_then_live(
             yield out
         del opening
         head = await source.head()
-        async for page in _pages(source, cursor, head):
+        async for page in _Pages(source, cursor, head):
             cursor = page.position
             for out in page.out:
                 yield out
@@ -220,7 +234,7 @@ async def catch_up_then_live(
                 if feed.take_overflow():
                     yield FellBehind(cursor)
                     last_sent = loop.time()
-                    async for page in _pages(source, cursor, await source.head()):
+                    async for page in _Pages(source, cursor, await source.head()):
                         cursor = page.position
                         for out in page.out:
                             yield out
@@ -230,7 +244,7 @@ async def catch_up_then_live(
                     last_sent = loop.time()
                 known = feed.known_head()
                 if known is not None:
-                    async for page in _pages(source, cursor, known):
+                    async for page in _Pages(source, cursor, known):
                         cursor = page.position
                         for out in page.out:
                             yield out
@@ -248,7 +262,7 @@ async def catch_up_then_live(
                             yield batch
                             last_sent = loop.time()
                         ready = []
-                        async for page in _pages(source, cursor, position):
+                        async for page in _Pages(source, cursor, position):
                             cursor = page.position
                             for out in page.out:
                                 yield out
@@ -261,7 +275,7 @@ async def catch_up_then_live(
                     last_sent = loop.time()
                 ready = []
             elif settings.reread_when_idle:
-                async for page in _pages(source, cursor, await source.head()):
+                async for page in _Pages(source, cursor, await source.head()):
                     cursor = page.position
                     for out in page.out:
                         yield out

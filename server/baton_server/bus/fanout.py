@@ -25,6 +25,7 @@ class Subscription:
         "_buffer",
         "_capacity",
         "_deltas",
+        "_timer",
         "_waiter",
         "closed_reason",
         "overflowed",
@@ -36,15 +37,19 @@ class Subscription:
         self._capacity = capacity
         self._buffer: list[Event] | None = None
         self._deltas: list[TextDelta] | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        # Resolves True when woken, False when the wait timed out.
+        self._waiter: asyncio.Future[bool] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.overflowed = False
         # Set when the stream must end: "deleted" or "shutdown".
         self.closed_reason: str | None = None
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._stop_waiting()
+            if not waiter.done():
+                waiter.set_result(True)
 
     def _offer(self, events: list[Event]) -> None:
         if self.overflowed:
@@ -85,19 +90,29 @@ class Subscription:
         self.overflowed = False
         self._buffer = None
 
-    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel
-        """Waits until something is buffered, an overflow or a close; False on timeout."""
+    def wait(self, timeout: float) -> asyncio.Future[bool]:
+        """Resolves True once something is buffered, an overflow or a close; False after
+        `timeout`. A future and a bare timer, no coroutine or asyncio.timeout(): idle streams
+        are many, and each parks here."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
         if self._buffer or self._deltas or self.overflowed or self.closed_reason:
-            return True
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._waiter
-        except TimeoutError:
-            return False
-        finally:
-            self._waiter = None
-        return True
+            waiter.set_result(True)
+            return waiter
+        self._stop_waiting()
+        self._waiter = waiter
+        self._timer = loop.call_at(loop.time() + timeout, self._time_out)
+        return waiter
+
+    def _time_out(self) -> None:
+        waiter, self._waiter, self._timer = self._waiter, None, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(False)
+
+    def _stop_waiting(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._waiter = self._timer = None
 
 
 class EventBus:
@@ -123,6 +138,7 @@ class EventBus:
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        subscription._stop_waiting()
         subscribers = self._by_session.get(subscription.session_id)
         if subscribers is None:
             return

@@ -313,7 +313,7 @@ def _named_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
 
 @functools.cache
 def _row_type(columns: tuple[str, ...]) -> Any:
-    return collections.namedtuple("Row", columns)  # type: ignore[misc]  # names known at run time
+    return collections.namedtuple("Row", columns)
 
 
 def _with_encoded(event: Event, row: Any, encoding: EventEncoding) -> Event:
