@@ -99,3 +99,32 @@ QUICK_HANDOFF_PLAN = HandoffPlan(
     auth_duration_s=3.0,
     auth_rounds=1,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthPlan:
+    """bench.growth: the append rate and a fresh session's catch-up on a big store vs an empty
+    one."""
+
+    # The big store: `stored_events` events round-robin over `stored_sessions` sessions.
+    stored_events: int = 1_000_000
+    stored_sessions: int = 10_000
+    # The fresh session caught up on each store, and how many reads (the figure is the median).
+    replay_events: int = 20_000
+    replay_runs: int = 3
+    # The append rate: closed-loop CreateEvent clients, each on its own new session.
+    clients: int = 64
+    client_channels: int = 2
+    warmup_s: float = 2.0
+    duration_s: float = 10.0
+
+
+FULL_GROWTH_PLAN = GrowthPlan()
+# A smoke run (under a minute on 2 cores): the same procedure on a small store.
+QUICK_GROWTH_PLAN = GrowthPlan(
+    stored_events=20_000,
+    stored_sessions=200,
+    replay_events=2_000,
+    warmup_s=1.0,
+    duration_s=2.0,
+)
