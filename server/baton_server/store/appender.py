@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -61,6 +62,14 @@ class _Append:
 @dataclass(slots=True)
 class _Job(Generic[T]):
     run: WriteJob[T]
+    future: asyncio.Future[T]
+
+
+@dataclass(slots=True)
+class _PlainJob(Generic[T]):
+    """Work for SQLite's writer thread (SqliteLog.run), in queue order with the rest."""
+
+    work: Callable[[sqlite3.Connection], T]
     future: asyncio.Future[T]
 
 
@@ -197,7 +206,7 @@ class Appender:
         self._encoding = encoding
         self._max_batch = max_batch
         # Jobs of every result type share the queue (each settles its own future).
-        self._queue: asyncio.Queue[_Append | _Job[Any] | _Stop] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Append | _Job[Any] | _PlainJob[Any] | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -226,12 +235,21 @@ class Appender:
         self._queue.put_nowait(_Job(job, future))
         return await future
 
+    async def run_plain(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `work` in its own transaction on SQLite's writer thread (needs the plain
+        sqlite3 log); nothing is published."""
+        assert self._fast is not None, "run_plain needs SQLite's plain sqlite3 log"
+        self._check_open()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_PlainJob(work, future))
+        return await future
+
     def _check_open(self) -> None:
         if self._closing or self._task is None:
             raise ShuttingDown("the server is shutting down; retry against another replica")
 
     async def _run(self) -> None:
-        pending: _Append | _Job[Any] | _Stop | None = None
+        pending: _Append | _Job[Any] | _PlainJob[Any] | _Stop | None = None
         while True:
             item = pending if pending is not None else await self._queue.get()
             pending = None
@@ -239,6 +257,9 @@ class Appender:
                 return
             if isinstance(item, _Job):
                 await self._run_job(item)
+                continue
+            if isinstance(item, _PlainJob):
+                await self._run_plain(item)
                 continue
             batch = [item]
             while len(batch) < self._max_batch and not self._queue.empty():
@@ -269,6 +290,17 @@ class Appender:
         _settle(job.future, result)
         if committed:
             self._publish_safely(committed)
+
+    async def _run_plain(self, job: _PlainJob[Any]) -> None:
+        assert self._fast is not None
+        try:
+            result = await self._fast.run(job.work)
+        except BaseException as exc:
+            _settle(job.future, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        _settle(job.future, result)
 
     async def _with_retries(self, run: WriteJob[T]) -> tuple[T, list[Event]]:
         """Runs `run` in a transaction; retries (a few times) when PostgreSQL broke a deadlock

@@ -81,6 +81,10 @@ def _marks(count: int) -> str:
     return ", ".join("?" for _ in range(count))
 
 
+class _HandoffRowsNeeded(Exception):
+    """A batch would write handoff rows: rolled back, for the SQLAlchemy path."""
+
+
 class SqliteLog:
     def __init__(
         self,
@@ -138,28 +142,43 @@ class SqliteLog:
             return None
         return await self._on(self._writer, lambda: self._append(requests))
 
-    def _append(self, requests: list[AppendRequest]) -> BatchOutcome | None:
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `work` in one write transaction on the writer thread (BEGIN IMMEDIATE, then
+        COMMIT; ROLLBACK when it raises). Callers go through the Appender's queue, so this
+        never overlaps the SQLAlchemy writes."""
+        return await self._on(self._writer, lambda: self._transaction(work))
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connection(write=True)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            state = self._read_state(conn, requests)
-            plan = plan_batch(requests, state, self._encoding, now_us())
-            if plan.touches_handoffs:
-                conn.execute("ROLLBACK")
-                return None
-            if plan.rows:
-                conn.executemany(
-                    _INSERT_EVENT, [tuple(row[c] for c in _INSERT_COLUMNS) for row in plan.rows]
-                )
-                conn.executemany(
-                    "UPDATE sessions SET next_offset = ?, updated_at_us = ? WHERE id = ?",
-                    [(head, plan.created_at_us, sid) for sid, head in plan.heads.items()],
-                )
+            result = work(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        return result
+
+    def _append(self, requests: list[AppendRequest]) -> BatchOutcome | None:
+        try:
+            return self._transaction(lambda conn: self._append_in(conn, requests))
+        except _HandoffRowsNeeded:
+            return None
+
+    def _append_in(self, conn: sqlite3.Connection, requests: list[AppendRequest]) -> BatchOutcome:
+        state = self._read_state(conn, requests)
+        plan = plan_batch(requests, state, self._encoding, now_us())
+        if plan.touches_handoffs:
+            raise _HandoffRowsNeeded  # rolls back: the SQLAlchemy path writes this batch
+        if plan.rows:
+            conn.executemany(
+                _INSERT_EVENT, [tuple(row[c] for c in _INSERT_COLUMNS) for row in plan.rows]
+            )
+            conn.executemany(
+                "UPDATE sessions SET next_offset = ?, updated_at_us = ? WHERE id = ?",
+                [(head, plan.created_at_us, sid) for sid, head in plan.heads.items()],
+            )
         return plan.outcome
 
     def _read_state(self, conn: sqlite3.Connection, requests: list[AppendRequest]) -> BatchState:

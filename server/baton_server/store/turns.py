@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import and_, delete, exists, func, select, update
@@ -138,6 +139,11 @@ class TurnRows(RowsBase):
         `trigger_offset`. False while another owner holds an unexpired lease, or when a turn
         was already started for that message or a newer one (possibly on another replica)."""
         now = now_us()
+        lease = (session_id, owner, correlation_id, now + int(ttl_s * 1_000_000), trigger_offset)
+        if self._fast is not None:
+            return await self._appender.run_plain(
+                lambda conn: _acquire_plain(conn, lease, trigger_offset, now)
+            )
 
         async def job(conn: AsyncConnection) -> tuple[bool, list[Event]]:
             await self._session_in(conn, session_id, lock=True)
@@ -149,27 +155,21 @@ class TurnRows(RowsBase):
                     )
                 )
             ).first()
-            if holder is not None:
-                if holder.last_trigger_offset >= trigger_offset:
-                    return False, []
-                if holder.owner not in ("", owner) and holder.expires_at_us > now:
-                    return False, []
+            if not _may_take(holder and tuple(holder), owner, trigger_offset, now):
+                return False, []
             await conn.execute(delete(table).where(table.c.session_id == session_id))
-            await conn.execute(
-                table.insert().values(
-                    session_id=session_id,
-                    owner=owner,
-                    correlation_id=correlation_id,
-                    expires_at_us=now + int(ttl_s * 1_000_000),
-                    last_trigger_offset=trigger_offset,
-                )
-            )
+            await conn.execute(table.insert().values(dict(zip(_LEASE_COLUMNS, lease, strict=True))))
             return True, []
 
         return await self.run_write(job)
 
     async def release_turn(self, session_id: str, owner: str) -> None:
         """Frees the lease; the row stays to remember the newest trigger handled."""
+        if self._fast is not None:
+            await self._appender.run_plain(
+                lambda conn: conn.execute(_RELEASE_PLAIN, (session_id, owner))
+            )
+            return
 
         async def job(conn: AsyncConnection) -> tuple[None, list[Event]]:
             table = schema.session_turns
@@ -204,3 +204,42 @@ class TurnRows(RowsBase):
             return result, result
 
         return await self.run_write(job)
+
+
+# A lease row: (session_id, owner, correlation_id, expires_at_us, last_trigger_offset).
+Lease = tuple[str, str, str, int, int]
+_LEASE_COLUMNS = ("session_id", "owner", "correlation_id", "expires_at_us", "last_trigger_offset")
+_RELEASE_PLAIN = (
+    "UPDATE session_turns SET owner = '', expires_at_us = 0 WHERE session_id = ? AND owner = ?"
+)
+
+
+def _may_take(
+    holder: tuple[str, int, int] | None, owner: str, trigger_offset: int, now: int
+) -> bool:
+    """Whether `owner` may take the lease held as (owner, expires_at_us, last_trigger_offset):
+    not for a trigger already handled, nor while someone else's lease runs."""
+    if holder is None:
+        return True
+    held_by, expires_at_us, last_trigger_offset = holder
+    if last_trigger_offset >= trigger_offset:
+        return False
+    return held_by in ("", owner) or expires_at_us <= now
+
+
+def _acquire_plain(conn: sqlite3.Connection, lease: Lease, trigger_offset: int, now: int) -> bool:
+    """acquire_turn on SQLite's writer thread (inside its BEGIN IMMEDIATE)."""
+    session_id, owner = lease[0], lease[1]
+    if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+        raise NotFound("session", session_id)
+    holder = conn.execute(
+        "SELECT owner, expires_at_us, last_trigger_offset FROM session_turns WHERE session_id = ?",
+        (session_id,),
+    ).fetchone()
+    if not _may_take(holder, owner, trigger_offset, now):
+        return False
+    conn.execute("DELETE FROM session_turns WHERE session_id = ?", (session_id,))
+    conn.execute(
+        f"INSERT INTO session_turns ({', '.join(_LEASE_COLUMNS)}) VALUES (?, ?, ?, ?, ?)", lease
+    )
+    return True
