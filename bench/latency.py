@@ -22,7 +22,7 @@ from baton.v1 import service_pb2_grpc as svc
 from bench.baseline import start_baseline
 from bench.clients import create_sessions, fake_session_ids, gc_paused, message_request, new_channel
 from bench.plans import LatencyScenario, Plan
-from bench.server import Procs, Server, WorkerFailed, start_baton
+from bench.server import Procs, Server, WorkerFailed, figure_database, start_baton
 from bench.stats import CpuMeter, Figure, fmt, log, ratio, summarize_ms
 from bench.streams import start_streams, stop_streams, wait_caught_up
 from bench.worker import emit
@@ -125,7 +125,9 @@ async def bench_latency(plan: Plan, workdir: Path) -> list[Figure]:
     async with Procs(workdir) as procs:
         servers = {
             "baseline": await start_baseline(procs, "fanout"),
-            "baton": await start_baton(procs, workdir / "latency.db", "--dev"),
+            "baton": await start_baton(
+                procs, await figure_database(plan.postgres_admin_url, workdir, "latency"), "--dev"
+            ),
         }
         for scenario in plan.scenarios:
             sessions = {
@@ -157,7 +159,8 @@ async def bench_latency(plan: Plan, workdir: Path) -> list[Figure]:
             figures.append(
                 Figure(
                     f"latency_{scenario.key}_{q}",
-                    f"Delivery {q} ({scenario.key}) {scenario.label}, {scenario.rate:g} appends/s",
+                    f"Delivery {q} ({scenario.key}) {scenario.label}, {scenario.rate:g} appends/s"
+                    + (f" [{plan.backend}]" if plan.postgres_admin_url else ""),
                     "ms",
                     ours["latency"][f"{q}_ms"],
                     base["latency"][f"{q}_ms"],

@@ -47,6 +47,13 @@ class Plan:
     memory_streams: int = 10_000
     memory_warm_streams: int = 200
     memory_sessions: int = 1000
+    # Throughput and latency on a fresh database of this PostgreSQL (an admin URL) instead of a
+    # SQLite file: `bench.run --postgres URL`.
+    postgres_admin_url: str = ""
+
+    @property
+    def backend(self) -> str:
+        return "PostgreSQL" if self.postgres_admin_url else "SQLite"
 
 
 FULL_PLAN = Plan()

@@ -61,6 +61,13 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--duration", type=float, help="override the throughput measuring window (seconds)"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        default="",
+        help="run throughput and latency on fresh databases of this PostgreSQL (e.g. the URL "
+        "`.ci/postgres start` prints) instead of SQLite files",
+    )
     args = parser.parse_args(argv)
     names = selected(args.only, list(BENCHES))
     if names is None:
@@ -68,6 +75,8 @@ def main(argv: Sequence[str]) -> int:
     plan = QUICK_PLAN if args.quick else FULL_PLAN
     if args.duration:
         plan = replace(plan, duration_s=args.duration)
+    if args.postgres:
+        plan = replace(plan, postgres_admin_url=args.postgres)
     return run_figures(
         args, plan, lambda workdir: run_benches(names, plan, workdir), "baton-bench-"
     )

@@ -327,3 +327,11 @@ async def create_postgres_database(admin_url: str) -> str:
     finally:
         await connection.close()
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def figure_database(postgres_admin_url: str, workdir: Path, name: str) -> str | Path:
+    """Where a figure's Baton keeps its data: a fresh PostgreSQL database when the run has an
+    admin URL, else `<workdir>/<name>.db`."""
+    if postgres_admin_url:
+        return await create_postgres_database(postgres_admin_url)
+    return workdir / f"{name}.db"

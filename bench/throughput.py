@@ -15,7 +15,7 @@ from typing import Any
 from bench.baseline import start_baseline
 from bench.clients import MESSAGE_TEXT, create_sessions, fake_session_ids, worker_load
 from bench.plans import Plan
-from bench.server import Procs, Server, start_baton
+from bench.server import Procs, Server, figure_database, start_baton
 from bench.stats import CpuMeter, Figure, log, ratio
 
 
@@ -46,7 +46,9 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
     runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "own": [], "shared": []}
     async with Procs(workdir) as procs:
         noop = await start_baseline(procs, "noop")
-        baton = await start_baton(procs, workdir / "throughput.db", "--dev")
+        baton = await start_baton(
+            procs, await figure_database(plan.postgres_admin_url, workdir, "throughput"), "--dev"
+        )
         sessions = await create_sessions(baton.target, plan.clients + 1)
         loads = {
             "baseline": (noop, fake_session_ids(plan.clients)),
@@ -78,7 +80,7 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
         figures.append(
             Figure(
                 f"throughput_{name}",
-                title,
+                title + (f" [{plan.backend}]" if plan.postgres_admin_url else ""),
                 "calls/s",
                 value,
                 base,
