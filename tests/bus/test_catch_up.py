@@ -22,6 +22,7 @@ from baton_server.bus.catch_up import (
     LiveSettings,
     Opening,
     Page,
+    as_is,
     catch_up_then_live,
 )
 
@@ -181,7 +182,7 @@ class FakeSource(CatchUpSource[Item, Batch, int]):
 def stream(
     source: FakeSource, *, follow: bool = True, heartbeat_s: float = 30, reread: bool = False
 ) -> AsyncGenerator[Out, None]:
-    return catch_up_then_live(source, follow, LiveSettings(heartbeat_s, reread))
+    return catch_up_then_live(source, follow, LiveSettings(heartbeat_s, reread), as_is)
 
 
 async def read_until(

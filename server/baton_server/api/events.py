@@ -122,26 +122,14 @@ class EventServicer:
         if request.min_offset < 0:
             raise InvalidArgument.single("min_offset", "must not be negative")
         event_filter = filter_from_request(request)
-        items = self._conversation.stream(
-            current_principal(), session_id, request.min_offset, event_filter, request.follow
+        return self._conversation.stream(
+            current_principal(),
+            session_id,
+            request.min_offset,
+            event_filter,
+            request.follow,
+            _response,
         )
-        return _Responses(items)
-
-
-class _Responses:
-    """ListEvents' responses, one per stream item. A plain async iterator rather than a
-    generator: idle streams are many, and each would hold a generator frame."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: AsyncIterator[StreamItem]) -> None:
-        self._items = items
-
-    def __aiter__(self) -> _Responses:
-        return self
-
-    async def __anext__(self) -> Any:
-        return _response(await anext(self._items))
 
 
 def _response(item: StreamItem) -> Any:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from baton_server.config import Settings
 
@@ -36,6 +36,7 @@ class Position(Protocol):
 P = TypeVar("P", bound=Position)
 T = TypeVar("T")  # a live item, as the subscription delivers it
 M = TypeVar("M")  # a message the source sends besides the markers: batches, transient items
+R = TypeVar("R")  # what the stream yields: an item or a marker as `render` makes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +194,21 @@ class _Pages(Generic[T, M, P]):
 Marker = CaughtUp[P] | FellBehind[P] | Heartbeat[P]
 
 
+def as_is(item: Any) -> Any:
+    """The `render` of streams whose readers take the items themselves."""
+    return item
+
+
 async def catch_up_then_live(
-    source: CatchUpSource[T, M, P], follow: bool, settings: LiveSettings
-) -> AsyncGenerator[M | Marker[P], None]:
+    source: CatchUpSource[T, M, P],
+    follow: bool,
+    settings: LiveSettings,
+    render: Callable[[M | Marker[P]], R],
+) -> AsyncGenerator[R, None]:
     """The stream: `source`'s messages and the markers, in order, no position twice, none
-    missed. Without `follow` it ends after the catch-up (no `CaughtUp`)."""
+    missed, each as `render` makes it (a transport's response: rendered here rather than by a
+    wrapping iterator, whose frame each idle stream would hold). Without `follow` it ends after
+    the catch-up (no `CaughtUp`)."""
     feed = source.subscribe() if follow else None
     # Declared here so they can be dropped before each wait: a stream idles there, and should
     # not pin the last page, message or item it handled meanwhile.
@@ -209,16 +220,17 @@ async def catch_up_then_live(
         opening = await source.open()
         cursor = opening.position
         for out in opening.out:
-            yield out
+            yield render(out)
         del opening
         head = await source.head()
         async for page in _Pages(source, cursor, head):
             cursor = page.position
             for out in page.out:
-                yield out
+                yield render(out)
         if feed is None:
             return
-        yield CaughtUp(cursor)  # at the head (or past it: a start the log has not reached)
+        # At the head (or past it: a start the log has not reached).
+        yield render(CaughtUp(cursor))
         # Live, inlined rather than in nested generators: idle streams are many, and every
         # generator frame is memory each of them holds.
         loop = asyncio.get_running_loop()
@@ -232,22 +244,22 @@ async def catch_up_then_live(
                 if feed.ended(cursor):
                     return
                 if feed.take_overflow():
-                    yield FellBehind(cursor)
+                    yield render(FellBehind(cursor))
                     last_sent = loop.time()
                     async for page in _Pages(source, cursor, await source.head()):
                         cursor = page.position
                         for out in page.out:
-                            yield out
+                            yield render(out)
                     continue
                 for out in feed.take_extras():
-                    yield out
+                    yield render(out)
                     last_sent = loop.time()
                 known = feed.known_head()
                 if known is not None:
                     async for page in _Pages(source, cursor, known):
                         cursor = page.position
                         for out in page.out:
-                            yield out
+                            yield render(out)
                             last_sent = loop.time()
                 ready: list[T] = []
                 for item in feed.take():
@@ -259,31 +271,31 @@ async def catch_up_then_live(
                         # this item: it was committed before it was published), so read them
                         # from there.
                         if ready and (batch := source.live_out(ready)) is not None:
-                            yield batch
+                            yield render(batch)
                             last_sent = loop.time()
                         ready = []
                         async for page in _Pages(source, cursor, position):
                             cursor = page.position
                             for out in page.out:
-                                yield out
+                                yield render(out)
                                 last_sent = loop.time()
                         continue
                     cursor = position
                     ready.append(item)
                 if ready and (batch := source.live_out(ready)) is not None:
-                    yield batch
+                    yield render(batch)
                     last_sent = loop.time()
                 ready = []
             elif settings.reread_when_idle:
                 async for page in _Pages(source, cursor, await source.head()):
                     cursor = page.position
                     for out in page.out:
-                        yield out
+                        yield render(out)
                         last_sent = loop.time()
             # Also after a wake-up that sent nothing (all filtered out): a busy log must not
             # starve the heartbeat of a reader with nothing of its own in it.
             if (not woke and last_sent == waited_from) or loop.time() - last_sent >= interval:
-                yield Heartbeat(cursor)
+                yield render(Heartbeat(cursor))
                 last_sent = loop.time()
     finally:
         if feed is not None:

@@ -25,6 +25,7 @@ from baton_server.bus.catch_up import (
     LiveSettings,
     Opening,
     Page,
+    as_is,
     catch_up_then_live,
 )
 from baton_server.domain import (
@@ -159,7 +160,9 @@ class HandoffInbox:
     async def watch(
         self, agent_id: str, after_position: int | None, operator: Operator | None
     ) -> AsyncIterator[InboxItem]:
-        stream = catch_up_then_live(_Changes(self, agent_id, after_position), True, self._live)
+        stream = catch_up_then_live(
+            _Changes(self, agent_id, after_position), True, self._live, as_is
+        )
         stream_id = new_id("watch")
         loop = asyncio.get_running_loop()
         if operator is not None:

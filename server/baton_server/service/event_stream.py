@@ -30,6 +30,7 @@ from baton_server.errors import NotFound, ShuttingDown
 from baton_server.store import Repository
 
 _Item = TypeVar("_Item")
+_Out = TypeVar("_Out")
 
 __all__ = [
     "CaughtUp",
@@ -106,9 +107,28 @@ class EventStreamer:
     ) -> AsyncGenerator[StreamItem, None]:
         """`decoded`: stored events as Event objects only (for readers that transform each
         event), never as their stored encoding."""
+        return self.rendered(
+            session_id, min_offset, event_filter, follow, _same_item, decoded=decoded
+        )
+
+    def rendered(
+        self,
+        session_id: str,
+        min_offset: int,
+        event_filter: EventFilter,
+        follow: bool,
+        render: Callable[[StreamItem], _Out],
+        *,
+        decoded: bool = False,
+    ) -> AsyncGenerator[_Out, None]:
+        """`stream`, each item as `render` makes it (e.g. a transport's response)."""
         encoded = self._repository.stores_encoded_events and not decoded
         source = _SessionLog(self, session_id, min_offset, event_filter, encoded)
-        return catch_up_then_live(source, follow, self._live)
+        return catch_up_then_live(source, follow, self._live, render)
+
+
+def _same_item(item: StreamItem) -> StreamItem:
+    return item
 
 
 class _SessionLog(CatchUpSource[Event, LogItem, int], LiveFeed[Event, LogItem, int]):

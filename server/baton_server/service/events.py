@@ -6,6 +6,7 @@ wrote."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from baton_server.auth.principal import Principal, Role
 from baton_server.domain import (
@@ -24,6 +25,8 @@ from baton_server.store import Repository
 
 # (session id, draft, who acts) -> the appended message, under the handoff rules.
 HumanMessageHandler = Callable[[str, EventDraft, Actor | None], Awaitable[Event]]
+
+Out = TypeVar("Out")
 
 HUMAN_SOURCES = (EventSource.HUMAN_AGENT, EventSource.HUMAN_AGENT_ON_BEHALF_OF_AI_AGENT)
 
@@ -73,24 +76,30 @@ class Conversation:
         min_offset: int,
         event_filter: EventFilter,
         follow: bool,
-    ) -> AsyncIterator[StreamItem]:
-        """The session's log from `min_offset` (see EventStreamer), as the caller may see it:
-        customers get the customer view, decoded per event and never from shared caches.
-        Staff get the streamer's own iterator: no wrapping generator, whose frame every idle
-        stream would hold."""
+        render: Callable[[StreamItem], Out],
+    ) -> AsyncIterator[Out]:
+        """The session's log from `min_offset` (see EventStreamer), as the caller may see it,
+        each item as `render` makes it: customers get the customer view, decoded per event and
+        never from shared caches. Staff get the streamer's own iterator: no wrapping
+        generator, whose frame every idle stream would hold."""
         if caller is None or caller.role is not Role.CUSTOMER:
-            return self._streamer.stream(session_id, min_offset, event_filter, follow)
-        return self._customer_stream(session_id, min_offset, event_filter, follow)
+            return self._streamer.rendered(session_id, min_offset, event_filter, follow, render)
+        return self._customer_stream(session_id, min_offset, event_filter, follow, render)
 
     async def _customer_stream(
-        self, session_id: str, min_offset: int, event_filter: EventFilter, follow: bool
-    ) -> AsyncIterator[StreamItem]:
+        self,
+        session_id: str,
+        min_offset: int,
+        event_filter: EventFilter,
+        follow: bool,
+        render: Callable[[StreamItem], Out],
+    ) -> AsyncIterator[Out]:
         async for item in self._streamer.stream(
             session_id, min_offset, event_filter, follow, decoded=True
         ):
             if isinstance(item, EventsBatch):
                 shown = [view for e in item.events if (view := customer_view(e)) is not None]
                 if shown:
-                    yield EventsBatch(shown)
+                    yield render(EventsBatch(shown))
                 continue
-            yield item
+            yield render(item)
