@@ -137,10 +137,14 @@ def _response(item: StreamItem) -> Any:
         return encoded_response(item.encoded)
     if isinstance(item, EventsBatch):
         return rr.ListEventsResponse(events=[event_to_proto(e) for e in item.events])
+    # Markers leave as bytes: grpc holds the last message sent while a stream idles, and a
+    # message object brings its own arena.
     if isinstance(item, CaughtUp):
-        return rr.ListEventsResponse(caught_up=True, next_offset=item.position)
+        return rr.ListEventsResponse(caught_up=True, next_offset=item.position).SerializeToString()
     if isinstance(item, FellBehind):
-        return rr.ListEventsResponse(fell_behind=True, next_offset=item.position)
+        return rr.ListEventsResponse(
+            fell_behind=True, next_offset=item.position
+        ).SerializeToString()
     if isinstance(item, Delta):
         delta = item.delta
         return rr.ListEventsResponse(
@@ -151,5 +155,5 @@ def _response(item: StreamItem) -> Any:
     if isinstance(item, Heartbeat):
         return rr.ListEventsResponse(
             heartbeat=rr.ListEventsHeartbeat(next_offset=item.position, time=timestamp(now_us()))
-        )
+        ).SerializeToString()
     assert_never(item)

@@ -167,7 +167,8 @@ class CatchUpSource(ABC, Generic[T, M, P]):
 
 class _Pages(Generic[T, M, P]):
     """Everything stored in (after, until], page by page; the last page ends at `until` or
-    past. A plain async iterator: a finished async generator lingered in every idle stream."""
+    past. `next()` says None at the end rather than raising StopAsyncIteration: an exception
+    passing through the stream's frame gives it a frame object that every idle stream keeps."""
 
     __slots__ = ("_after", "_done", "_source", "_until")
 
@@ -177,12 +178,9 @@ class _Pages(Generic[T, M, P]):
         self._until = until
         self._done = False
 
-    def __aiter__(self) -> _Pages[T, M, P]:
-        return self
-
-    async def __anext__(self) -> Page[M, P]:
+    async def next(self) -> Page[M, P] | None:
         if self._done or not self._after < self._until:
-            raise StopAsyncIteration
+            return None
         page = await self._source.read_page(self._after, self._until)
         if not page.more and page.position < self._until:
             page = Page(page.out, self._until, False)  # nothing more up to `until`: skip to it
@@ -223,7 +221,8 @@ async def catch_up_then_live(
             yield render(out)
         del opening
         head = await source.head()
-        async for page in _Pages(source, cursor, head):
+        pages = _Pages(source, cursor, head)
+        while (page := await pages.next()) is not None:
             cursor = page.position
             for out in page.out:
                 yield render(out)
@@ -246,7 +245,8 @@ async def catch_up_then_live(
                 if feed.take_overflow():
                     yield render(FellBehind(cursor))
                     last_sent = loop.time()
-                    async for page in _Pages(source, cursor, await source.head()):
+                    pages = _Pages(source, cursor, await source.head())
+                    while (page := await pages.next()) is not None:
                         cursor = page.position
                         for out in page.out:
                             yield render(out)
@@ -256,7 +256,8 @@ async def catch_up_then_live(
                     last_sent = loop.time()
                 known = feed.known_head()
                 if known is not None:
-                    async for page in _Pages(source, cursor, known):
+                    pages = _Pages(source, cursor, known)
+                    while (page := await pages.next()) is not None:
                         cursor = page.position
                         for out in page.out:
                             yield render(out)
@@ -274,7 +275,8 @@ async def catch_up_then_live(
                             yield render(batch)
                             last_sent = loop.time()
                         ready = []
-                        async for page in _Pages(source, cursor, position):
+                        pages = _Pages(source, cursor, position)
+                        while (page := await pages.next()) is not None:
                             cursor = page.position
                             for out in page.out:
                                 yield render(out)
@@ -287,7 +289,8 @@ async def catch_up_then_live(
                     last_sent = loop.time()
                 ready = []
             elif settings.reread_when_idle:
-                async for page in _Pages(source, cursor, await source.head()):
+                pages = _Pages(source, cursor, await source.head())
+                while (page := await pages.next()) is not None:
                     cursor = page.position
                     for out in page.out:
                         yield render(out)
