@@ -279,13 +279,10 @@ class Appender:
             log.exception("publishing %d committed events failed", len(events))
 
     async def _run_job(self, job: _Job[T]) -> None:
-        try:
-            result, committed = await self._with_retries(job.run)
-        except BaseException as exc:
-            _settle(job.future, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        outcome = await _attempt(job.future, self._with_retries(job.run))
+        if isinstance(outcome, _Failed):
             return
+        result, committed = outcome
         # Answer the caller first: its reply need not wait behind every subscriber's wake-up.
         _settle(job.future, result)
         if committed:
@@ -293,14 +290,9 @@ class Appender:
 
     async def _run_plain(self, job: _PlainJob[Any]) -> None:
         assert self._fast is not None
-        try:
-            result = await self._fast.run(job.work)
-        except BaseException as exc:
-            _settle(job.future, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        _settle(job.future, result)
+        result = await _attempt(job.future, self._fast.run(job.work))
+        if not isinstance(result, _Failed):
+            _settle(job.future, result)
 
     async def _with_retries(self, run: WriteJob[T]) -> tuple[T, list[Event]]:
         """Runs `run` in a transaction; retries (a few times) when PostgreSQL broke a deadlock
@@ -338,6 +330,22 @@ class Appender:
             _settle(item.future, result)
         if outcome.committed:
             self._publish_safely(outcome.committed)
+
+
+class _Failed:
+    """What `_attempt` returns when the work failed (its caller has heard why)."""
+
+
+async def _attempt(future: asyncio.Future[Any], work: Awaitable[T]) -> T | _Failed:
+    """The work's result; or, when it raises, the error goes to `future`'s caller
+    (cancellation still propagates)."""
+    try:
+        return await work
+    except BaseException as exc:
+        _settle(future, exc)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return _Failed()
 
 
 def _settle(future: asyncio.Future[T], result: T | BaseException) -> None:
