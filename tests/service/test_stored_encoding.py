@@ -112,7 +112,7 @@ async def test_rows_of_another_version_are_encoded_anew(database: Database) -> N
     # A row stored before encodings had versions (migration 0010 leaves those NULL).
     async with database.reader.begin() as conn:
         await conn.execute(
-            text("UPDATE events SET wire_format = NULL WHERE session_id = :s AND \"offset\" = 2"),
+            text('UPDATE events SET wire_format = NULL WHERE session_id = :s AND "offset" = 2'),
             {"s": session_id},
         )
 
