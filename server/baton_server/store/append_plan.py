@@ -51,6 +51,12 @@ class EventEncoding:
     version: int
     encode: Callable[[Event], bytes]
 
+    def attached(self, event: Event, wire: bytes | None, wire_format: int | None) -> Event:
+        """`event` with its bytes: the stored ones when of this version, else encoded anew."""
+        if wire is None or wire_format != self.version:
+            return replace(event, encoded=self.encode(event))
+        return replace(event, encoded=bytes(wire))
+
 
 def request_digest(session_id: str, draft: EventDraft, data_json: str) -> str:
     text = "\x1f".join(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, exists, select, update
@@ -341,15 +340,14 @@ class Repository(CatalogRows, TurnRows):
                 session_id, from_offset, to_offset, event_filter, limit, with_encoded
             )
         c = schema.events.c
-        columns: tuple[ColumnElement[Any], ...] = _EVENT_COLUMNS
-        if with_encoded and self._encoding is not None:
-            columns = (*columns, c.wire, c.wire_format)
+        encoding = self._encoding if with_encoded else None
+        columns = _EVENT_COLUMNS if encoding is None else (*_EVENT_COLUMNS, c.wire, c.wire_format)
         query = self._events_query(columns, session_id, from_offset, to_offset, event_filter, limit)
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        if len(columns) == len(_EVENT_COLUMNS):
+        if encoding is None:
             return [event_from_row(row) for row in rows]
-        return [self._with_encoded(event_from_row(row), row.wire, row.wire_format) for row in rows]
+        return [encoding.attached(event_from_row(row), row.wire, row.wire_format) for row in rows]
 
     async def read_encoded_events(
         self,
@@ -384,10 +382,3 @@ class Repository(CatalogRows, TurnRows):
             events = await self.read_events(session_id, from_offset, to_offset, event_filter, limit)
             return [(e.offset, encoding.encode(e)) for e in events]
         return [(offset, bytes(wire)) for offset, wire, _ in rows]
-
-    def _with_encoded(self, event: Event, wire: bytes | None, wire_format: int | None) -> Event:
-        encoding = self._encoding
-        assert encoding is not None
-        if wire is None or wire_format != encoding.version:
-            return replace(event, encoded=encoding.encode(event))
-        return replace(event, encoded=bytes(wire))

@@ -25,7 +25,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from baton_server.domain import (
@@ -265,14 +264,15 @@ class SqliteLog:
     ) -> list[Event]:
         encoding = self._encoding if with_encoded else None
 
+        # The stored bytes only when asked for: most readers decode, and rows are read in pages.
+        columns = _EVENT_SELECT if encoding is None else f"{_EVENT_SELECT}, wire, wire_format"
+
         def read() -> list[Event]:
-            sql, params = _range_query(
-                f"{_EVENT_SELECT}, wire, wire_format", session_id, start, end, event_filter, limit
-            )
+            sql, params = _range_query(columns, session_id, start, end, event_filter, limit)
             rows = self._connection(write=False).execute(sql, params).fetchall()
             if encoding is None:
-                return [event_from_values(*row[:-2]) for row in rows]
-            return [_with_encoded(event_from_values(*row[:-2]), row, encoding) for row in rows]
+                return [event_from_values(*row) for row in rows]
+            return [encoding.attached(event_from_values(*row[:-2]), *row[-2:]) for row in rows]
 
         return await self._on(self._readers, read)
 
@@ -333,13 +333,6 @@ def _named_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
 @functools.cache
 def _row_type(columns: tuple[str, ...]) -> Any:
     return collections.namedtuple("Row", columns)
-
-
-def _with_encoded(event: Event, row: Any, encoding: EventEncoding) -> Event:
-    wire, wire_format = row[-2], row[-1]
-    if wire is None or wire_format != encoding.version:
-        return replace(event, encoded=encoding.encode(event))
-    return replace(event, encoded=wire)
 
 
 def _range_query(
