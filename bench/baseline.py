@@ -2,7 +2,10 @@
 on a bare grpc.aio server in its own process, so the client code, the messages and the stub are
 identical for both systems and only the server differs.
 
-modes: noop (CreateEvent returns an empty response), fanout (CreateEvent fans the event out to
+modes: noop (CreateEvent returns an empty response), floor (CreateEvent does only what any
+correct Baton must per append, without a store: Baton's error mapping with its request decoding
+and control-character check, the request's validation and mapping to a draft, and the event's
+encoding; the ceiling of figure 1), fanout (CreateEvent fans the event out to
 follow streams through asyncio queues), replay (ListEvents streams pre-built responses), idle
 (ListEvents sends caught_up, then awaits forever).
 """
@@ -14,7 +17,7 @@ import contextlib
 import signal
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -22,6 +25,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
+from baton_server.api.errors import ErrorMappingInterceptor
+from baton_server.api.events import encode_event
+from baton_server.api.mapping import draft_from_request, require_id
+from baton_server.api.server import add_event_service
+from baton_server.config import InputLimits
+from baton_server.domain import Event, now_us
 from bench.clients import MESSAGE_SOURCE, PARTICIPANT
 from bench.server import HOST, Procs, Server, wait_serving
 from bench.worker import emit
@@ -67,6 +76,49 @@ def prebuilt_replay(events: int, text: str, batch: int = 100) -> list[Any]:
         rr.ListEventsResponse(events=[event(o) for o in range(start, min(events, start + batch))])
         for start in range(0, events, batch)
     ]
+
+
+class FloorEventService:
+    """CreateEvent as Baton's own code validates, maps and encodes it, with offsets from a dict
+    instead of a store: what figure 1 could reach if storing, use cases and publishing were free."""
+
+    def __init__(self) -> None:
+        self._next_offset: dict[str, int] = {}
+
+    async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+        session_id = require_id(request.session_id, "session_id")
+        draft = draft_from_request(request, InputLimits())
+        offset = self._next_offset.get(session_id, 1)
+        self._next_offset[session_id] = offset + 1
+        event_id = f"evt_{uuid.uuid4().hex}"
+        return encode_event(
+            Event(
+                event_id,
+                session_id,
+                offset,
+                draft.kind,
+                draft.source,
+                now_us(),
+                draft.correlation_id or event_id,
+                draft.data_json(),
+            )
+        )
+
+    async def ListEvents(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the floor serves CreateEvent only")
+
+
+class _GenericOnly:
+    """Registers the generated handlers by name only, as Baton's server does (api/server.py)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name: str, handlers: object) -> None:
+        pass
 
 
 class BaselineEventService(svc.EventServiceServicer):
@@ -129,14 +181,17 @@ async def worker_baseline_server(config: dict[str, Any]) -> dict[str, Any]:
     mode = config["mode"]
     replay = prebuilt_replay(config["events"], config["text"]) if mode == "replay" else []
     # The same stream limits as Baton's server, nothing else.
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_concurrent_streams", 100_000),
-            ("grpc.server.max_pending_requests", 1_000_000),
-            ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
-        ]
-    )
-    svc.add_EventServiceServicer_to_server(BaselineEventService(mode, replay), server)
+    options = [
+        ("grpc.max_concurrent_streams", 100_000),
+        ("grpc.server.max_pending_requests", 1_000_000),
+        ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
+    ]
+    if mode == "floor":
+        server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=options)
+        add_event_service(cast(Any, FloorEventService()), cast(Any, _GenericOnly(server)))
+    else:
+        server = grpc.aio.server(options=options)
+        svc.add_EventServiceServicer_to_server(BaselineEventService(mode, replay), server)
     port = server.add_insecure_port(f"{HOST}:0")
     await server.start()
     stop = asyncio.Event()

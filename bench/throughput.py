@@ -4,6 +4,9 @@
 CreateEvent on its own session, and the variant where all use one shared session; calls
 completed in the measuring window after a warm-up. Baseline and Baton alternate
 `throughput_rounds` times; each figure is the mean of the rounds.
+
+For context the same load also runs against the floor (bench.baseline, mode floor): Baton's own
+request decoding, validation and event encoding without a store, the most any Baton could reach.
 """
 
 from __future__ import annotations
@@ -43,15 +46,17 @@ async def run_load(
 
 
 async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
-    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "own": [], "shared": []}
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "floor": [], "own": [], "shared": []}
     async with Procs(workdir) as procs:
         noop = await start_baseline(procs, "noop")
+        floor = await start_baseline(procs, "floor")
         baton = await start_baton(
             procs, await figure_database(plan.postgres_admin_url, workdir, "throughput"), "--dev"
         )
         sessions = await create_sessions(baton.target, plan.clients + 1)
         loads = {
             "baseline": (noop, fake_session_ids(plan.clients)),
+            "floor": (floor, fake_session_ids(plan.clients)),
             "own": (baton, sessions[: plan.clients]),
             "shared": (baton, [sessions[-1]] * plan.clients),
         }
@@ -90,4 +95,18 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
                 {"baton": runs[name], "baseline": runs["baseline"]},
             )
         )
+    floor_rate = mean_rate("floor")
+    figures.append(
+        Figure(
+            "throughput_floor",
+            "Context: the floor (validate and encode, no store)",
+            "calls/s",
+            floor_rate,
+            base,
+            ratio(floor_rate, base),
+            "none",
+            None,
+            {"floor": runs["floor"], "baseline": runs["baseline"]},
+        )
+    )
     return figures

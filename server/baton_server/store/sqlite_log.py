@@ -18,13 +18,11 @@ default): a batch's callers hear back only after COMMIT returned.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from baton_server.domain import (
@@ -56,6 +54,7 @@ from baton_server.store.rows import (
     guideline_from_row,
     session_from_row,
 )
+from baton_server.store.worker_threads import WorkerThreads
 
 T = TypeVar("T")
 
@@ -99,8 +98,8 @@ class SqliteLog:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="baton-sqlite-writer")
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="baton-sqlite-reader")
+        self._writer = WorkerThreads(1, "baton-sqlite-writer")
+        self._readers = WorkerThreads(readers, "baton-sqlite-reader")
 
     # ------------------------------------------------------------------ connections
 
@@ -120,13 +119,10 @@ class SqliteLog:
                 self._connections.append(conn)
         return conn
 
-    async def _on(self, executor: ThreadPoolExecutor, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(executor, call)
-
     def close(self) -> None:
         """After the last append and read (the repository closes it after the writer task)."""
-        self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
+        self._writer.close()
+        self._readers.close()
         with self._lock:
             for conn in self._connections:
                 conn.close()
@@ -139,13 +135,13 @@ class SqliteLog:
         handoff rows: the caller then runs it on the SQLAlchemy path."""
         if any(r.human is not None for r in requests):
             return None
-        return await self._on(self._writer, lambda: self._append(requests))
+        return await self._writer.call(lambda: self._append(requests))
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `work` in one write transaction on the writer thread (BEGIN IMMEDIATE, then
         COMMIT; ROLLBACK when it raises). Callers go through the Appender's queue, so this
         never overlaps the SQLAlchemy writes."""
-        return await self._on(self._writer, lambda: self._transaction(work))
+        return await self._writer.call(lambda: self._transaction(work))
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connection(write=True)
@@ -227,7 +223,7 @@ class SqliteLog:
                 raise NotFound("session", session_id)
             return int(row[0])
 
-        return await self._on(self._readers, read)
+        return await self._readers.call(read)
 
     async def read_encoded(
         self, session_id: str, start: int, end: int, event_filter: EventFilter, limit: int
@@ -251,7 +247,7 @@ class SqliteLog:
             events = [event_from_values(*row) for row in conn.execute(sql, params)]
             return [(e.offset, encoding.encode(e)) for e in events]
 
-        return await self._on(self._readers, read)
+        return await self._readers.call(read)
 
     async def read_events(
         self,
@@ -274,7 +270,7 @@ class SqliteLog:
                 return [event_from_values(*row) for row in rows]
             return [encoding.attached(event_from_values(*row[:-2]), *row[-2:]) for row in rows]
 
-        return await self._on(self._readers, read)
+        return await self._readers.call(read)
 
     async def turn_snapshot(
         self, session_id: str, history_kinds: frozenset[EventKind], history_limit: int
@@ -323,7 +319,7 @@ class SqliteLog:
                 history=[event_from_values(*row) for row in reversed(history)],
             )
 
-        return await self._on(self._readers, read)
+        return await self._readers.call(read)
 
 
 def _named_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
