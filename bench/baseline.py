@@ -7,7 +7,9 @@ correct Baton must per append, without a store: Baton's error mapping with its r
 and control-character check, the request's validation and mapping to a draft, and the event's
 encoding; the ceiling of figure 1), fanout (CreateEvent fans the event out to
 follow streams through asyncio queues), replay (ListEvents streams pre-built responses), idle
-(ListEvents sends caught_up, then awaits forever).
+(ListEvents sends caught_up, then awaits forever), durable_fanout (fanout, but each CreateEvent
+first inserts the event into a SQLite file and commits it at synchronous=FULL, on one writer
+thread: the least any durable log adds to figure 2).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -31,6 +34,7 @@ from baton_server.api.mapping import draft_from_request, require_id
 from baton_server.api.server import add_event_service
 from baton_server.config import InputLimits
 from baton_server.domain import Event, now_us
+from baton_server.store.worker_threads import WorkerThreads
 from bench.clients import MESSAGE_SOURCE, PARTICIPANT
 from bench.server import HOST, Procs, Server, wait_serving
 from bench.worker import emit
@@ -121,21 +125,55 @@ class _GenericOnly:
         pass
 
 
+class DurableLog:
+    """One SQLite file in WAL mode at synchronous=FULL, written by one thread, one commit per
+    event: what durability itself costs, without any of Baton's code."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._writer = WorkerThreads(1, "durable-log")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS events "
+                "(session_id TEXT, offset INTEGER, body BLOB, PRIMARY KEY (session_id, offset))"
+            )
+            self._conn = conn
+        return self._conn
+
+    def _insert(self, session_id: str, offset: int, body: bytes) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO events VALUES (?, ?, ?)", (session_id, offset, body))
+        conn.execute("COMMIT")
+
+    async def commit(self, session_id: str, offset: int, body: bytes) -> None:
+        await self._writer.call(lambda: self._insert(session_id, offset, body))
+
+
 class BaselineEventService(svc.EventServiceServicer):
     """The EventService of one mode (see the module's doc)."""
 
-    def __init__(self, mode: str, replay: list[Any]) -> None:
+    def __init__(self, mode: str, replay: list[Any], log: DurableLog | None = None) -> None:
         self._mode = mode
         self._replay = replay
+        self._log = log
         self._next_offset: dict[str, int] = {}
         self._queues: dict[str, set[asyncio.Queue[Any]]] = {}
 
     async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if self._mode != "fanout":
+        if self._mode not in ("fanout", "durable_fanout"):
             return _EMPTY_CREATE
         session_id = request.session_id
         offset = self._next_offset.get(session_id, 1)
         self._next_offset[session_id] = offset + 1
+        if self._log is not None:
+            await self._log.commit(session_id, offset, request.SerializeToString())
         event_id = f"evt_{uuid.uuid4().hex}"
         event = pb.Event(
             id=event_id,
@@ -191,7 +229,9 @@ async def worker_baseline_server(config: dict[str, Any]) -> dict[str, Any]:
         add_event_service(cast(Any, FloorEventService()), cast(Any, _GenericOnly(server)))
     else:
         server = grpc.aio.server(options=options)
-        svc.add_EventServiceServicer_to_server(BaselineEventService(mode, replay), server)
+        log = DurableLog(config["database"]) if mode == "durable_fanout" else None
+        service = BaselineEventService(mode, replay, log)
+        svc.add_EventServiceServicer_to_server(service, server)
     port = server.add_insecure_port(f"{HOST}:0")
     await server.start()
     stop = asyncio.Event()

@@ -129,13 +129,23 @@ async def bench_latency(plan: Plan, workdir: Path) -> list[Figure]:
                 procs, await figure_database(plan.postgres_admin_url, workdir, "latency"), "--dev"
             ),
         }
+        if any(s.durable_floor for s in plan.scenarios):
+            servers["durable"] = await start_baseline(
+                procs, "durable_fanout", database=str(workdir / "durable-floor.db")
+            )
         for scenario in plan.scenarios:
             sessions = {
                 "baseline": fake_session_ids(scenario.sessions),
+                "durable": fake_session_ids(scenario.sessions),
                 "baton": await create_sessions(servers["baton"].target, scenario.sessions),
             }
+            systems = [
+                (system, server)
+                for system, server in servers.items()
+                if system != "durable" or scenario.durable_floor
+            ]
             for round_no in range(1, plan.latency_rounds + 1):
-                for system, server in servers.items():
+                for system, server in systems:
                     result = await run_latency_scenario(
                         procs, server, sessions[system], scenario, plan
                     )
@@ -168,6 +178,23 @@ async def bench_latency(plan: Plan, workdir: Path) -> list[Figure]:
                     "<= 1.25x" if is_p99 else "(context)",
                     (None if r is None else r <= 1.25) if is_p99 else None,
                     details if is_p99 else {},
+                )
+            )
+        if scenario.durable_floor:
+            durable = min(runs[(scenario.key, "durable")], key=_p99)
+            p99 = durable["latency"]["p99_ms"]
+            figures.append(
+                Figure(
+                    f"latency_{scenario.key}_durable_floor_p99",
+                    f"Context ({scenario.key}): the in-memory fan-out plus one durable SQLite "
+                    "commit per append, p99",
+                    "ms",
+                    p99,
+                    base["latency"]["p99_ms"],
+                    ratio(p99, base["latency"]["p99_ms"]),
+                    "none",
+                    None,
+                    {"durable_rounds": runs[(scenario.key, "durable")]},
                 )
             )
     return figures
