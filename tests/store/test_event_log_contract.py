@@ -1,14 +1,17 @@
 """The event log's contract, run against every implementation of it: plain sqlite3 threads
-(store/sqlite_log.py, SQLite's default), SQLAlchemy on SQLite, and SQLAlchemy on PostgreSQL.
+(store/sqlite_log.py, SQLite's default), asyncpg directly (store/pg_log.py, PostgreSQL's
+default), and SQLAlchemy on both.
 The paths share their rules (store/append_plan.py) but not their I/O, so they must not drift."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy import text
 
 from baton_server.domain import (
     Event,
@@ -38,11 +41,9 @@ class Log:
         return created.id
 
 
-@pytest.fixture(params=["plain_sqlite3", "sqlalchemy"])
+@pytest.fixture(params=["plain_driver", "sqlalchemy"])
 async def log(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[Log]:
-    plain = request.param == "plain_sqlite3"
-    if plain and not database_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL has one implementation (SQLAlchemy): run as `sqlalchemy`")
+    plain = request.param == "plain_driver"
     database = await open_database(database_url, sqlite_synchronous="NORMAL")
     published: list[Event] = []
     repository = Repository(
@@ -50,7 +51,7 @@ async def log(request: pytest.FixtureRequest, database_url: str) -> AsyncIterato
         on_commit=published.extend,
         on_session_deleted=lambda _: None,
         encoding=ENCODING,
-        plain_sqlite3=plain,
+        plain_driver=plain,
     )
     repository.start()
     try:
@@ -180,3 +181,41 @@ async def test_turn_guards_report_which_condition_failed(log: Log) -> None:
     trigger = await repository.append_event(sid, message("question"))
     (answer,) = await repository.append_turn_events(sid, [reply], TurnGuard(trigger.offset))
     assert answer.offset == trigger.offset + 1
+
+
+async def test_each_backend_appends_on_its_plain_driver(database_url: str) -> None:
+    """The default repository writes appends on the plain driver: SQLite's writer thread, or
+    (seen from PostgreSQL's own view of its sessions) the asyncpg connection named
+    baton-append; the SQLAlchemy-only repository never opens that connection."""
+    database = await open_database(database_url, sqlite_synchronous="NORMAL")
+    repositories = []
+    try:
+        for plain in (False, True):
+            repository = Repository(
+                database,
+                on_commit=lambda _: None,
+                on_session_deleted=lambda _: None,
+                encoding=ENCODING,
+                plain_driver=plain,
+            )
+            repository.start()
+            repositories.append(repository)
+            log = Log(repository)
+            session_id = await log.session()
+            await repository.append_event(session_id, message("hi"))
+            if database.is_sqlite:
+                writers = {t.name for t in threading.enumerate()}
+                assert ("baton-sqlite-writer-0" in writers) is plain
+            else:
+                async with database.reader.connect() as conn:
+                    appenders = await conn.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND application_name = 'baton-append'"
+                        )
+                    )
+                assert appenders == (1 if plain else 0)
+    finally:
+        for repository in repositories:
+            await repository.close()
+        await database.dispose()

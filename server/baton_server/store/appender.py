@@ -1,8 +1,9 @@
 """Group commit: one writer task turns queued appends into one transaction per batch.
 
-A batch runs on SQLite's plain sqlite3 writer thread when the database is a SQLite file
-(sqlite_log.py: one hop per batch), else here on SQLAlchemy (PostgreSQL, and batches that write
-handoff rows); both paths take their rules from append_plan.py. Write jobs (catalog, handoff
+A batch runs on the database's plain driver: SQLite's sqlite3 writer thread when the database
+is a SQLite file (sqlite_log.py: one hop per batch), asyncpg directly on PostgreSQL
+(pg_log.py); batches that write handoff rows run here on SQLAlchemy. All paths take their rules
+from append_plan.py. Write jobs (catalog, handoff
 controls) run on SQLAlchemy too. Funnelling every write through one task means SQLite never
 sees two writers from this process, and events are published in commit order.
 """
@@ -14,7 +15,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
@@ -42,6 +43,7 @@ from baton_server.store.handoffs import (
     note_human_replies,
     record_noticed_events,
 )
+from baton_server.store.pg_log import TRANSIENT_RETRIES, TRANSIENT_SQLSTATES
 from baton_server.store.rows import event_from_row
 from baton_server.store.sqlite_log import SqliteLog
 
@@ -71,6 +73,13 @@ class _PlainJob(Generic[T]):
 
     work: Callable[[sqlite3.Connection], T]
     future: asyncio.Future[T]
+
+
+class DirectLog(Protocol):
+    """A batch's whole append transaction on a plain driver (sqlite_log.py, pg_log.py)."""
+
+    async def append(self, requests: list[AppendRequest]) -> BatchOutcome | None:
+        """The outcome; None when the batch writes handoff rows (SQLAlchemy then runs it)."""
 
 
 class _Stop:
@@ -175,11 +184,6 @@ async def _latest_messages(
     return customer, human
 
 
-TRANSIENT_RETRIES = 4
-# PostgreSQL: deadlock_detected, serialization_failure.
-TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
-
-
 def _sqlstate(error: DBAPIError) -> str:
     return str(getattr(error.orig, "sqlstate", "") or getattr(error.orig, "pgcode", "") or "")
 
@@ -198,10 +202,14 @@ class Appender:
         *,
         encoding: EventEncoding | None = None,
         fast: SqliteLog | None = None,
+        direct: DirectLog | None = None,
         max_batch: int = 512,
     ) -> None:
+        """`fast`: SQLite's plain sqlite3 log (appends and plain jobs); `direct`: where batches
+        go when not there (PostgreSQL's asyncpg log); neither: SQLAlchemy only."""
         self._database = database
         self._fast = fast
+        self._direct: DirectLog | None = fast if fast is not None else direct
         self._publish = publish
         self._encoding = encoding
         self._max_batch = max_batch
@@ -314,8 +322,8 @@ class Appender:
             return await append_rows(conn, requests, self._encoding), []
 
         try:
-            fast = await self._fast.append(requests) if self._fast is not None else None
-            outcome = fast if fast is not None else (await self._with_retries(run))[0]
+            direct = await self._direct.append(requests) if self._direct is not None else None
+            outcome = direct if direct is not None else (await self._with_retries(run))[0]
         except Exception:
             if len(batch) == 1:
                 log.exception("append failed for session %s", batch[0].request.session_id)

@@ -13,6 +13,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from baton_server.store.pg_notify import asyncpg_dsn
+
 MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
 # Arbitrary, fixed key of the PostgreSQL advisory lock held while migrating.
 MIGRATION_LOCK = 0x62A70E
@@ -34,6 +36,8 @@ class Database:
     # (sqlite_log.py). None for PostgreSQL and in-memory SQLite.
     sqlite_file: str | None = None
     sqlite_synchronous: str = "FULL"
+    # PostgreSQL: the database as an asyncpg DSN, for the direct append path (pg_log.py).
+    postgres_dsn: str | None = None
 
     async def dispose(self) -> None:
         await self.reader.dispose()
@@ -83,6 +87,7 @@ async def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Databa
         is_sqlite=is_sqlite,
         sqlite_file=sqlite_file,
         sqlite_synchronous=sqlite_synchronous,
+        postgres_dsn=None if is_sqlite else asyncpg_dsn(url),
     )
     await migrate(database)
     return database

@@ -38,6 +38,7 @@ from baton_server.store.catalog import CatalogRows
 from baton_server.store.database import Database
 from baton_server.store.handoffs import forget_session
 from baton_server.store.ids import new_id
+from baton_server.store.pg_log import PgLog
 from baton_server.store.rows import (
     event_from_row,
     session_from_row,
@@ -74,19 +75,24 @@ class Repository(CatalogRows, TurnRows):
         on_commit: Callable[[list[Event]], None],
         on_session_deleted: Callable[[str], None],
         encoding: EventEncoding | None = None,
-        plain_sqlite3: bool = True,
+        plain_driver: bool = True,
     ) -> None:
         self._db = database
         self._encoding = encoding
         # SQLite in a file: appends and event reads on plain sqlite3 threads (sqlite_log.py).
-        # (`plain_sqlite3=False` keeps everything on SQLAlchemy: the store contract tests run
-        # both paths.)
+        # PostgreSQL: append batches on asyncpg directly (pg_log.py). (`plain_driver=False`
+        # keeps everything on SQLAlchemy: the store contract tests run every path.)
         self._fast: SqliteLog | None = None
-        if database.sqlite_file is not None and plain_sqlite3:
+        self._pg: PgLog | None = None
+        if database.sqlite_file is not None and plain_driver:
             self._fast = SqliteLog(
                 database.sqlite_file, synchronous=database.sqlite_synchronous, encoding=encoding
             )
-        self._appender = Appender(database, on_commit, encoding=encoding, fast=self._fast)
+        if database.postgres_dsn is not None and plain_driver:
+            self._pg = PgLog(database.postgres_dsn, encoding=encoding)
+        self._appender = Appender(
+            database, on_commit, encoding=encoding, fast=self._fast, direct=self._pg
+        )
         self._on_session_deleted = on_session_deleted
 
     @property
@@ -115,6 +121,8 @@ class Repository(CatalogRows, TurnRows):
 
     async def close(self) -> None:
         await self._appender.close()
+        if self._pg is not None:
+            await self._pg.close()
         if self._fast is not None:
             await asyncio.to_thread(self._fast.close)
 

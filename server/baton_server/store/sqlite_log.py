@@ -22,7 +22,7 @@ import collections
 import functools
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from baton_server.domain import (
@@ -34,9 +34,7 @@ from baton_server.domain import (
     now_us,
 )
 from baton_server.errors import NotFound
-from baton_server.store import schema
 from baton_server.store.append_plan import (
-    HUMAN_SOURCES,
     AppendRequest,
     BatchOutcome,
     BatchState,
@@ -54,6 +52,13 @@ from baton_server.store.rows import (
     guideline_from_row,
     session_from_row,
 )
+from baton_server.store.sql_text import (
+    INSERT_COLUMNS,
+    MESSAGE_KIND,
+    WATCHED_SOURCES,
+    qmark_insert,
+    quoted,
+)
 from baton_server.store.worker_threads import WorkerThreads
 
 T = TypeVar("T")
@@ -61,18 +66,8 @@ T = TypeVar("T")
 READER_THREADS = 2
 
 
-def _quoted(columns: Sequence[str]) -> str:
-    return ", ".join(f'"{c}"' for c in columns)
-
-
-_INSERT_COLUMNS = tuple(c.name for c in schema.events.columns)
-_INSERT_EVENT = (
-    f"INSERT INTO events ({_quoted(_INSERT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
-)
-_EVENT_SELECT = _quoted(EVENT_COLUMNS)
-_MESSAGE = EventKind.MESSAGE.value
-_WATCHED_SOURCES = (EventSource.CUSTOMER.value, *(s.value for s in HUMAN_SOURCES))
+_INSERT_EVENT = qmark_insert("events", INSERT_COLUMNS)
+_EVENT_SELECT = quoted(EVENT_COLUMNS)
 
 
 def _marks(count: int) -> str:
@@ -168,7 +163,7 @@ class SqliteLog:
             raise _HandoffRowsNeeded  # rolls back: the SQLAlchemy path writes this batch
         if plan.rows:
             conn.executemany(
-                _INSERT_EVENT, [tuple(row[c] for c in _INSERT_COLUMNS) for row in plan.rows]
+                _INSERT_EVENT, [tuple(row[c] for c in INSERT_COLUMNS) for row in plan.rows]
             )
             conn.executemany(
                 "UPDATE sessions SET next_offset = ?, updated_at_us = ? WHERE id = ?",
@@ -202,8 +197,8 @@ class SqliteLog:
             rows = conn.execute(
                 'SELECT session_id, source, MAX("offset") FROM events '
                 f"WHERE session_id IN ({_marks(len(guarded))}) AND kind = ? "
-                f"AND source IN ({_marks(len(_WATCHED_SOURCES))}) GROUP BY session_id, source",
-                (*guarded, _MESSAGE, *_WATCHED_SOURCES),
+                f"AND source IN ({_marks(len(WATCHED_SOURCES))}) GROUP BY session_id, source",
+                (*guarded, MESSAGE_KIND, *WATCHED_SOURCES),
             )
             for sid, source, offset in rows:
                 target = customer if source == EventSource.CUSTOMER.value else human
