@@ -9,7 +9,7 @@ idempotency, guards, holder conditions, inbox notices) live once, here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -138,6 +138,19 @@ class BatchPlan:
     @property
     def touches_handoffs(self) -> bool:
         return bool(self.replies or self.noticed)
+
+
+def latest_messages(
+    rows: Iterable[tuple[str, str, int]],
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(session id, source, newest message offset) rows, split into the newest customer and
+    the newest human-agent message offset per session (what the turn guards compare)."""
+    customer: dict[str, int] = {}
+    human: dict[str, int] = {}
+    for session_id, source, offset in rows:
+        target = customer if source == EventSource.CUSTOMER.value else human
+        target[session_id] = max(offset, target.get(session_id, -1))
+    return customer, human
 
 
 def keyed_drafts(requests: list[AppendRequest]) -> set[tuple[str, str]]:

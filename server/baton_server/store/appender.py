@@ -35,6 +35,7 @@ from baton_server.store.append_plan import (
     guarded_sessions,
     holder_sessions,
     keyed_drafts,
+    latest_messages,
     plan_batch,
 )
 from baton_server.store.database import Database
@@ -176,12 +177,7 @@ async def _latest_messages(
         )
         .group_by(events.c.session_id, events.c.source)
     )
-    customer: dict[str, int] = {}
-    human: dict[str, int] = {}
-    for session_id, source, offset in rows:
-        target = customer if source == EventSource.CUSTOMER.value else human
-        target[session_id] = max(offset, target.get(session_id, -1))
-    return customer, human
+    return latest_messages((sid, source, offset) for sid, source, offset in rows)
 
 
 def _sqlstate(error: DBAPIError) -> str:

@@ -17,7 +17,7 @@ from typing import cast
 
 import asyncpg
 
-from baton_server.domain import Event, EventSource, now_us
+from baton_server.domain import Event, now_us
 from baton_server.store.append_plan import (
     AppendRequest,
     BatchOutcome,
@@ -26,6 +26,7 @@ from baton_server.store.append_plan import (
     SessionHead,
     guarded_sessions,
     keyed_drafts,
+    latest_messages,
     plan_batch,
 )
 from baton_server.store.rows import EVENT_COLUMNS, event_from_values
@@ -139,7 +140,5 @@ class PgLog:
                 MESSAGE_KIND,
                 list(WATCHED_SOURCES),
             )
-            for sid, source, offset in rows:
-                target = customer if source == EventSource.CUSTOMER.value else human
-                target[sid] = max(offset, target.get(sid, -1))
+            customer, human = latest_messages(tuple(row) for row in rows)
         return BatchState(heads, known, customer, human, {})

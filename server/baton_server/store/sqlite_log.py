@@ -29,7 +29,6 @@ from baton_server.domain import (
     Event,
     EventFilter,
     EventKind,
-    EventSource,
     TurnSnapshot,
     now_us,
 )
@@ -42,6 +41,7 @@ from baton_server.store.append_plan import (
     SessionHead,
     guarded_sessions,
     keyed_drafts,
+    latest_messages,
     plan_batch,
 )
 from baton_server.store.rows import (
@@ -200,9 +200,7 @@ class SqliteLog:
                 f"AND source IN ({_marks(len(WATCHED_SOURCES))}) GROUP BY session_id, source",
                 (*guarded, MESSAGE_KIND, *WATCHED_SOURCES),
             )
-            for sid, source, offset in rows:
-                target = customer if source == EventSource.CUSTOMER.value else human
-                target[sid] = max(offset, target.get(sid, -1))
+            customer, human = latest_messages(rows)
         return BatchState(heads, known, customer, human, {})
 
     # ------------------------------------------------------------------ reads
