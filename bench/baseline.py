@@ -5,7 +5,9 @@ identical for both systems and only the server differs.
 modes: noop (CreateEvent returns an empty response), floor (CreateEvent does only what any
 correct Baton must per append, without a store: Baton's error mapping with its request decoding
 and control-character check, the request's validation and mapping to a draft, and the event's
-encoding; the ceiling of figure 1), fanout (CreateEvent fans the event out to
+encoding; the ceiling of figure 1), durable_floor (the floor, with each event also committed to
+a SQLite file at synchronous=FULL by one writer thread, group-committed: the ceiling of any
+durable store with Baton's request path), fanout (CreateEvent fans the event out to
 follow streams through asyncio queues), replay (ListEvents streams pre-built responses), idle
 (ListEvents sends caught_up, then awaits forever), durable_fanout (fanout, but each CreateEvent
 first inserts the event into a SQLite file and commits it at synchronous=FULL, on one writer
@@ -86,8 +88,9 @@ class FloorEventService:
     """CreateEvent as Baton's own code validates, maps and encodes it, with offsets from a dict
     instead of a store: what figure 1 could reach if storing, use cases and publishing were free."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: GroupCommit | None = None) -> None:
         self._next_offset: dict[str, int] = {}
+        self._durable = durable
 
     async def CreateEvent(self, request: Any, context: grpc.aio.ServicerContext) -> bytes:
         session_id = require_id(request.session_id, "session_id")
@@ -95,7 +98,7 @@ class FloorEventService:
         offset = self._next_offset.get(session_id, 1)
         self._next_offset[session_id] = offset + 1
         event_id = f"evt_{uuid.uuid4().hex}"
-        return encode_event(
+        encoded = encode_event(
             Event(
                 event_id,
                 session_id,
@@ -107,6 +110,9 @@ class FloorEventService:
                 draft.data_json(),
             )
         )
+        if self._durable is not None:
+            await self._durable.commit((session_id, offset, encoded))
+        return encoded
 
     async def ListEvents(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the floor serves CreateEvent only")
@@ -146,14 +152,45 @@ class DurableLog:
             self._conn = conn
         return self._conn
 
-    def _insert(self, session_id: str, offset: int, body: bytes) -> None:
+    def _insert(self, rows: list[tuple[str, int, bytes]]) -> None:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO events VALUES (?, ?, ?)", (session_id, offset, body))
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?)", rows)
         conn.execute("COMMIT")
 
     async def commit(self, session_id: str, offset: int, body: bytes) -> None:
-        await self._writer.call(lambda: self._insert(session_id, offset, body))
+        await self.commit_many([(session_id, offset, body)])
+
+    async def commit_many(self, rows: list[tuple[str, int, bytes]]) -> None:
+        await self._writer.call(lambda: self._insert(rows))
+
+
+class GroupCommit:
+    """Rows queued while a commit runs go into the next one together, as Baton's appender
+    batches appends: durability's least cost per call under concurrent load."""
+
+    def __init__(self, log: DurableLog) -> None:
+        self._log = log
+        self._pending: list[tuple[tuple[str, int, bytes], asyncio.Future[None]]] = []
+        self._flushing = False
+
+    async def commit(self, row: tuple[str, int, bytes]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, done))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._log.commit_many([row for row, _ in batch])
+                for _, done in batch:
+                    done.set_result(None)
+        finally:
+            self._flushing = False
 
 
 class BaselineEventService(svc.EventServiceServicer):
@@ -224,9 +261,11 @@ async def worker_baseline_server(config: dict[str, Any]) -> dict[str, Any]:
         ("grpc.server.max_pending_requests", 1_000_000),
         ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
     ]
-    if mode == "floor":
+    if mode in ("floor", "durable_floor"):
         server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=options)
-        add_event_service(cast(Any, FloorEventService()), cast(Any, _GenericOnly(server)))
+        durable = GroupCommit(DurableLog(config["database"])) if mode == "durable_floor" else None
+        floor = FloorEventService(durable)
+        add_event_service(cast(Any, floor), cast(Any, _GenericOnly(server)))
     else:
         server = grpc.aio.server(options=options)
         log = DurableLog(config["database"]) if mode == "durable_fanout" else None

@@ -6,7 +6,8 @@ completed in the measuring window after a warm-up. Baseline and Baton alternate
 `throughput_rounds` times; each figure is the mean of the rounds.
 
 For context the same load also runs against the floor (bench.baseline, mode floor): Baton's own
-request decoding, validation and event encoding without a store, the most any Baton could reach.
+request decoding, validation and event encoding without a store, the most any Baton could reach;
+and the durable floor (the same with a group-committed SQLite commit at FULL before answering).
 """
 
 from __future__ import annotations
@@ -46,10 +47,19 @@ async def run_load(
 
 
 async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
-    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "floor": [], "own": [], "shared": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "baseline": [],
+        "floor": [],
+        "durable_floor": [],
+        "own": [],
+        "shared": [],
+    }
     async with Procs(workdir) as procs:
         noop = await start_baseline(procs, "noop")
         floor = await start_baseline(procs, "floor")
+        durable_floor = await start_baseline(
+            procs, "durable_floor", database=str(workdir / "durable-floor-throughput.db")
+        )
         baton = await start_baton(
             procs, await figure_database(plan.postgres_admin_url, workdir, "throughput"), "--dev"
         )
@@ -57,6 +67,7 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
         loads = {
             "baseline": (noop, fake_session_ids(plan.clients)),
             "floor": (floor, fake_session_ids(plan.clients)),
+            "durable_floor": (durable_floor, fake_session_ids(plan.clients)),
             "own": (baton, sessions[: plan.clients]),
             "shared": (baton, [sessions[-1]] * plan.clients),
         }
@@ -95,18 +106,22 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
                 {"baton": runs[name], "baseline": runs["baseline"]},
             )
         )
-    floor_rate = mean_rate("floor")
-    figures.append(
-        Figure(
-            "throughput_floor",
-            "Context: the floor (validate and encode, no store)",
-            "calls/s",
-            floor_rate,
-            base,
-            ratio(floor_rate, base),
-            "none",
-            None,
-            {"floor": runs["floor"], "baseline": runs["baseline"]},
+    for name, title in (
+        ("floor", "Context: the floor (validate and encode, no store)"),
+        ("durable_floor", "Context: the floor plus a group-committed SQLite commit"),
+    ):
+        rate = mean_rate(name)
+        figures.append(
+            Figure(
+                f"throughput_{name}",
+                title,
+                "calls/s",
+                rate,
+                base,
+                ratio(rate, base),
+                "none",
+                None,
+                {name: runs[name], "baseline": runs["baseline"]},
+            )
         )
-    )
     return figures
