@@ -1,19 +1,21 @@
 """Engine overhead per agent turn, offline provider, 100 concurrent sessions; and what the
 offline provider's sentence-embedding model adds to a turn.
 
-Baton: a `baton serve --example-agent` process runs the turns; each of N sessions loops "send a
-customer message, wait on its follow stream for the turn's `ready`". Baseline, same run: a
-`baton serve --no-engine` process, and the client itself appends the same six turn events
-(acknowledged, processing x2, typing, message, ready) one by one after each customer message,
-waiting for `ready` the same way: the cost of a turn's log writes without the engine.
-Figures: turns/s and p50/p99 turn latency; ratios Baton / baseline.
+Engine overhead: a `baton serve --example-agent --offline-matcher lexical` process runs the
+turns; each of N sessions loops "send a customer message, wait on its follow stream for the
+turn's `ready`". Baseline, same run: a `baton serve --no-engine` process, and the client itself
+appends the same six turn events (acknowledged, processing x2, typing, message, ready) one by one
+after each customer message, waiting for `ready` the same way: the cost of a turn's log writes
+without the engine. Figures: turns/s and p50/p99 turn latency; ratios Baton / baseline. The
+provider matches by shared words here: its cost is not what this figure measures (the model's is
+measured next).
 
-The model, same run: two more servers with the example agent, one whose offline provider matches
-by embeddings (all-MiniLM-L6-v2, as `make run` does) and one by shared words only (the fallback
-without the model). Each is measured with one conversation (turn latency without queueing: the
-added latency of a turn) and with N (turns/s). Every customer message is a new text (a refund
-question of bench/data/nlp, numbered), so each turn embeds its message; none leads to a tool call
-or a handoff, so both servers write the same events.
+The model, same run: two more `--example-agent` servers, `--offline-matcher embedding`
+(all-MiniLM-L6-v2, what `make run` gets with the model installed) and `--offline-matcher lexical`
+(shared words, the fallback without it). Each is measured with one conversation (turn latency
+without queueing: the added latency of a turn) and with N (turns/s). Every customer message is a
+new text (a refund question of bench/data/nlp, numbered), so each turn embeds its message; none
+leads to a tool call or a handoff, so both servers write the same events.
 
     .venv/bin/python -m bench.engine [--sessions 100] [--seconds 15] [--json out.json]
     .venv/bin/python -m bench.engine --quick      # smoke run: 20 sessions, 3 s
@@ -25,11 +27,10 @@ import argparse
 import asyncio
 import itertools
 import json
-import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,11 @@ import grpc
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
-from bench.server import HOST, Procs, Server, WorkerFailed, free_port, start_baton, wait_serving
+from bench.server import Procs, WorkerFailed, start_baton
 from bench.stats import percentile, write_json
 
+# The engine-overhead figure's question (always the same: the lexical matcher caches nothing).
+QUESTION = "How does a refund work?"
 # Refund questions as customers write them (the evaluation set of bench.nlp): numbered per turn,
 # so every message is a text the server has not seen (the model embeds each one). Not the one
 # about a parcel: it also matches the order-status guideline, whose tool call adds events.
@@ -57,7 +60,7 @@ MATCHERS = ("embedding", "lexical")
 MODEL_GOAL_MS = 15.0
 
 
-def question() -> str:
+def numbered_question() -> str:
     n = next(_numbers)
     return f"{QUESTIONS[n % len(QUESTIONS)]} ({n})"
 
@@ -92,7 +95,13 @@ def step_request(session_id: str, correlation_id: str, step: tuple[Any, Any]) ->
     )
 
 
-async def run_load(target: str, sessions: int, seconds: float, client_writes: bool) -> list[float]:
+def same_question() -> str:
+    return QUESTION
+
+
+async def run_load(
+    target: str, sessions: int, seconds: float, client_writes: bool, question: Callable[[], str]
+) -> list[float]:
     """Turn latencies (s) of `sessions` concurrent conversations for `seconds`."""
     channels = [grpc.aio.insecure_channel(target) for _ in range(4)]
     latencies: list[float] = []
@@ -178,11 +187,15 @@ def summary(latencies: list[float], seconds: float) -> dict[str, Any]:
 
 
 async def timed_load(
-    target: str, sessions: int, seconds: float, client_writes: bool
+    target: str,
+    sessions: int,
+    seconds: float,
+    client_writes: bool,
+    question: Callable[[], str] = same_question,
 ) -> dict[str, Any]:
-    await run_load(target, min(sessions, 10), 2.0, client_writes)  # warm-up
+    await run_load(target, min(sessions, 10), 2.0, client_writes, question)  # warm-up
     started = time.monotonic()
-    latencies = await run_load(target, sessions, seconds, client_writes)
+    latencies = await run_load(target, sessions, seconds, client_writes, question)
     return summary(latencies, time.monotonic() - started)
 
 
@@ -198,45 +211,34 @@ async def measure(
         await procs.stop(server.proc)
 
 
-async def worker_offline_server(config: dict[str, Any]) -> dict[str, Any]:
-    """`baton serve --example-agent --dev` with the offline provider's matcher chosen by the
-    config: "embedding" (the model) or "lexical" (shared words, the fallback without it)."""
-    from baton_server.app import BatonApp
-    from baton_server.config import Settings
-    from baton_server.nlp.offline import OfflineProvider
-
-    logging.basicConfig(level="WARNING")
-    provider = OfflineProvider() if config["matcher"] == "embedding" else OfflineProvider(None)
-    assert provider.matcher == config["matcher"], "the model package is not installed"
-    settings = Settings(
-        host=HOST,
-        port=config["port"],
-        database_url=f"sqlite+aiosqlite:///{config['database']}",
-        dev_mode=True,
-        example_agent=True,
-    )
-    await BatonApp(settings, provider=provider).serve_until_signal()
-    return {}
-
-
 async def measure_matcher(procs: Procs, workdir: Path, matcher: str, args: Any) -> dict[str, Any]:
-    port = free_port()
-    config = {"matcher": matcher, "port": port, "database": str(workdir / f"{matcher}.db")}
-    proc = await procs.worker(worker_offline_server, config)
-    server = Server(proc, f"{HOST}:{port}")
+    """An `--example-agent` server whose offline provider matches with `matcher`: one
+    conversation (turn latency), then N (turns/s), every message a new text."""
+    server = await start_baton(
+        procs,
+        workdir / f"{matcher}.db",
+        "--dev",
+        "--example-agent",
+        "--offline-matcher",
+        matcher,
+        name=matcher,
+        log_level="INFO",
+    )
     try:
-        await wait_serving(proc, server.target, 90.0, health=True)
-        alone = await timed_load(server.target, 1, args.seconds, False)
-        loaded = await timed_load(server.target, args.sessions, args.seconds, False)
+        alone = await timed_load(server.target, 1, args.seconds, False, numbered_question)
+        loaded = await timed_load(
+            server.target, args.sessions, args.seconds, False, numbered_question
+        )
         return {"one_session": alone, "loaded": loaded}
     finally:
-        await procs.stop(proc)
+        await procs.stop(server.proc)
 
 
 async def measure_both(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     async with Procs(workdir) as procs:
         baseline = await measure(procs, workdir, "baseline", ("--no-engine",), True, args)
-        baton = await measure(procs, workdir, "engine", ("--example-agent",), False, args)
+        engine = ("--example-agent", "--offline-matcher", "lexical")
+        baton = await measure(procs, workdir, "engine", engine, False, args)
         matchers = {m: await measure_matcher(procs, workdir, m, args) for m in MATCHERS}
     model, words = (matchers[m]["one_session"] for m in MATCHERS)
     return {

@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from baton_server.nlp import minilm
+from baton_server.nlp import minilm, offline
 from baton_server.nlp.minilm import MiniLM, erf, model_files, shared_model
+from baton_server.nlp.offline import offline_encoder
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +79,17 @@ def test_a_missing_package_is_reported_not_raised(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(minilm, "PACKAGE", "gt-no-such-model-package")
-    shared_model.cache_clear()
+    minilm.load_shared.cache_clear()
     try:
-        with caplog.at_level("INFO", logger=minilm.__name__):
-            assert shared_model() is None
-            assert shared_model() is None  # decided once per process: said once
-        said = [r.getMessage() for r in caplog.records]
-        assert len(said) == 1 and "lexical guideline matching" in said[0]
+        assert shared_model() is None
+        with caplog.at_level("INFO", logger=offline.__name__):
+            assert offline_encoder("auto") is None
+        (line,) = [r.getMessage() for r in caplog.records]
+        assert "lexical guideline matching" in line and "is not installed" in line
+        with pytest.raises(minilm.ModelUnavailable, match="is not installed"):
+            offline_encoder("embedding")
     finally:
-        shared_model.cache_clear()
+        minilm.load_shared.cache_clear()
 
 
 def test_a_model_whose_weights_differ_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

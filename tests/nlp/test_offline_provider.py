@@ -122,7 +122,8 @@ async def test_each_text_is_embedded_once_and_an_edited_guideline_again(model: M
             "I want to return an item",  # the condition in the customer's voice
         ]
     )
-    assert provider.cache is not None and provider.cache.embedded == 7 + 1 + 3
+    # First turn: the message, 6 condition texts, 3 actions and 4 canned responses.
+    assert provider.cache is not None and provider.cache.embedded == 7 + 7 + 1 + 3
 
 
 async def test_concurrent_turns_share_one_forward_pass(model: MiniLM) -> None:
@@ -138,6 +139,30 @@ async def test_concurrent_turns_share_one_forward_pass(model: MiniLM) -> None:
     assert three.shape == (1, 384) and cache.embedded == 3
     await cache.vectors(["refund please"])
     assert cache.embedded == 3
+
+
+async def test_a_turn_is_one_forward_pass_of_its_new_texts(model: MiniLM) -> None:
+    encoder = Counting(model)
+    provider = OfflineProvider(encoder)
+
+    async def run_turn(text: str) -> str:
+        context = turn(text)
+        matches = await provider.match_guidelines(context)
+        return await provider.write_reply(context, matches, [], lambda _: None)
+
+    await run_turn("hello, how does a refund work?")  # and all of the agent's texts, once
+    encoder.batches.clear()
+    # Chat spelling and a typo: the reply reads the message as matching did (mended).
+    reply = await run_turn("pls, where is my parcle? also i cant find the refund form")
+    (batch,) = encoder.batches
+    assert batch == [
+        "please, where is my parcel? also i can't find the refund form",
+        "where is my parcel",
+        "also i can't find the refund form",
+    ]
+    assert reply.startswith(support.CANNED_RESPONSES[3]) or reply.startswith(
+        support.CANNED_RESPONSES[1]
+    )
 
 
 async def test_replies_are_the_canned_responses_that_fit(model: MiniLM) -> None:

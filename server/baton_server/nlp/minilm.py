@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,7 +26,6 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-log = logging.getLogger(__name__)
 
 Vectors = NDArray[np.float32]
 
@@ -94,11 +93,44 @@ def erf(x: Vectors) -> Vectors:
     return np.asarray(sign * (1.0 - poly * t * np.exp(-a * a)), dtype=np.float32)
 
 
-def _layer_norm(x: NDArray[np.floating[Any]], weight: Vectors, bias: Vectors) -> Vectors:
-    mean = x.mean(-1, keepdims=True)
-    centred = x - mean
-    variance = (centred * centred).mean(-1, keepdims=True)
-    return np.asarray(centred / np.sqrt(variance + _LAYER_NORM_EPS) * weight + bias, np.float32)
+# erf's coefficients (Abramowitz & Stegun 7.1.26), for the in-place GELU below.
+_ERF_P = 0.3275911
+_ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+
+
+def _gelu_(x: Vectors) -> Vectors:
+    """BERT's GELU, x * (1 + erf(x / sqrt(2))) / 2, in place: erf as in `erf`, with the sign
+    folded in (for z >= 0, 1 + erf(z) = 2 - q; for z < 0, 1 + erf(z) = q; q = poly(t) e^-z²)."""
+    z = np.abs(x)
+    z *= np.float32(1.0 / math.sqrt(2.0))
+    t = z * np.float32(_ERF_P)
+    t += 1.0
+    np.reciprocal(t, out=t)
+    poly = t * np.float32(_ERF_A[0])
+    for coefficient in _ERF_A[1:]:
+        poly += coefficient
+        poly *= t
+    z *= z
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    poly *= z  # q
+    poly *= 0.5  # q / 2: for x < 0 the factor is q / 2, for x >= 0 it is 1 - q / 2
+    np.subtract(1.0, poly, out=poly, where=x >= 0)
+    x *= poly
+    return x
+
+
+def _layer_norm_(x: Vectors, weight: Vectors, bias: Vectors) -> Vectors:
+    """LayerNorm over the last axis of a (tokens, hidden) array, in place."""
+    x -= x.mean(-1, keepdims=True)
+    variance = np.einsum("ij,ij->i", x, x)[:, None]
+    variance *= np.float32(1.0 / x.shape[-1])
+    variance += _LAYER_NORM_EPS
+    np.sqrt(variance, out=variance)
+    x /= variance
+    x *= weight
+    x += bias
+    return x
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +158,7 @@ class MiniLM:
     def __init__(self, weights: dict[str, NDArray[np.generic]], tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer
         self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._tokenizer.enable_padding()  # to the longest text of a batch
+        self._tokenizer.no_padding()  # the forward pass packs the texts of a batch (see embed)
         self._words_known = frozenset(w for w in tokenizer.get_vocab() if w.isalpha())
 
         def w(name: str) -> Vectors:
@@ -138,13 +170,19 @@ class MiniLM:
         self._norm_w = w("embeddings.LayerNorm.weight")
         self._norm_b = w("embeddings.LayerNorm.bias")
         self._layers = []
+        # Attention scores are q·k / sqrt(head size): the query projection is scaled instead.
+        scale = np.float32(1.0 / math.sqrt(HIDDEN // HEADS))
         for i in range(LAYERS):
             p = f"encoder.layer.{i}."
             qkv = [p + f"attention.self.{x}" for x in ("query", "key", "value")]
+            qkv_w = np.concatenate([w(n + ".weight") for n in qkv])
+            qkv_b = np.concatenate([w(n + ".bias") for n in qkv])
+            qkv_w[:HIDDEN] *= scale
+            qkv_b[:HIDDEN] *= scale
             self._layers.append(
                 _Layer(
-                    qkv_w=np.ascontiguousarray(np.concatenate([w(n + ".weight") for n in qkv]).T),
-                    qkv_b=np.concatenate([w(n + ".bias") for n in qkv]),
+                    qkv_w=np.ascontiguousarray(qkv_w.T),
+                    qkv_b=qkv_b,
                     out_w=np.ascontiguousarray(w(p + "attention.output.dense.weight").T),
                     out_b=w(p + "attention.output.dense.bias"),
                     norm1_w=w(p + "attention.output.LayerNorm.weight"),
@@ -188,61 +226,86 @@ class MiniLM:
         return word in self._words_known
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        """Unit-length embeddings, one row per text (an empty sequence gives shape (0, 384))."""
+        """Unit-length embeddings, one row per text (an empty sequence gives shape (0, 384)).
+
+        One forward pass for the whole batch, without padding: the tokens of all texts are
+        packed into one (tokens, 384) array, so the matrix products (nearly all of the cost)
+        see only real tokens. Only self-attention needs each text on its own: there the
+        projections are laid out on a (texts, longest text) grid, keys outside a text masked."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
-        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        batch, length = ids.shape
-        x = self._words[ids] + self._positions[:length] + self._token_types[types]
-        x = _layer_norm(x, self._norm_w, self._norm_b)
-        # Padding positions get no attention (a large negative bias on their keys).
-        key_bias = ((mask - 1.0) * np.float32(1e30))[:, None, None, :]
+        lengths = np.array([len(e.ids) for e in encodings], dtype=np.int64)
+        batch, longest, total = len(encodings), int(lengths.max()), int(lengths.sum())
+        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int64, total)
+        types = np.fromiter(
+            itertools.chain.from_iterable(e.type_ids for e in encodings), np.int64, total
+        )
+        starts = np.zeros(batch, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        positions = np.arange(total) - np.repeat(starts, lengths)
+        # Each token's place on the (texts, longest) grid; None when there is one text.
+        slots: NDArray[np.int64] | None = None
+        key_bias: Vectors | None = None
+        if batch > 1:
+            slots = np.repeat(np.arange(batch) * longest, lengths) + positions
+            # Keys past a text's end get no attention (a large negative score).
+            key_bias = np.full(batch * longest, -1e30, dtype=np.float32)
+            key_bias[slots] = 0.0
+            key_bias = key_bias.reshape(batch, 1, 1, longest)
+        x = self._words[ids]
+        x += self._positions[positions]
+        x += self._token_types[types]
+        x = _layer_norm_(x, self._norm_w, self._norm_b)
         heads, size = HEADS, HIDDEN // HEADS
-        scale = np.float32(1.0 / math.sqrt(size))
         for layer in self._layers:
-            qkv = x @ layer.qkv_w + layer.qkv_b
-            q, k, v = (
-                qkv[..., i * self.dim : (i + 1) * self.dim]
-                .reshape(batch, length, heads, size)
-                .transpose(0, 2, 1, 3)
-                for i in range(3)
-            )
-            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + key_bias
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            qkv = x @ layer.qkv_w
+            qkv += layer.qkv_b
+            if slots is not None:
+                grid = np.zeros((batch * longest, 3 * HIDDEN), dtype=np.float32)
+                grid[slots] = qkv
+                qkv = grid
+            qkv = qkv.reshape(batch, longest, 3, heads, size)
+            q = qkv[:, :, 0].transpose(0, 2, 1, 3)  # (texts, heads, tokens, size)
+            k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # (texts, heads, size, tokens)
+            v = qkv[:, :, 2].transpose(0, 2, 1, 3)
+            scores = q @ k  # the query projection holds the 1 / sqrt(size)
+            if key_bias is not None:
+                scores += key_bias
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
-            attended = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, length, self.dim)
-            x = _layer_norm(attended @ layer.out_w + layer.out_b + x, layer.norm1_w, layer.norm1_b)
-            hidden = x @ layer.up_w + layer.up_b
-            gate = erf(hidden * np.float32(1.0 / math.sqrt(2.0)))  # GELU: x * (1 + erf) / 2
-            gate += 1.0
-            gate *= 0.5
-            hidden *= gate
-            x = _layer_norm(hidden @ layer.down_w + layer.down_b + x, layer.norm2_w, layer.norm2_b)
-        pooled = (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1.0)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return np.asarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
+            attended = (scores @ v).transpose(0, 2, 1, 3).reshape(batch * longest, self.dim)
+            if slots is not None:
+                attended = attended[slots]
+            h = attended @ layer.out_w
+            h += layer.out_b
+            h += x
+            x = _layer_norm_(h, layer.norm1_w, layer.norm1_b)
+            hidden = x @ layer.up_w
+            hidden += layer.up_b
+            h = _gelu_(hidden) @ layer.down_w
+            h += layer.down_b
+            h += x
+            x = _layer_norm_(h, layer.norm2_w, layer.norm2_b)
+        # Mean pooling over each text's tokens, then unit length.
+        pooled = np.add.reduceat(x, starts, axis=0)
+        pooled /= lengths[:, None].astype(np.float32)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
+        return pooled
 
 
 @functools.cache
-def shared_model() -> MiniLM | None:
-    """The process's one copy of the model (90 MB of weights), or None when it is not installed.
-    Says once, in the log, which matcher the offline provider therefore uses."""
+def load_shared() -> MiniLM | ModelUnavailable:
+    """The process's one copy of the model (90 MB of weights), loaded once; or why there is none
+    (the package is missing, or is not the published model)."""
     try:
-        model = MiniLM.load()
+        return MiniLM.load()
     except ModelUnavailable as error:
-        log.info(
-            "offline provider: lexical guideline matching (shared words); %s. "
-            "`make setup` installs the model for matching by meaning.",
-            error,
-        )
-        return None
-    log.info(
-        "offline provider: guideline matching by sentence embeddings (%s from %s %s)",
-        MiniLM.name,
-        PACKAGE,
-        PACKAGE_VERSION,
-    )
-    return model
+        return error
+
+
+def shared_model() -> MiniLM | None:
+    """The process's model, or None when it is not installed."""
+    loaded = load_shared()
+    return loaded if isinstance(loaded, MiniLM) else None

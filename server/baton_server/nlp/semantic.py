@@ -16,6 +16,7 @@ without asking for anything ("the refund came through, thanks") is as close as o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ from baton_server.nlp.phrasing import first_person
 # per message, chatter, near misses) and picks the pair with the best F1 of guideline matches
 # among those that match at most 5 % of the off-topic chatter (ties: the higher values). bench.nlp
 # reports what they give on the held-out test split, and says when the code and dev disagree.
-MATCH_THRESHOLD = 0.21
-CLAUSE_MARGIN = 0.15
+MATCH_THRESHOLD = 0.28
+CLAUSE_MARGIN = 0.10
 
 # Reply choice, set by hand (not swept; bench.nlp's "reply" rows measure them). A canned response
 # answers a matched guideline when it is at least this similar to the guideline's action (a
@@ -60,20 +61,26 @@ class Vote:
     unit: str  # the message or clause that voted
 
 
-def descriptions(condition: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def descriptions(condition: str) -> tuple[str, ...]:
     """The texts a guideline's condition is embedded as (similarity: the best of them)."""
     voiced = first_person(condition)
-    return [condition] if voiced is None or voiced == condition else [condition, voiced]
+    return (condition,) if voiced is None or voiced == condition else (condition, voiced)
 
 
 async def unit_scores(
-    cache: EmbeddingCache, units: Sequence[Unit], conditions: Sequence[str]
+    cache: EmbeddingCache,
+    units: Sequence[Unit],
+    conditions: Sequence[str],
+    also: Sequence[str] = (),
 ) -> FloatMatrix:
-    """Similarity of each unit (rows) to each condition (columns)."""
+    """Similarity of each unit (rows) to each condition (columns). Texts in `also` (what the
+    reply will be chosen by: actions, canned responses) are embedded in the same forward pass
+    if they are new, so that the turn needs no second one."""
     texts = [d for c in conditions for d in descriptions(c)]
     owners = [i for i, c in enumerate(conditions) for _ in descriptions(c)]
-    vectors = await cache.vectors([*(u.text for u in units), *texts])
-    similarity = vectors[: len(units)] @ vectors[len(units) :].T
+    vectors = await cache.vectors([*(u.text for u in units), *texts, *also])
+    similarity = vectors[: len(units)] @ vectors[len(units) : len(units) + len(texts)].T
     scores = np.full((len(units), len(conditions)), -1.0, dtype=np.float32)
     for column, owner in enumerate(owners):
         np.maximum(scores[:, owner], similarity[:, column], out=scores[:, owner])
@@ -120,7 +127,7 @@ def fill(template: str, fields: Mapping[str, str]) -> str | None:
     return None if missing else filled
 
 
-def _as_words(template: str) -> str:
+def as_words(template: str) -> str:
     """A template as the model reads it: `{{order}}` as the word "order"."""
     return _FIELD.sub(lambda m: m.group(1).replace("_", " "), template)
 
@@ -141,7 +148,7 @@ async def choose_canned(
     usable = [(text, filled) for text in canned if (filled := fill(text, fields)) is not None]
     if not usable or not context:
         return None
-    templates = [_as_words(text) for text, _ in usable]
+    templates = [as_words(text) for text, _ in usable]
     vectors = await cache.vectors([*context, *([action] if action else []), *templates])
     said = vectors[: len(context)].sum(0)
     said /= max(float(np.linalg.norm(said)), 1e-12)
