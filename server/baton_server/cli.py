@@ -84,6 +84,13 @@ def serve(
             help="offline, openai, or auto (openai when OPENAI_API_KEY is set).",
         ),
     ] = "auto",
+    offline_matcher: Annotated[
+        str,
+        typer.Option(
+            envvar="BATON_OFFLINE_MATCHER",
+            help="auto (embedding if the model is installed, else lexical), embedding, lexical.",
+        ),
+    ] = _DEFAULTS.offline_matcher,
     openai_model: Annotated[
         str, typer.Option(envvar="BATON_OPENAI_MODEL")
     ] = _DEFAULTS.openai_model,
@@ -212,6 +219,10 @@ def serve(
     provider = ("openai" if api_key else "offline") if nlp == "auto" else nlp
     if provider not in ("offline", "openai"):
         raise typer.BadParameter("must be offline, openai or auto", param_hint="--nlp")
+    if offline_matcher not in ("auto", "embedding", "lexical"):
+        raise typer.BadParameter(
+            "must be auto, embedding or lexical", param_hint="--offline-matcher"
+        )
     if provider == "openai" and not api_key and not openai_base_url:
         raise typer.BadParameter("the openai provider needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
     secrets = _token_secrets(token_secret, token_secret_file, token_previous_secret or [])
@@ -225,6 +236,7 @@ def serve(
         tool_modules=tuple(tools or ()),
         example_agent=example_agent,
         nlp_provider=provider,
+        offline_matcher=offline_matcher,
         openai_api_key=api_key or "unused",
         openai_base_url=openai_base_url,
         openai_model=openai_model,

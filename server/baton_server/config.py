@@ -68,6 +68,9 @@ class Settings:
     example_agent: bool = False
     # "offline" (deterministic, no network) or "openai" (any OpenAI-compatible server).
     nlp_provider: str = "offline"
+    # The offline provider's guideline matcher: "auto" (embedding when the model package is
+    # installed, else lexical), "embedding" (refuses to start without the model) or "lexical".
+    offline_matcher: str = "auto"
     openai_api_key: str = ""
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"

@@ -46,9 +46,13 @@ GUIDELINES = [
     ),
 ]
 
+# `{{field}}`: filled from the turn's tool results (check_order_status's `order`, `status`); a
+# response whose fields a turn cannot fill is not sent in that turn.
 CANNED_RESPONSES = [
     "I'm connecting you with a colleague now. Please stay with me, they will join shortly.",
     "Refunds reach your account within 5 business days of your return arriving with us.",
+    "I've checked order {{order}}: it is {{status}}.",
+    "Could you send me your order number? You'll find it in your order confirmation email.",
 ]
 
 
