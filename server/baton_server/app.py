@@ -325,15 +325,17 @@ class BatonApp:
             await self._database.dispose()
 
     async def serve_until_signal(self) -> None:
+        # Handlers first: a SIGTERM that lands while starting (a deploy that stops a replica
+        # right after it said "listening") still ends in a clean stop, not in a killed process.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         await self.start()
         # What start-up built lives as long as the process: keep it out of the collector's
         # full passes, whose pauses grow with it and show as delivery latency spikes.
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down")
         await self.stop()
