@@ -32,8 +32,10 @@ from baton_server.nlp.phrasing import first_person
 # per message, chatter, near misses) and picks the pair with the best F1 of guideline matches
 # among those that match at most 5 % of the off-topic chatter (ties: the higher values). bench.nlp
 # reports what they give on the held-out test split, and says when the code and dev disagree.
-MATCH_THRESHOLD = 0.28
-CLAUSE_MARGIN = 0.10
+# Dev: 416 messages (155 of them chatter, so one false match is 0.6 %). The F1 is flat near the
+# choice (0.83 from 0.26 to 0.31): the constraint on chatter, not the F1, decides it.
+MATCH_THRESHOLD = 0.31
+CLAUSE_MARGIN = 0.05
 
 # Reply choice, set by hand (not swept; bench.nlp's "reply" rows measure them). A canned response
 # answers a matched guideline when it is at least this similar to the guideline's action (a
