@@ -33,7 +33,7 @@ from baton.v1 import service_pb2_grpc as svc
 from baton_server.api.errors import ErrorMappingInterceptor
 from baton_server.api.events import encode_event
 from baton_server.api.mapping import draft_from_request, require_id
-from baton_server.api.server import add_event_service
+from baton_server.api.server import GenericHandlersOnly, add_event_service
 from baton_server.config import InputLimits
 from baton_server.domain import Event, now_us
 from baton_server.store.worker_threads import WorkerThreads
@@ -116,19 +116,6 @@ class FloorEventService:
 
     async def ListEvents(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the floor serves CreateEvent only")
-
-
-class _GenericOnly:
-    """Registers the generated handlers by name only, as Baton's server does (api/server.py)."""
-
-    def __init__(self, server: grpc.aio.Server) -> None:
-        self._server = server
-
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        self._server.add_generic_rpc_handlers(handlers)
-
-    def add_registered_method_handlers(self, service_name: str, handlers: object) -> None:
-        pass
 
 
 class DurableLog:
@@ -265,7 +252,7 @@ async def worker_baseline_server(config: dict[str, Any]) -> dict[str, Any]:
         server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=options)
         durable = GroupCommit(DurableLog(config["database"])) if mode == "durable_floor" else None
         floor = FloorEventService(durable)
-        add_event_service(cast(Any, floor), cast(Any, _GenericOnly(server)))
+        add_event_service(cast(Any, floor), cast(Any, GenericHandlersOnly(server)))
     else:
         server = grpc.aio.server(options=options)
         log = DurableLog(config["database"]) if mode == "durable_fanout" else None

@@ -118,7 +118,7 @@ def build_server(
     if auth is not None:
         interceptors.append(auth)
     real = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
-    server = cast(grpc.aio.Server, _GenericHandlersOnly(real))
+    server = cast(grpc.aio.Server, GenericHandlersOnly(real))
     svc_grpc.add_AgentServiceServicer_to_server(servicers.agents, server)
     svc_grpc.add_CustomerServiceServicer_to_server(servicers.customers, server)
     svc_grpc.add_SessionServiceServicer_to_server(servicers.sessions, server)
@@ -140,7 +140,7 @@ def build_server(
     return real
 
 
-class _GenericHandlersOnly:
+class GenericHandlersOnly:
     """Hands the generated `add_*_to_server` functions only the generic (by method name)
     handlers. grpcio 1.85's aio server multiplexes registered methods with an asyncio.wait over
     one task per method on every incoming call (grpc/grpc#43461): with Baton's ~50 methods that

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from baton_server.nlp.similarity import STOP_WORDS
+from baton_server.nlp.similarity import STOP_WORDS, words
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
@@ -58,12 +58,11 @@ SMALL_TALK = frozenset(
     nice good morning afternoon evening night bye goodbye cya lol haha hah hehe lmao brb yeah
     yep yup sure fine alright welcome""".split()
 )
-_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 def says_something(text: str) -> bool:
     """Whether `text` has a word that is neither a stop word nor small talk."""
-    return any(w not in STOP_WORDS and w not in SMALL_TALK for w in _TOKEN.findall(text.lower()))
+    return any(w not in STOP_WORDS and w not in SMALL_TALK for w in words(text))
 
 
 def normalise(text: str) -> str:
@@ -92,8 +91,8 @@ class Speller:
     with two equally close candidates is left alone."""
 
     def __init__(self, domain: Iterable[str], known: Callable[[str], bool]) -> None:
-        self._domain = frozenset(w.lower() for text in domain for w in _WORD.findall(text))
-        self._domain = frozenset(w for w in self._domain if len(w) >= 4 and "'" not in w)
+        found = (w.lower() for text in domain for w in _WORD.findall(text))
+        self._domain = frozenset(w for w in found if len(w) >= 4 and "'" not in w)
         self._known = known
 
     def correct(self, text: str) -> str:

@@ -35,8 +35,13 @@ def stem(word: str) -> str:
     return word
 
 
+def words(text: str) -> list[str]:
+    """Lower-cased runs of letters and digits."""
+    return _WORD.findall(text.lower())
+
+
 def content_words(text: str) -> frozenset[str]:
-    return frozenset(stem(word) for word in _WORD.findall(text.lower()) if word not in STOP_WORDS)
+    return frozenset(stem(word) for word in words(text) if word not in STOP_WORDS)
 
 
 def coverage(reference: str, text: str) -> float:

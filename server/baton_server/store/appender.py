@@ -201,11 +201,11 @@ class Appender:
         direct: DirectLog | None = None,
         max_batch: int = 512,
     ) -> None:
-        """`fast`: SQLite's plain sqlite3 log (appends and plain jobs); `direct`: where batches
-        go when not there (PostgreSQL's asyncpg log); neither: SQLAlchemy only."""
+        """`direct`: where batches run (SQLite's sqlite3 log, PostgreSQL's asyncpg log), else
+        on SQLAlchemy; `fast`: SQLite's sqlite3 log, for plain jobs (run_plain)."""
         self._database = database
         self._fast = fast
-        self._direct: DirectLog | None = fast if fast is not None else direct
+        self._direct = direct
         self._publish = publish
         self._encoding = encoding
         self._max_batch = max_batch

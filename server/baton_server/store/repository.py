@@ -91,7 +91,7 @@ class Repository(CatalogRows, TurnRows):
         if database.postgres_dsn is not None and plain_driver:
             self._pg = PgLog(database.postgres_dsn, encoding=encoding)
         self._appender = Appender(
-            database, on_commit, encoding=encoding, fast=self._fast, direct=self._pg
+            database, on_commit, encoding=encoding, fast=self._fast, direct=self._fast or self._pg
         )
         self._on_session_deleted = on_session_deleted
 
