@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from baton_server.cli_channel import open_channel
+from baton_server.cli.channel import open_channel
 from baton_server.store import schema
 
 TOKEN_SECRET = "test-secret-" + "x" * 40

@@ -19,10 +19,10 @@ from rich.console import Console
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton_server.cli import describe_event
+from baton_server.cli.stats import stats_table
+from baton_server.cli.terminal_text import visible
 from baton_server.domain import EventDraft, EventKind, EventSource
 from baton_server.nlp.offline import OfflineProvider
-from baton_server.stats_cli import stats_table
-from baton_server.terminal_text import visible
 from tests.support import ROOT
 
 # Every character a terminal (or its bidi algorithm) acts on, by the classes `visible` covers.

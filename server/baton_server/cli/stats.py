@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from baton_server.cli_channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_channel
-from baton_server.terminal_text import visible
+from baton_server.cli.channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_channel
+from baton_server.cli.terminal_text import visible
 
 if TYPE_CHECKING:
     from google.protobuf.duration_pb2 import Duration

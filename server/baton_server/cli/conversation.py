@@ -1,0 +1,234 @@
+"""`baton tail` and `baton chat`: a session's events in the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from baton_server.cli.channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_channel
+from baton_server.cli.terminal_text import visible
+
+if TYPE_CHECKING:
+    import grpc
+
+    from baton.v1 import message_pb2
+
+
+def describe_event(event: message_pb2.Event) -> str:
+    """One readable line for an event (used by `baton tail` and `baton chat`), with the
+    control characters of its untrusted parts made visible (`terminal_text.visible`); still
+    plain text, to be markup-escaped before Rich prints it."""
+    from google.protobuf import json_format
+
+    from baton.v1 import message_pb2 as pb
+
+    kind = pb.EventKind.Name(event.kind).removeprefix("EVENT_KIND_").lower()
+    source = pb.EventSource.Name(event.source).removeprefix("EVENT_SOURCE_").lower()
+    when = event.created_at.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+    data = event.WhichOneof("data")
+    if data == "message":
+        who = event.message.participant.display_name or source
+        body = f"{who}: {event.message.text}"
+    elif data == "status":
+        body = pb.Status.Name(event.status.status).removeprefix("STATUS_").lower()
+        if event.status.HasField("detail"):
+            body += f" ({event.status.detail})"
+    elif data == "tool":
+        body = ", ".join(c.name for c in event.tool.tool_calls)
+    else:
+        body = json.dumps(json_format.MessageToDict(event.custom), ensure_ascii=False)
+    # Continuation lines are indented, so text cannot forge a line of its own ("#12 ...").
+    body = visible(body).replace("\n", "\n       | ")
+    return f"#{event.offset:<5} {when} {source:<12} {kind:<8} {body}"
+
+
+def tail(
+    session_id: Annotated[str, typer.Argument(help="Session whose events to follow.")],
+    from_offset: Annotated[int, typer.Option("--from", help="First offset to show.")] = 0,
+    target: Annotated[
+        str, typer.Option(envvar="BATON_TARGET", help="Server address.")
+    ] = DEFAULT_TARGET,
+    no_follow: Annotated[
+        bool, typer.Option("--no-follow", help="Stop after stored events.")
+    ] = False,
+    api_key: ApiKeyOption = "",
+    tls_ca: TlsCaOption = None,
+) -> None:
+    """Print a session's events, one line each, and follow new ones live."""
+    import grpc
+
+    from baton.v1 import request_response_pb2 as rr
+    from baton.v1 import service_pb2_grpc as svc_grpc
+
+    console = Console(highlight=False, emoji=False, soft_wrap=True)
+
+    async def run() -> None:
+        async with open_channel(target, api_key, tls_ca) as channel:
+            stub = svc_grpc.EventServiceStub(channel)
+            stream = stub.ListEvents(
+                rr.ListEventsRequest(
+                    session_id=session_id, min_offset=from_offset, follow=not no_follow
+                )
+            )
+            async for response in stream:
+                for event in response.events:
+                    console.print(escape(describe_event(event)))
+                if response.caught_up:
+                    console.print("[dim]-- caught up; following live (Ctrl-C to stop) --[/dim]")
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except grpc.aio.AioRpcError as error:
+        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.details() or ''))}")
+        raise typer.Exit(1) from None
+
+
+def chat(
+    session_id: Annotated[
+        str | None, typer.Argument(help="Session to talk in; omitted: start a new one.")
+    ] = None,
+    agent: Annotated[
+        str, typer.Option("--agent", help="Agent for a new session (default: the first one).")
+    ] = "",
+    target: Annotated[
+        str, typer.Option(envvar="BATON_TARGET", help="Server address.")
+    ] = DEFAULT_TARGET,
+    turn_timeout: Annotated[
+        float, typer.Option(help="Wait at most this long for the agent's turn after a message.")
+    ] = 30.0,
+    api_key: ApiKeyOption = "",
+    tls_ca: TlsCaOption = None,
+) -> None:
+    """Talk to an agent as the customer: each input line is a message; the session's events
+    (and the AI's reply as it is written) are printed as they arrive."""
+    import grpc
+
+    console = Console(highlight=False, emoji=False, soft_wrap=True)
+    try:
+        # The channel is made inside the loop that uses it.
+        asyncio.run(
+            _chat(
+                console,
+                lambda: open_channel(target, api_key, tls_ca),
+                session_id,
+                agent,
+                turn_timeout,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    except grpc.aio.AioRpcError as error:
+        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.details() or ''))}")
+        raise typer.Exit(1) from None
+
+
+async def _chat(
+    console: Console,
+    make_channel: Callable[[], grpc.aio.Channel],
+    session_id: str | None,
+    agent_id: str,
+    turn_timeout: float,
+) -> None:
+    import sys
+
+    from baton.v1 import message_pb2 as pb
+    from baton.v1 import request_response_pb2 as rr
+    from baton.v1 import service_pb2_grpc as svc_grpc
+
+    # A turn is over at one of these statuses (acknowledged alone when humans answer).
+    final = {pb.STATUS_READY, pb.STATUS_ERROR, pb.STATUS_CANCELLED}
+    async with make_channel() as channel:
+        sessions = svc_grpc.SessionServiceStub(channel)
+        events = svc_grpc.EventServiceStub(channel)
+        if session_id is None:
+            if not agent_id:
+                listed = await svc_grpc.AgentServiceStub(channel).ListAgents(
+                    rr.ListAgentsRequest(page_size=1)
+                )
+                if not listed.agents:
+                    console.print("[red]no agent exists; start `baton serve --example-agent`[/red]")
+                    raise typer.Exit(1)
+                agent_id = listed.agents[0].id
+            customer = await svc_grpc.CustomerServiceStub(channel).CreateCustomer(
+                rr.CreateCustomerRequest(customer=pb.Customer(name="Terminal customer"))
+            )
+            created = await sessions.CreateSession(
+                rr.CreateSessionRequest(
+                    session=pb.Session(agent_id=agent_id, customer_id=customer.customer.id)
+                )
+            )
+            session_id = created.session.id
+        shown_id = escape(visible(session_id))
+        console.print(f"[dim]session {shown_id} — type a message, Ctrl-D to end[/dim]")
+        turn_over: dict[str, asyncio.Event] = {}
+
+        async def show() -> None:
+            mode = (
+                await sessions.GetSession(rr.GetSessionRequest(session_id=session_id))
+            ).session.mode
+            stream = events.ListEvents(
+                rr.ListEventsRequest(session_id=session_id, min_offset=0, follow=True)
+            )
+            streaming = False
+            async for response in stream:
+                if response.HasField("delta"):
+                    if not streaming:
+                        console.print("[dim]ai_agent (typing):[/dim] ", end="")
+                        streaming = True
+                    console.print(escape(visible(response.delta.text)), end="")
+                for event in response.events:
+                    if streaming:
+                        console.print()
+                        streaming = False
+                    line = escape(describe_event(event))
+                    is_status = event.WhichOneof("data") == "status"
+                    console.print(f"[dim]{line}[/dim]" if is_status else line)
+                    if event.WhichOneof("data") == "custom" and "mode" in event.custom:
+                        manual = event.custom["mode"] == "manual"
+                        mode = pb.SESSION_MODE_MANUAL if manual else pb.SESSION_MODE_AUTO
+                    done = is_status and (
+                        event.status.status in final
+                        or (
+                            event.status.status == pb.STATUS_ACKNOWLEDGED
+                            and mode == pb.SESSION_MODE_MANUAL
+                        )
+                    )
+                    if done:
+                        turn_over.setdefault(event.correlation_id, asyncio.Event()).set()
+
+        follower = asyncio.create_task(show())
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                line = await loop.run_in_executor(None, sys.stdin.readline)
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                sent = await events.CreateEvent(
+                    rr.CreateEventRequest(
+                        session_id=session_id,
+                        kind=pb.EVENT_KIND_MESSAGE,
+                        source=pb.EVENT_SOURCE_CUSTOMER,
+                        message=pb.MessageData(text=line.strip()),
+                    )
+                )
+                # Like a conversation: let the agent finish before the next message.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(turn_timeout):
+                        await turn_over.setdefault(
+                            sent.event.correlation_id, asyncio.Event()
+                        ).wait()
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
