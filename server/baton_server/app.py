@@ -7,15 +7,18 @@ import gc
 import ipaddress
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health
 
 from baton_server.api.auth import AuthServicer
 from baton_server.api.auth_interceptor import AuthInterceptor
 from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
 from baton_server.api.events import EVENT_ENCODING, EventServicer
 from baton_server.api.handoffs import HandoffServicer
+from baton_server.api.observing import ObservingInterceptor
+from baton_server.api.readiness import DatabaseReadiness
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
 from baton_server.api.server import SERVICE_NAMES, Servicers, build_server, server_credentials
 from baton_server.auth.authenticator import Authenticator
@@ -36,6 +39,10 @@ from baton_server.nlp import NLPProvider
 from baton_server.nlp.minilm import ModelUnavailable
 from baton_server.nlp.offline import OfflineProvider, offline_encoder
 from baton_server.nlp.openai_provider import OpenAIProvider
+from baton_server.observe.http import MetricsEndpoint
+from baton_server.observe.sampling import PeriodicSample
+from baton_server.observe.setup import build_telemetry
+from baton_server.observe.telemetry import Telemetry
 from baton_server.service.catalog import Catalog
 from baton_server.service.event_stream import EventStreamer, StreamSettings
 from baton_server.service.events import Conversation
@@ -43,8 +50,13 @@ from baton_server.service.sessions import Sessions
 from baton_server.service.tokens import TokenIssuer
 from baton_server.store import Database, Repository, open_database
 from baton_server.store.api_keys import ApiKeyRows
+from baton_server.store.appender import CommitObserver
+from baton_server.store.database import SchemaBehind
 from baton_server.store.handoffs import HandoffReader
 from baton_server.tools import ToolRegistry
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 EXAMPLE_TOOLS = "baton_server.examples.support"
 
@@ -70,8 +82,8 @@ def build_provider(settings: Settings) -> NLPProvider:
     raise ValueError(f"unknown NLP provider {settings.nlp_provider!r} (offline or openai)")
 
 
-def build_tools(settings: Settings) -> ToolRegistry:
-    registry = ToolRegistry(timeout_s=settings.tool_timeout_s)
+def build_tools(settings: Settings, telemetry: Telemetry) -> ToolRegistry:
+    registry = ToolRegistry(timeout_s=settings.tool_timeout_s, telemetry=telemetry)
     modules = list(settings.tool_modules)
     if settings.example_agent and EXAMPLE_TOOLS not in modules:
         modules.append(EXAMPLE_TOOLS)
@@ -139,14 +151,21 @@ class BatonApp:
     """A running Baton server. `start()`, then `stop()` (or `serve_until_signal()`)."""
 
     def __init__(
-        self, settings: Settings, clock: Clock = now_us, provider: NLPProvider | None = None
+        self,
+        settings: Settings,
+        clock: Clock = now_us,
+        provider: NLPProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
+        """`tracer_provider`: where spans go (tests); default: as the OTEL_* variables say."""
         self.settings = settings
+        self._telemetry = build_telemetry(settings, tracer_provider)
+        self.telemetry = self._telemetry.telemetry
         # Handoff times and timeouts follow this clock (tests pass one they control).
         self._clock = clock
         self.bus = EventBus(buffer_capacity=settings.subscriber_buffer)
         self.port = 0
-        self.tools = build_tools(settings)
+        self.tools = build_tools(settings, self.telemetry)
         self.provider = provider or build_provider(settings)
         self.engine: Engine | None = None
         self.example_agent_id = ""
@@ -158,6 +177,10 @@ class BatonApp:
         self._health = health.aio.HealthServicer()
         self.inbox: HandoffInbox | None = None
         self.handoff_timer: HandoffTimer | None = None
+        self.readiness: DatabaseReadiness | None = None
+        self.metrics_port = 0
+        self._metrics_endpoint: MetricsEndpoint | None = None
+        self._handoff_counts: PeriodicSample[dict[str, int]] | None = None
 
     @property
     def repository(self) -> Repository:
@@ -168,14 +191,24 @@ class BatonApp:
         settings = self.settings
         check_settings(settings, settings.database_url.startswith("sqlite"))
         tokens = build_tokens(settings)
-        self._database = await open_database(
-            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
-        )
+        try:
+            self._database = await open_database(
+                settings.database_url,
+                sqlite_synchronous=settings.sqlite_synchronous,
+                migrate_schema=settings.migrate,
+            )
+        except SchemaBehind as error:
+            raise ConfigurationError(str(error)) from None
+        metrics = self.telemetry.metrics
         self._repository = Repository(
             self._database,
             on_commit=self._on_commit,
             on_session_deleted=self._session_deleted,
             encoding=EVENT_ENCODING,
+            observer=CommitObserver(
+                committed=metrics.batch_committed if metrics is not None else None,
+                tracer=self.telemetry.tracer,
+            ),
         )
         self._repository.start()
         if not self._database.is_sqlite:
@@ -189,6 +222,7 @@ class BatonApp:
             self.handoff_reader,
             Summarizer(self._repository, summary_writer),
             self._clock,
+            self.telemetry,
         )
         self.inbox = HandoffInbox(
             self._repository, self.handoff_reader, self.bus, settings.heartbeat_interval_s
@@ -203,6 +237,7 @@ class BatonApp:
                 self.tools,
                 engine_settings,
                 self.handoffs,
+                self.telemetry,
             )
             await self.engine.resume_unanswered(settings.resume_turns_within_s)
         if settings.example_agent:
@@ -240,11 +275,19 @@ class BatonApp:
                 StreamSlots(settings.max_streams_per_key, "API key"),
                 StreamSlots(settings.max_streams_per_customer, "customer"),
             )
+        self.readiness = DatabaseReadiness(
+            self._database.ping,
+            self._health,
+            SERVICE_NAMES,
+            interval_s=settings.readiness_interval_s,
+            timeout_s=settings.readiness_timeout_s,
+        )
         self._server = build_server(
             settings,
             self._servicers(streamer, handoff_servicer, tokens),
             self._health,
             auth,
+            self._observing(),
         )
         address = f"{settings.host}:{settings.port}"
         credentials = server_credentials(settings)
@@ -255,12 +298,41 @@ class BatonApp:
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
         await self._server.start()
-        for name in ("", *SERVICE_NAMES):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.readiness.start()
+        if metrics is not None:
+            self._start_metrics(streamer)
         log.info("baton listening on %s:%d (%s)", settings.host, self.port, settings.database_url)
         if settings.dev_mode:
             log.warning("--dev: authentication is OFF; every caller may do everything")
         return self.port
+
+    def _observing(self) -> ObservingInterceptor | None:
+        """The per-RPC interceptor, only when something reads what it records."""
+        settings = self.settings
+        if self.telemetry.enabled or settings.access_log or settings.log_format == "json":
+            return ObservingInterceptor(self.telemetry, access_log=settings.access_log)
+        return None
+
+    def _start_metrics(self, streamer: EventStreamer) -> None:
+        metrics, settings = self.telemetry.metrics, self.settings
+        assert (
+            metrics is not None and self._database is not None and settings.metrics_port is not None
+        )
+        database, readiness = self._database, self.readiness
+        counts: PeriodicSample[dict[str, int]] = PeriodicSample(
+            self.handoff_reader.count_open_by_state, {}, settings.metrics_sample_interval_s
+        )
+        counts.start()
+        self._handoff_counts = counts
+        sampled = metrics.sampled
+        sampled.fell_behind_total = lambda: streamer.fell_behind_total
+        sampled.pool = database.pool_usage
+        sampled.handoffs_by_state = lambda: counts.value
+        sampled.database_up = lambda: readiness is None or readiness.database_up
+        host = settings.metrics_host or settings.host
+        self._metrics_endpoint = MetricsEndpoint(metrics, host, settings.metrics_port)
+        self.metrics_port = self._metrics_endpoint.port
+        log.info("metrics at http://%s:%d/metrics", host, self.metrics_port)
 
     def _servicers(
         self, streamer: EventStreamer, handoffs: HandoffServicer, tokens: CustomerTokens
@@ -305,6 +377,8 @@ class BatonApp:
         """Graceful stop: report NOT_SERVING, end follow streams with UNAVAILABLE (clients resume
         by offset), let in-flight unary calls finish, then drain the writer and close the DB."""
         grace = self.settings.shutdown_grace_s if grace is None else grace
+        if self.readiness is not None:
+            await self.readiness.close()
         await self._health.enter_graceful_shutdown()
         self.bus.close()
         if self.inbox is not None:
@@ -321,8 +395,13 @@ class BatonApp:
             await self._repository.close()
         if self.relay is not None:
             await self.relay.close()
+        if self._handoff_counts is not None:
+            await self._handoff_counts.close()
         if self._database is not None:
             await self._database.dispose()
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.close()
+        self._telemetry.shutdown()
 
     async def serve_until_signal(self) -> None:
         # Handlers first: a SIGTERM that lands while starting (a deploy that stops a replica

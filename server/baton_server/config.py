@@ -82,6 +82,20 @@ class Settings:
     resume_turns_within_s: float = 600.0
     # How often due handoff timeouts (claim, inactivity) are looked for.
     handoff_timer_tick_s: float = 1.0
+    # Migrate the schema at start (False: refuse to start unless `baton migrate` already did).
+    migrate: bool = True
+    # Readiness: how often the database is probed, and how long a probe may take.
+    readiness_interval_s: float = 2.0
+    readiness_timeout_s: float = 2.0
+    # Prometheus /metrics on this port (None: off; 0: a free port), on this address ("": --host).
+    metrics_port: int | None = None
+    metrics_host: str = ""
+    # How often values that need a query (open handoffs by state) are refreshed for /metrics.
+    metrics_sample_interval_s: float = 5.0
+    # One log line per RPC (method, status, duration, caller key id) on the baton.access logger.
+    access_log: bool = False
+    # JSON logs: the RPC context is bound to each call even without metrics or tracing.
+    log_format: str = "text"
 
 
 @dataclass(frozen=True, slots=True)

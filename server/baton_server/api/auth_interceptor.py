@@ -25,6 +25,7 @@ from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.limits import RateLimiter, StreamSlots
 from baton_server.auth.policy import Authorizer
 from baton_server.auth.principal import Principal, Role, reset_principal, set_principal
+from baton_server.observe.context import note_caller
 
 # Open without credentials: load balancers probe health, tools discover the API.
 OPEN_SERVICES = (
@@ -62,6 +63,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         rule = self._authz.check_role(principal, method)
         rates = self._customer_rates if principal.role is Role.CUSTOMER else self._key_rates
         rates.take(principal.limit_key)
+        note_caller(principal.limit_key if principal.role is Role.CUSTOMER else principal.key_id)
         request = decode_request(deserializer, data)
         await self._authz.check_request(principal, rule, request)
         return principal, request

@@ -35,6 +35,7 @@ from baton_server.errors import (
     StaleEpoch,
     Unauthenticated,
 )
+from baton_server.observe.context import current_call, note_ids
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,9 @@ def decode_request(deserializer: Callable[[bytes], Any], data: bytes) -> Any:
             f"must not contain control characters (found U+{ord(character):04X}); only tab, "
             "line feed and carriage return are allowed",
         )
+    if current_call() is not None:
+        # For log lines while the call runs (only when observability bound a call context).
+        note_ids(getattr(request, "session_id", ""), getattr(request, "handoff_id", ""))
     return request
 
 

@@ -6,6 +6,7 @@ import typer
 
 from baton_server.cli.conversation import chat, tail
 from baton_server.cli.keys import keys_app
+from baton_server.cli.migrate import migrate
 from baton_server.cli.serve import serve
 from baton_server.cli.stats import stats
 
@@ -15,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.command()(migrate)
 app.add_typer(keys_app, name="keys")
 app.command()(tail)
 app.command()(chat)

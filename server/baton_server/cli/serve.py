@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from typing import Annotated
 
@@ -38,7 +37,55 @@ def serve(
             help="Recycle connections after this many seconds (0: never).",
         ),
     ] = _DEFAULTS.max_connection_age_s,
-    log_level: Annotated[str, typer.Option(envvar="BATON_LOG_LEVEL")] = "INFO",
+    log_level: Annotated[
+        str, typer.Option(envvar="BATON_LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
+    log_format: Annotated[
+        str,
+        typer.Option(envvar="BATON_LOG_FORMAT", help="text, or json (one object per line)."),
+    ] = _DEFAULTS.log_format,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log",
+            envvar="BATON_ACCESS_LOG",
+            help="Log every RPC: method, status, duration, caller key id (never secrets).",
+        ),
+    ] = _DEFAULTS.access_log,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="BATON_METRICS_PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (default: off).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(envvar="BATON_METRICS_HOST", help="Address for /metrics (default: --host)."),
+    ] = _DEFAULTS.metrics_host,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(
+            envvar="BATON_SHUTDOWN_GRACE_SECONDS",
+            help="On SIGTERM, time in-flight calls get to finish before they are cancelled.",
+        ),
+    ] = _DEFAULTS.shutdown_grace_s,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate/--no-migrate",
+            envvar="BATON_MIGRATE",
+            help="Migrate the schema at start (--no-migrate: refuse to start unless "
+            "`baton migrate` did).",
+        ),
+    ] = _DEFAULTS.migrate,
+    readiness_interval: Annotated[
+        float,
+        typer.Option(
+            envvar="BATON_READINESS_INTERVAL_SECONDS",
+            help="How often health re-checks that the database answers.",
+        ),
+    ] = _DEFAULTS.readiness_interval_s,
     tools: Annotated[
         list[str] | None,
         typer.Option(
@@ -185,9 +232,21 @@ def serve(
     ] = _DEFAULTS.customer_rate_limit_burst,
 ) -> None:
     """Run the gRPC server (migrates the database first)."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from baton_server.observe.logs import configure_logging
+    from baton_server.observe.tracing import TracingConfigError, tracing_requested
+
+    try:
+        configure_logging(log_format, log_level, with_trace_ids=tracing_requested(os.environ))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    for name, value in (
+        ("--shutdown-grace", shutdown_grace),
+        ("--readiness-interval", readiness_interval),
+    ):
+        if value < 0 or (name == "--readiness-interval" and value == 0):
+            raise typer.BadParameter("must be a positive number of seconds", param_hint=name)
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise typer.BadParameter("must be 0 (a free port) to 65535", param_hint="--metrics-port")
     if sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
         raise typer.BadParameter("must be FULL or NORMAL", param_hint="--sqlite-synchronous")
     from baton_server.app import BatonApp, ConfigurationError
@@ -237,10 +296,17 @@ def serve(
         rate_limit_burst=rate_limit_burst,
         customer_rate_limit_per_s=customer_rate_limit,
         customer_rate_limit_burst=customer_rate_limit_burst,
+        shutdown_grace_s=shutdown_grace,
+        migrate=migrate,
+        readiness_interval_s=readiness_interval,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        access_log=access_log,
+        log_format=log_format,
     )
     try:
         asyncio.run(BatonApp(settings).serve_until_signal())
-    except ConfigurationError as error:
+    except (ConfigurationError, TracingConfigError) as error:
         raise typer.BadParameter(str(error)) from None
 
 

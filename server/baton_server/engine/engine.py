@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from baton_server.domain import SESSION_MODE_CHANGED, Event, EventKind, EventSou
 from baton_server.engine.turn import Turn
 from baton_server.handoff.controls import HandoffControls
 from baton_server.nlp import NLPProvider
+from baton_server.nlp.observed import ObservedProvider
+from baton_server.observe.context import CallInfo, bind_call
+from baton_server.observe.telemetry import NO_TELEMETRY, Telemetry
 from baton_server.store import Repository
 from baton_server.tools import ToolRegistry
 
@@ -56,10 +60,14 @@ class Engine:
         tools: ToolRegistry,
         settings: EngineSettings,
         handoffs: HandoffControls,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._repository = repository
         self._bus = bus
-        self._provider = provider
+        self._telemetry = telemetry
+        self._provider: NLPProvider = (
+            ObservedProvider(provider, telemetry) if telemetry.enabled else provider
+        )
         self._tools = tools
         self._settings = settings
         self._handoffs = handoffs
@@ -116,13 +124,28 @@ class Engine:
         if current is not None and current[1] is task:
             del self._running[session_id]
 
+    async def _observed(self, turn: Turn) -> None:
+        """Runs `turn` in its own log context and span, and reports how it ended."""
+        trigger = turn.trigger
+        bind_call(CallInfo(method="engine.turn", session_id=trigger.session_id))
+        started = time.perf_counter()
+        try:
+            attributes = {
+                "baton.session_id": trigger.session_id,
+                "baton.correlation_id": turn.correlation_id,
+            }
+            with self._telemetry.span("baton.engine.turn", attributes):
+                await turn.run()
+        finally:
+            self._telemetry.turn_ended(turn.outcome, time.perf_counter() - started)
+
     async def _run(self, turn: Turn, previous: asyncio.Task[None] | None) -> None:
         trigger = turn.trigger
         if previous is not None and not previous.done():
             previous.cancel()
             await asyncio.wait([previous])  # it records `cancelled` before this turn starts
         if not self._settings.use_turn_lease:
-            await turn.run()
+            await self._observed(turn)
             return
         session_id = trigger.session_id
         try:
@@ -139,7 +162,7 @@ class Engine:
             log.info("turn for %s runs (or ran) on another replica", session_id)
             return
         try:
-            await turn.run()
+            await self._observed(turn)
         finally:
             try:
                 await self._repository.release_turn(session_id, self._owner)

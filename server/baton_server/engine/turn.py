@@ -94,6 +94,9 @@ class Turn:
     handoffs: HandoffControls | None = None
     # Set by whoever cancels the turn, recorded as the `cancelled` status detail.
     cancel_reason: str = "cancelled"
+    # How the turn ended (metrics): ready, acknowledged (humans answer), cancelled, error,
+    # deleted (the session went away under it).
+    outcome: str = "error"
     # The session's control epoch right after this turn's own handoff.
     handoff_epoch: int | None = None
 
@@ -115,6 +118,7 @@ class Turn:
             except TurnAborted:
                 # Humans answer (MANUAL mode) or a newer message took over: only acknowledge.
                 await self.repository.append_event(session_id, status("acknowledged", correlation))
+                self.outcome = "acknowledged"
                 return
             snapshot = await self.repository.turn_snapshot(session_id, HISTORY_KINDS, HISTORY_LIMIT)
             session = snapshot.session
@@ -176,16 +180,19 @@ class Turn:
             await self.repository.append_turn_events(
                 session_id, [message, status("ready", correlation)], guard
             )
+            self.outcome = "ready"
         except asyncio.CancelledError:
+            self.outcome = "cancelled"
             await self._end("cancelled", self.cancel_reason)
             raise
         except TurnAborted as aborted:
+            self.outcome = "cancelled"
             await self._end("cancelled", ABORTED_BECAUSE[aborted.failed])
         except ProviderError as error:
             log.warning("turn %s failed: %s", correlation, error)
             await self._end("error", str(error))
         except NotFound:
-            return  # the session was deleted under the turn
+            self.outcome = "deleted"  # the session was deleted under the turn
         except Exception:
             log.exception("turn %s failed", correlation)
             await self._end("error", "internal error; the server logged the details")

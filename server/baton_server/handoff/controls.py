@@ -20,6 +20,7 @@ from baton_server.domain import (
     HandoffOutcome,
     HandoffPolicy,
     HandoffRequester,
+    HandoffState,
     HolderReply,
     Operator,
     Session,
@@ -48,6 +49,7 @@ from baton_server.handoff.machine import decide
 from baton_server.handoff.queue import QueueAnnouncer, tell_position
 from baton_server.handoff.refusals import Refusal, RefusalReason
 from baton_server.handoff.summary import Summarizer
+from baton_server.observe.telemetry import NO_TELEMETRY, Telemetry
 from baton_server.store import Repository, Transaction
 from baton_server.store import handoffs as rows
 from baton_server.store.handoffs import HandoffReader
@@ -76,11 +78,13 @@ class HandoffControls:
         reader: HandoffReader,
         summarizer: Summarizer,
         clock: Clock = now_us,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._repo = repository
         self._reader = reader
         self._summarizer = summarizer
         self.clock = clock
+        self._telemetry = telemetry
         self._queues = QueueAnnouncer(repository, reader)
 
     # ------------------------------------------------------------------ opening
@@ -348,7 +352,18 @@ class HandoffControls:
         outcome = decide(handoff, command, self.clock(), Context(session, policy))
         if isinstance(outcome, Refusal):
             raise outcome.error()
-        return outcome, await self._apply(conn, outcome, policy)
+        events = await self._apply(conn, outcome, policy)
+        if outcome.handoff is not None:
+            self._observe(handoff, outcome.handoff)
+        return outcome, events
+
+    def _observe(self, before: Handoff | None, after: Handoff) -> None:
+        """Metrics of a change (counted when decided: a rare rolled-back retry counts twice)."""
+        claim_wait_s = None
+        newly_claimed = before is None or before.state is not HandoffState.CLAIMED
+        if after.state is HandoffState.CLAIMED and newly_claimed and after.claimed_at_us:
+            claim_wait_s = max(0, after.claimed_at_us - after.requested_at_us) / 1_000_000
+        self._telemetry.handoff_changed(after.state.value, claim_wait_s)
 
     async def _apply(
         self, conn: Transaction, decision: Decision, policy: HandoffPolicy

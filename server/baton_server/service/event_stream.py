@@ -95,6 +95,8 @@ class EventStreamer:
         self._bus = bus
         self._settings = settings
         self._live = LiveSettings(settings.heartbeat_interval_s, settings.verify_head_when_idle)
+        # Subscribers told `fell_behind` so far (read by metrics when scraped).
+        self.fell_behind_total = 0
 
     def stream(
         self,
@@ -237,6 +239,7 @@ class _SessionLog(CatchUpSource[Event, LogItem, int], LiveFeed[Event, LogItem, i
         if not subscription.overflowed:
             return False
         subscription.reset_overflow()
+        self._streamer.fell_behind_total += 1
         return True
 
     def take_extras(self) -> Sequence[Delta]:

@@ -11,11 +11,13 @@ sees two writers from this process, and events are published in commit order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
@@ -48,9 +50,25 @@ from baton_server.store.pg_log import TRANSIENT_RETRIES, TRANSIENT_SQLSTATES
 from baton_server.store.rows import event_from_row
 from baton_server.store.sqlite_log import SqliteLog
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitObserver:
+    """What the writer reports, when the composition root asks: each commit (appends in it,
+    events committed, seconds its transaction took) and a span per write as its caller sees it
+    (queueing included)."""
+
+    committed: Callable[[int, int, float], None] | None = None
+    tracer: Tracer | None = None
+
+
+NO_OBSERVER = CommitObserver()
 
 # A write job returns its result and the events it committed (to publish).
 WriteJob = Callable[[AsyncConnection], Awaitable[tuple[T, list[Event]]]]
@@ -200,6 +218,7 @@ class Appender:
         fast: SqliteLog | None = None,
         direct: DirectLog | None = None,
         max_batch: int = 512,
+        observer: CommitObserver = NO_OBSERVER,
     ) -> None:
         """`direct`: where batches run (SQLite's sqlite3 log, PostgreSQL's asyncpg log), else
         on SQLAlchemy; `fast`: SQLite's sqlite3 log, for plain jobs (run_plain)."""
@@ -209,6 +228,8 @@ class Appender:
         self._publish = publish
         self._encoding = encoding
         self._max_batch = max_batch
+        self._committed = observer.committed
+        self._tracer = observer.tracer
         # Jobs of every result type share the queue (each settles its own future).
         self._queue: asyncio.Queue[_Append | _Job[Any] | _PlainJob[Any] | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -230,14 +251,20 @@ class Appender:
         self._check_open()
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Append(request.prepare(), future))
-        return await future
+        if self._tracer is None:
+            return await future
+        with self._span("baton.store.append", request.session_id):
+            return await future
 
     async def run_job(self, job: WriteJob[T]) -> T:
         """Runs `job` in its own transaction on the writer task; publishes what it appended."""
         self._check_open()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(job, future))
-        return await future
+        if self._tracer is None:
+            return await future
+        with self._span("baton.store.transaction", ""):
+            return await future
 
     async def run_plain(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `work` in its own transaction on SQLite's writer thread (needs the plain
@@ -247,6 +274,14 @@ class Appender:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_PlainJob(work, future))
         return await future
+
+    def _span(self, name: str, session_id: str) -> contextlib.AbstractContextManager[object]:
+        if self._tracer is None:
+            return contextlib.nullcontext()
+        attributes = {"db.system": "sqlite" if self._database.is_sqlite else "postgresql"}
+        if session_id:
+            attributes["baton.session_id"] = session_id
+        return self._tracer.start_as_current_span(name, attributes=attributes)
 
     def _check_open(self) -> None:
         if self._closing or self._task is None:
@@ -283,10 +318,13 @@ class Appender:
             log.exception("publishing %d committed events failed", len(events))
 
     async def _run_job(self, job: _Job[T]) -> None:
+        started = time.perf_counter()
         outcome = await _attempt(job.future, self._with_retries(job.run))
         if isinstance(outcome, _Failed):
             return
         result, committed = outcome
+        if self._committed is not None:
+            self._committed(1, len(committed), time.perf_counter() - started)
         # Answer the caller first: its reply need not wait behind every subscriber's wake-up.
         _settle(job.future, result)
         if committed:
@@ -317,6 +355,7 @@ class Appender:
         async def run(conn: AsyncConnection) -> tuple[BatchOutcome, list[Event]]:
             return await append_rows(conn, requests, self._encoding), []
 
+        started = time.perf_counter()
         try:
             direct = await self._direct.append(requests) if self._direct is not None else None
             outcome = direct if direct is not None else (await self._with_retries(run))[0]
@@ -330,6 +369,8 @@ class Appender:
             for single in batch:
                 await self._run_batch([single])
             return
+        if self._committed is not None:
+            self._committed(len(batch), len(outcome.committed), time.perf_counter() - started)
         for item, result in zip(batch, outcome.results, strict=True):
             _settle(item.future, result)
         if outcome.committed:

@@ -1,4 +1,4 @@
-"""Engine creation, SQLite tuning and Alembic migrations at start-up."""
+"""Engine creation, SQLite tuning, Alembic migrations, and the probes readiness and metrics use."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from baton_server.store.pg_notify import asyncpg_dsn
 
@@ -42,6 +44,23 @@ class Database:
     async def dispose(self) -> None:
         await self.reader.dispose()
 
+    async def ping(self) -> None:
+        """Raises unless the database answers a query now (readiness)."""
+        async with self.reader.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    def pool_usage(self) -> tuple[int, int, int]:
+        """(connections open, connections in use, pool size) of the SQLAlchemy pool."""
+        pool = self.reader.sync_engine.pool
+        if not isinstance(pool, QueuePool):
+            return (0, 0, 0)
+        in_use = pool.checkedout()
+        return (in_use + pool.checkedin(), in_use, pool.size())
+
+
+class SchemaBehind(RuntimeError):
+    """The database's schema is not the one this server's code needs (and it may not migrate)."""
+
 
 def _install_sqlite_hooks(engine: AsyncEngine, synchronous: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
@@ -65,8 +84,8 @@ def _ensure_parent_folder(path: str) -> None:
     pathlib.Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
 
 
-async def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
-    """Creates the engines and brings the schema to the latest migration."""
+def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
+    """The engines, without touching the schema (see open_database)."""
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite:
@@ -81,7 +100,7 @@ async def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Databa
     sqlite_file = (
         parsed.database if is_sqlite and parsed.database not in (None, "", ":memory:") else None
     )
-    database = Database(
+    return Database(
         reader=engine,
         writer=writer,
         is_sqlite=is_sqlite,
@@ -89,8 +108,46 @@ async def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Databa
         sqlite_synchronous=sqlite_synchronous,
         postgres_dsn=None if is_sqlite else asyncpg_dsn(url),
     )
-    await migrate(database)
+
+
+async def open_database(
+    url: str, *, sqlite_synchronous: str = "FULL", migrate_schema: bool = True
+) -> Database:
+    """Creates the engines and brings the schema to the latest migration (`migrate_schema`
+    False: checks it is there instead, raising SchemaBehind if not)."""
+    database = create_engines(url, sqlite_synchronous=sqlite_synchronous)
+    try:
+        if migrate_schema:
+            await migrate(database)
+            return database
+        current, head = await schema_revisions(database)
+    except BaseException:
+        await database.dispose()
+        raise
+    if current != head:
+        await database.dispose()
+        raise SchemaBehind(
+            f"the database schema is at revision {current or 'none (empty database)'}, "
+            f"this server needs {head}: run `baton migrate` first (or serve without "
+            "--no-migrate)"
+        )
     return database
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+async def schema_revisions(database: Database) -> tuple[str | None, str]:
+    """(the database's current revision or None, the code's head revision)."""
+
+    def current(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with database.reader.connect() as conn:
+        return await conn.run_sync(current), head_revision()
 
 
 def alembic_config() -> Config:

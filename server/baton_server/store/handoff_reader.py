@@ -44,6 +44,20 @@ class HandoffReader:
         async with self._db.reader.connect() as conn:
             return await pending_queue(conn, agent_id)
 
+    async def count_open_by_state(self) -> dict[str, int]:
+        """Open handoffs by state, every agent's (metrics)."""
+        table = schema.handoffs
+        open_states = [state.value for state in HandoffState if state is not HandoffState.ENDED]
+        async with self._db.reader.connect() as conn:
+            rows = await conn.execute(
+                select(table.c.state, func.count())
+                .where(table.c.state.in_(open_states))  # an index range, ended ones unread
+                .group_by(table.c.state)
+            )
+            counts = dict.fromkeys(open_states, 0)
+            counts.update({str(state): int(count) for state, count in rows})
+            return counts
+
     async def queue_position(self, handoff: Handoff) -> int:
         if handoff.state is not HandoffState.PENDING:
             return 0

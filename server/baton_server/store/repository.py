@@ -33,7 +33,7 @@ from baton_server.domain import (
 from baton_server.errors import NotFound, StaleEpoch
 from baton_server.store import schema
 from baton_server.store.append_plan import AppendRequest, EventEncoding
-from baton_server.store.appender import Appender
+from baton_server.store.appender import NO_OBSERVER, Appender, CommitObserver
 from baton_server.store.catalog import CatalogRows
 from baton_server.store.database import Database
 from baton_server.store.handoffs import forget_session
@@ -76,6 +76,7 @@ class Repository(CatalogRows, TurnRows):
         on_session_deleted: Callable[[str], None],
         encoding: EventEncoding | None = None,
         plain_driver: bool = True,
+        observer: CommitObserver = NO_OBSERVER,
     ) -> None:
         self._db = database
         self._encoding = encoding
@@ -91,7 +92,12 @@ class Repository(CatalogRows, TurnRows):
         if database.postgres_dsn is not None and plain_driver:
             self._pg = PgLog(database.postgres_dsn, encoding=encoding)
         self._appender = Appender(
-            database, on_commit, encoding=encoding, fast=self._fast, direct=self._fast or self._pg
+            database,
+            on_commit,
+            encoding=encoding,
+            fast=self._fast,
+            direct=self._fast or self._pg,
+            observer=observer,
         )
         self._on_session_deleted = on_session_deleted
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from baton_server.observe.telemetry import NO_TELEMETRY, Telemetry
 from baton_server.tools.api import Tool, ToolContext, ToolResult
 
 log = logging.getLogger(__name__)
@@ -25,9 +27,16 @@ class ToolOutcome:
 
 
 class ToolRegistry:
-    def __init__(self, tools: Iterable[Tool] = (), *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        tools: Iterable[Tool] = (),
+        *,
+        timeout_s: float = 10.0,
+        telemetry: Telemetry = NO_TELEMETRY,
+    ) -> None:
         self._tools: dict[str, Tool] = {}
         self._timeout_s = timeout_s
+        self._telemetry = telemetry
         for item in tools:
             self.add(item)
 
@@ -54,18 +63,35 @@ class ToolRegistry:
 
     async def call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolOutcome:
         """Runs a tool with a deadline. Errors and time-outs become the outcome's `error`."""
+        telemetry = self._telemetry
+        if not telemetry.enabled:
+            return (await self._call(name, arguments, context))[0]
+        started = time.perf_counter()
+        with telemetry.span("baton.tool.call", {"baton.tool": name}):
+            outcome, kind = await self._call(name, arguments, context)
+        # Unknown names are not labels: a model may make up any number of them.
+        telemetry.tool_called(
+            name if kind != "unknown" else "(unknown)", kind, time.perf_counter() - started
+        )
+        return outcome
+
+    async def _call(
+        self, name: str, arguments: dict[str, Any], context: ToolContext
+    ) -> tuple[ToolOutcome, str]:
+        """The outcome, and its kind: ok, error, timeout or unknown."""
         item = self._tools.get(name)
         if item is None:
-            return ToolOutcome(name, arguments, None, f"unknown tool {name!r}")
+            return ToolOutcome(name, arguments, None, f"unknown tool {name!r}"), "unknown"
         try:
             async with asyncio.timeout(self._timeout_s):
                 # Typed to return a ToolResult, but a tool author's function may return anything.
                 result: object = await item.function(context, **arguments)
         except TimeoutError:
-            return ToolOutcome(name, arguments, None, f"timed out after {self._timeout_s:g} s")
+            error = f"timed out after {self._timeout_s:g} s"
+            return ToolOutcome(name, arguments, None, error), "timeout"
         except Exception as error:
             log.warning("tool %s failed: %r", name, error)
-            return ToolOutcome(name, arguments, None, f"{type(error).__name__}: {error}")
+            return ToolOutcome(name, arguments, None, f"{type(error).__name__}: {error}"), "error"
         if not isinstance(result, ToolResult):
             result = ToolResult(data=result)
-        return ToolOutcome(name, arguments, result)
+        return ToolOutcome(name, arguments, result), "ok"
