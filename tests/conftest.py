@@ -51,7 +51,11 @@ async def start_server(settings: Settings):  # type: ignore[no-untyped-def]
     async def start(**overrides: Any) -> tuple[BatonApp, Stubs]:
         """Setting overrides, plus `clock` (handoff times follow it) and `provider` (an
         NLPProvider instance instead of the configured one)."""
-        extra = {name: overrides.pop(name) for name in ("clock", "provider") if name in overrides}
+        extra = {
+            name: overrides.pop(name)
+            for name in ("clock", "provider", "tracer_provider")
+            if name in overrides
+        }
         app = BatonApp(replace(settings, **overrides), **extra)
         port = await app.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

@@ -208,6 +208,7 @@ class BatonApp:
             observer=CommitObserver(
                 committed=metrics.batch_committed if metrics is not None else None,
                 tracer=self.telemetry.tracer,
+                traced=self.telemetry.appended_in if self.telemetry.tracer else None,
             ),
         )
         self._repository.start()

@@ -134,7 +134,7 @@ class Engine:
                 "baton.session_id": trigger.session_id,
                 "baton.correlation_id": turn.correlation_id,
             }
-            with self._telemetry.span("baton.engine.turn", attributes):
+            with self._telemetry.child_span("baton.engine.turn", trigger.id, attributes):
                 await turn.run()
         finally:
             self._telemetry.turn_ended(turn.outcome, time.perf_counter() - started)

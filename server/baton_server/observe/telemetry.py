@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from baton_server.observe.metrics import BatonMetrics
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
+    from baton_server.domain import Event
+
 SpanAttributes = Mapping[str, str | int | float | bool]
+# Trace contexts kept for events whose follow-up work may start a span (an engine turn).
+TRACED_EVENTS_KEPT = 4096
 
 
 class Telemetry:
@@ -22,6 +28,7 @@ class Telemetry:
     def __init__(self, metrics: BatonMetrics | None = None, tracer: Tracer | None = None) -> None:
         self.metrics = metrics
         self.tracer = tracer
+        self._contexts: OrderedDict[str, object] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -34,6 +41,24 @@ class Telemetry:
         if self.tracer is None:
             return contextlib.nullcontext()
         return self.tracer.start_as_current_span(name, attributes=attributes)
+
+    def child_span(
+        self, name: str, of_event: str, attributes: SpanAttributes | None = None
+    ) -> AbstractContextManager[Span | None]:
+        """A span in the trace of the call that appended event `of_event` (a root span if that
+        is not known), as the current span inside."""
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        parent: Context | None = self._contexts.pop(of_event, None)  # type: ignore[assignment]
+        return self.tracer.start_as_current_span(name, context=parent, attributes=attributes)
+
+    def appended_in(self, events: Sequence[Event], context: object) -> None:
+        """Remembers the trace context `events` were appended in (the store calls this)."""
+        contexts = self._contexts
+        for event in events:
+            contexts[event.id] = context
+        while len(contexts) > TRACED_EVENTS_KEPT:
+            contexts.popitem(last=False)
 
     def turn_ended(self, outcome: str, seconds: float) -> None:
         if self.metrics is not None:

@@ -66,6 +66,9 @@ class CommitObserver:
 
     committed: Callable[[int, int, float], None] | None = None
     tracer: Tracer | None = None
+    # Called before publishing with each append's events and its caller's trace context, so
+    # work those events start elsewhere (an engine turn) joins the caller's trace.
+    traced: Callable[[list[Event], object], None] | None = None
 
 
 NO_OBSERVER = CommitObserver()
@@ -78,6 +81,8 @@ WriteJob = Callable[[AsyncConnection], Awaitable[tuple[T, list[Event]]]]
 class _Append:
     request: AppendRequest
     future: asyncio.Future[list[Event]]
+    # The caller's trace context (tracing on), handed on with the events it appended.
+    trace_context: object = None
 
 
 @dataclass(slots=True)
@@ -230,6 +235,7 @@ class Appender:
         self._max_batch = max_batch
         self._committed = observer.committed
         self._tracer = observer.tracer
+        self._traced = observer.traced
         # Jobs of every result type share the queue (each settles its own future).
         self._queue: asyncio.Queue[_Append | _Job[Any] | _PlainJob[Any] | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -250,10 +256,14 @@ class Appender:
         """Queues `request` for the next group commit; returns its events once durable."""
         self._check_open()
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(request.prepare(), future))
         if self._tracer is None:
+            self._queue.put_nowait(_Append(request.prepare(), future))
             return await future
+        from opentelemetry import context
+
+        caller = context.get_current()  # what follow-up work joins: the caller's span
         with self._span("baton.store.append", request.session_id):
+            self._queue.put_nowait(_Append(request.prepare(), future, caller))
             return await future
 
     async def run_job(self, job: WriteJob[T]) -> T:
@@ -373,6 +383,9 @@ class Appender:
             self._committed(len(batch), len(outcome.committed), time.perf_counter() - started)
         for item, result in zip(batch, outcome.results, strict=True):
             _settle(item.future, result)
+            if self._traced is not None and item.trace_context is not None:
+                if isinstance(result, list):
+                    self._traced(result, item.trace_context)
         if outcome.committed:
             self._publish_safely(outcome.committed)
 
