@@ -8,10 +8,17 @@ completed in the measuring window after a warm-up. Baseline and Baton alternate
 For context the same load also runs against the floor (bench.baseline, mode floor): Baton's own
 request decoding, validation and event encoding without a store, the most any Baton could reach;
 and the durable floor (the same with a group-committed SQLite commit at FULL before answering).
+
+The cost of metrics (issue 16): a second Baton with `--metrics-port` takes the own-sessions load
+in the same rounds while /metrics is scraped every second (a busy Prometheus scrapes every 15 s);
+its rate over the plain Baton's is the figure (goal: at most 5% lower).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +26,7 @@ from typing import Any
 from bench.baseline import start_baseline
 from bench.clients import MESSAGE_TEXT, create_sessions, fake_session_ids, worker_load
 from bench.plans import Plan
-from bench.server import Procs, Server, figure_database, start_baton
+from bench.server import Procs, Server, figure_database, free_port, start_baton
 from bench.stats import CpuMeter, Figure, log, ratio
 
 
@@ -53,6 +60,7 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
         "durable_floor": [],
         "own": [],
         "shared": [],
+        "own_metrics": [],
     }
     async with Procs(workdir) as procs:
         noop = await start_baseline(procs, "noop")
@@ -64,16 +72,35 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
             procs, await figure_database(plan.postgres_admin_url, workdir, "throughput"), "--dev"
         )
         sessions = await create_sessions(baton.target, plan.clients + 1)
+        metrics_port = free_port()
+        metered = await start_baton(
+            procs,
+            await figure_database(plan.postgres_admin_url, workdir, "throughput-metrics"),
+            "--dev",
+            "--metrics-port",
+            str(metrics_port),
+            name="baton-metrics",
+        )
+        metered_sessions = await create_sessions(metered.target, plan.clients)
         loads = {
             "baseline": (noop, fake_session_ids(plan.clients)),
             "floor": (floor, fake_session_ids(plan.clients)),
             "durable_floor": (durable_floor, fake_session_ids(plan.clients)),
             "own": (baton, sessions[: plan.clients]),
             "shared": (baton, [sessions[-1]] * plan.clients),
+            "own_metrics": (metered, metered_sessions),
         }
         for round_no in range(1, plan.throughput_rounds + 1):
             for name, (server, session_ids) in loads.items():
+                scraper = (
+                    asyncio.create_task(scrape_every_second(metrics_port))
+                    if server is metered
+                    else None
+                )
                 result = await run_load(procs, server, session_ids, plan)
+                if scraper is not None:
+                    scraper.cancel()
+                    result["scrapes"] = await scraper
                 runs[name].append(result)
                 log(
                     f"throughput round {round_no}/{plan.throughput_rounds}, {name}: "
@@ -106,6 +133,21 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
                 {"baton": runs[name], "baseline": runs["baseline"]},
             )
         )
+    own, metered_rate = mean_rate("own"), mean_rate("own_metrics")
+    r = ratio(metered_rate, own)
+    figures.append(
+        Figure(
+            "throughput_metrics_on",
+            "CreateEvent, own sessions, with --metrics-port (scraped every second)",
+            "calls/s",
+            metered_rate,
+            own,
+            r,
+            ">= 0.95x of Baton without metrics",
+            None if r is None else r >= 0.95,
+            {"metrics_on": runs["own_metrics"], "metrics_off": runs["own"]},
+        )
+    )
     for name, title in (
         ("floor", "Context: the floor (validate and encode, no store)"),
         ("durable_floor", "Context: the floor plus a group-committed SQLite commit"),
@@ -125,3 +167,17 @@ async def bench_throughput(plan: Plan, workdir: Path) -> list[Figure]:
             )
         )
     return figures
+
+
+async def scrape_every_second(port: int) -> int:
+    """Scrapes /metrics each second until cancelled; returns how many scrapes succeeded."""
+    done = 0
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            url = f"http://127.0.0.1:{port}/metrics"
+            page = await asyncio.to_thread(urllib.request.urlopen, url, None, 5)
+            with page:
+                if b"baton_rpc_duration_seconds_bucket" in page.read():
+                    done += 1
+            await asyncio.sleep(1)
+    return done

@@ -67,6 +67,13 @@ class ShuttingDown(BatonError):
     reason = "SERVER_SHUTTING_DOWN"
 
 
+class DatabaseUnavailable(BatonError):
+    """The database cannot be reached now; health says NOT_SERVING until it can. Retry (with an
+    idempotency key, appends are safe to repeat)."""
+
+    reason = "DATABASE_UNAVAILABLE"
+
+
 class NeedsHandoffControl(BatonError):
     """A human agent's message cannot ride the group commit (nobody holds the session, or
     someone else does): the handoff controls take it through their own transaction instead.

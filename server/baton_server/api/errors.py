@@ -26,6 +26,7 @@ from baton_server.api.interception import rewrapped
 from baton_server.errors import (
     AlreadyExists,
     BatonError,
+    DatabaseUnavailable,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -36,6 +37,7 @@ from baton_server.errors import (
     Unauthenticated,
 )
 from baton_server.observe.context import current_call, note_ids
+from baton_server.store.database import is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ _CODES: list[tuple[type[BatonError], int]] = [
     (AlreadyExists, code_pb2.ALREADY_EXISTS),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (ShuttingDown, code_pb2.UNAVAILABLE),
+    (DatabaseUnavailable, code_pb2.UNAVAILABLE),
     (StaleEpoch, code_pb2.ABORTED),
     (Unauthenticated, code_pb2.UNAUTHENTICATED),
     (PermissionDenied, code_pb2.PERMISSION_DENIED),
@@ -92,6 +95,12 @@ def status_for(error: BatonError) -> grpc.Status:
 
 
 async def _abort(context: Context, error: BaseException, method: str) -> None:
+    if not isinstance(error, BatonError) and is_unreachable(error):
+        log.warning("%s: the database cannot be reached (%s)", method, type(error).__name__)
+        error = DatabaseUnavailable(
+            "the database cannot be reached right now; retry shortly (health reports "
+            "NOT_SERVING until it can)"
+        )
     if isinstance(error, BatonError):
         await context.abort_with_status(status_for(error))
     log.exception("unexpected error in %s", method, exc_info=error)

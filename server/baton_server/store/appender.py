@@ -40,7 +40,7 @@ from baton_server.store.append_plan import (
     latest_messages,
     plan_batch,
 )
-from baton_server.store.database import Database
+from baton_server.store.database import Database, is_unreachable
 from baton_server.store.handoffs import (
     claimed_handoffs,
     note_human_replies,
@@ -369,8 +369,11 @@ class Appender:
         try:
             direct = await self._direct.append(requests) if self._direct is not None else None
             outcome = direct if direct is not None else (await self._with_retries(run))[0]
-        except Exception:
+        except Exception as error:
             if len(batch) == 1:
+                if is_unreachable(error):  # the caller hears UNAVAILABLE: retry later
+                    _settle(batch[0].future, error)
+                    return
                 log.exception("append failed for session %s", batch[0].request.session_id)
                 _settle(batch[0].future, RuntimeError("append failed"))
                 return

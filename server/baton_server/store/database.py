@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -12,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
@@ -56,6 +58,28 @@ class Database:
             return (0, 0, 0)
         in_use = pool.checkedout()
         return (in_use + pool.checkedin(), in_use, pool.size())
+
+
+# Driver errors that mean "no connection", not "this statement failed".
+_LOST_CONNECTION = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached (rather than refused a statement)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, OperationalError | InterfaceError):
+        return error.orig is None or is_unreachable(error.orig)
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        return is_unreachable(error.orig)
+    cause = error.__cause__
+    return isinstance(error, _LOST_CONNECTION) or (cause is not None and is_unreachable(cause))
 
 
 class SchemaBehind(RuntimeError):

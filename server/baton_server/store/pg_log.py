@@ -13,6 +13,7 @@ failure. Reads stay on SQLAlchemy's asyncpg pool.
 
 from __future__ import annotations
 
+import contextlib
 from typing import cast
 
 import asyncpg
@@ -83,11 +84,27 @@ class PgLog:
             return None
         pool = await self._connections()
         for attempt in range(1, TRANSIENT_RETRIES + 1):
+            committing = False
             try:
-                async with pool.acquire() as conn, conn.transaction():
-                    return await self._append_in(cast(_Connection, conn), requests)
+                async with pool.acquire() as conn:
+                    transaction = conn.transaction()
+                    await transaction.start()
+                    try:
+                        outcome = await self._append_in(cast(_Connection, conn), requests)
+                    except BaseException:
+                        with contextlib.suppress(Exception):  # a dead connection cannot
+                            await transaction.rollback()
+                        raise
+                    committing = True
+                    await transaction.commit()
+                    return outcome
             except _HandoffRowsNeeded:
                 return None
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                # The pooled connection died (a database restart): nothing was committed
+                # unless it died during COMMIT, whose outcome is unknown; retry only before.
+                if committing or attempt == TRANSIENT_RETRIES:
+                    raise
             except asyncpg.PostgresError as error:
                 if attempt == TRANSIENT_RETRIES or error.sqlstate not in TRANSIENT_SQLSTATES:
                     raise
