@@ -17,7 +17,8 @@
 #
 #   server/deploy/check-image.sh [--refresh-base] [--clean]
 #
-# Environment: PODMAN_RUNTIME (default: the first of podman's default, runc, that can start a
+# Environment: BASE_IMAGE (default: the local bookworm base; any other must already be in
+# podman's store or be pullable, e.g. python:3.12-slim-bookworm elsewhere), PODMAN_RUNTIME (default: the first of podman's default, runc, that can start a
 # container here), DEBIAN_MIRROR (default http://deb.debian.org/debian), IMAGE (default
 # localhost/baton:check), PIP_CA_BUNDLE (CA bundle handed to pip as a build secret, for
 # TLS-intercepting proxies; default /etc/ssl/certs/ca-certificates.crt when present).
@@ -26,7 +27,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE="$REPO/.cache/deploy"
 BASE_TAR="$CACHE/base-bookworm.tar"
-BASE_IMAGE=localhost/baton-base:bookworm
+LOCAL_BASE=localhost/baton-base:bookworm
+BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}
 IMAGE=${IMAGE:-localhost/baton:check}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PIP_CA_BUNDLE=${PIP_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
@@ -66,9 +68,12 @@ podman --version
 # Operation not permitted"): ask for what this shell already has instead.
 ULIMITS=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit "nproc=4096:4096")
 
-step "base image $BASE_IMAGE (mmdebstrap: bookworm minbase + python3 + python3-venv)"
+step "base image $BASE_IMAGE"
 mkdir -p "$CACHE"
-if [ "$REFRESH_BASE" = 1 ] || [ ! -s "$BASE_TAR" ]; then
+if [ "$BASE_IMAGE" != "$LOCAL_BASE" ]; then
+    echo "given: not built here"
+elif [ "$REFRESH_BASE" = 1 ] || [ ! -s "$BASE_TAR" ]; then
+    echo "mmdebstrap: bookworm minbase + python3 + python3-venv"
     mmdebstrap --variant=minbase --format=tar --include=python3,python3-venv,passwd,ca-certificates \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -80,10 +85,11 @@ if [ "$REFRESH_BASE" = 1 ] || [ ! -s "$BASE_TAR" ]; then
     mv "$BASE_TAR.tmp" "$BASE_TAR"
     podman rmi -f "$BASE_IMAGE" >/dev/null 2>&1 || true
 fi
-if ! podman image exists "$BASE_IMAGE"; then
-    podman import --change 'CMD ["python3"]' "$BASE_TAR" "$BASE_IMAGE" >/dev/null
+if [ "$BASE_IMAGE" = "$LOCAL_BASE" ]; then
+    podman image exists "$BASE_IMAGE" \
+        || podman import --change 'CMD ["python3"]' "$BASE_TAR" "$BASE_IMAGE" >/dev/null
+    echo "cached rootfs: $BASE_TAR ($(du -h "$BASE_TAR" | cut -f1))"
 fi
-echo "cached rootfs: $BASE_TAR ($(du -h "$BASE_TAR" | cut -f1))"
 
 step "container runtime"
 # crun 1.8 (Debian 12's default) refuses a hybrid cgroup v1/v2 host ("cgroups in hybrid mode not
@@ -105,7 +111,7 @@ echo "using: ${PODMAN[*]}"
 cleanup() {
     "${PODMAN[@]}" rm -f -v "$NAME" >/dev/null 2>&1 || true
     if [ "$CLEAN" = 1 ]; then
-        podman rmi -f "$IMAGE" "$BASE_IMAGE" >/dev/null 2>&1 || true
+        podman rmi -f "$IMAGE" "$LOCAL_BASE" >/dev/null 2>&1 || true
         podman image prune -f >/dev/null 2>&1 || true
     fi
 }
