@@ -258,14 +258,16 @@ async def start_baton(
     log_level: str = "WARNING",
     pythonpath: str = "",
     timeout_s: float = 90.0,
+    env: dict[str, str] | None = None,
 ) -> Server:
     """`baton serve` on HOST and a free port, on `database` (a SQLite file or a URL), with
     `flags` (e.g. `--dev`, `--no-engine`); returns once it serves.
 
     `command` replaces the `baton` command (e.g. `python -m baton_server` with `pythonpath` for
-    another checkout). Without `--dev` on PostgreSQL the server gets the run's TOKEN_SECRET."""
+    another checkout); `env` adds environment variables. Without `--dev` on PostgreSQL the
+    server gets the run's TOKEN_SECRET."""
     url = database_url(database)
-    extra = {}
+    extra = dict(env or {})
     if not url.startswith("sqlite") and "--dev" not in flags:
         if not any(flag.startswith("--token-secret") for flag in flags):
             extra["BATON_TOKEN_SECRET"] = TOKEN_SECRET
