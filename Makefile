@@ -10,6 +10,8 @@ PORT ?= 8800
 DATABASE ?= sqlite+aiosqlite:///baton.db
 GENERATED := clients/python/generated clients/typescript/src/gen clients/go/gen
 PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench
+# Extra pytest arguments, e.g. `make pytest PYTEST_ARGS='tests/store -k postgresql'`.
+PYTEST_ARGS ?=
 
 .PHONY: setup tools run test pytest smoke lint generate check-generated bench clean
 
@@ -62,10 +64,10 @@ lint: setup
 ## Everything CI checks: protos lint, generated code fresh, ruff, the full test suite.
 test: lint check-generated pytest smoke
 
-## The suite runs on SQLite and on a throwaway PostgreSQL cluster (.ci/postgres, in .cache/pg).
+## The suite runs on SQLite and on a throwaway PostgreSQL cluster (.ci/postgres), stopped at the
+## end; a cluster that cannot start stops the run before pytest.
 pytest: setup
-	BATON_TEST_POSTGRES_URL="$$(.ci/postgres start)" BATON_REQUIRE_POSTGRES=1 \
-		$(BIN)/pytest -q -p no:cacheprovider
+	BATON_REQUIRE_POSTGRES=1 .ci/postgres run $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 ## The same scenario through the Python, TypeScript, Go and Java clients against a live server.
 smoke: tools
