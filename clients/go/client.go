@@ -1,5 +1,5 @@
 // Package baton is the Go client of Baton: a connection bundling the typed gRPC clients of the
-// baton.v1 services (generated in baton.local/clients/go/gen/baton/v1) and Follow, a resuming
+// baton.v1 services (generated in github.com/baton-dev/baton/clients/go/gen/baton/v1) and Follow, a resuming
 // subscription to a session's event log.
 package baton
 
@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	batonv1 "baton.local/clients/go/gen/baton/v1"
+	batonv1 "github.com/baton-dev/baton/clients/go/gen/baton/v1"
 )
 
 // Client holds one connection to a Baton server and a typed client per service.

@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
-	baton "baton.local/clients/go"
-	batonv1 "baton.local/clients/go/gen/baton/v1"
+	baton "github.com/baton-dev/baton/clients/go"
+	batonv1 "github.com/baton-dev/baton/clients/go/gen/baton/v1"
 )
 
 // The README's example; compiled by `go test`, not run (it needs a server).

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	batonv1 "baton.local/clients/go/gen/baton/v1"
+	batonv1 "github.com/baton-dev/baton/clients/go/gen/baton/v1"
 )
 
 // FollowOption configures Follow.

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	batonv1 "baton.local/clients/go/gen/baton/v1"
+	batonv1 "github.com/baton-dev/baton/clients/go/gen/baton/v1"
 )
 
 // fakeEvents serves ListEvents from a script: the i-th call runs script[i] (the last one repeats).

@@ -1,4 +1,4 @@
-module baton.local/clients/go
+module github.com/baton-dev/baton/clients/go
 
 go 1.26.0
 

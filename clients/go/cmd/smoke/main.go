@@ -24,8 +24,8 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	baton "baton.local/clients/go"
-	batonv1 "baton.local/clients/go/gen/baton/v1"
+	baton "github.com/baton-dev/baton/clients/go"
+	batonv1 "github.com/baton-dev/baton/clients/go/gen/baton/v1"
 )
 
 const waitFor = 20 * time.Second // deadline of every wait and every call

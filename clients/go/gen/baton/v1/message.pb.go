@@ -2804,7 +2804,8 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\x1fHANDOFF_CHANGE_TYPE_TRANSFERRED\x10\x06\x12(\n" +
 	"$HANDOFF_CHANGE_TYPE_CUSTOMER_MESSAGE\x10\a\x12%\n" +
 	"!HANDOFF_CHANGE_TYPE_CLAIM_TIMEOUT\x10\b\x12\x1d\n" +
-	"\x19HANDOFF_CHANGE_TYPE_ENDED\x10\tb\x06proto3"
+	"\x19HANDOFF_CHANGE_TYPE_ENDED\x10\tBZ\n" +
+	"\fdev.baton.v1B\fMessageProtoP\x01Z:github.com/baton-dev/baton/clients/go/gen/baton/v1;batonv1b\x06proto3"
 
 var (
 	file_baton_v1_message_proto_rawDescOnce sync.Once

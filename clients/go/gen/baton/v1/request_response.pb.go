@@ -4743,7 +4743,8 @@ const file_baton_v1_request_response_proto_rawDesc = "" +
 	"\x1aIssueCustomerTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTimeb\x06proto3"
+	"expireTimeBb\n" +
+	"\fdev.baton.v1B\x14RequestResponseProtoP\x01Z:github.com/baton-dev/baton/clients/go/gen/baton/v1;batonv1b\x06proto3"
 
 var (
 	file_baton_v1_request_response_proto_rawDescOnce sync.Once

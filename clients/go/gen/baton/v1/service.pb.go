@@ -76,7 +76,8 @@ const file_baton_v1_service_proto_rawDesc = "" +
 	"\rWatchHandoffs\x12\x1e.baton.v1.WatchHandoffsRequest\x1a\x1f.baton.v1.WatchHandoffsResponse0\x01\x12V\n" +
 	"\x0fGetHandoffStats\x12 .baton.v1.GetHandoffStatsRequest\x1a!.baton.v1.GetHandoffStatsResponse2n\n" +
 	"\vAuthService\x12_\n" +
-	"\x12IssueCustomerToken\x12#.baton.v1.IssueCustomerTokenRequest\x1a$.baton.v1.IssueCustomerTokenResponseb\x06proto3"
+	"\x12IssueCustomerToken\x12#.baton.v1.IssueCustomerTokenRequest\x1a$.baton.v1.IssueCustomerTokenResponseBZ\n" +
+	"\fdev.baton.v1B\fServiceProtoP\x01Z:github.com/baton-dev/baton/clients/go/gen/baton/v1;batonv1b\x06proto3"
 
 var file_baton_v1_service_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),           // 0: baton.v1.CreateAgentRequest

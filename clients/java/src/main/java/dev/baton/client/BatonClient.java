@@ -1,9 +1,9 @@
 package dev.baton.client;
 
-import baton.v1.AgentServiceGrpc;
-import baton.v1.CustomerServiceGrpc;
-import baton.v1.EventServiceGrpc;
-import baton.v1.SessionServiceGrpc;
+import dev.baton.v1.AgentServiceGrpc;
+import dev.baton.v1.CustomerServiceGrpc;
+import dev.baton.v1.EventServiceGrpc;
+import dev.baton.v1.SessionServiceGrpc;
 import io.grpc.Channel;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;

@@ -1,6 +1,6 @@
 package dev.baton.client;
 
-import baton.v1.Message.Event;
+import dev.baton.v1.Event;
 import io.grpc.Status;
 import java.time.Duration;
 

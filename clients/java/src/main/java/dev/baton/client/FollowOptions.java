@@ -1,7 +1,7 @@
 package dev.baton.client;
 
-import baton.v1.Message.EventKind;
-import baton.v1.Message.EventSource;
+import dev.baton.v1.EventKind;
+import dev.baton.v1.EventSource;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.EnumSet;

@@ -1,9 +1,9 @@
 package dev.baton.client;
 
-import baton.v1.EventServiceGrpc;
-import baton.v1.Message.Event;
-import baton.v1.RequestResponse.ListEventsRequest;
-import baton.v1.RequestResponse.ListEventsResponse;
+import dev.baton.v1.EventServiceGrpc;
+import dev.baton.v1.Event;
+import dev.baton.v1.ListEventsRequest;
+import dev.baton.v1.ListEventsResponse;
 import io.grpc.ConnectivityState;
 import io.grpc.Context;
 import io.grpc.ManagedChannel;

@@ -6,11 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import baton.v1.EventServiceGrpc;
-import baton.v1.Message.Event;
-import baton.v1.RequestResponse.ListEventsHeartbeat;
-import baton.v1.RequestResponse.ListEventsRequest;
-import baton.v1.RequestResponse.ListEventsResponse;
+import dev.baton.v1.EventServiceGrpc;
+import dev.baton.v1.Event;
+import dev.baton.v1.ListEventsHeartbeat;
+import dev.baton.v1.ListEventsRequest;
+import dev.baton.v1.ListEventsResponse;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.Status;
