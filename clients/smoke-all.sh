@@ -1,31 +1,27 @@
 #!/usr/bin/env bash
-# Cross-language smoke: starts a real `baton serve` (fresh SQLite file, free port, offline engine)
-# and runs the same scenario through the Python, TypeScript, Go and Java clients, plus the Go and
-# Java clients' unit tests. Prints one `N passed, N failed` line over the languages at the end.
+# Cross-language smoke: starts a real `baton serve` with authentication ON (fresh SQLite file,
+# offline engine, the example agent's tools; clients/smoke-server.sh) and runs the same scenario
+# through the Python, TypeScript, Go and Java clients (each restarts the server once), plus the
+# Go and Java clients' unit tests. Prints one `N passed, N failed` line over the languages at the end.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BIN="${BIN:-$ROOT/.venv/bin}"
 work="$(mktemp -d)"
-log="$work/server.log"
-server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+cleanup() { "$ROOT/clients/smoke-server.sh" stop "$work/server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-"$BIN/baton" serve --port 0 --database "sqlite+aiosqlite:///$work/smoke.db" --dev \
-  --log-level INFO >"$log" 2>&1 &
-server_pid=$!
-port=""
-for _ in $(seq 300); do
-  port="$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$log" | head -n 1)"
-  [ -n "$port" ] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$port" ]; then cat "$log"; echo "smoke: server did not start" >&2; exit 1; fi
-target="127.0.0.1:$port"
-echo "smoke: server on $target"
+"$ROOT/clients/smoke-server.sh" init "$work/server"
+"$ROOT/clients/smoke-server.sh" start "$work/server" || exit 1
+target="127.0.0.1:$(cat "$work/server/port")"
+echo "smoke: server on $target (authentication on)"
 
+# What every language's smoke program reads (see clients/README.md, "The smoke scenario").
+export BATON_SMOKE_TARGET="$target"
+export BATON_SMOKE_INTEGRATION_KEY="$(cat "$work/server/integration.key")"
+export BATON_SMOKE_OPERATOR_KEY="$(cat "$work/server/operator.key")"
+export BATON_SMOKE_OPERATOR_ID=olga
+export BATON_SMOKE_RESTART="$ROOT/clients/smoke-server.sh restart $work/server"
 export BATON_SMOKE_EXPECT_AI=1 GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export GOPATH="$ROOT/.cache/go" GOMODCACHE="$ROOT/.cache/go/mod" GOCACHE="$ROOT/.cache/go/build"
 passed=0
