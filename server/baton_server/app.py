@@ -17,7 +17,7 @@ from baton_server.api.auth_interceptor import AuthInterceptor
 from baton_server.api.behaviour import CannedResponseServicer, GuidelineServicer, ToolServicer
 from baton_server.api.events import EVENT_ENCODING, EventServicer
 from baton_server.api.handoffs import HandoffServicer
-from baton_server.api.observing import ObservingInterceptor
+from baton_server.api.observing import CallObserver
 from baton_server.api.readiness import DatabaseReadiness
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
 from baton_server.api.server import SERVICE_NAMES, Servicers, build_server, server_credentials
@@ -307,11 +307,11 @@ class BatonApp:
             log.warning("--dev: authentication is OFF; every caller may do everything")
         return self.port
 
-    def _observing(self) -> ObservingInterceptor | None:
-        """The per-RPC interceptor, only when something reads what it records."""
+    def _observing(self) -> CallObserver | None:
+        """What each RPC reports, only when something reads it."""
         settings = self.settings
         if self.telemetry.enabled or settings.access_log or settings.log_format == "json":
-            return ObservingInterceptor(self.telemetry, access_log=settings.access_log)
+            return CallObserver(self.telemetry, access_log=settings.access_log)
         return None
 
     def _start_metrics(self, streamer: EventStreamer) -> None:

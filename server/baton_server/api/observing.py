@@ -1,17 +1,16 @@
-"""The outermost interceptor: each RPC's metrics, span, access-log line and log context."""
+"""What each RPC reports when observability is on: metrics, a span, an access-log line, and the
+call context of its log lines. The error-mapping interceptor calls it (one layer, not two)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from baton_server.api.grpc_types import Context, Handler
-from baton_server.api.interception import rewrapped
+from baton_server.api.grpc_types import Context
 from baton_server.observe.context import CallInfo, bind_call, unbind_call
 from baton_server.observe.logs import ACCESS_LOGGER
 from baton_server.observe.telemetry import Telemetry
@@ -33,22 +32,25 @@ def _code_name(code: grpc.StatusCode | int | None) -> str:
 class _Call:
     """One RPC from arrival to status: binds its context, opens its span, reports its end."""
 
-    __slots__ = ("_info", "_method", "_observer", "_scope", "_span", "_start", "_token")
+    __slots__ = ("_info", "_method", "_observer", "_scope", "_span", "_start", "_stream", "_token")
 
-    def __init__(self, observer: ObservingInterceptor, method: str, context: Context) -> None:
+    def __init__(self, observer: CallObserver, method: str, context: Context, stream: bool) -> None:
         self._observer = observer
         self._method = method
+        self._stream = stream
         self._start = time.perf_counter()
         self._info = CallInfo(method=method)
         self._token = bind_call(self._info)
         self._span: Any = None
         self._scope: Any = None
-        tracer = observer.telemetry.tracer
-        if tracer is not None:
+        telemetry = observer.telemetry
+        if stream and telemetry.metrics is not None:
+            telemetry.metrics.stream_opened(method)
+        if telemetry.tracer is not None:
             from opentelemetry import trace
 
             service, _, name = method.lstrip("/").partition("/")
-            self._span = tracer.start_span(
+            self._span = telemetry.tracer.start_span(
                 method.lstrip("/"),
                 context=context_from_metadata(context.invocation_metadata()),
                 kind=trace.SpanKind.SERVER,
@@ -60,8 +62,11 @@ class _Call:
     def end(self, code: str) -> None:
         seconds = time.perf_counter() - self._start
         observer = self._observer
-        if observer.telemetry.metrics is not None:
-            observer.telemetry.metrics.rpc_done(self._method, code, seconds)
+        metrics = observer.telemetry.metrics
+        if metrics is not None:
+            metrics.rpc_done(self._method, code, seconds)
+            if self._stream:
+                metrics.stream_closed(self._method)
         if self._span is not None:
             from opentelemetry.trace import Status, StatusCode
 
@@ -91,89 +96,19 @@ class _Call:
             pass
 
 
-def _outcome(error: BaseException, context: Context) -> str:
+def outcome_of(error: BaseException, context: Context) -> str:
+    """The status code name an RPC ended with, from what ended it."""
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return "CANCELLED"
     return _code_name(context.code()) if isinstance(error, grpc.aio.AbortError) else "UNKNOWN"
 
 
-class ObservingInterceptor(grpc.aio.ServerInterceptor):
-    """Installed only when metrics, tracing, JSON logs or the access log are on."""
+class CallObserver:
+    """Built only when metrics, tracing, JSON logs or the access log are on."""
 
     def __init__(self, telemetry: Telemetry, *, access_log: bool) -> None:
         self.telemetry = telemetry
         self.access_log = access_log
-        self._cache: dict[str, Handler] = {}
 
-    def _wrap_unary(self, behavior: Callable[..., Awaitable[Any]], method: str) -> Any:
-        async def handle(request: Any, context: Context) -> Any:
-            call = _Call(self, method, context)
-            try:
-                response = await behavior(request, context)
-            except BaseException as error:
-                call.end(_outcome(error, context))
-                raise
-            call.end("OK")
-            return response
-
-        return handle
-
-    def _wrap_stream(self, behavior: Callable[..., AsyncIterator[Any]], method: str) -> Any:
-        metrics = self.telemetry.metrics
-
-        async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
-            call = _Call(self, method, context)
-            if metrics is not None:
-                metrics.stream_opened(method)
-            code = "OK"
-            try:
-                async for response in behavior(request, context):
-                    yield response
-            except BaseException as error:
-                code = _outcome(error, context)
-                raise
-            finally:
-                if metrics is not None:
-                    metrics.stream_closed(method)
-                call.end(code)
-
-        return handle
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        deserializer = handler.request_deserializer
-        wrapped = rewrapped(
-            handler,
-            lambda behavior: self._wrap_unary(behavior, method),
-            lambda behavior: self._wrap_stream(behavior, method),
-        )
-        if deserializer is not None:
-            # rewrapped hands over raw bytes: decode as the inner handler expected.
-            wrapped = _decoding(wrapped, deserializer)
-        self._cache[method] = wrapped
-        return wrapped
-
-
-def _decoding(handler: Handler, deserializer: Callable[[bytes], Any]) -> Handler:
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            handler.unary_unary,
-            request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    assert handler.unary_stream is not None
-    return grpc.unary_stream_rpc_method_handler(
-        handler.unary_stream,
-        request_deserializer=deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    def begin(self, method: str, context: Context, *, stream: bool = False) -> _Call:
+        return _Call(self, method, context, stream)

@@ -18,7 +18,7 @@ from baton_server.api.errors import ErrorMappingInterceptor
 from baton_server.api.events import EventServicer, serialize_response
 from baton_server.api.grpc_types import Handler
 from baton_server.api.handoffs import HandoffServicer
-from baton_server.api.observing import ObservingInterceptor
+from baton_server.api.observing import CallObserver
 from baton_server.api.protos import rr, svc, svc_grpc
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
 from baton_server.config import Settings
@@ -112,14 +112,12 @@ def build_server(
     servicers: Servicers,
     health_servicer: health.aio.HealthServicer,
     auth: AuthInterceptor | None,
-    observing: ObservingInterceptor | None = None,
+    observer: CallObserver | None = None,
 ) -> grpc.aio.Server:
     """`auth` None: no authentication (--dev). The error mapping wraps it, so auth errors get
-    the same rich statuses as all others; `observing` (metrics, spans, access log) wraps both,
-    so it sees every call's final status and duration."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
-    if observing is not None:
-        interceptors.insert(0, observing)
+    the same rich statuses as all others; it also hands each call's status and duration to
+    `observer` (metrics, spans, access log) when there is one."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor(observer)]
     if auth is not None:
         interceptors.append(auth)
     real = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
