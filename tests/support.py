@@ -207,3 +207,23 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+async def follow_while_not_reading(
+    port: int, baton: Stubs, session_id: str, appends: int = 200
+) -> tuple[list[pb.Event], list[rr.ListEventsResponse]]:
+    """Follows `session_id` without reading while `appends` events of 4 KiB are appended, then
+    reads them all: what a subscriber that falls behind gets (events, responses)."""
+    # Its own connection with a fixed 64 KiB flow-control window (no BDP probing, which would
+    # grow it), so that not reading really makes the server wait and its buffer overflow.
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.http2.bdp_probe", 0)]
+    ) as channel:
+        slow = Stubs.on(channel)
+        stream = slow.events.ListEvents(rr.ListEventsRequest(session_id=session_id, follow=True))
+        await collect(stream, until_caught_up=True)
+        padding = "x" * 4096
+        await asyncio.gather(*(baton.say(session_id, f"m{i} {padding}") for i in range(appends)))
+        events, responses = await collect(stream, until_offset=appends)
+        stream.cancel()
+    return events, responses

@@ -17,6 +17,7 @@ from baton.v1 import request_response_pb2 as rr
 from tests.engine.test_turns import ENGINE, ends_with, open_session, turn_events
 from tests.handoff.test_controls import op
 from tests.observe.scrape import Scrape
+from tests.support import follow_while_not_reading
 
 LIST_EVENTS = "/baton.v1.EventService/ListEvents"
 CREATE_EVENT = "/baton.v1.EventService/CreateEvent"
@@ -106,18 +107,7 @@ async def test_the_scenario_moves_every_figure(start_server) -> None:  # type: i
 async def test_a_subscriber_that_falls_behind_is_counted(start_server) -> None:  # type: ignore[no-untyped-def]
     app, baton = await start_server(metrics_port=0, subscriber_buffer=8)
     session = await baton.new_session()
-    async with grpc.aio.insecure_channel(
-        f"127.0.0.1:{app.port}", options=[("grpc.http2.bdp_probe", 0)]
-    ) as channel:
-        from tests.support import Stubs, collect
-
-        slow = Stubs.on(channel)
-        stream = slow.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
-        await collect(stream, until_caught_up=True)
-        padding = "x" * 4096
-        await asyncio.gather(*(baton.say(session.id, f"m{i} {padding}") for i in range(200)))
-        _, responses = await collect(stream, until_offset=200)
-        stream.cancel()
+    _, responses = await follow_while_not_reading(app.port, baton, session.id)
     told = sum(1 for r in responses if r.fell_behind)
     assert told >= 1
     scrape = await asyncio.to_thread(Scrape, app.metrics_port)

@@ -11,7 +11,7 @@ from google.protobuf import field_mask_pb2
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
-from tests.support import Stubs, collect, customer_message, wait_until
+from tests.support import Stubs, collect, customer_message, follow_while_not_reading, wait_until
 
 
 async def test_concurrent_appends_get_contiguous_distinct_offsets(baton: Stubs) -> None:
@@ -181,20 +181,9 @@ async def test_idle_follow_stream_gets_heartbeats_with_next_offset(start_server)
 async def test_slow_subscriber_falls_back_to_store_and_misses_nothing(start_server) -> None:  # type: ignore[no-untyped-def]
     app, baton = await start_server(subscriber_buffer=8)
     session = await baton.new_session()
-    # A subscriber on its own connection with a fixed 64 KiB flow-control window (no BDP
-    # probing, which would grow it), so that not reading really makes the server wait.
-    async with grpc.aio.insecure_channel(
-        f"127.0.0.1:{app.port}", options=[("grpc.http2.bdp_probe", 0)]
-    ) as channel:
-        slow = Stubs.on(channel)
-        stream = slow.events.ListEvents(rr.ListEventsRequest(session_id=session.id, follow=True))
-        await collect(stream, until_caught_up=True)
-        # Do not read while 200 events of 4 KiB are appended: far more than the window, so
-        # the server-side handler blocks and its 8-event buffer overflows.
-        padding = "x" * 4096
-        await asyncio.gather(*(baton.say(session.id, f"m{i} {padding}") for i in range(200)))
-        events, responses = await collect(stream, until_offset=200)
-        stream.cancel()
+    # 200 events of 4 KiB: far more than the window, so the server-side handler blocks and its
+    # 8-event buffer overflows.
+    events, responses = await follow_while_not_reading(app.port, baton, session.id)
     assert [e.offset for e in events] == list(range(1, 201))
     assert any(r.fell_behind for r in responses)
     assert app.bus.subscriber_count <= 1
