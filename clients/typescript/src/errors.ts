@@ -40,7 +40,7 @@ export interface BatonErrorDetails {
   codeName: string;
   /** The server's message (without the "[code]" prefix ConnectError.message has). */
   message: string;
-  /** ErrorInfo.reason, e.g. "INVALID_CREDENTIALS"; undefined without ErrorInfo. */
+  /** ErrorInfo.reason, e.g. "UNAUTHENTICATED"; undefined without ErrorInfo. */
   reason: string | undefined;
   /** ErrorInfo.domain ("baton.v1"). */
   domain: string | undefined;
@@ -52,7 +52,7 @@ export interface BatonErrorDetails {
   retryDelayMs: number | undefined;
 }
 
-/** `err` as a ConnectError (anything else becomes one with code UNKNOWN, or INTERNAL...). */
+/** `err` as a ConnectError (ConnectError.from: aborts become CANCELED, anything else UNKNOWN). */
 function asConnectError(err: unknown): ConnectError {
   return ConnectError.from(err);
 }
@@ -62,7 +62,7 @@ export function errorInfo(err: unknown): ErrorInfo | undefined {
   return asConnectError(err).findDetails(ErrorInfoSchema)[0];
 }
 
-/** ErrorInfo.reason (e.g. "SESSION_NOT_FOUND"), or undefined. */
+/** ErrorInfo.reason (e.g. "STALE_CONTROL_EPOCH"), or undefined. */
 export function errorReason(err: unknown): string | undefined {
   return errorInfo(err)?.reason || undefined;
 }
