@@ -46,14 +46,18 @@ export interface TlsOptions {
 /**
  * HTTP/2 keepalive, so a dead or half-open connection (NAT, load balancer) is noticed and
  * streams fail over to a reconnect. The defaults suit Baton's server, which pings every 30 s
- * and lets clients ping every 10 s or less often, also without calls.
+ * and lets clients ping every 10 s or less often (also without calls).
  */
 export interface KeepaliveOptions {
   /** Ping after this long without data from the server. Default 30 000 (at least 10 000). */
   pingIntervalMs?: number;
   /** A ping not answered within this long closes the connection. Default 10 000. */
   pingTimeoutMs?: number;
-  /** Also ping connections with no open call. Default true. */
+  /** Also ping connections with no open call. Default false: connect-node 2.1 may then ping
+   * a connection the server already closed and crash the process with an uncaught
+   * ERR_HTTP2_INVALID_SESSION (connectrpc/connect-es#1795). Connections with open calls
+   * (follow, watchHandoffs) are pinged anyway, and an idle connection is checked with a ping
+   * before it is used again after `pingIntervalMs`. */
   pingIdleConnection?: boolean;
   /** Close a connection unused for this long. Default 15 minutes. */
   idleConnectionTimeoutMs?: number;
@@ -63,7 +67,7 @@ export interface KeepaliveOptions {
 export const DEFAULT_KEEPALIVE: Required<Omit<KeepaliveOptions, "idleConnectionTimeoutMs">> = {
   pingIntervalMs: 30_000,
   pingTimeoutMs: 10_000,
-  pingIdleConnection: true,
+  pingIdleConnection: false,
 };
 
 /** Options of {@link BatonClient}. Give `target` or `baseUrl`, or a ready `transport`. */

@@ -245,7 +245,9 @@ async function main(): Promise<void> {
     wrong.close();
   }
 
-  // 6. Restart the server under the open follow and inbox watch.
+  // 6. Restart the server under the open follow and inbox watch. (The second request names
+  //    "a human": the smoke server matches guidelines by shared words, and "a person" alone
+  //    shares none with "The customer asks for a human".)
   const lastBefore = changes().at(-1)?.position ?? -1n;
   const reconnectsBefore = inboxItems.items.filter((i) => i.kind === "reconnecting").length;
   await sh(restart);
@@ -268,7 +270,7 @@ async function main(): Promise<void> {
         sessionId: session.id,
         kind: EventKind.MESSAGE,
         source: EventSource.CUSTOMER,
-        data: { case: "message", value: { text: "I want to talk to a person" } },
+        data: { case: "message", value: { text: "I want to talk to a person, a human please" } },
       },
       opts,
     )
