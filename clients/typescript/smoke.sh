@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Smoke test of the TypeScript client against a running server: clients/typescript/smoke.sh HOST:PORT
-# Installs dependencies and compiles when needed, then runs dist/smoke.js (see src/smoke.ts).
-# BATON_SMOKE_EXPECT_AI=1 additionally waits for the AI agent's reply.
+# Smoke test of the TypeScript client against a running server with authentication on:
+#   clients/typescript/smoke.sh HOST:PORT        (or BATON_SMOKE_TARGET)
+# Reads BATON_SMOKE_INTEGRATION_KEY, BATON_SMOKE_OPERATOR_KEY, BATON_SMOKE_OPERATOR_ID and
+# BATON_SMOKE_RESTART (see clients/smoke-all.sh). Installs dependencies and compiles when
+# needed, then runs dist/smoke.js (src/smoke.ts): the cross-language scenario through the
+# package's public API. Unit tests (no server): `npm test` here.
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 HOST:PORT" >&2; exit 2; }
+target="${1:-${BATON_SMOKE_TARGET:-}}"
+[ -n "$target" ] || { echo "usage: $0 HOST:PORT" >&2; exit 2; }
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT="$(cd ../.. && pwd)"
 export npm_config_cache="${npm_config_cache:-$ROOT/.cache/npm}"
@@ -17,4 +21,4 @@ if [ ! -f dist/smoke.js ] || [ -n "$(find src tsconfig.json package-lock.json -n
     node_modules/.bin/tsc -p tsconfig.json
     touch dist/smoke.js
 fi
-exec node dist/smoke.js "$1"
+exec node dist/smoke.js "$target"

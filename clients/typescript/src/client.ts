@@ -1,31 +1,103 @@
-// Hand-written Baton client: typed Connect clients for the services over gRPC (HTTP/2), and
-// `follow`, a resuming subscription to a session's event log. Generated code lives in ./gen.
+// Hand-written Baton client: typed Connect clients for the services over gRPC (HTTP/2) with
+// credentials, TLS, keepalive, retries and automatic idempotency keys; `follow`, a resuming
+// subscription to a session's event log; `watchHandoffs`, a resuming operator inbox.
+// Generated code lives in ./gen (baton.v1) and ./gen-deps (google.rpc error details).
 import { create } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescService, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { CallOptions, Client, Interceptor, Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type * as http2 from "node:http2";
 
-import type { Event, EventKind, EventSource } from "./gen/baton/v1/message_pb.js";
-import { ListEventsRequestSchema } from "./gen/baton/v1/request_response_pb.js";
+import { bearerAuth } from "./credentials.js";
+import type { Credentials } from "./credentials.js";
+import type { Event, EventKind, EventSource, HandoffChange, ParticipantSchema } from "./gen/baton/v1/message_pb.js";
+import {
+  ListEventsRequestSchema,
+  WatchHandoffsRequestSchema,
+} from "./gen/baton/v1/request_response_pb.js";
 import {
   AgentService,
+  AuthService,
+  CannedResponseService,
   CustomerService,
   EventService,
+  GuidelineService,
+  HandoffService,
   SessionService,
+  ToolService,
 } from "./gen/baton/v1/service_pb.js";
+import { backoffDelayMs, idempotencyKeyInterceptor, retryInterceptor, sleep } from "./retry.js";
+import type { RetryOptions } from "./retry.js";
+
+/** TLS settings: a custom CA (PEM) and, for mutual TLS, a client certificate and key. */
+export interface TlsOptions {
+  /** PEM of the CA(s) that signed the server's certificate. Default: Node's trusted roots. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Client certificate chain (PEM), when the server requires client certificates. */
+  cert?: string | Buffer;
+  /** Private key of `cert` (PEM). */
+  key?: string | Buffer;
+  /** Name to verify the server's certificate against (SNI), when it differs from the host. */
+  serverName?: string;
+}
+
+/**
+ * HTTP/2 keepalive, so a dead or half-open connection (NAT, load balancer) is noticed and
+ * streams fail over to a reconnect. The defaults suit Baton's server, which pings every 30 s
+ * and lets clients ping every 10 s or less often (also without calls).
+ */
+export interface KeepaliveOptions {
+  /** Ping after this long without data from the server. Default 30 000 (at least 10 000). */
+  pingIntervalMs?: number;
+  /** A ping not answered within this long closes the connection. Default 10 000. */
+  pingTimeoutMs?: number;
+  /** Also ping connections with no open call. Default false: connect-node 2.1 may then ping
+   * a connection the server already closed and crash the process with an uncaught
+   * ERR_HTTP2_INVALID_SESSION (connectrpc/connect-es#1795). Connections with open calls
+   * (follow, watchHandoffs) are pinged anyway, and an idle connection is checked with a ping
+   * before it is used again after `pingIntervalMs`. */
+  pingIdleConnection?: boolean;
+  /** Close a connection unused for this long. Default 15 minutes. */
+  idleConnectionTimeoutMs?: number;
+}
+
+/** Keepalive defaults of {@link BatonClient}. */
+export const DEFAULT_KEEPALIVE: Required<Omit<KeepaliveOptions, "idleConnectionTimeoutMs">> = {
+  pingIntervalMs: 30_000,
+  pingTimeoutMs: 10_000,
+  pingIdleConnection: false,
+};
 
 /** Options of {@link BatonClient}. Give `target` or `baseUrl`, or a ready `transport`. */
 export interface BatonClientOptions {
-  /** "host:port" of a plaintext server, e.g. "127.0.0.1:8800". */
+  /** "host:port", e.g. "127.0.0.1:8800" (plaintext, or TLS when `tls` is given). */
   target?: string;
   /** Full base URL, e.g. "http://127.0.0.1:8800" or "https://baton.example.com". */
   baseUrl?: string;
-  /** A transport to use as is (target, baseUrl and interceptors are then ignored). */
-  transport?: Transport;
-  /** Interceptors applied to every call (logging, auth headers, ...). */
+  /**
+   * API key or token sent as `authorization: Bearer <credential>`: a string, or a provider
+   * function called when a credential is needed (per call, or cached until shortly before
+   * the `expiresAt` it returns). See {@link bearerAuth}.
+   */
+  credentials?: Credentials;
+  /** A cached expiring token is renewed this long before it expires. Default 60 000 ms. */
+  refreshBeforeMs?: number;
+  /** TLS (https): `true` for Node's trusted roots, or a custom CA / client certificate. */
+  tls?: boolean | TlsOptions;
+  /** HTTP/2 keepalive; see {@link DEFAULT_KEEPALIVE}. */
+  keepalive?: KeepaliveOptions;
+  /** Unary retries on UNAVAILABLE for calls safe to repeat (default on); `false` disables. */
+  retry?: RetryOptions | false;
+  /** Fill CreateEvent's idempotency_key with a random UUID when empty. Default true. */
+  idempotencyKeys?: boolean;
+  /** Extra interceptors, applied inside retries (each attempt) and outside authentication. */
   interceptors?: Interceptor[];
+  /** Extra options for node:http2 connect() (merged over the TLS ones). */
+  nodeOptions?: http2.SecureClientSessionOptions;
+  /** A transport to use as is: every other option above is then ignored. */
+  transport?: Transport;
 }
 
 /** Options of {@link BatonClient.follow} and {@link BatonClient.followItems}. */
@@ -78,32 +150,127 @@ export type FollowItem =
   /** The stream broke and follow is about to reconnect from `nextOffset`. */
   | { kind: "reconnecting"; info: ReconnectInfo };
 
-/** "host:port" or URL to a base URL. */
-function toBaseUrl(target: string): string {
-  return /^[a-z]+:\/\//i.test(target) ? target : `http://${target}`;
+/** Options of {@link BatonClient.watchHandoffs} and {@link BatonClient.watchHandoffItems}. */
+export interface WatchHandoffsOptions {
+  /** Only handoffs of this agent's sessions; empty or absent means all agents. */
+  agentId?: string;
+  /** The operator watching (counts as an available operator while the watch is open). An
+   * operator key bound to an operator id may only name that operator. */
+  operator?: MessageInitShape<typeof ParticipantSchema>;
+  /** Resume after this position (the last change handled). Absent: start with the open
+   * handoffs (type OPEN, all at the snapshot's position), then live changes. */
+  afterPosition?: bigint | number;
+  /** Aborting ends the iteration quietly (no error is thrown). */
+  signal?: AbortSignal;
+  /** First reconnect delay in ms (before jitter). Default 200. */
+  initialBackoffMs?: number;
+  /** Upper bound of the reconnect delay in ms. Default 10000. */
+  maxBackoffMs?: number;
+  /** Give up (rethrowing the last error) after this many reconnects in a row without
+   * receiving anything. Default: retry forever. */
+  maxRetries?: number;
+  /** Codes that trigger a reconnect. Default: [Code.Unavailable] (plus an unexpected end and
+   * a CANCELED the signal did not cause, as with follow). */
+  retryableCodes?: Code[];
+  /** Called before each reconnect, e.g. for logging. */
+  onReconnect?: (info: WatchReconnectInfo) => void;
 }
 
-/** Client of a Baton server: one typed client per service and a resuming event follower. */
+/** What {@link WatchHandoffsOptions.onReconnect} is told. */
+export interface WatchReconnectInfo {
+  /** Why the previous stream ended: a ConnectError, or undefined if it ended without one. */
+  error: ConnectError | undefined;
+  /** 1 for the first reconnect after a healthy stream, 2 for the next in a row, ... */
+  attempt: number;
+  /** How long the watch waits before reconnecting. */
+  delayMs: number;
+  /** The `after_position` the new stream asks for (undefined: a fresh snapshot). */
+  afterPosition: bigint | undefined;
+}
+
+/** An item of {@link BatonClient.watchHandoffItems}: a change, or a stream marker. */
+export type HandoffWatchItem =
+  | { kind: "change"; change: HandoffChange }
+  /** Every change up to `position` has been delivered (after every (re)connect). */
+  | { kind: "caughtUp"; position: bigint }
+  /** The idle stream is alive; every change up to `position` has been delivered. */
+  | { kind: "heartbeat"; position: bigint; time: Timestamp | undefined }
+  /** The stream broke and the watch is about to reconnect after `info.afterPosition`. */
+  | { kind: "reconnecting"; info: WatchReconnectInfo };
+
+/** "host:port" or URL to a base URL. */
+function toBaseUrl(target: string, tls: boolean): string {
+  return /^[a-z]+:\/\//i.test(target) ? target : `${tls ? "https" : "http"}://${target}`;
+}
+
+/** Whether a failed stream should be resumed (the caller did not abort). */
+function resumable(error: ConnectError, retryable: Code[]): boolean {
+  // connect-node reports a connection that drops mid-stream (server killed, network gone,
+  // keepalive timeout) as CANCELED (HTTP/2 RST_STREAM CANCEL); we did not cancel, so it is a
+  // loss of the connection.
+  return retryable.includes(error.code) || error.code === Code.Canceled;
+}
+
+/** Client of a Baton server: one typed client per service, a resuming event follower and a
+ * resuming operator inbox. */
 export class BatonClient {
   readonly transport: Transport;
   readonly agents: Client<typeof AgentService>;
   readonly customers: Client<typeof CustomerService>;
   readonly sessions: Client<typeof SessionService>;
   readonly events: Client<typeof EventService>;
+  readonly guidelines: Client<typeof GuidelineService>;
+  readonly cannedResponses: Client<typeof CannedResponseService>;
+  readonly tools: Client<typeof ToolService>;
+  readonly handoffs: Client<typeof HandoffService>;
+  readonly auth: Client<typeof AuthService>;
+  private readonly sessionManager: Http2SessionManager | undefined;
 
   constructor(options: string | BatonClientOptions) {
-    const opts = typeof options === "string" ? { target: options } : options;
+    const opts: BatonClientOptions = typeof options === "string" ? { target: options } : options;
     if (opts.transport) {
       this.transport = opts.transport;
     } else {
-      const baseUrl = opts.baseUrl ?? (opts.target ? toBaseUrl(opts.target) : undefined);
+      const tls = opts.tls === true ? {} : opts.tls || undefined;
+      const baseUrl = opts.baseUrl ?? (opts.target ? toBaseUrl(opts.target, tls !== undefined) : undefined);
       if (!baseUrl) throw new Error("BatonClient: give target, baseUrl or transport");
-      this.transport = createGrpcTransport({ baseUrl, interceptors: opts.interceptors });
+      const keepalive = { ...DEFAULT_KEEPALIVE, ...opts.keepalive };
+      const nodeOptions: http2.SecureClientSessionOptions = {
+        ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
+        ...(tls?.cert !== undefined ? { cert: tls.cert } : {}),
+        ...(tls?.key !== undefined ? { key: tls.key } : {}),
+        ...(tls?.serverName !== undefined ? { servername: tls.serverName } : {}),
+        ...opts.nodeOptions,
+      };
+      this.sessionManager = new Http2SessionManager(baseUrl, keepalive, nodeOptions);
+      const interceptors: Interceptor[] = [];
+      if (opts.idempotencyKeys ?? true) interceptors.push(idempotencyKeyInterceptor());
+      if (opts.retry !== false) interceptors.push(retryInterceptor(opts.retry ?? {}));
+      interceptors.push(...(opts.interceptors ?? []));
+      if (opts.credentials !== undefined) {
+        interceptors.push(bearerAuth(opts.credentials, { refreshBeforeMs: opts.refreshBeforeMs }));
+      }
+      this.transport = createGrpcTransport({
+        baseUrl,
+        interceptors,
+        sessionManager: this.sessionManager,
+      });
     }
     this.agents = createClient(AgentService, this.transport);
     this.customers = createClient(CustomerService, this.transport);
     this.sessions = createClient(SessionService, this.transport);
     this.events = createClient(EventService, this.transport);
+    this.guidelines = createClient(GuidelineService, this.transport);
+    this.cannedResponses = createClient(CannedResponseService, this.transport);
+    this.tools = createClient(ToolService, this.transport);
+    this.handoffs = createClient(HandoffService, this.transport);
+    this.auth = createClient(AuthService, this.transport);
+  }
+
+  /** Closes the HTTP/2 connection (open calls fail with CANCELED). Idle connections do not
+   * keep Node running, so this is optional. */
+  close(): void {
+    this.sessionManager?.abort();
   }
 
   /** A typed client for any other service of the API (e.g. ones added after this file). */
@@ -174,9 +341,7 @@ export class BatonClient {
         } catch (e) {
           if (abort.signal.aborted) return;
           const ce = ConnectError.from(e);
-          // connect-node reports a connection that drops mid-stream (server killed, network
-          // gone) as CANCELED (HTTP/2 RST_STREAM CANCEL); we did not cancel, so it is a loss.
-          if (!retryable.includes(ce.code) && ce.code !== Code.Canceled) throw ce;
+          if (!resumable(ce, retryable)) throw ce;
           error = ce;
         }
         if (abort.signal.aborted) return;
@@ -185,8 +350,10 @@ export class BatonClient {
         if (options.maxRetries !== undefined && failures > options.maxRetries) {
           throw error ?? new ConnectError("follow stream ended unexpectedly", Code.Unavailable);
         }
-        const ceiling = Math.min(maxBackoff, initialBackoff * 2 ** (failures - 1));
-        const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+        const delayMs = backoffDelayMs(failures, {
+          initialBackoffMs: initialBackoff,
+          maxBackoffMs: maxBackoff,
+        });
         const info: ReconnectInfo = { error, attempt: failures, delayMs, nextOffset: next };
         options.onReconnect?.(info);
         yield { kind: "reconnecting", info };
@@ -197,19 +364,102 @@ export class BatonClient {
       abort.abort(); // cancels the open call, if any
     }
   }
-}
 
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      resolve(ok);
+  /**
+   * The operator inbox: handoff changes, forever (until `signal` aborts or the consumer stops
+   * iterating). Without `afterPosition` it starts with the open handoffs (type OPEN), then
+   * every change live. Reconnects on UNAVAILABLE (e.g. a server restart), a dropped
+   * connection or an unexpected end, with jittered exponential backoff, resuming with
+   * `after_position` = the last position delivered: every change is yielded exactly once,
+   * in increasing position order. Other errors (PERMISSION_DENIED, INVALID_ARGUMENT, ...)
+   * are thrown.
+   */
+  async *watchHandoffs(options: WatchHandoffsOptions = {}): AsyncGenerator<HandoffChange, void> {
+    for await (const item of this.watchHandoffItems(options)) {
+      if (item.kind === "change") yield item.change;
+    }
+  }
+
+  /** Like {@link watchHandoffs}, but also yields the stream's markers (caught up, heartbeats,
+   * reconnecting). */
+  async *watchHandoffItems(
+    options: WatchHandoffsOptions = {},
+  ): AsyncGenerator<HandoffWatchItem, void> {
+    const backoff = {
+      initialBackoffMs: options.initialBackoffMs ?? 200,
+      maxBackoffMs: options.maxBackoffMs ?? 10_000,
     };
-    const onAbort = () => done(false);
-    const timer = setTimeout(() => done(true), ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+    const retryable = options.retryableCodes ?? [Code.Unavailable];
+    // The resume point: every change up to it was delivered. Undefined until the first
+    // snapshot is complete (a watch started without afterPosition).
+    let cursor = options.afterPosition === undefined ? undefined : BigInt(options.afterPosition);
+    let failures = 0;
+
+    const abort = new AbortController();
+    const onAbort = () => abort.abort(options.signal?.reason);
+    if (options.signal?.aborted) return;
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        let error: ConnectError | undefined;
+        // A snapshot (OPEN entries share the snapshot's position, so they cannot be resumed
+        // from halfway) is held back until `caught_up`: a stream that breaks before it is
+        // simply started again, and nothing is delivered twice.
+        const held: HandoffChange[] = [];
+        try {
+          const request = create(WatchHandoffsRequestSchema, {
+            agentId: options.agentId ?? "",
+            operator: options.operator,
+            afterPosition: cursor,
+          });
+          const callOptions: CallOptions = { signal: abort.signal };
+          for await (const response of this.handoffs.watchHandoffs(request, callOptions)) {
+            failures = 0;
+            for (const change of response.changes) {
+              if (cursor === undefined) {
+                held.push(change);
+                continue;
+              }
+              if (change.position <= cursor) continue; // already delivered
+              cursor = change.position;
+              yield { kind: "change", change };
+            }
+            if (response.caughtUp) {
+              if (cursor === undefined) {
+                let reached = response.caughtUpPosition;
+                for (const change of held) if (change.position > reached) reached = change.position;
+                cursor = reached;
+                for (const change of held.splice(0)) yield { kind: "change", change };
+              } else if (response.caughtUpPosition > cursor) {
+                cursor = response.caughtUpPosition;
+              }
+              yield { kind: "caughtUp", position: cursor };
+            }
+            if (response.heartbeat && cursor !== undefined) {
+              if (response.heartbeat.position > cursor) cursor = response.heartbeat.position;
+              yield { kind: "heartbeat", position: cursor, time: response.heartbeat.time };
+            }
+          }
+        } catch (e) {
+          if (abort.signal.aborted) return;
+          const ce = ConnectError.from(e);
+          if (!resumable(ce, retryable)) throw ce;
+          error = ce;
+        }
+        if (abort.signal.aborted) return;
+        failures += 1;
+        if (options.maxRetries !== undefined && failures > options.maxRetries) {
+          throw error ?? new ConnectError("inbox stream ended unexpectedly", Code.Unavailable);
+        }
+        const delayMs = backoffDelayMs(failures, backoff);
+        const info: WatchReconnectInfo = { error, attempt: failures, delayMs, afterPosition: cursor };
+        options.onReconnect?.(info);
+        yield { kind: "reconnecting", info };
+        if (!(await sleep(delayMs, abort.signal))) return;
+      }
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      abort.abort();
+    }
+  }
 }

@@ -1,8 +1,20 @@
-// Public entry point of the Baton TypeScript client: the hand-written client and every
-// generated message, enum and service descriptor of baton.v1.
+// Public entry point of the Baton TypeScript client: the hand-written client (credentials,
+// TLS, keepalive, retries, follow, watchHandoffs), typed error helpers, and every generated
+// message, enum and service descriptor of baton.v1.
 export * from "./client.js";
+export * from "./credentials.js";
+export * from "./errors.js";
+export {
+  backoffDelayMs,
+  idempotencyKeyInterceptor,
+  isSafeToRetry,
+  newIdempotencyKey,
+  retryInterceptor,
+} from "./retry.js";
+export type { BackoffOptions, RetryOptions } from "./retry.js";
 export * from "./gen/baton/v1/message_pb.js";
 export * from "./gen/baton/v1/request_response_pb.js";
 export * from "./gen/baton/v1/service_pb.js";
 export { Code, ConnectError } from "@connectrpc/connect";
+export type { CallOptions, Client, Interceptor, Transport } from "@connectrpc/connect";
 export { create } from "@bufbuild/protobuf";
