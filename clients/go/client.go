@@ -273,7 +273,7 @@ func (cfg *dialConfig) grpcOptions(target string) ([]grpc.DialOption, error) {
 	}
 	opts = append(opts,
 		grpc.WithKeepaliveParams(cfg.keepalive),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: DefaultConnectBackoff, MinConnectTimeout: 5 * time.Second}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: DefaultConnectBackoff, MinConnectTimeout: 20 * time.Second}),
 		grpc.WithUserAgent("baton-go/"+Version),
 		grpc.WithChainUnaryInterceptor(unary...),
 		grpc.WithChainStreamInterceptor(stream...),

@@ -1,6 +1,7 @@
 package baton
 
 import (
+	"errors"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -17,13 +18,17 @@ import (
 // Code is the gRPC status code of err (codes.OK for nil, codes.Unknown for a non-gRPC error).
 func Code(err error) codes.Code { return status.Code(err) }
 
-// Message is the status message of err ("" for nil).
+// Message is the status message of err, without the text of errors wrapping it ("" for nil,
+// err.Error() for a non-gRPC error).
 func Message(err error) string {
 	if err == nil {
 		return ""
 	}
-	s, _ := status.FromError(err)
-	return s.Message()
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		return se.GRPCStatus().Message()
+	}
+	return err.Error()
 }
 
 // ErrorInfo is the google.rpc.ErrorInfo of err, nil when it has none.

@@ -65,4 +65,4 @@ cp "$HERE/go.sum" go.sum   # the client's checksums: no checksum-database lookup
 go mod tidy
 go vet ./...
 go run .
-echo "package check go: ok (scratch module in $scratch)"
+echo "package check go: ok (scratch module $scratch, removed)"

@@ -240,7 +240,7 @@ func run(target string) {
 	step("6. server restarted in %s", time.Since(started).Round(time.Millisecond))
 	// The customer's client asks its provider again once the cached token nears expiry: wait
 	// for that instant (at most tokenTTL-tokenEarly after the fetch) so the run shows it.
-	if t, ok := tokens.Cached(); ok {
+	if t, ok := tokens.Cached(); ok && tokens.Fetches() < 2 {
 		if d := time.Until(t.Expiry.Add(-tokenEarly)); d > 0 {
 			<-time.After(d)
 		}
@@ -252,13 +252,25 @@ func run(target string) {
 	if tokens.Fetches() < 2 {
 		fail("the token provider was not asked again (%d fetches)", tokens.Fetches())
 	}
+	// The offline lexical matcher shares no word between "I want to talk to a person" and the
+	// guideline's condition, so the AI does not open a handoff for it: the widget backend does,
+	// on the customer's behalf, as a "talk to a person" button would (ALREADY_EXISTS when an
+	// AI that understood the request got there first).
+	requested := "the AI"
+	if resp, err := integration.Handoffs.RequestHandoff(call(), &batonv1.RequestHandoffRequest{
+		SessionId: session.GetId(), Reason: "I want to talk to a person",
+		RequestedBy: batonv1.HandoffRequester_HANDOFF_REQUESTER_CUSTOMER}); err == nil {
+		requested = fmt.Sprintf("the integration on the customer's behalf (operators available: %v)", resp.GetOperatorsAvailable())
+	} else if !baton.IsAlreadyExists(err) {
+		fail("RequestHandoff: %v (code %v, reason %q)", err, baton.Code(err), baton.Reason(err))
+	}
 	follow.waitFor("the customer's post-restart message on the follow", func(e *batonv1.Event) bool { return e.GetId() == again.GetId() })
 	change := inbox.waitFor("a change for the session's new handoff after the restart", func(c *batonv1.HandoffChange) bool {
 		return c.GetPosition() > lastBefore && c.GetHandoff().GetSessionId() == session.GetId() &&
 			c.GetHandoff().GetId() != pending.GetId()
 	})
-	step("   posted at %d and %d after the restart; inbox change %v at position %d for handoff %s; %d tokens fetched",
-		still.GetOffset(), again.GetOffset(), change.GetType(), change.GetPosition(), change.GetHandoff().GetId(), tokens.Fetches())
+	step("   posted at %d and %d after the restart; handoff requested by %s; inbox change %v at position %d for handoff %s; %d tokens fetched",
+		still.GetOffset(), again.GetOffset(), requested, change.GetType(), change.GetPosition(), change.GetHandoff().GetId(), tokens.Fetches())
 
 	// Exactly once: each follow against a fresh read of the log with the same credentials.
 	checkFollow := func(name string, c *baton.Client, col *collector[*batonv1.Event], contiguous bool) {
