@@ -191,3 +191,34 @@ func TestWatchHandoffsFromPositionAndErrors(t *testing.T) {
 		t.Errorf("request modified: after_position %d", req.GetAfterPosition())
 	}
 }
+
+func (f *fakeInbox) ListHandoffs(_ context.Context, req *batonv1.ListHandoffsRequest) (*batonv1.ListHandoffsResponse, error) {
+	if req.GetSessionId() != "ses_1" {
+		return nil, status.Error(codes.InvalidArgument, "session_id")
+	}
+	if req.GetPageToken() == "" {
+		return &batonv1.ListHandoffsResponse{Handoffs: []*batonv1.Handoff{{Id: "h1"}, {Id: "h2"}}, NextPageToken: "p2"}, nil
+	}
+	return &batonv1.ListHandoffsResponse{Handoffs: []*batonv1.Handoff{{Id: "h3"}}}, nil
+}
+
+func TestListHandoffsAllPages(t *testing.T) {
+	c := &Client{Handoffs: serveInbox(t, &fakeInbox{})}
+	var ids []string
+	for h, err := range c.ListHandoffs(context.Background(), &batonv1.ListHandoffsRequest{SessionId: "ses_1"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.GetId())
+	}
+	if len(ids) != 3 || ids[2] != "h3" {
+		t.Fatalf("ids %v", ids)
+	}
+	var last error
+	for _, err := range c.ListHandoffs(context.Background(), nil) {
+		last = err
+	}
+	if !IsInvalidArgument(last) {
+		t.Fatalf("error %v", last)
+	}
+}

@@ -93,7 +93,7 @@ func (c *collector[T]) waitFor(what string, pred func(T) bool) T {
 		select {
 		case <-wake:
 		case <-deadline:
-			fail("no %s within %s", what, waitFor)
+			fail("timed out after %s waiting for %s", waitFor, what)
 		}
 	}
 }
