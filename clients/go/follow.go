@@ -27,6 +27,16 @@ type followConfig struct {
 	retryable      []codes.Code
 	onReconnect    func(ReconnectInfo)
 	onMarker       func(*batonv1.ListEventsResponse)
+	onInboxMarker  func(*batonv1.WatchHandoffsResponse)
+}
+
+func defaultFollowConfig() followConfig {
+	return followConfig{
+		initialBackoff: 200 * time.Millisecond,
+		maxBackoff:     10 * time.Second,
+		maxRetries:     -1,
+		retryable:      []codes.Code{codes.Unavailable},
+	}
 }
 
 // ReconnectInfo is what WithOnReconnect's callback is told before each reconnect.
@@ -34,7 +44,10 @@ type ReconnectInfo struct {
 	Err        error         // why the stream ended (io.ErrUnexpectedEOF if it ended cleanly)
 	Attempt    int           // 1 for the first reconnect after a healthy stream, 2 next in a row...
 	Delay      time.Duration // how long Follow waits before reconnecting
-	NextOffset int64         // the offset the new stream starts from
+	NextOffset int64         // Follow: the offset the new stream starts from
+	// WatchHandoffs: the after_position the new stream resumes from (-1: none yet, the new
+	// stream starts with a snapshot of the open handoffs).
+	AfterPosition int64
 }
 
 // WithKinds delivers only events of these kinds.
@@ -65,6 +78,20 @@ func WithRetryableCodes(retryable ...codes.Code) FollowOption {
 	return func(c *followConfig) { c.retryable = retryable }
 }
 
+// Backoff is the delay before reconnect number attempt (1, 2, ...) in a row of Follow and
+// WatchHandoffs: "equal jitter" exponential backoff, uniformly random between half and all of
+// min(limit, initial * 2^(attempt-1)).
+func Backoff(initial, limit time.Duration, attempt int) time.Duration {
+	ceiling := min(limit, initial<<min(max(attempt, 1)-1, 30))
+	if ceiling <= 0 { // overflow
+		ceiling = limit
+	}
+	if ceiling <= 0 {
+		return 0
+	}
+	return ceiling/2 + rand.N(ceiling/2+1)
+}
+
 // WithOnReconnect calls f before each reconnect, e.g. for logging.
 func WithOnReconnect(f func(ReconnectInfo)) FollowOption {
 	return func(c *followConfig) { c.onReconnect = f }
@@ -91,12 +118,7 @@ func WithOnMarker(f func(*batonv1.ListEventsResponse)) FollowOption {
 //	}
 func Follow(ctx context.Context, client batonv1.EventServiceClient, sessionID string,
 	fromOffset int64, opts ...FollowOption) iter.Seq2[*batonv1.Event, error] {
-	cfg := followConfig{
-		initialBackoff: 200 * time.Millisecond,
-		maxBackoff:     10 * time.Second,
-		maxRetries:     -1,
-		retryable:      []codes.Code{codes.Unavailable},
-	}
+	cfg := defaultFollowConfig()
 	for _, opt := range opts {
 		opt(&cfg)
 	}
@@ -123,8 +145,7 @@ func Follow(ctx context.Context, client batonv1.EventServiceClient, sessionID st
 				yield(nil, err)
 				return
 			}
-			ceiling := min(cfg.maxBackoff, cfg.initialBackoff<<min(failures-1, 30))
-			delay := ceiling/2 + rand.N(ceiling/2+1)
+			delay := Backoff(cfg.initialBackoff, cfg.maxBackoff, failures)
 			if cfg.onReconnect != nil {
 				cfg.onReconnect(ReconnectInfo{Err: err, Attempt: failures, Delay: delay, NextOffset: next})
 			}
