@@ -38,6 +38,7 @@ run java clients/java/smoke.sh "$target"
 run typescript-unit bash -c "cd clients/typescript && npm test --silent"
 run typescript-package clients/typescript/package-check.sh
 run go-unit bash -c "cd clients/go && go test ./..."
+run go-package clients/go/package-check.sh
 run java-unit bash -c "cd clients/java && mvn -B -o -Dmaven.repo.local='$ROOT/.cache/m2' test | grep -E 'Tests run:|BUILD|ERROR'; exit \${PIPESTATUS[0]}"
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
