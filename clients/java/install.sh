@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the Java client needs and resolves every Maven artifact (plugins, protoc and
-# protoc-gen-grpc-java executables, dependencies, test engine) into the workspace-local repository
+# protoc-gen-grpc-java executables, dependencies, test engine, install plugin) into the workspace-local repository
 # <repo>/.cache/m2 (override with BATON_M2_REPO), checks that src/main/proto matches the
 # repository's protos (sync-protos.sh), then builds and unit-tests the client once.
 # Idempotent: a second run downloads nothing and only rebuilds what changed.
@@ -19,7 +19,8 @@ mkdir -p "$repo"
 cd "$here"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-if ! mvn -B -q -Dmaven.repo.local="$repo" package >"$log" 2>&1; then
+# `install` (not just package): also resolves maven-install-plugin, which package-check.sh needs offline.
+if ! mvn -B -q -Dmaven.repo.local="$repo" install >"$log" 2>&1; then
   cat "$log"
   echo "java client: build failed" >&2
   exit 1

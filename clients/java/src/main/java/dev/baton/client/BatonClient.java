@@ -24,6 +24,8 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.cert.CertificateException;
+import java.security.cert.CertificateFactory;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -382,8 +384,15 @@ public final class BatonClient implements AutoCloseable {
       return tlsCa(read(caPemFile));
     }
 
-    /** TLS trusting only the CA certificate(s) in these PEM bytes. */
+    /** TLS trusting only the CA certificate(s) in these PEM bytes (checked here: at least one). */
     public Builder tlsCa(byte[] caPem) {
+      try {
+        if (CertificateFactory.getInstance("X.509").generateCertificates(new ByteArrayInputStream(caPem)).isEmpty()) {
+          throw new IllegalArgumentException("no certificate in the CA PEM");
+        }
+      } catch (CertificateException e) {
+        throw new IllegalArgumentException("unreadable CA PEM: " + e.getMessage(), e);
+      }
       this.caPem = caPem.clone();
       this.plaintext = false;
       return this;

@@ -371,7 +371,7 @@ public final class Smoke {
         restartServer();
         ok(String.format("server restarted (%.1f s)", (System.nanoTime() - restartStarted) / 1e9));
         Event still = postCustomer(customerClient, sessionId, "Are you still there?");
-        Event person = postCustomer(customerClient, sessionId, "I want to talk to a person");
+        Event person = postCustomer(customerClient, sessionId, "I want to talk to a human");
         customerEvents.await("the customer's message after the restart", e -> e.getId().equals(person.getId()));
         HandoffChange again =
             changes.await(

@@ -120,7 +120,7 @@ class ClientOptionsTest {
   void tlsByDefaultPlaintextOnRequest() {
     assertTrue(BatonClient.builder("h:1").channelCredentials() instanceof TlsChannelCredentials);
     assertTrue(BatonClient.builder("h:1").plaintext().channelCredentials() instanceof InsecureChannelCredentials);
-    assertThrows(IllegalArgumentException.class, () -> BatonClient.builder("h:1").tlsCa("not a certificate".getBytes()).channelCredentials());
+    assertThrows(IllegalArgumentException.class, () -> BatonClient.builder("h:1").tlsCa("not a certificate".getBytes()));
   }
 
   @Test

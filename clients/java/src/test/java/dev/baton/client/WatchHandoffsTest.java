@@ -32,8 +32,9 @@ import org.junit.jupiter.api.Test;
 
 /** The inbox watch helper against a scripted in-process HandoffService. */
 class WatchHandoffsTest {
-  private static final WatchOptions.Builder FAST =
-      WatchOptions.builder().initialBackoff(Duration.ofMillis(5)).maxBackoff(Duration.ofMillis(20));
+  private static WatchOptions.Builder fast() {
+    return WatchOptions.builder().initialBackoff(Duration.ofMillis(5)).maxBackoff(Duration.ofMillis(20));
+  }
   private static final Duration WAIT = Duration.ofSeconds(5);
 
   private final ConcurrentLinkedQueue<BiConsumer<WatchHandoffsRequest, StreamObserver<WatchHandoffsResponse>>> scripts =
@@ -118,7 +119,7 @@ class WatchHandoffsTest {
           out.onNext(changes(change(13, claimed, "hof_b")));
         });
     Participant olga = Participant.newBuilder().setId("olga").setDisplayName("Olga").build();
-    try (HandoffStream stream = baton.watchHandoffs(FAST.operator(olga).agentId("agt_1").build())) {
+    try (HandoffStream stream = baton.watchHandoffs(fast().operator(olga).agentId("agt_1").build())) {
       assertEquals(List.of("10:hof_a", "10:hof_b", "11:hof_c", "12:hof_a", "13:hof_b"), take(stream, 5));
       assertTrue(stream.awaitCaughtUp(WAIT));
       assertEquals(13, stream.lastPosition());
@@ -140,7 +141,7 @@ class WatchHandoffsTest {
           out.onCompleted(); // a watch should not end: reconnect
         });
     scripts.add((req, out) -> out.onNext(changes(change(46, HandoffChangeType.HANDOFF_CHANGE_TYPE_REQUESTED, "hof_x"))));
-    try (HandoffStream stream = baton.watchHandoffs(FAST.build())) {
+    try (HandoffStream stream = baton.watchHandoffs(fast().build())) {
       assertEquals(List.of("46:hof_x"), take(stream, 1));
     }
     assertEquals(45, requests.get(1).getAfterPosition());
@@ -149,7 +150,7 @@ class WatchHandoffsTest {
   @Test
   void startsAfterAGivenPosition() throws Exception {
     scripts.add((req, out) -> out.onNext(changes(change(7, HandoffChangeType.HANDOFF_CHANGE_TYPE_ENDED, "hof_1"))));
-    try (HandoffStream stream = baton.watchHandoffs(FAST.afterPosition(6).build())) {
+    try (HandoffStream stream = baton.watchHandoffs(fast().afterPosition(6).build())) {
       assertEquals(List.of("7:hof_1"), take(stream, 1));
     }
     assertEquals(6, requests.get(0).getAfterPosition());
@@ -158,7 +159,7 @@ class WatchHandoffsTest {
   @Test
   void nonRetryableErrorEndsTheWatch() throws Exception {
     scripts.add((req, out) -> out.onError(Status.PERMISSION_DENIED.withDescription("not your operator id").asRuntimeException()));
-    try (HandoffStream stream = baton.watchHandoffs(FAST.build())) {
+    try (HandoffStream stream = baton.watchHandoffs(fast().build())) {
       StatusRuntimeException e = assertThrows(StatusRuntimeException.class, stream::hasNext);
       assertEquals(Status.Code.PERMISSION_DENIED, e.getStatus().getCode());
     }
