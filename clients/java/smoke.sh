@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Builds the Java client (offline when the workspace Maven repo already has everything) and runs
-# its end-to-end smoke test against a live Baton server.
-#   clients/java/smoke.sh 127.0.0.1:8800
-# BATON_SMOKE_EXPECT_AI=1 also waits for the AI agent's reply. Prints `N passed, N failed` and
-# exits non-zero on any failure.
+# the cross-language smoke scenario (clients/README.md) against a live Baton server with
+# authentication on:
+#   clients/java/smoke.sh 127.0.0.1:8800      (or BATON_SMOKE_TARGET)
+# Reads BATON_SMOKE_INTEGRATION_KEY, BATON_SMOKE_OPERATOR_KEY, BATON_SMOKE_OPERATOR_ID,
+# BATON_SMOKE_RESTART, BATON_SMOKE_EXPECT_AI (see clients/smoke-all.sh). Prints
+# `smoke java: ok` or `smoke java: FAILED: <why>` and exits non-zero on failure.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-target="${1:?usage: $0 HOST:PORT}"
+target="${1:-${BATON_SMOKE_TARGET:?usage: $0 HOST:PORT}}"
 repo="${BATON_M2_REPO:-$root/.cache/m2}"
 
+"$here/sync-protos.sh" --check
 cd "$here"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -17,7 +20,7 @@ build() { mvn -B -q -Dmaven.repo.local="$repo" -DskipTests "$@" package >"$log" 
 # Offline first (no network round trips); online only when something is missing from the cache.
 if ! { [ -d "$repo" ] && build -o; } && ! build; then
   cat "$log"
-  echo "java smoke: build failed" >&2
+  echo "smoke java: FAILED: build failed" >&2
   exit 1
 fi
-java -cp "target/classes:$(cat target/classpath.txt)" dev.baton.client.Smoke "$target"
+exec java -cp "target/classes:$(cat target/classpath.txt)" dev.baton.client.Smoke "$target"

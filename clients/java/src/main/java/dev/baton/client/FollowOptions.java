@@ -90,8 +90,14 @@ public final class FollowOptions {
 
   /** The wait before the {@code attempt}-th consecutive reconnect (1-based), jitter included. */
   Duration backoff(int attempt, double random01) {
-    double base = initialBackoff.toNanos() * Math.pow(multiplier, Math.max(0, attempt - 1));
-    double capped = Math.min(base, (double) maxBackoff.toNanos());
+    return delay(initialBackoff, maxBackoff, multiplier, jitter, attempt, random01);
+  }
+
+  /** {@code min(max, initial * multiplier^(attempt-1))}, minus up to {@code jitter} of it. */
+  static Duration delay(
+      Duration initial, Duration max, double multiplier, double jitter, int attempt, double random01) {
+    double base = initial.toNanos() * Math.pow(multiplier, Math.max(0, attempt - 1));
+    double capped = Math.min(base, (double) max.toNanos());
     double jittered = capped * (1.0 - jitter * random01);
     return Duration.ofNanos((long) jittered);
   }

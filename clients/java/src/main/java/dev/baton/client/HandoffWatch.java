@@ -1,0 +1,18 @@
+package dev.baton.client;
+
+/** Handle of a running operator inbox watch. */
+public interface HandoffWatch extends AutoCloseable {
+  /**
+   * The position the watch resumes after: the last delivered change's, or a later one the
+   * server reported (caught up, heartbeat); -1 before any. Save it to resume in a later process
+   * with {@link WatchOptions.Builder#afterPosition(long)}.
+   */
+  long lastPosition();
+
+  /** True once closed or ended by an error. */
+  boolean isDone();
+
+  /** Cancels the stream and any pending reconnect. Idempotent; no callback follows it. */
+  @Override
+  void close();
+}

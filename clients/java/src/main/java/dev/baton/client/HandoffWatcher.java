@@ -1,0 +1,251 @@
+package dev.baton.client;
+
+import dev.baton.v1.HandoffChange;
+import dev.baton.v1.HandoffChangeType;
+import dev.baton.v1.HandoffServiceGrpc;
+import dev.baton.v1.WatchHandoffsRequest;
+import dev.baton.v1.WatchHandoffsResponse;
+import io.grpc.ConnectivityState;
+import io.grpc.Context;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import java.time.Duration;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The engine behind {@link BatonClient#watchHandoffs}: one {@code WatchHandoffs} call at a time;
+ * when it breaks with a retryable status or ends, another starts after a jittered exponential
+ * backoff with {@code after_position} = the last delivered position (or a later caught-up or
+ * heartbeat position). Changes at or below it are dropped, so none is delivered twice.
+ */
+final class HandoffWatcher implements HandoffWatch {
+  private final HandoffServiceGrpc.HandoffServiceStub stub;
+  private final ManagedChannel channel; // null when unknown
+  private final ScheduledExecutorService scheduler;
+  private final WatchOptions options;
+  private final HandoffListener listener;
+
+  private final Object lock = new Object();
+  private volatile long lastPosition;
+  private volatile boolean done;
+  private volatile int attempt;
+  private Context.CancellableContext current; // guarded by lock
+  private ScheduledFuture<?> pending; // guarded by lock
+
+  HandoffWatcher(
+      HandoffServiceGrpc.HandoffServiceStub stub,
+      ManagedChannel channel,
+      ScheduledExecutorService scheduler,
+      WatchOptions options,
+      HandoffListener listener) {
+    this.stub = stub;
+    this.channel = channel;
+    this.scheduler = scheduler;
+    this.options = options;
+    this.listener = listener;
+    this.lastPosition = options.afterPosition() == null ? -1 : options.afterPosition();
+  }
+
+  void start() {
+    connect();
+  }
+
+  @Override
+  public long lastPosition() {
+    return lastPosition;
+  }
+
+  @Override
+  public boolean isDone() {
+    return done;
+  }
+
+  @Override
+  public void close() {
+    synchronized (lock) {
+      if (done) {
+        return;
+      }
+      done = true;
+      cancelLocked();
+    }
+  }
+
+  private void cancelLocked() {
+    if (pending != null) {
+      pending.cancel(false);
+      pending = null;
+    }
+    if (current != null) {
+      current.cancel(null);
+      current = null;
+    }
+  }
+
+  private void reconnect() {
+    if (channel != null && channel.getState(false) == ConnectivityState.TRANSIENT_FAILURE) {
+      channel.resetConnectBackoff();
+    }
+    connect();
+  }
+
+  WatchHandoffsRequest request() {
+    WatchHandoffsRequest.Builder b = WatchHandoffsRequest.newBuilder().setAgentId(options.agentId());
+    if (options.operator() != null) {
+      b.setOperator(options.operator());
+    }
+    if (lastPosition >= 0) {
+      b.setAfterPosition(lastPosition);
+    }
+    return b.build();
+  }
+
+  private void connect() {
+    Context.CancellableContext ctx;
+    synchronized (lock) {
+      if (done) {
+        return;
+      }
+      pending = null;
+      ctx = Context.ROOT.withCancellation(); // the caller's deadline must not end the watch
+      current = ctx;
+    }
+    WatchHandoffsRequest request = request();
+    Observer observer = new Observer(ctx);
+    try {
+      ctx.run(() -> stub.watchHandoffs(request, observer));
+    } catch (RuntimeException e) {
+      observer.onError(e);
+    }
+  }
+
+  private final class Observer implements StreamObserver<WatchHandoffsResponse> {
+    private final Context.CancellableContext ctx;
+
+    Observer(Context.CancellableContext ctx) {
+      this.ctx = ctx;
+    }
+
+    @Override
+    public void onNext(WatchHandoffsResponse response) {
+      if (done) {
+        return;
+      }
+      attempt = 0;
+      for (HandoffChange change : response.getChangesList()) {
+        long position = change.getPosition();
+        // Snapshot entries share the snapshot's position; every other change must be new.
+        boolean seen =
+            change.getType() == HandoffChangeType.HANDOFF_CHANGE_TYPE_OPEN
+                ? position < lastPosition
+                : position <= lastPosition;
+        if (seen) {
+          continue;
+        }
+        lastPosition = position; // advance first: whoever sees the change sees the resume point
+        try {
+          listener.onChange(change);
+        } catch (Throwable t) {
+          fail(t);
+          return;
+        }
+        if (done) {
+          return;
+        }
+      }
+      if (response.hasHeartbeat()) {
+        lastPosition = Math.max(lastPosition, response.getHeartbeat().getPosition());
+      }
+      if (response.getCaughtUp()) {
+        lastPosition = Math.max(lastPosition, response.getCaughtUpPosition());
+        try {
+          listener.onCaughtUp(response.getCaughtUpPosition());
+        } catch (Throwable t) {
+          fail(t);
+        }
+      }
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      if (done) {
+        return;
+      }
+      release(ctx);
+      Status status = Status.fromThrowable(t);
+      if (options.retryOn().contains(status.getCode())) {
+        retry(status);
+      } else {
+        fail(t);
+      }
+    }
+
+    @Override
+    public void onCompleted() {
+      if (done) {
+        return;
+      }
+      release(ctx);
+      retry(Status.UNAVAILABLE.withDescription("inbox stream ended by the server"));
+    }
+  }
+
+  private void release(Context.CancellableContext ctx) {
+    synchronized (lock) {
+      if (current == ctx) {
+        current = null;
+      }
+    }
+    ctx.cancel(null);
+  }
+
+  private void retry(Status status) {
+    int n = ++attempt;
+    if (options.maxAttempts() > 0 && n > options.maxAttempts()) {
+      fail(
+          status
+              .augmentDescription("gave up watching handoffs after " + options.maxAttempts() + " reconnects")
+              .asRuntimeException());
+      return;
+    }
+    Duration delay = options.backoff(n, ThreadLocalRandom.current().nextDouble());
+    try {
+      listener.onReconnecting(status, n, delay, lastPosition);
+    } catch (Throwable t) {
+      fail(t);
+      return;
+    }
+    synchronized (lock) {
+      if (done) {
+        return;
+      }
+      try {
+        pending = scheduler.schedule(this::reconnect, delay.toNanos(), TimeUnit.NANOSECONDS);
+        return;
+      } catch (RejectedExecutionException e) {
+        // BatonClient was closed
+      }
+    }
+    fail(Status.CANCELLED.withDescription("BatonClient closed").asRuntimeException());
+  }
+
+  private void fail(Throwable t) {
+    synchronized (lock) {
+      if (done) {
+        return;
+      }
+      done = true;
+      cancelLocked();
+    }
+    try {
+      listener.onError(t);
+    } catch (Throwable ignored) {
+      // nothing left to tell
+    }
+  }
+}
