@@ -40,5 +40,6 @@ run typescript-package clients/typescript/package-check.sh
 run go-unit bash -c "cd clients/go && go test ./..."
 run go-package clients/go/package-check.sh
 run java-unit bash -c "cd clients/java && mvn -B -o -Dmaven.repo.local='$ROOT/.cache/m2' test | grep -E 'Tests run:|BUILD|ERROR'; exit \${PIPESTATUS[0]}"
+run java-package clients/java/package-check.sh
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
