@@ -6,7 +6,7 @@ Every call made through a `BatonClient` (helpers, `follow`, `watch_handoffs` and
     try:
         await client.sessions.get("ses_nope")
     except NotFound as error:
-        print(error.code, error.reason, error.message)   # NOT_FOUND NOT_FOUND session ...
+        print(error.code_name, error.reason, error.message)  # NOT_FOUND NOT_FOUND ...
     except InvalidArgument as error:
         print(error.field_violations)                     # {"session_id": "must not be empty"}
     except ResourceExhausted as error:
@@ -98,7 +98,7 @@ def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
 class BatonError(grpc.aio.AioRpcError):
     """A failed Baton call. Subclasses per status code (`NotFound`, `Unauthenticated`, ...).
 
-    - `code`: the `grpc.StatusCode` (also `code()`, as on `AioRpcError`).
+    - `code()`: the `grpc.StatusCode` (as on `AioRpcError`); `code_name`: its name.
     - `message`: the server's message (also `details()`).
     - `reason`, `domain`, `metadata`: from the `google.rpc.ErrorInfo` detail ("" / {} when absent).
     - `field_violations`: field -> description, from `google.rpc.BadRequest`.
