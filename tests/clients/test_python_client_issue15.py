@@ -172,10 +172,10 @@ async def test_tls_with_a_custom_ca(start_server, tmp_path: Path) -> None:  # ty
         tls_cert_file=str(pki.server_cert), tls_key_file=str(pki.server_key)
     )
     for ca in (pki.ca, str(pki.ca), pki.ca_pem):
-        async with BatonClient(f"localhost:{app.port}", ca=ca) as client:
+        async with BatonClient(f"127.0.0.1:{app.port}", ca=ca) as client:
             assert (await client.agents.create("Ada")).id
     # Plaintext against a TLS port fails (UNAVAILABLE, after the service config's retries).
-    async with BatonClient(f"localhost:{app.port}", deadline=10) as plain:
+    async with BatonClient(f"127.0.0.1:{app.port}", wait_for_ready=False) as plain:
         with pytest.raises(Unavailable):
             await plain.agents.list()
 
@@ -341,6 +341,9 @@ async def test_watch_handoffs_survives_restarts_exactly_once(database_url: str) 
                     following = server_process(database_url, port)
                     servers.append(following)
                     await asyncio.to_thread(following.start)
+                    # Creating agents and sessions is not retried: wait for the channel.
+                    async with asyncio.timeout(20):
+                        await client.wait_ready()
                 # After the last restart: a change the watch must see once.
                 last = await new_session(client)
                 await client.handoffs.request(last.id, "after the restarts")

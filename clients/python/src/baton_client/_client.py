@@ -43,24 +43,40 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: The server-streaming methods: follow and watch_handoffs reconnect with their own backoff.
+STREAMING_METHODS: dict[str, tuple[str, ...]] = {
+    "baton.v1.EventService": ("ListEvents",),
+    "baton.v1.HandoffService": ("WatchHandoffs",),
+}
+
+
 def service_config(
     max_attempts: int = 5,
     initial_backoff: float = 0.1,
     max_backoff: float = 2.0,
     multiplier: float = 2.0,
+    *,
+    wait_for_ready: bool = True,
 ) -> str:
     """gRPC service config JSON: retry RETRYABLE_METHODS on UNAVAILABLE (gRPC's own jittered
-    exponential backoff; at most 5 attempts in all)."""
-    names = [
-        {"service": service, "method": method}
-        for service, methods in RETRYABLE_METHODS.items()
-        for method in methods
-    ]
+    exponential backoff; at most 5 attempts in all); with `wait_for_ready`, unary calls made
+    while the channel has no connection (a server restarting) wait for one, up to their
+    deadline, instead of failing at once with UNAVAILABLE."""
+
+    def names(methods: dict[str, tuple[str, ...]]) -> list[dict[str, str]]:
+        return [
+            {"service": service, "method": method}
+            for service, listed in methods.items()
+            for method in listed
+        ]
+
+    services = sorted({*RETRYABLE_METHODS, "baton.v1.CannedResponseService"})
     return json.dumps(
         {
             "methodConfig": [
                 {
-                    "name": names,
+                    "name": names(RETRYABLE_METHODS),
+                    "waitForReady": wait_for_ready,
                     "retryPolicy": {
                         "maxAttempts": max_attempts,
                         "initialBackoff": f"{initial_backoff}s",
@@ -68,7 +84,10 @@ def service_config(
                         "backoffMultiplier": multiplier,
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },
-                }
+                },
+                # Every other unary method (a method entry wins over its service's entry).
+                {"name": [{"service": s} for s in services], "waitForReady": wait_for_ready},
+                {"name": names(STREAMING_METHODS), "waitForReady": False},
             ]
         }
     )
@@ -157,6 +176,9 @@ class BatonClient:
 
     - `deadline`: seconds each unary helper call may take (None: no limit); each helper also
       takes `deadline=`.
+    - `wait_for_ready`: unary calls made while there is no connection (the server restarting)
+      wait for one, up to their deadline (True, the default), or fail at once with
+      UNAVAILABLE (False).
     - `retry`: default `RetryPolicy` of `follow` and `watch_handoffs`.
     - `interceptors`: extra grpc.aio client interceptors (after the client's own).
     """
@@ -176,6 +198,7 @@ class BatonClient:
         deadline: float | None = 30.0,
         retry: RetryPolicy | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        wait_for_ready: bool = True,
     ) -> None:
         self.target = target
         given = [x for x in (api_key, token, token_provider, auth) if x is not None]
@@ -189,6 +212,8 @@ class BatonClient:
         #: The client's credentials (None: anonymous, e.g. a --dev server).
         self.auth_credentials = auth
         merged = dict(DEFAULT_CHANNEL_OPTIONS)
+        if not wait_for_ready:
+            merged["grpc.service_config"] = service_config(wait_for_ready=False)
         merged.update(dict(options or {}))
         all_interceptors: list[grpc.aio.ClientInterceptor] = [
             UnaryInterceptor(auth),
