@@ -27,7 +27,10 @@ cp -R "$HERE/pyproject.toml" "$HERE/README.md" "$HERE/LICENSE" "$HERE/src" "$HER
   "$work/src/"
 "$PYTHON" -m venv "$work/build-venv"
 "$work/build-venv/bin/pip" install -q "build>=1.2"
-"$work/build-venv/bin/python" -m build -q --outdir "$work/dist" "$work/src" >/dev/null
+"$work/build-venv/bin/python" -m build --outdir "$work/dist" "$work/src" >"$work/build.log" 2>&1 || {
+  cat "$work/build.log" >&2
+  exit 1
+}
 wheel=$(ls "$work"/dist/baton_client-0.2.0-*.whl)
 sdist=$(ls "$work"/dist/baton_client-0.2.0.tar.gz)
 echo "package-check: built $(basename "$wheel") and $(basename "$sdist")"
