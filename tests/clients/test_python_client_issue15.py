@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +372,77 @@ async def test_watch_handoffs_reraises_other_errors_typed() -> None:
                 await anext(watcher)
         assert isinstance(err.value.last_error, Unavailable)
         assert isinstance(err.value.last_error, BatonError)
+
+
+# ---------------------------------------------------------------- RetryInfo, stream refresh
+
+
+class _ThrottledAgents(svc.AgentServiceServicer):
+    """Rate-limits the first ListAgents with RESOURCE_EXHAUSTED and a RetryInfo delay."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.calls: list[float] = []
+
+    async def ListAgents(self, request: Any, context: Any) -> Any:
+        from google.protobuf import any_pb2, duration_pb2
+        from google.rpc import code_pb2, error_details_pb2, status_pb2
+        from grpc_status import rpc_status
+
+        self.calls.append(time.monotonic())
+        if len(self.calls) == 1:
+            delay = duration_pb2.Duration()
+            delay.FromTimedelta(timedelta(seconds=self.delay))
+            detail = any_pb2.Any()
+            detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+            status = status_pb2.Status(
+                code=code_pb2.RESOURCE_EXHAUSTED, message="slow down", details=[detail]
+            )
+            await context.abort_with_status(rpc_status.to_status(status))
+        return rr.ListAgentsResponse(agents=[pb.Agent(id="agt_1")])
+
+
+class _TokenCheckingHandoffs(svc.HandoffServiceServicer):
+    """Accepts only the bearer token "good"; the inbox stream sends one change and waits."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    async def WatchHandoffs(self, request: Any, context: Any) -> Any:
+        token = dict(context.invocation_metadata()).get("authorization", "")
+        self.tokens.append(token)
+        if token != "Bearer good":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token expired")
+        yield rr.WatchHandoffsResponse(
+            changes=[pb.HandoffChange(position=5, type=pb.HANDOFF_CHANGE_TYPE_REQUESTED)]
+        )
+        yield rr.WatchHandoffsResponse(caught_up=True, caught_up_position=5)
+        await asyncio.Event().wait()
+
+
+async def test_retry_info_is_honoured_and_streams_refresh_the_token() -> None:
+    agents, handoffs = _ThrottledAgents(0.3), _TokenCheckingHandoffs()
+    server = grpc.aio.server()
+    svc.add_AgentServiceServicer_to_server(agents, server)
+    svc.add_HandoffServiceServicer_to_server(handoffs, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        tokens = iter(["expired", "good"])
+        async with BatonClient(
+            f"127.0.0.1:{port}", token_provider=lambda: next(tokens), retry=FAST_RETRY
+        ) as client:
+            assert [a.id for a in (await client.agents.list()).agents] == ["agt_1"]
+            assert len(agents.calls) == 2
+            assert agents.calls[1] - agents.calls[0] >= 0.25, "waited for the RetryInfo delay"
+
+            watcher = client.watch_handoffs(after_position=1)
+            async with asyncio.timeout(10):
+                change = await anext(watcher)
+            await watcher.aclose()
+            assert change.position == 5
+            # The unary call above was accepted with "expired" (cached); the stream was refused
+            # with it and reopened once with a fresh token.
+            assert handoffs.tokens == ["Bearer expired", "Bearer good"]
+    finally:
+        await server.stop(0)
