@@ -1,9 +1,9 @@
-"""How the `baton` client commands (tail, chat, stats) reach a server: credentials and TLS."""
+"""How the `baton` client commands (tail, chat, stats) reach a server: a `BatonClient` (the
+Python client, clients/python) with the credential and TLS options of the command line."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,8 +12,7 @@ from baton_server.config import Settings
 if TYPE_CHECKING:
     import grpc
 
-_Request = TypeVar("_Request")
-_Response = TypeVar("_Response")
+    from baton_client import BatonClient
 
 # Where `baton tail`, `chat` and `stats` connect by default: `baton serve`'s default address.
 DEFAULT_TARGET = f"{Settings().host}:{Settings().port}"
@@ -30,56 +29,25 @@ TlsCaOption = Annotated[
 ]
 
 
-def open_channel(target: str, api_key: str, tls_ca: str | None) -> grpc.aio.Channel:
-    """A channel that sends the credential on every call (and speaks TLS when given a CA)."""
-    import pathlib
+def open_client(target: str, api_key: str, tls_ca: str | None) -> BatonClient:
+    """A client that sends the credential on every call (and speaks TLS when given a CA), with
+    the client's keepalive, retries and reconnecting follow. Make it inside the event loop
+    that uses it."""
+    from baton_client import BatonClient
 
+    return BatonClient(target, api_key=api_key or None, ca=tls_ca)
+
+
+def open_channel(target: str, api_key: str, tls_ca: str | None) -> grpc.aio.Channel:
+    """A bare channel that sends the credential on every call (and speaks TLS when given a
+    CA), for raw stubs; the commands use `open_client`."""
     import grpc
 
-    interceptors = _bearer_interceptors(api_key) if api_key else []
+    from baton_client import metadata_interceptors, tls_credentials
+
+    interceptors = (
+        metadata_interceptors([("authorization", f"Bearer {api_key}")]) if api_key else []
+    )
     if tls_ca is None:
         return grpc.aio.insecure_channel(target, interceptors=interceptors)
-    credentials = grpc.ssl_channel_credentials(pathlib.Path(tls_ca).read_bytes())
-    return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
-
-
-def _bearer_interceptors(credential: str) -> list[grpc.aio.ClientInterceptor]:
-    """Client interceptors adding `authorization: Bearer …` (grpc.aio files an interceptor
-    under one call type only, hence one per type)."""
-    import grpc
-    from grpc.aio import ClientCallDetails, UnaryStreamCall, UnaryUnaryCall
-
-    header = ("authorization", f"Bearer {credential}")
-
-    def with_header(details: ClientCallDetails) -> ClientCallDetails:
-        return ClientCallDetails(
-            details.method,
-            details.timeout,
-            grpc.aio.Metadata(*(details.metadata or ()), header),
-            details.credentials,
-            details.wait_for_ready,
-        )
-
-    class Unary(grpc.aio.UnaryUnaryClientInterceptor):
-        async def intercept_unary_unary(
-            self,
-            continuation: Callable[
-                [ClientCallDetails, _Request], Awaitable[UnaryUnaryCall[_Request, _Response]]
-            ],
-            details: ClientCallDetails,
-            request: _Request,
-        ) -> UnaryUnaryCall[_Request, _Response]:
-            return await continuation(with_header(details), request)
-
-    class Stream(grpc.aio.UnaryStreamClientInterceptor):
-        async def intercept_unary_stream(
-            self,
-            continuation: Callable[
-                [ClientCallDetails, _Request], Awaitable[UnaryStreamCall[_Request, _Response]]
-            ],
-            details: ClientCallDetails,
-            request: _Request,
-        ) -> UnaryStreamCall[_Request, _Response]:
-            return await continuation(with_header(details), request)
-
-    return [Unary(), Stream()]
+    return grpc.aio.secure_channel(target, tls_credentials(tls_ca), interceptors=interceptors)

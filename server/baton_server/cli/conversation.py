@@ -12,13 +12,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from baton_server.cli.channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_channel
+from baton_server.cli.channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_client
 from baton_server.cli.terminal_text import visible
 
 if TYPE_CHECKING:
-    import grpc
-
     from baton.v1 import message_pb2
+    from baton_client import BatonClient
 
 
 def describe_event(event: message_pb2.Event) -> str:
@@ -49,6 +48,31 @@ def describe_event(event: message_pb2.Event) -> str:
     return f"#{event.offset:<5} {when} {source:<12} {kind:<8} {body}"
 
 
+def _error_line(error: BaseException) -> str:
+    """`CODE: message` of a failed call, untrusted message shown inert."""
+    from baton_client import BatonError
+
+    if isinstance(error, BatonError):
+        return f"[red]{error.code().name}[/red]: {escape(visible(error.message))}"
+    return f"[red]{type(error).__name__}[/red]: {escape(visible(str(error)))}"
+
+
+def _reconnect_notice(stderr: Console) -> Callable[[BaseException | None, float], None]:
+    """`on_retry` of a follow: one dim line on stderr per reconnect attempt."""
+
+    def notice(error: BaseException | None, delay: float) -> None:
+        from baton_client import BatonError
+
+        what = (
+            f"{error.code().name} ({error.reason or 'no reason'})"
+            if isinstance(error, BatonError)
+            else "stream ended"
+        )
+        stderr.print(f"[dim]-- {escape(visible(what))}; reconnecting in {delay:.1f}s --[/dim]")
+
+    return notice
+
+
 def tail(
     session_id: Annotated[str, typer.Argument(help="Session whose events to follow.")],
     from_offset: Annotated[int, typer.Option("--from", help="First offset to show.")] = 0,
@@ -61,34 +85,38 @@ def tail(
     api_key: ApiKeyOption = "",
     tls_ca: TlsCaOption = None,
 ) -> None:
-    """Print a session's events, one line each, and follow new ones live."""
-    import grpc
-
-    from baton.v1 import request_response_pb2 as rr
-    from baton.v1 import service_pb2_grpc as svc_grpc
+    """Print a session's events, one line each, and follow new ones live (across server
+    restarts and lost connections: it resumes after the last event shown)."""
+    from baton_client import BatonError, RetriesExhausted
 
     console = Console(highlight=False, emoji=False, soft_wrap=True)
+    stderr = Console(highlight=False, emoji=False, soft_wrap=True, stderr=True)
+
+    def caught_up() -> None:
+        console.print("[dim]-- caught up; following live (Ctrl-C to stop) --[/dim]")
 
     async def run() -> None:
-        async with open_channel(target, api_key, tls_ca) as channel:
-            stub = svc_grpc.EventServiceStub(channel)
-            stream = stub.ListEvents(
-                rr.ListEventsRequest(
-                    session_id=session_id, min_offset=from_offset, follow=not no_follow
-                )
-            )
-            async for response in stream:
-                for event in response.events:
+        async with open_client(target, api_key, tls_ca) as client:
+            if no_follow:
+                async for event in client.events.read(session_id, min_offset=from_offset):
                     console.print(escape(describe_event(event)))
-                if response.caught_up:
-                    console.print("[dim]-- caught up; following live (Ctrl-C to stop) --[/dim]")
+                return
+            follower = client.follow(
+                session_id,
+                from_offset,
+                on_caught_up=caught_up,
+                on_retry=_reconnect_notice(stderr),
+            )
+            async with follower:
+                async for event in follower:
+                    console.print(escape(describe_event(event)))
 
     try:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
-    except grpc.aio.AioRpcError as error:
-        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.details() or ''))}")
+    except (BatonError, RetriesExhausted) as error:
+        console.print(_error_line(error))
         raise typer.Exit(1) from None
 
 
@@ -110,15 +138,15 @@ def chat(
 ) -> None:
     """Talk to an agent as the customer: each input line is a message; the session's events
     (and the AI's reply as it is written) are printed as they arrive."""
-    import grpc
+    from baton_client import BatonError, RetriesExhausted
 
     console = Console(highlight=False, emoji=False, soft_wrap=True)
     try:
-        # The channel is made inside the loop that uses it.
+        # The client (and its channel) is made inside the loop that uses it.
         asyncio.run(
             _chat(
                 console,
-                lambda: open_channel(target, api_key, tls_ca),
+                lambda: open_client(target, api_key, tls_ca),
                 session_id,
                 agent,
                 turn_timeout,
@@ -126,14 +154,14 @@ def chat(
         )
     except KeyboardInterrupt:
         pass
-    except grpc.aio.AioRpcError as error:
-        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.details() or ''))}")
+    except (BatonError, RetriesExhausted) as error:
+        console.print(_error_line(error))
         raise typer.Exit(1) from None
 
 
 async def _chat(
     console: Console,
-    make_channel: Callable[[], grpc.aio.Channel],
+    make_client: Callable[[], BatonClient],
     session_id: str | None,
     agent_id: str,
     turn_timeout: float,
@@ -141,51 +169,41 @@ async def _chat(
     import sys
 
     from baton.v1 import message_pb2 as pb
-    from baton.v1 import request_response_pb2 as rr
-    from baton.v1 import service_pb2_grpc as svc_grpc
 
+    stderr = Console(highlight=False, emoji=False, soft_wrap=True, stderr=True)
     # A turn is over at one of these statuses (acknowledged alone when humans answer).
     final = {pb.STATUS_READY, pb.STATUS_ERROR, pb.STATUS_CANCELLED}
-    async with make_channel() as channel:
-        sessions = svc_grpc.SessionServiceStub(channel)
-        events = svc_grpc.EventServiceStub(channel)
+    async with make_client() as client:
         if session_id is None:
             if not agent_id:
-                listed = await svc_grpc.AgentServiceStub(channel).ListAgents(
-                    rr.ListAgentsRequest(page_size=1)
-                )
+                listed = await client.agents.list(page_size=1)
                 if not listed.agents:
                     console.print("[red]no agent exists; start `baton serve --example-agent`[/red]")
                     raise typer.Exit(1)
                 agent_id = listed.agents[0].id
-            customer = await svc_grpc.CustomerServiceStub(channel).CreateCustomer(
-                rr.CreateCustomerRequest(customer=pb.Customer(name="Terminal customer"))
-            )
-            created = await sessions.CreateSession(
-                rr.CreateSessionRequest(
-                    session=pb.Session(agent_id=agent_id, customer_id=customer.customer.id)
-                )
-            )
-            session_id = created.session.id
+            customer = await client.customers.create("Terminal customer")
+            created = await client.sessions.create(agent_id=agent_id, customer_id=customer.id)
+            session_id = created.id
         shown_id = escape(visible(session_id))
         console.print(f"[dim]session {shown_id} — type a message, Ctrl-D to end[/dim]")
         turn_over: dict[str, asyncio.Event] = {}
+        streaming = False
+
+        def delta(piece: pb.MessageDelta) -> None:
+            nonlocal streaming
+            if not streaming:
+                console.print("[dim]ai_agent (typing):[/dim] ", end="")
+                streaming = True
+            console.print(escape(visible(piece.text)), end="")
 
         async def show() -> None:
-            mode = (
-                await sessions.GetSession(rr.GetSessionRequest(session_id=session_id))
-            ).session.mode
-            stream = events.ListEvents(
-                rr.ListEventsRequest(session_id=session_id, min_offset=0, follow=True)
+            nonlocal streaming
+            mode = (await client.sessions.get(session_id)).mode
+            follower = client.follow(
+                session_id, 0, on_delta=delta, on_retry=_reconnect_notice(stderr)
             )
-            streaming = False
-            async for response in stream:
-                if response.HasField("delta"):
-                    if not streaming:
-                        console.print("[dim]ai_agent (typing):[/dim] ", end="")
-                        streaming = True
-                    console.print(escape(visible(response.delta.text)), end="")
-                for event in response.events:
+            async with follower:
+                async for event in follower:
                     if streaming:
                         console.print()
                         streaming = False
@@ -214,20 +232,13 @@ async def _chat(
                     break
                 if not line.strip():
                     continue
-                sent = await events.CreateEvent(
-                    rr.CreateEventRequest(
-                        session_id=session_id,
-                        kind=pb.EVENT_KIND_MESSAGE,
-                        source=pb.EVENT_SOURCE_CUSTOMER,
-                        message=pb.MessageData(text=line.strip()),
-                    )
-                )
+                if follower.done():
+                    follower.result()  # the follow failed: raise its error
+                sent = await client.events.send_message(session_id, line.strip())
                 # Like a conversation: let the agent finish before the next message.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(turn_timeout):
-                        await turn_over.setdefault(
-                            sent.event.correlation_id, asyncio.Event()
-                        ).wait()
+                        await turn_over.setdefault(sent.correlation_id, asyncio.Event()).wait()
         finally:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):

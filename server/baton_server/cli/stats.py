@@ -11,14 +11,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from baton_server.cli.channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_channel
+from baton_server.cli.channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_client
 from baton_server.cli.terminal_text import visible
 
 if TYPE_CHECKING:
     from google.protobuf.duration_pb2 import Duration
 
     from baton.v1 import message_pb2 as pb
-    from baton.v1 import request_response_pb2 as rr
 
 
 def _seconds(duration: Duration) -> str:
@@ -67,30 +66,24 @@ def stats(
     tls_ca: TlsCaOption = None,
 ) -> None:
     """Print handoff analytics: rate, reasons, outcomes, time to claim and to first reply."""
-    import grpc
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    from baton.v1 import request_response_pb2 as rr
-    from baton.v1 import service_pb2_grpc as svc_grpc
+    from baton_client import BatonError
 
     console = Console(highlight=False, emoji=False)
-    request = rr.GetHandoffStatsRequest(agent_id=agent)
+    start = None
     title = "Handoffs, all time"
     if days > 0:
-        start = Timestamp()
-        start.FromDatetime(datetime.now(UTC) - timedelta(days=days))
-        request.start_time.CopyFrom(start)
+        start = datetime.now(UTC) - timedelta(days=days)
         title = f"Handoffs, last {days:g} day(s)"
     if agent:
         title += f", agent {agent}"
 
-    async def run() -> rr.GetHandoffStatsResponse:
-        async with open_channel(target, api_key, tls_ca) as channel:
-            return await svc_grpc.HandoffServiceStub(channel).GetHandoffStats(request)
+    async def run() -> pb.HandoffStats:
+        async with open_client(target, api_key, tls_ca) as client:
+            return await client.handoffs.stats(agent_id=agent, start_time=start)
 
     try:
-        response = asyncio.run(run())
-    except grpc.aio.AioRpcError as error:
-        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.details() or ''))}")
+        figures = asyncio.run(run())
+    except BatonError as error:
+        console.print(f"[red]{error.code().name}[/red]: {escape(visible(error.message))}")
         raise typer.Exit(1) from None
-    console.print(stats_table(response.stats, title))
+    console.print(stats_table(figures, title))

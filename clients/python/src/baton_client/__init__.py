@@ -2,7 +2,7 @@
 
     from baton_client import BatonClient
 
-    async with BatonClient("127.0.0.1:8800") as client:
+    async with BatonClient("127.0.0.1:8800", api_key="bk_key_...") as client:
         agent = await client.agents.create("Ada")
         ...
         async for event in client.follow(session.id):
@@ -23,7 +23,14 @@ from baton.v1.message_pb2 import (
     Event,
     EventKind,
     EventSource,
+    Guideline,
+    Handoff,
+    HandoffChange,
+    HandoffChangeType,
+    HandoffOutcome,
+    HandoffState,
     MessageData,
+    MessageDelta,
     Participant,
     Session,
     SessionMode,
@@ -32,27 +39,88 @@ from baton.v1.message_pb2 import (
     ToolCall,
     ToolData,
 )
-from baton_client._client import DEFAULT_CHANNEL_OPTIONS, BatonClient, Stubs, metadata_interceptors
+from baton_client._client import (
+    DEFAULT_CHANNEL_OPTIONS,
+    RETRYABLE_METHODS,
+    BatonClient,
+    Stubs,
+    service_config,
+    tls_credentials,
+)
+from baton_client._credentials import Credentials, Token, TokenProvider
 from baton_client._follow import Follower
+from baton_client._handoffs import Auth, Guidelines, Handoffs, HandoffWatcher, Tools
+from baton_client._interceptors import metadata_interceptors
 from baton_client._resources import Agents, Customers, Events, Sessions, enum_value
 from baton_client._retry import DEFAULT_RETRY_CODES, RetriesExhausted, RetryPolicy
-from baton_client.errors import error_info, error_reason, field_violations
+from baton_client.errors import (
+    Aborted,
+    AlreadyExists,
+    BatonError,
+    Cancelled,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    UnknownError,
+    as_baton_error,
+    error_info,
+    error_reason,
+    field_violations,
+    retry_delay,
+)
+
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
     "DEFAULT_RETRY_CODES",
+    "RETRYABLE_METHODS",
+    "Aborted",
     "Agent",
     "Agents",
+    "AlreadyExists",
+    "Auth",
     "BatonClient",
+    "BatonError",
+    "Cancelled",
+    "Credentials",
     "Customer",
     "Customers",
+    "DataLoss",
+    "DeadlineExceeded",
     "Event",
     "EventKind",
     "EventSource",
     "Events",
+    "FailedPrecondition",
     "Follower",
+    "Guideline",
+    "Guidelines",
+    "Handoff",
+    "HandoffChange",
+    "HandoffChangeType",
+    "HandoffOutcome",
+    "HandoffState",
+    "HandoffWatcher",
+    "Handoffs",
+    "Internal",
+    "InvalidArgument",
     "MessageData",
+    "MessageDelta",
+    "NotFound",
+    "OutOfRange",
     "Participant",
+    "PermissionDenied",
+    "ResourceExhausted",
     "RetriesExhausted",
     "RetryPolicy",
     "Session",
@@ -61,8 +129,16 @@ __all__ = [
     "Status",
     "StatusData",
     "Stubs",
+    "Token",
+    "TokenProvider",
     "ToolCall",
     "ToolData",
+    "Tools",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "UnknownError",
+    "as_baton_error",
     "enum_value",
     "error_info",
     "error_reason",
@@ -71,7 +147,10 @@ __all__ = [
     "metadata_interceptors",
     "pb",
     "request_response_pb2",
+    "retry_delay",
     "rr",
+    "service_config",
     "service_pb2_grpc",
     "svc",
+    "tls_credentials",
 ]

@@ -1,23 +1,22 @@
-"""`BatonClient`: one gRPC channel, typed helpers per service, and `follow`."""
+"""`BatonClient`: one gRPC channel, typed helpers per service, `follow` and `watch_handoffs`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
 
 import grpc
-from grpc.aio import (
-    ClientCallDetails,
-    StreamStreamCall,
-    StreamUnaryCall,
-    UnaryStreamCall,
-    UnaryUnaryCall,
-)
 
+from baton.v1 import message_pb2 as pb
 from baton.v1 import service_pb2_grpc as svc
-from baton_client._follow import CaughtUpCallback, Follower, RetryCallback
+from baton_client._credentials import Credentials, TokenProvider
+from baton_client._follow import CaughtUpCallback, DeltaCallback, Follower, RetryCallback
+from baton_client._handoffs import Auth, Guidelines, Handoffs, HandoffWatcher, Tools
+from baton_client._interceptors import StreamAuthInterceptor, UnaryInterceptor
 from baton_client._resources import (
     Agents,
     Customers,
@@ -29,8 +28,70 @@ from baton_client._resources import (
 )
 from baton_client._retry import RetryPolicy
 
-_Request = TypeVar("_Request")
-_Response = TypeVar("_Response")
+#: Unary methods that are safe to send again after UNAVAILABLE: reads, CreateEvent (the client
+#: always sends an idempotency key) and IssueCustomerToken (another token is harmless).
+RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
+    "baton.v1.AgentService": ("GetAgent", "ListAgents"),
+    "baton.v1.CustomerService": ("GetCustomer", "ListCustomers"),
+    "baton.v1.SessionService": ("GetSession", "ListSessions"),
+    "baton.v1.EventService": ("CreateEvent",),
+    "baton.v1.GuidelineService": ("GetGuideline", "ListGuidelines"),
+    "baton.v1.CannedResponseService": ("GetCannedResponse", "ListCannedResponses"),
+    "baton.v1.ToolService": ("ListTools",),
+    "baton.v1.HandoffService": ("GetHandoff", "ListHandoffs", "GetHandoffStats"),
+    "baton.v1.AuthService": ("IssueCustomerToken",),
+}
+
+
+#: The server-streaming methods: follow and watch_handoffs reconnect with their own backoff.
+STREAMING_METHODS: dict[str, tuple[str, ...]] = {
+    "baton.v1.EventService": ("ListEvents",),
+    "baton.v1.HandoffService": ("WatchHandoffs",),
+}
+
+
+def service_config(
+    max_attempts: int = 5,
+    initial_backoff: float = 0.1,
+    max_backoff: float = 2.0,
+    multiplier: float = 2.0,
+    *,
+    wait_for_ready: bool = True,
+) -> str:
+    """gRPC service config JSON: retry RETRYABLE_METHODS on UNAVAILABLE (gRPC's own jittered
+    exponential backoff; at most 5 attempts in all); with `wait_for_ready`, unary calls made
+    while the channel has no connection (a server restarting) wait for one, up to their
+    deadline, instead of failing at once with UNAVAILABLE."""
+
+    def names(methods: dict[str, tuple[str, ...]]) -> list[dict[str, str]]:
+        return [
+            {"service": service, "method": method}
+            for service, listed in methods.items()
+            for method in listed
+        ]
+
+    services = sorted({*RETRYABLE_METHODS, "baton.v1.CannedResponseService"})
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": names(RETRYABLE_METHODS),
+                    "waitForReady": wait_for_ready,
+                    "retryPolicy": {
+                        "maxAttempts": max_attempts,
+                        "initialBackoff": f"{initial_backoff}s",
+                        "maxBackoff": f"{max_backoff}s",
+                        "backoffMultiplier": multiplier,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                },
+                # Every other unary method (a method entry wins over its service's entry).
+                {"name": [{"service": s} for s in services], "waitForReady": wait_for_ready},
+                {"name": names(STREAMING_METHODS), "waitForReady": False},
+            ]
+        }
+    )
+
 
 #: Channel options used unless overridden through `options=`.
 DEFAULT_CHANNEL_OPTIONS: dict[str, object] = {
@@ -46,18 +107,26 @@ DEFAULT_CHANNEL_OPTIONS: dict[str, object] = {
     "grpc.initial_reconnect_backoff_ms": 250,
     "grpc.max_reconnect_backoff_ms": 5_000,
     "grpc.max_receive_message_length": 16 * 1024 * 1024,
+    # Retries of the safe unary calls on UNAVAILABLE (see RETRYABLE_METHODS).
+    "grpc.enable_retries": 1,
+    "grpc.service_config": service_config(),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Stubs:
-    """The generated stubs on the client's channel, for calls the helpers do not cover."""
+    """The generated stubs of all nine services on the client's channel (same credentials,
+    options and typed errors on unary calls), for calls the helpers do not cover."""
 
     agents: svc.AgentServiceAsyncStub
     customers: svc.CustomerServiceAsyncStub
     sessions: svc.SessionServiceAsyncStub
     events: svc.EventServiceAsyncStub
-    # handoffs: svc.HandoffServiceStub -- add when HandoffService exists in the protos.
+    guidelines: svc.GuidelineServiceAsyncStub
+    canned_responses: svc.CannedResponseServiceAsyncStub
+    tools: svc.ToolServiceAsyncStub
+    handoffs: svc.HandoffServiceAsyncStub
+    auth: svc.AuthServiceAsyncStub
 
     @classmethod
     def on(cls, channel: grpc.aio.Channel) -> Stubs:
@@ -66,130 +135,94 @@ class Stubs:
             customers=svc.CustomerServiceStub(channel),
             sessions=svc.SessionServiceStub(channel),
             events=svc.EventServiceStub(channel),
+            guidelines=svc.GuidelineServiceStub(channel),
+            canned_responses=svc.CannedResponseServiceStub(channel),
+            tools=svc.ToolServiceStub(channel),
+            handoffs=svc.HandoffServiceStub(channel),
+            auth=svc.AuthServiceStub(channel),
         )
 
 
-class _Metadata:
-    """Adds fixed metadata (e.g. `authorization: Bearer ...`) to every call."""
-
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        self._pairs = tuple(pairs)
-
-    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        for key, value in self._pairs:
-            if key not in metadata.keys():
-                metadata.add(key, value)
-        return grpc.aio.ClientCallDetails(
-            details.method,
-            details.timeout,
-            metadata,
-            details.credentials,
-            details.wait_for_ready,
-        )
-
-
-# grpc.aio files an interceptor under one call type only, hence one class per type.
-_Requests = AsyncIterable[_Request] | Iterable[_Request]
-
-
-class _UnaryUnaryMetadata(_Metadata, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(
-        self,
-        continuation: Callable[
-            [ClientCallDetails, _Request], Awaitable[UnaryUnaryCall[_Request, _Response]]
-        ],
-        client_call_details: ClientCallDetails,
-        request: _Request,
-    ) -> UnaryUnaryCall[_Request, _Response]:
-        return await continuation(self.details(client_call_details), request)
-
-
-class _UnaryStreamMetadata(_Metadata, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(
-        self,
-        continuation: Callable[
-            [ClientCallDetails, _Request], Awaitable[UnaryStreamCall[_Request, _Response]]
-        ],
-        client_call_details: ClientCallDetails,
-        request: _Request,
-    ) -> UnaryStreamCall[_Request, _Response]:
-        return await continuation(self.details(client_call_details), request)
-
-
-class _StreamUnaryMetadata(_Metadata, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(
-        self,
-        continuation: Callable[
-            [ClientCallDetails, _Requests[_Request]],
-            Awaitable[StreamUnaryCall[_Request, _Response]],
-        ],
-        client_call_details: ClientCallDetails,
-        request_iterator: _Requests[_Request],
-    ) -> StreamUnaryCall[_Request, _Response]:
-        return await continuation(self.details(client_call_details), request_iterator)
-
-
-class _StreamStreamMetadata(_Metadata, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(
-        self,
-        continuation: Callable[
-            [ClientCallDetails, _Requests[_Request]],
-            Awaitable[StreamStreamCall[_Request, _Response]],
-        ],
-        client_call_details: ClientCallDetails,
-        request_iterator: _Requests[_Request],
-    ) -> StreamStreamCall[_Request, _Response]:
-        return await continuation(self.details(client_call_details), request_iterator)
-
-
-def metadata_interceptors(pairs: Sequence[tuple[str, str]]) -> list[grpc.aio.ClientInterceptor]:
-    """Client interceptors that add `pairs` to the metadata of every kind of call."""
-    return [
-        _UnaryUnaryMetadata(pairs),
-        _UnaryStreamMetadata(pairs),
-        _StreamUnaryMetadata(pairs),
-        _StreamStreamMetadata(pairs),
-    ]
+def tls_credentials(ca: str | os.PathLike[str] | bytes | None = None) -> grpc.ChannelCredentials:
+    """TLS channel credentials trusting `ca` (PEM bytes, or the path of a PEM file; the
+    system's roots when None)."""
+    if ca is None:
+        return grpc.ssl_channel_credentials()
+    pem = ca if isinstance(ca, bytes) else Path(ca).read_bytes()
+    return grpc.ssl_channel_credentials(root_certificates=pem)
 
 
 class BatonClient:
     """An asyncio client for Baton.
 
-        async with BatonClient("127.0.0.1:8800") as client:
+        async with BatonClient("127.0.0.1:8800", api_key="bk_key_...") as client:
             session = await client.sessions.create(agent_id=..., customer_id=...)
             async for event in client.follow(session.id):
                 ...
 
-    - `token`: sent as `authorization: Bearer <token>` on every call (helpers and `stubs`).
-    - `credentials`: TLS channel credentials (e.g. `grpc.ssl_channel_credentials()`); plaintext
-      when None.
-    - `options`: gRPC channel options, merged over `DEFAULT_CHANNEL_OPTIONS`.
+    Credentials (sent as `authorization: Bearer ...` on every call), at most one of:
+    - `api_key` / `token`: a fixed API key or customer token;
+    - `token_provider`: a function (sync or async, no arguments) called when a token is
+      needed; it returns the token string, a `Token(value, expires_at)` or the
+      `IssueCustomerTokenResponse` of `issue_customer_token`. The token is cached until a
+      minute before it expires; a call answered UNAUTHENTICATED is retried once with a
+      fresh one (follow and watch_handoffs reopen their stream the same way);
+    - `auth`: a `Credentials` object (e.g. shared between clients).
+
+    Transport: plaintext by default; `ca=` (PEM bytes or a path to a PEM file) switches to TLS
+    trusting that CA, `tls=True` to TLS with the system's roots, `credentials=` takes any
+    `grpc.ChannelCredentials`. `options` are merged over `DEFAULT_CHANNEL_OPTIONS`
+    (keepalive, reconnect backoff, retry of safe calls on UNAVAILABLE).
+
     - `deadline`: seconds each unary helper call may take (None: no limit); each helper also
       takes `deadline=`.
-    - `retry`: default `RetryPolicy` of `follow`.
-    - `interceptors`: extra grpc.aio client interceptors (after the token one).
+    - `wait_for_ready`: unary calls made while there is no connection (the server restarting)
+      wait for one, up to their deadline (True, the default), or fail at once with
+      UNAVAILABLE (False).
+    - `retry`: default `RetryPolicy` of `follow` and `watch_handoffs`.
+    - `interceptors`: extra grpc.aio client interceptors (after the client's own).
     """
 
     def __init__(
         self,
         target: str,
         *,
+        api_key: str | None = None,
         token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        auth: Credentials | None = None,
+        ca: str | os.PathLike[str] | bytes | None = None,
+        tls: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
         options: Mapping[str, object] | Sequence[tuple[str, object]] | None = None,
         deadline: float | None = 30.0,
         retry: RetryPolicy | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        wait_for_ready: bool = True,
     ) -> None:
         self.target = target
+        given = [x for x in (api_key, token, token_provider, auth) if x is not None]
+        if len(given) > 1:
+            raise ValueError("pass at most one of api_key, token, token_provider and auth")
+        fixed = api_key if api_key is not None else token
+        if auth is None and fixed:
+            auth = Credentials(fixed)
+        elif auth is None and token_provider is not None:
+            auth = Credentials(provider=token_provider)
+        #: The client's credentials (None: anonymous, e.g. a --dev server).
+        self.auth_credentials = auth
         merged = dict(DEFAULT_CHANNEL_OPTIONS)
+        if not wait_for_ready:
+            merged["grpc.service_config"] = service_config(wait_for_ready=False)
         merged.update(dict(options or {}))
-        all_interceptors: list[grpc.aio.ClientInterceptor] = []
-        if token:
-            all_interceptors += metadata_interceptors([("authorization", f"Bearer {token}")])
-        all_interceptors += interceptors
+        all_interceptors: list[grpc.aio.ClientInterceptor] = [
+            UnaryInterceptor(auth),
+            StreamAuthInterceptor(auth),
+            *interceptors,
+        ]
         channel_options = list(merged.items())
+        if credentials is None and (ca is not None or tls):
+            credentials = tls_credentials(ca)
         if credentials is not None:
             self.channel = grpc.aio.secure_channel(
                 target, credentials, options=channel_options, interceptors=all_interceptors
@@ -204,7 +237,10 @@ class BatonClient:
         self.customers = Customers(self.stubs.customers, deadline)
         self.sessions = Sessions(self.stubs.sessions, deadline)
         self.events = Events(self.stubs.events, deadline)
-        # self.handoffs = Handoffs(self.stubs.handoffs, deadline) -- when HandoffService exists.
+        self.guidelines = Guidelines(self.stubs.guidelines, deadline)
+        self.tools = Tools(self.stubs.tools, deadline)
+        self.handoffs = Handoffs(self.stubs.handoffs, deadline)
+        self.auth = Auth(self.stubs.auth, deadline)
 
     async def __aenter__(self) -> BatonClient:
         return self
@@ -235,6 +271,7 @@ class BatonClient:
         retry: RetryPolicy | None = None,
         on_caught_up: CaughtUpCallback | None = None,
         on_retry: RetryCallback | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> Follower:
         """Follows a session's log from `from_offset`: stored events, then live ones.
 
@@ -242,9 +279,11 @@ class BatonClient:
         reconnecting on UNAVAILABLE (server restart or shutdown, lost connection) per `retry`
         and resuming after the last delivered event (or the last heartbeat's `next_offset`
         when filtered by `kinds`/`sources`). NOT_FOUND, INVALID_ARGUMENT and other codes are
-        raised. `on_caught_up()` (sync or async) runs once, when the stored history has been
-        delivered; the returned `Follower` also has `.caught_up`, `.next_offset` and
-        `.reconnects`. `on_retry(error, delay)` runs before each reconnect wait.
+        raised as `BatonError`s. `on_caught_up()` (sync or async) runs once, when the stored
+        history has been delivered; the returned `Follower` also has `.caught_up`,
+        `.next_offset` and `.reconnects`. `on_retry(error, delay)` runs before each reconnect
+        wait. `on_delta(delta)` receives the live pieces of AI replies being written
+        (`MessageDelta`, transient: not replayed after a reconnect).
         """
         if from_offset < 0:
             raise ValueError("from_offset must not be negative")
@@ -257,4 +296,38 @@ class BatonClient:
             retry=retry or self.retry,
             on_caught_up=on_caught_up,
             on_retry=on_retry,
+            on_delta=on_delta,
+            credentials=self.auth_credentials,
+        )
+
+    def watch_handoffs(
+        self,
+        *,
+        agent_id: str = "",
+        after_position: int | None = None,
+        operator: pb.Participant | None = None,
+        retry: RetryPolicy | None = None,
+        on_caught_up: CaughtUpCallback | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> HandoffWatcher:
+        """The operator inbox: an async iterator of `HandoffChange`s, each delivered once.
+
+        Without `after_position` it starts with the open handoffs (type OPEN, all at the
+        snapshot's position), then live changes; with it, every change after that position.
+        When the stream breaks with UNAVAILABLE (restart, lost connection) it waits with
+        jittered exponential backoff (`retry`) and resumes after the last position delivered
+        (or reached by a heartbeat), so no change is lost or repeated. `operator` marks the
+        watcher as an available operator (RequestHandoff reports operators available).
+        """
+        if after_position is not None and after_position < 0:
+            raise ValueError("after_position must not be negative")
+        return HandoffWatcher(
+            self.stubs.handoffs,
+            agent_id=agent_id,
+            after_position=after_position,
+            operator=operator,
+            retry=retry or self.retry,
+            on_caught_up=on_caught_up,
+            on_retry=on_retry,
+            credentials=self.auth_credentials,
         )

@@ -14,8 +14,9 @@ import grpc
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
+from baton_client._credentials import Credentials
 from baton_client._retry import RetriesExhausted, RetryPolicy
-from baton_client.errors import error_info
+from baton_client.errors import as_baton_error, error_info
 
 log = logging.getLogger("baton_client")
 
@@ -25,6 +26,16 @@ log = logging.getLogger("baton_client")
 RetryCallback = Callable[[BaseException | None, float], object]
 #: `on_caught_up()`: called once, when the stored history has been delivered.
 CaughtUpCallback = Callable[[], object]
+#: `on_delta(delta)`: a live piece of an AI reply being written (sync or async).
+DeltaCallback = Callable[[pb.MessageDelta], object]
+
+
+async def call_back(callback: Callable[..., object] | None, *args: object) -> None:
+    """Runs a sync or async callback."""
+    if callback is not None:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
 
 
 class Follower:
@@ -47,6 +58,8 @@ class Follower:
         retry: RetryPolicy,
         on_caught_up: CaughtUpCallback | None,
         on_retry: RetryCallback | None,
+        on_delta: DeltaCallback | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.session_id = session_id
         #: Resume point: every offset below it was delivered (or skipped by the filters).
@@ -65,6 +78,8 @@ class Follower:
         self._retry = retry
         self._on_caught_up = on_caught_up
         self._on_retry = on_retry
+        self._on_delta = on_delta
+        self._credentials = credentials
         self._events = self._run()
 
     @property
@@ -96,6 +111,7 @@ class Follower:
     async def _run(self) -> AsyncGenerator[pb.Event, None]:
         policy = self._retry
         down_since: float | None = None
+        refreshed = False  # reopened once with a fresh token since the last healthy stream
         while True:
             request = rr.ListEventsRequest(
                 session_id=self.session_id,
@@ -114,12 +130,15 @@ class Follower:
                         self.connections += 1
                         self.failures = 0
                         down_since = None
+                        refreshed = False
                         if self.connections > 1:
                             log.info(
                                 "follow %s: reconnected at offset %d",
                                 self.session_id,
                                 self.next_offset,
                             )
+                    if response.HasField("delta"):
+                        await call_back(self._on_delta, response.delta)
                     for event in response.events:
                         if event.offset < self.next_offset:
                             continue  # already delivered (cannot happen on one stream)
@@ -132,13 +151,22 @@ class Follower:
                         self.next_offset = max(self.next_offset, response.next_offset)
                     if response.caught_up and not self.caught_up:
                         self.caught_up = True
-                        if self._on_caught_up is not None:
-                            result = self._on_caught_up()
-                            if inspect.isawaitable(result):
-                                await result
-            except grpc.aio.AioRpcError as exc:
+                        await call_back(self._on_caught_up)
+            except grpc.aio.AioRpcError as raw:
+                exc = as_baton_error(raw)
+                if (
+                    exc.code() == grpc.StatusCode.UNAUTHENTICATED
+                    and not refreshed
+                    and self._credentials is not None
+                    and self._credentials.invalidate()
+                ):
+                    refreshed = True  # e.g. the customer token expired: reopen with a new one
+                    log.info(
+                        "follow %s: UNAUTHENTICATED; reopening with a fresh token", self.session_id
+                    )
+                    continue
                 if exc.code() not in policy.retry_codes:
-                    raise
+                    raise exc from None
                 error = exc
                 self._advance_from_error(exc)
             finally:
@@ -171,10 +199,7 @@ class Follower:
                 delay,
                 self.failures,
             )
-            if self._on_retry is not None:
-                result = self._on_retry(error, delay)
-                if inspect.isawaitable(result):
-                    await result
+            await call_back(self._on_retry, error, delay)
             await asyncio.sleep(delay)
 
     def _advance_from_error(self, error: grpc.aio.AioRpcError) -> None:

@@ -2,8 +2,8 @@
 
 Each method builds the request, calls the stub with the client's default deadline (override
 with `deadline=`: seconds, or None for none), and returns the resource rather than the
-response wrapper. Failures raise `grpc.aio.AioRpcError` unchanged; see `baton_client.errors`
-for reading its details.
+response wrapper. Failures raise typed errors (`baton_client.errors`: `NotFound`,
+`InvalidArgument`, ... all `BatonError`, itself a `grpc.aio.AioRpcError`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
 
+import grpc
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
+from baton_client.errors import as_baton_error
 
 if TYPE_CHECKING:
     from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
@@ -351,7 +353,9 @@ class Events(_Helper):
     ) -> pb.Event:
         """Appends any event; set the one payload matching `kind`. Returns it with its offset.
 
-        With an `idempotency_key`, retrying the same append returns the original event.
+        With an `idempotency_key`, retrying the same append returns the original event. When
+        none is given the client generates one ("auto-<uuid>"), so its own retries (after
+        UNAVAILABLE) never append twice.
         """
         request = rr.CreateEventRequest(
             session_id=session_id,
@@ -481,6 +485,8 @@ class Events(_Helper):
             async for response in call:
                 for event in response.events:
                     yield event
+        except grpc.aio.AioRpcError as error:
+            raise as_baton_error(error) from None
         finally:
             call.cancel()
 
