@@ -35,6 +35,7 @@ run python "$BIN/python" clients/python/smoke.py "$target"
 run typescript clients/typescript/smoke.sh "$target"
 run go clients/go/smoke.sh "$target"
 run java clients/java/smoke.sh "$target"
+run python-package clients/python/package-check.sh
 run typescript-unit bash -c "cd clients/typescript && npm test --silent"
 run typescript-package clients/typescript/package-check.sh
 run go-unit bash -c "cd clients/go && go test ./..."
