@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import logging
@@ -188,6 +189,16 @@ class BatonApp:
         return self._repository
 
     async def start(self) -> int:
+        """Starts everything and returns the port; if any part cannot start, stops the parts
+        that did (nothing keeps running behind an exception) and raises."""
+        try:
+            return await self._start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> int:
         settings = self.settings
         check_settings(settings, settings.database_url.startswith("sqlite"))
         tokens = build_tokens(settings)
@@ -283,6 +294,8 @@ class BatonApp:
             interval_s=settings.readiness_interval_s,
             timeout_s=settings.readiness_timeout_s,
         )
+        if metrics is not None:  # before the gRPC port: a taken metrics port must not half-start
+            self._start_metrics(streamer)
         self._server = build_server(
             settings,
             self._servicers(streamer, handoff_servicer, tokens),
@@ -300,8 +313,6 @@ class BatonApp:
             raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
         await self._server.start()
         await self.readiness.start()
-        if metrics is not None:
-            self._start_metrics(streamer)
         log.info("baton listening on %s:%d (%s)", settings.host, self.port, settings.database_url)
         if settings.dev_mode:
             log.warning("--dev: authentication is OFF; every caller may do everything")
@@ -331,7 +342,13 @@ class BatonApp:
         sampled.handoffs_by_state = lambda: counts.value
         sampled.database_up = lambda: readiness is None or readiness.database_up
         host = settings.metrics_host or settings.host
-        self._metrics_endpoint = MetricsEndpoint(metrics, host, settings.metrics_port)
+        try:
+            self._metrics_endpoint = MetricsEndpoint(metrics, host, settings.metrics_port)
+        except OSError as error:
+            raise ConfigurationError(
+                f"--metrics-port {settings.metrics_port}: cannot listen on {host} "
+                f"({error.strerror or error}); choose another port"
+            ) from None
         self.metrics_port = self._metrics_endpoint.port
         log.info("metrics at http://%s:%d/metrics", host, self.metrics_port)
 

@@ -4,16 +4,20 @@ a handoff, an operator claims it. Each figure must move as the scenario says, on
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 
 import grpc
 import pytest
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
+from baton_server.app import BatonApp, ConfigurationError
+from baton_server.config import Settings
 from tests.engine.test_turns import ENGINE, ends_with, open_session, turn_events
 from tests.handoff.test_controls import op
 from tests.observe.scrape import Scrape
@@ -127,3 +131,16 @@ async def test_the_endpoint_closes_with_the_server(start_server) -> None:  # typ
     await app.stop(grace=0.5)
     with pytest.raises(urllib.error.URLError):
         await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{port}/metrics", None, 2)
+
+
+async def test_a_taken_metrics_port_stops_the_start_cleanly(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = BatonApp(replace(settings, metrics_port=taken.getsockname()[1]))
+        with pytest.raises(ConfigurationError, match=r"--metrics-port .*choose another port"):
+            await app.start()
+    # Nothing half-started keeps running: no gRPC port, no task of the server's.
+    assert app.port == 0
+    left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("baton-")]
+    assert left == []

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
@@ -60,26 +60,24 @@ class Database:
         return (in_use + pool.checkedin(), in_use, pool.size())
 
 
-# Driver errors that mean "no connection", not "this statement failed".
-_LOST_CONNECTION = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
+def lost_connection(error: BaseException) -> bool:
+    """Whether a driver error says the connection is gone or could not be made (not that a
+    statement was refused, nor a misuse of a connection)."""
+    if isinstance(error, asyncpg.InterfaceError):
+        return "closed" in str(error)  # a pooled connection the server dropped
+    return isinstance(
+        error,
+        ConnectionError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError,
+    )
 
 
 def is_unreachable(error: BaseException) -> bool:
     """Whether `error` says the database cannot be reached (rather than refused a statement)."""
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    if isinstance(error, OperationalError | InterfaceError):
-        return error.orig is None or is_unreachable(error.orig)
-    if isinstance(error, DBAPIError) and error.orig is not None:
-        return is_unreachable(error.orig)
-    cause = error.__cause__
-    return isinstance(error, _LOST_CONNECTION) or (cause is not None and is_unreachable(cause))
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        return error.orig is not None and lost_connection(error.orig)
+    return lost_connection(error)
 
 
 class SchemaBehind(RuntimeError):

@@ -30,6 +30,7 @@ from baton_server.store.append_plan import (
     latest_messages,
     plan_batch,
 )
+from baton_server.store.database import lost_connection
 from baton_server.store.rows import EVENT_COLUMNS, event_from_values
 from baton_server.store.sql_text import (
     INSERT_COLUMNS,
@@ -53,6 +54,15 @@ _Connection = asyncpg.Connection
 
 class _HandoffRowsNeeded(Exception):
     """A batch would write handoff rows: rolled back, for the SQLAlchemy path."""
+
+
+def _may_retry(error: Exception, committing: bool) -> bool:
+    """A deadlock or serialization failure rolled the transaction back: retry. A connection
+    lost before COMMIT committed nothing (a database restart): retry; lost during COMMIT, the
+    outcome is unknown: do not."""
+    if isinstance(error, asyncpg.PostgresError) and error.sqlstate in TRANSIENT_SQLSTATES:
+        return True
+    return lost_connection(error) and not committing
 
 
 class PgLog:
@@ -100,13 +110,8 @@ class PgLog:
                     return outcome
             except _HandoffRowsNeeded:
                 return None
-            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-                # The pooled connection died (a database restart): nothing was committed
-                # unless it died during COMMIT, whose outcome is unknown; retry only before.
-                if committing or attempt == TRANSIENT_RETRIES:
-                    raise
-            except asyncpg.PostgresError as error:
-                if attempt == TRANSIENT_RETRIES or error.sqlstate not in TRANSIENT_SQLSTATES:
+            except Exception as error:
+                if attempt == TRANSIENT_RETRIES or not _may_retry(error, committing):
                     raise
         raise AssertionError("unreachable")
 
