@@ -191,7 +191,7 @@ func WithGRPCOptions(opts ...grpc.DialOption) Option {
 //
 // Defaults: DefaultKeepalive, DefaultConnectBackoff, a retry policy (up to 5 attempts on
 // UNAVAILABLE) for calls that are safe to repeat (reads, IssueCustomerToken, and CreateEvent,
-// whose empty idempotency_key the client fills with a random UUID), and retries after a
+// whose empty idempotency_key gets a random UUID, on a copy of the request), and retries after a
 // RetryInfo delay.
 func Dial(target string, opts ...Option) (*Client, error) {
 	conn, err := DialConn(target, opts...)

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	batonv1 "github.com/baton-dev/baton/clients/go/gen/baton/v1"
@@ -341,8 +342,8 @@ func TestRetriesAndIdempotencyKey(t *testing.T) {
 	if len(f.keys) != 3 || f.keys[0] != f.keys[1] || f.keys[1] != f.keys[2] || !uuidV4.MatchString(f.keys[0]) {
 		t.Fatalf("keys of the attempts %v, want one UUID three times", f.keys)
 	}
-	if req.GetIdempotencyKey() != f.keys[0] {
-		t.Errorf("request keeps key %q, want %q", req.GetIdempotencyKey(), f.keys[0])
+	if req.GetIdempotencyKey() != "" {
+		t.Errorf("the caller's request was given key %q, want it unchanged", req.GetIdempotencyKey())
 	}
 	if _, err := c.Events.CreateEvent(ctx(t), &batonv1.CreateEventRequest{IdempotencyKey: "mine"}); err != nil || f.keys[3] != "mine" {
 		t.Errorf("caller's key: sent %q (%v)", f.keys[3], err)
@@ -352,6 +353,29 @@ func TestRetriesAndIdempotencyKey(t *testing.T) {
 	}
 	if _, err := c.Agents.UpdateAgent(ctx(t), &batonv1.UpdateAgentRequest{}); !IsUnavailable(err) || f.count("UpdateAgent") != 1 {
 		t.Errorf("UpdateAgent: %v after %d calls, want UNAVAILABLE after 1", err, f.count("UpdateAgent"))
+	}
+}
+
+// One request value sent twice is two calls, two events: each call gets its own key (kept
+// across a RetryInfo repeat of the first call), and the caller's message is left as it was.
+func TestIdempotencyKeyLeavesRequestUnchanged(t *testing.T) {
+	f := &fakeServer{errors: map[string][]error{
+		"CreateEvent": {withRetryInfo(codes.ResourceExhausted, 10*time.Millisecond)}}}
+	c := dial(t, start(t, f, nil))
+	req := &batonv1.CreateEventRequest{SessionId: "ses_1",
+		Data: &batonv1.CreateEventRequest_Message{Message: &batonv1.MessageData{Text: "hello"}}}
+	before := proto.Clone(req)
+	for range 2 {
+		if _, err := c.Events.CreateEvent(ctx(t), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !proto.Equal(req, before) {
+		t.Errorf("the caller's request changed: %v, was %v", req, before)
+	}
+	if len(f.keys) != 3 || !uuidV4.MatchString(f.keys[0]) || !uuidV4.MatchString(f.keys[2]) ||
+		f.keys[0] != f.keys[1] || f.keys[1] == f.keys[2] {
+		t.Fatalf("keys of the attempts %v, want [A A B]: one UUID per call", f.keys)
 	}
 }
 

@@ -33,9 +33,10 @@ func WithOnInboxMarker(f func(*batonv1.WatchHandoffsResponse)) WatchOption {
 // jittered exponential backoff (200 ms doubling up to 10 s, see WithBackoff), resuming with
 // after_position = the last position it delivered or that a caught_up or heartbeat reported,
 // and drops anything at or below it: each change is yielded exactly once, positions strictly
-// increasing (OPEN snapshot entries share one position). If a stream breaks in the middle of the
-// snapshot, the next one starts a new snapshot and OPEN entries already yielded for the same
-// handoff at the same position are skipped.
+// increasing (OPEN snapshot entries share one position). The snapshot is held back until its
+// caught_up arrives (the server may split it across several messages) and then yielded whole:
+// if a stream breaks in the middle of the snapshot, nothing of it was yielded and the next
+// stream starts a new snapshot (possibly at a newer position, with other open handoffs).
 //
 // Errors are yielded with a nil change, after which the sequence ends: ctx.Err(), or a status
 // error that is not retryable (PERMISSION_DENIED, INVALID_ARGUMENT for an after_position past
@@ -102,28 +103,15 @@ func WatchHandoffs(ctx context.Context, client batonv1.HandoffServiceClient,
 type inboxCursor struct {
 	known bool  // last is a position the server sent (or the caller gave)
 	last  int64 // every change up to it has been delivered
-	// OPEN entries delivered from a snapshot not yet followed by caught_up: handoff id ->
-	// snapshot position.
-	snapshot map[string]int64
 }
 
-// accept decides whether to deliver ch, and advances the cursor.
+// accept decides whether to deliver ch (not a held-back snapshot entry), and advances the
+// cursor.
 func (w *inboxCursor) accept(ch *batonv1.HandoffChange) bool {
-	if ch.GetType() == batonv1.HandoffChangeType_HANDOFF_CHANGE_TYPE_OPEN && !w.known {
-		id := ch.GetHandoff().GetId()
-		if pos, seen := w.snapshot[id]; seen && pos == ch.GetPosition() {
-			return false
-		}
-		if w.snapshot == nil {
-			w.snapshot = map[string]int64{}
-		}
-		w.snapshot[id] = ch.GetPosition()
-		return true
-	}
 	if w.known && ch.GetPosition() <= w.last {
 		return false
 	}
-	w.known, w.last, w.snapshot = true, ch.GetPosition(), nil
+	w.known, w.last = true, ch.GetPosition()
 	return true
 }
 
@@ -132,7 +120,12 @@ func (w *inboxCursor) reached(position int64) {
 	if !w.known || position > w.last {
 		w.known, w.last = true, position
 	}
-	w.snapshot = nil
+}
+
+// isSnapshotEntry reports whether ch belongs to the snapshot a stream without after_position
+// starts with, which WatchHandoffs holds back until caught_up.
+func (w *inboxCursor) isSnapshotEntry(ch *batonv1.HandoffChange) bool {
+	return !w.known && ch.GetType() == batonv1.HandoffChangeType_HANDOFF_CHANGE_TYPE_OPEN
 }
 
 func (w *inboxCursor) watchOnce(ctx context.Context, client batonv1.HandoffServiceClient,
@@ -150,6 +143,20 @@ func (w *inboxCursor) watchOnce(ctx context.Context, client batonv1.HandoffServi
 	if err != nil {
 		return false, err
 	}
+	// This stream's snapshot entries not yet yielded: dropped if the stream breaks before
+	// caught_up (the next stream starts a new snapshot).
+	var snapshot []*batonv1.HandoffChange
+	flush := func() bool {
+		entries := snapshot
+		snapshot = nil
+		for _, ch := range entries {
+			w.reached(ch.GetPosition()) // entries share the snapshot's position
+			if !yield(ch, nil) {
+				return false
+			}
+		}
+		return true
+	}
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -160,15 +167,24 @@ func (w *inboxCursor) watchOnce(ctx context.Context, client batonv1.HandoffServi
 		}
 		*failures = 0
 		for _, ch := range resp.GetChanges() {
-			if w.accept(ch) && !yield(ch, nil) {
+			if w.isSnapshotEntry(ch) {
+				snapshot = append(snapshot, ch)
+				continue
+			}
+			// caught_up ends the snapshot; a change of another kind before it (not expected)
+			// is newer than the snapshot, which goes first.
+			if !flush() || (w.accept(ch) && !yield(ch, nil)) {
 				return true, nil
 			}
 		}
 		if resp.GetCaughtUp() {
+			if !flush() {
+				return true, nil
+			}
 			w.reached(resp.GetCaughtUpPosition())
 		}
-		if hb := resp.GetHeartbeat(); hb != nil {
-			w.reached(hb.GetPosition())
+		if hb := resp.GetHeartbeat(); hb != nil && len(snapshot) == 0 {
+			w.reached(hb.GetPosition()) // (not while a snapshot is held back: it is owed)
 		}
 		if cfg.onInboxMarker != nil && (resp.GetCaughtUp() || resp.GetHeartbeat() != nil) {
 			cfg.onInboxMarker(resp)

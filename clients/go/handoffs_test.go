@@ -140,8 +140,8 @@ func TestWatchHandoffsResumesExactlyOnce(t *testing.T) {
 	}
 }
 
-// A stream broken in the middle of the snapshot: the next snapshot's entries already yielded
-// are not yielded again.
+// A stream broken in the middle of the snapshot: nothing of it is yielded, the next snapshot
+// is yielded whole.
 func TestWatchHandoffsBrokenSnapshot(t *testing.T) {
 	f := &fakeInbox{script: []func(*batonv1.WatchHandoffsRequest, watchStream) error{
 		func(_ *batonv1.WatchHandoffsRequest, s watchStream) error {
@@ -163,6 +163,44 @@ func TestWatchHandoffsBrokenSnapshot(t *testing.T) {
 	}
 	if calls := f.calls(); calls[1] != -1 {
 		t.Errorf("resumed a broken snapshot from %d, want a new snapshot", calls[1])
+	}
+}
+
+// A stream cut in the middle of a snapshot split across messages, and the inbox changes before
+// the reconnect: the new snapshot has a newer position and other open handoffs. Only the new
+// snapshot is yielded (nothing of the cut one), each still-open handoff once.
+func TestWatchHandoffsSnapshotCutThenInboxChanged(t *testing.T) {
+	f := &fakeInbox{script: []func(*batonv1.WatchHandoffsRequest, watchStream) error{
+		func(_ *batonv1.WatchHandoffsRequest, s watchStream) error {
+			_ = s.Send(changes(change(5, open, "h1"), change(5, open, "h2")))
+			_ = s.Send(changes(change(5, open, "h3"))) // the split snapshot's second message
+			return status.Error(codes.Unavailable, "cut before caught_up")
+		},
+		func(_ *batonv1.WatchHandoffsRequest, s watchStream) error {
+			// Meanwhile h2 was released and h4 requested: a new snapshot at position 7.
+			_ = s.Send(changes(change(7, open, "h1")))
+			_ = s.Send(changes(change(7, open, "h3"), change(7, open, "h4")))
+			_ = s.Send(&batonv1.WatchHandoffsResponse{CaughtUp: true, CaughtUpPosition: 7})
+			_ = s.Send(changes(change(8, claimed, "h4")))
+			<-s.Context().Done()
+			return nil
+		},
+	}}
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := drain(t, WatchHandoffs(c, serveInbox(t, f), &batonv1.WatchHandoffsRequest{},
+		WithBackoff(time.Millisecond, time.Millisecond)), 4)
+	want := []delivered{{7, "h1"}, {7, "h3"}, {7, "h4"}, {8, "h4"}}
+	if len(got) != len(want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("delivered %v, want %v", got, want)
+		}
+	}
+	if calls := f.calls(); len(calls) != 2 || calls[1] != -1 {
+		t.Errorf("after_position of the calls = %v, want [unset unset]", calls)
 	}
 }
 

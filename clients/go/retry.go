@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	batonv1 "github.com/baton-dev/baton/clients/go/gen/baton/v1"
 )
@@ -88,15 +89,19 @@ func NewIdempotencyKey() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// IdempotencyKeyInterceptor fills an empty CreateEventRequest.idempotency_key with
-// NewIdempotencyKey() before the call, so every retry of that call (by the retry policy, or by
-// the caller sending the same request value again) carries the same key and appends at most
-// once. It sets the field on the caller's request: do not share one request value between
-// concurrent calls that should be distinct events. Dial installs it.
+// IdempotencyKeyInterceptor gives a CreateEvent call whose request has an empty
+// idempotency_key a fresh NewIdempotencyKey(): it sends a copy of the request (proto.Clone)
+// with the key set, so the key stays the same across every attempt of that call (the retry
+// policy's, and RetryInfoInterceptor's when it is installed after this one, as Dial does) and
+// the event is appended at most once. The caller's request is not modified: sending the same
+// request value again is a new call with a new key, i.e. a new event. To make repeats of your
+// own (e.g. after a timeout) idempotent, set the key yourself. Dial installs it.
 func IdempotencyKeyInterceptor(ctx context.Context, method string, req, reply any,
 	cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if r, ok := req.(*batonv1.CreateEventRequest); ok && method == createEventMethod && r.GetIdempotencyKey() == "" {
-		r.IdempotencyKey = NewIdempotencyKey()
+		c := proto.CloneOf(r)
+		c.IdempotencyKey = NewIdempotencyKey()
+		req = c
 	}
 	return invoker(ctx, method, req, reply, cc, opts...)
 }
