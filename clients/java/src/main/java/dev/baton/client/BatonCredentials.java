@@ -3,6 +3,8 @@ package dev.baton.client;
 import io.grpc.CallCredentials;
 import io.grpc.Metadata;
 import io.grpc.Status;
+import io.grpc.StatusException;
+import io.grpc.StatusRuntimeException;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
@@ -90,8 +92,7 @@ public abstract class BatonCredentials extends CallCredentials {
           try {
             value = credential();
           } catch (Throwable t) {
-            applier.fail(
-                Status.UNAUTHENTICATED.withDescription("the credential provider failed: " + t).withCause(t));
+            applier.fail(providerFailure(t));
             return;
           }
           if (value == null || value.isBlank()) {
@@ -102,6 +103,31 @@ public abstract class BatonCredentials extends CallCredentials {
           headers.put(AUTHORIZATION, "Bearer " + value);
           applier.apply(headers);
         });
+  }
+
+  /**
+   * The status a call fails with when the credential could not be had: the provider's own gRPC
+   * status when it failed with one (e.g. UNAVAILABLE from {@code IssueCustomerToken} while the
+   * server restarts, on which follow and watchHandoffs reconnect), found
+   * in its cause chain; UNAUTHENTICATED otherwise. The provider's exception is the cause.
+   */
+  static Status providerFailure(Throwable t) {
+    Status.Code code = Status.Code.UNAUTHENTICATED;
+    int depth = 0;
+    for (Throwable c = t; c != null && depth < 16; c = c.getCause(), depth++) {
+      if (c instanceof StatusRuntimeException s) {
+        code = s.getStatus().getCode();
+        break;
+      }
+      if (c instanceof StatusException s) {
+        code = s.getStatus().getCode();
+        break;
+      }
+    }
+    if (code == Status.Code.OK) {
+      code = Status.Code.UNAUTHENTICATED; // (a status exception never carries OK; be safe)
+    }
+    return Status.fromCode(code).withDescription("the credential provider failed: " + t).withCause(t);
   }
 
   /** Caches the provider's token until 80% of its lifetime has passed or it is invalidated. */

@@ -12,7 +12,9 @@ public interface HandoffListener {
   /**
    * The next change, each exactly once across reconnects. Changes of type OPEN (the snapshot of
    * open handoffs a watch without a start position begins with) all carry the snapshot's
-   * position; every later change has a strictly greater position than the one before it.
+   * position and are delivered together with what else came before {@code caught_up}, once that
+   * arrives (a connection that breaks mid-snapshot delivers none of it; the next one asks for a
+   * new snapshot); every later change has a strictly greater position than the one before it.
    * Throwing ends the watch ({@link #onError} follows).
    */
   void onChange(HandoffChange change);

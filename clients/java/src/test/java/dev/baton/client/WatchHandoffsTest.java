@@ -2,6 +2,7 @@ package dev.baton.client;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -130,6 +131,77 @@ class WatchHandoffsTest {
     assertEquals("agt_1", requests.get(0).getAgentId());
     assertEquals(11, requests.get(1).getAfterPosition());
     assertEquals("olga", requests.get(1).getOperator().getId());
+  }
+
+  /**
+   * A server like Baton's: without after_position a snapshot (split across messages, the way the
+   * server keeps responses under its size limit), then caught_up; with after_position only the
+   * changes after it. The first stream breaks after the first snapshot message.
+   */
+  @Test
+  void streamBrokenMidSnapshotAsksForANewSnapshotAndLosesNothing() throws Exception {
+    var open = HandoffChangeType.HANDOFF_CHANGE_TYPE_OPEN;
+    var requested = HandoffChangeType.HANDOFF_CHANGE_TYPE_REQUESTED;
+    var claimed = HandoffChangeType.HANDOFF_CHANGE_TYPE_CLAIMED;
+    BiConsumer<WatchHandoffsRequest, StreamObserver<WatchHandoffsResponse>> serverLike =
+        (req, out) -> {
+          if (req.hasAfterPosition()) { // replay: the snapshot's open handoffs are not sent again
+            if (req.getAfterPosition() < 11) {
+              out.onNext(changes(change(11, requested, "hof_d")));
+            }
+            out.onNext(caughtUp(11));
+            out.onNext(changes(change(12, claimed, "hof_a")));
+            return;
+          }
+          out.onNext(changes(change(10, open, "hof_a"), change(10, open, "hof_b")));
+          out.onNext(changes(change(10, open, "hof_c")));
+          out.onNext(changes(change(11, requested, "hof_d"))); // committed after the snapshot
+          out.onNext(caughtUp(11));
+          out.onNext(changes(change(12, claimed, "hof_a")));
+        };
+    scripts.add(
+        (req, out) -> {
+          out.onNext(changes(change(10, open, "hof_a"), change(10, open, "hof_b")));
+          out.onError(Status.UNAVAILABLE.withDescription("connection reset").asRuntimeException());
+        });
+    scripts.add(serverLike);
+    List<Long> reconnectPositions = new CopyOnWriteArrayList<>();
+    HandoffStream stream = new HandoffStream(100);
+    HandoffListener inner = stream.listener();
+    HandoffWatch watch =
+        baton.watchHandoffs(
+            fast().build(),
+            new HandoffListener() {
+              @Override
+              public void onChange(HandoffChange change) {
+                inner.onChange(change);
+              }
+
+              @Override
+              public void onCaughtUp(long position) {
+                inner.onCaughtUp(position);
+              }
+
+              @Override
+              public void onReconnecting(Status status, int attempt, Duration delay, long afterPosition) {
+                reconnectPositions.add(afterPosition);
+              }
+
+              @Override
+              public void onError(Throwable error) {
+                inner.onError(error);
+              }
+            });
+    stream.attach(watch);
+    try (stream) {
+      assertEquals(List.of("10:hof_a", "10:hof_b", "10:hof_c", "11:hof_d", "12:hof_a"), take(stream, 5));
+      assertNull(stream.poll(Duration.ofMillis(100)), "nothing delivered twice");
+      assertEquals(12, stream.lastPosition());
+    }
+    assertEquals(List.of(-1L), reconnectPositions); // nothing of the broken snapshot counted
+    assertEquals(2, requests.size());
+    assertFalse(requests.get(0).hasAfterPosition());
+    assertFalse(requests.get(1).hasAfterPosition(), "a fresh snapshot, not after_position=10");
   }
 
   @Test
