@@ -90,7 +90,8 @@ export interface BatonClientOptions {
   keepalive?: KeepaliveOptions;
   /** Unary retries on UNAVAILABLE for calls safe to repeat (default on); `false` disables. */
   retry?: RetryOptions | false;
-  /** Fill CreateEvent's idempotency_key with a random UUID when empty. Default true. */
+  /** Fill CreateEvent's idempotency_key with a random UUID when empty. Default true. With
+   * `false`, a CreateEvent is retried only when the caller gives a key. */
   idempotencyKeys?: boolean;
   /** Extra interceptors, applied inside retries (each attempt) and outside authentication. */
   interceptors?: Interceptor[];

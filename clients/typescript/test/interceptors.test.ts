@@ -92,6 +92,21 @@ test("retries of CreateEvent on UNAVAILABLE reuse one idempotency key", async ()
   assert.deepEqual(retries, [1, 2]);
 });
 
+test("without idempotency keys, CreateEvent is not retried (UNAVAILABLE may follow the append)", async () => {
+  // idempotencyKeys: false leaves only the retry interceptor: a retry would append twice.
+  const { client, keys } = eventsClient([retryInterceptor({ initialBackoffMs: 1 })], 1);
+  await assert.rejects(client.events.createEvent(message), (e: unknown) => {
+    return ConnectError.from(e).code === Code.Unavailable;
+  });
+  assert.deepEqual(keys, [""], "one attempt, no key");
+});
+
+test("a CreateEvent carrying the caller's own key is retried without the key interceptor", async () => {
+  const { client, keys } = eventsClient([retryInterceptor({ initialBackoffMs: 1 })], 1);
+  await client.events.createEvent({ ...message, idempotencyKey: "mine-2" });
+  assert.deepEqual(keys, ["mine-2", "mine-2"]);
+});
+
 test("retries stop after maxAttempts and rethrow UNAVAILABLE", async () => {
   const { client, keys } = eventsClient(
     [idempotencyKeyInterceptor(), retryInterceptor({ maxAttempts: 3, initialBackoffMs: 1 })],
