@@ -82,7 +82,8 @@ export interface BatonClientOptions {
    * the `expiresAt` it returns). See {@link bearerAuth}.
    */
   credentials?: Credentials;
-  /** A cached expiring token is renewed this long before it expires. Default 60 000 ms. */
+  /** A cached expiring token is renewed this long before it expires (at most a quarter of
+   * its lifetime early). Default 60 000 ms. */
   refreshBeforeMs?: number;
   /** TLS (https): `true` for Node's trusted roots, or a custom CA / client certificate. */
   tls?: boolean | TlsOptions;

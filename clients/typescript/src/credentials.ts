@@ -16,7 +16,7 @@ export interface ExpiringToken {
 /**
  * A function the client calls when it needs a credential. Returning a plain string means
  * "ask me again on the next call"; returning `{ token, expiresAt }` lets the client cache the
- * token until `refreshBeforeMs` before `expiresAt`. Concurrent calls share one pending
+ * token until `refreshBeforeMs` (at most a quarter of its lifetime) before `expiresAt`. Concurrent calls share one pending
  * request to the provider.
  */
 export type CredentialProvider = () =>
@@ -29,7 +29,8 @@ export type Credentials = string | CredentialProvider;
 
 /** Options of {@link bearerAuth}. */
 export interface BearerAuthOptions {
-  /** A cached expiring token is renewed this long before it expires. Default 60 000 ms. */
+  /** A cached expiring token is renewed this long before it expires, but at most a quarter
+   * of its lifetime (as seen when it was fetched) early. Default 60 000 ms. */
   refreshBeforeMs?: number;
   /** Clock (epoch ms), for tests. */
   now?: () => number;
@@ -73,7 +74,11 @@ export class CredentialCache {
           if (!token) throw new ConnectError("credential provider returned no token", Code.Unauthenticated);
           if (typeof value !== "string" && value.expiresAt !== undefined) {
             const expires = typeof value.expiresAt === "number" ? value.expiresAt : value.expiresAt.getTime();
-            this.cached = { token, renewAt: expires - this.refreshBeforeMs };
+            // At most a quarter of the token's lifetime early: a short-lived token (lifetime
+            // <= refreshBeforeMs) is then still reused for most of its life instead of being
+            // fetched again on every call.
+            const lifetime = Math.max(0, expires - this.now());
+            this.cached = { token, renewAt: expires - Math.min(this.refreshBeforeMs, lifetime / 4) };
           } else {
             this.cached = undefined;
           }
