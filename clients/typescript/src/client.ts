@@ -9,6 +9,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { CallOptions, Client, Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type * as http2 from "node:http2";
+import { isIP } from "node:net";
 
 import { bearerAuth } from "./credentials.js";
 import type { Credentials } from "./credentials.js";
@@ -72,10 +73,16 @@ export const DEFAULT_KEEPALIVE: Required<Omit<KeepaliveOptions, "idleConnectionT
 
 /** Options of {@link BatonClient}. Give `target` or `baseUrl`, or a ready `transport`. */
 export interface BatonClientOptions {
-  /** "host:port", e.g. "127.0.0.1:8800" (plaintext, or TLS when `tls` is given). */
+  /** "host:port", e.g. "127.0.0.1:8800". Plaintext for a loopback host (127.0.0.0/8, ::1,
+   * localhost) unless `tls` is given; TLS (Node's trusted roots, or `tls`) for any other host
+   * unless `insecure: true`. */
   target?: string;
-  /** Full base URL, e.g. "http://127.0.0.1:8800" or "https://baton.example.com". */
+  /** Full base URL, e.g. "http://127.0.0.1:8800" or "https://baton.example.com". An http://
+   * URL to a host that is not loopback needs `insecure: true` when credentials are given. */
   baseUrl?: string;
+  /** Allow plaintext (http) to a host that is not loopback: credentials then travel in clear
+   * text, so only on a network you trust (a sidecar, a private link). Default false. */
+  insecure?: boolean;
   /**
    * API key or token sent as `authorization: Bearer <credential>`: a string, or a provider
    * function called when a credential is needed (per call, or cached until shortly before
@@ -85,7 +92,8 @@ export interface BatonClientOptions {
   /** A cached expiring token is renewed this long before it expires (at most a quarter of
    * its lifetime early). Default 60 000 ms. */
   refreshBeforeMs?: number;
-  /** TLS (https): `true` for Node's trusted roots, or a custom CA / client certificate. */
+  /** TLS (https): `true` for Node's trusted roots, or a custom CA / client certificate
+   * (needed for a loopback target only: other hosts get TLS by default). */
   tls?: boolean | TlsOptions;
   /** HTTP/2 keepalive; see {@link DEFAULT_KEEPALIVE}. */
   keepalive?: KeepaliveOptions;
@@ -200,9 +208,41 @@ export type HandoffWatchItem =
   /** The stream broke and the watch is about to reconnect after `info.afterPosition`. */
   | { kind: "reconnecting"; info: WatchReconnectInfo };
 
-/** "host:port" or URL to a base URL. */
-function toBaseUrl(target: string, tls: boolean): string {
-  return /^[a-z]+:\/\//i.test(target) ? target : `${tls ? "https" : "http"}://${target}`;
+/**
+ * Whether a host ("127.0.0.1", "[::1]", "localhost", or a "host:port" target, or a URL) names
+ * this machine: localhost, *.localhost, 127.0.0.0/8, ::1 (also IPv4-mapped 127.x).
+ */
+export function isLoopback(hostOrTarget: string): boolean {
+  let host = hostOrTarget;
+  try {
+    host = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(host) ? host : `http://${host}`).hostname;
+  } catch {
+    // not a URL: take it as a bare host
+  }
+  host = host.toLowerCase().replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  if (isIP(host) === 6) {
+    if (host === "::1") return true;
+    // IPv4-mapped: ::ffff:127.0.0.1, which the URL parser writes as ::ffff:7f00:1.
+    if (/^::ffff:127\./.test(host)) return true;
+    const mapped = /^::ffff:([0-9a-f]{1,4}):[0-9a-f]{1,4}$/.exec(host);
+    return mapped !== null && parseInt(mapped[1]!, 16) >> 8 === 127;
+  }
+  return false;
+}
+
+/**
+ * The base URL to connect to. A URL (baseUrl, or a target with a scheme) is kept as given;
+ * a "host:port" target gets https when `tls` or `insecure` say so, and otherwise plaintext only
+ * for a loopback host (TLS with Node's trusted roots for anything else).
+ */
+function resolveBaseUrl(opts: BatonClientOptions, tls: boolean): string {
+  const given = opts.baseUrl ?? opts.target;
+  if (!given) throw new Error("BatonClient: give target, baseUrl or transport");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(given)) return given;
+  const secure = tls || (!opts.insecure && !isLoopback(given));
+  return `${secure ? "https" : "http"}://${given}`;
 }
 
 /** Whether a failed stream should be resumed (the caller did not abort). */
@@ -217,6 +257,8 @@ function resumable(error: ConnectError, retryable: Code[]): boolean {
  * resuming operator inbox. */
 export class BatonClient {
   readonly transport: Transport;
+  /** The URL connected to (undefined when a ready `transport` was given). */
+  readonly baseUrl: string | undefined;
   readonly agents: Client<typeof AgentService>;
   readonly customers: Client<typeof CustomerService>;
   readonly sessions: Client<typeof SessionService>;
@@ -232,10 +274,25 @@ export class BatonClient {
     const opts: BatonClientOptions = typeof options === "string" ? { target: options } : options;
     if (opts.transport) {
       this.transport = opts.transport;
+      this.baseUrl = undefined;
     } else {
       const tls = opts.tls === true ? {} : opts.tls || undefined;
-      const baseUrl = opts.baseUrl ?? (opts.target ? toBaseUrl(opts.target, tls !== undefined) : undefined);
-      if (!baseUrl) throw new Error("BatonClient: give target, baseUrl or transport");
+      if (tls && opts.insecure) throw new Error("BatonClient: give either tls or insecure, not both");
+      const baseUrl = resolveBaseUrl(opts, tls !== undefined);
+      const url = new URL(baseUrl);
+      if (
+        url.protocol === "http:" &&
+        opts.credentials !== undefined &&
+        !opts.insecure &&
+        !isLoopback(url.hostname)
+      ) {
+        throw new Error(
+          `BatonClient: refusing to send credentials in plaintext to ${url.host}; ` +
+            "use https (or a target without a scheme, which defaults to TLS), or insecure: true " +
+            "on a network you trust",
+        );
+      }
+      this.baseUrl = baseUrl;
       const keepalive = { ...DEFAULT_KEEPALIVE, ...opts.keepalive };
       const nodeOptions: http2.SecureClientSessionOptions = {
         ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
