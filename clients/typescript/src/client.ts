@@ -269,12 +269,15 @@ export class BatonClient {
   readonly handoffs: Client<typeof HandoffService>;
   readonly auth: Client<typeof AuthService>;
   private readonly sessionManager: Http2SessionManager | undefined;
+  /** Credentials come from a provider (asking again may give a fresh token). */
+  private readonly refreshableCredentials: boolean;
 
   constructor(options: string | BatonClientOptions) {
     const opts: BatonClientOptions = typeof options === "string" ? { target: options } : options;
     if (opts.transport) {
       this.transport = opts.transport;
       this.baseUrl = undefined;
+      this.refreshableCredentials = false;
     } else {
       const tls = opts.tls === true ? {} : opts.tls || undefined;
       if (tls && opts.insecure) throw new Error("BatonClient: give either tls or insecure, not both");
@@ -293,6 +296,7 @@ export class BatonClient {
         );
       }
       this.baseUrl = baseUrl;
+      this.refreshableCredentials = typeof opts.credentials === "function";
       const keepalive = { ...DEFAULT_KEEPALIVE, ...opts.keepalive };
       const nodeOptions: http2.SecureClientSessionOptions = {
         ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
@@ -332,6 +336,19 @@ export class BatonClient {
     this.sessionManager?.abort();
   }
 
+  /**
+   * Whether a failed follow / inbox stream is resumed: a retryable code or a dropped
+   * connection, or UNAUTHENTICATED once per healthy stream when the credentials come from a
+   * provider (bearerAuth has dropped the cached token, so the reconnect sends a fresh one;
+   * e.g. the server restarted with another token key, or the token expired meanwhile).
+   */
+  private shouldResume(error: ConnectError, retryable: Code[], auth: { retried: boolean }): boolean {
+    if (resumable(error, retryable)) return true;
+    if (error.code !== Code.Unauthenticated || !this.refreshableCredentials || auth.retried) return false;
+    auth.retried = true;
+    return true;
+  }
+
   /** A typed client for any other service of the API (e.g. ones added after this file). */
   client<S extends DescService>(service: S): Client<S> {
     return createClient(service, this.transport);
@@ -341,8 +358,10 @@ export class BatonClient {
    * The session's events from `fromOffset` on, then live, forever (until `signal` aborts or
    * the consumer stops iterating). Reconnects on UNAVAILABLE and when the stream ends
    * unexpectedly, with jittered exponential backoff, resuming after the last delivered event:
-   * every matching event is yielded exactly once, in offset order. Other errors (NOT_FOUND when
-   * the session does not exist or is deleted, INVALID_ARGUMENT, ...) are thrown.
+   * every matching event is yielded exactly once, in offset order. With credentials from a
+   * provider, an UNAUTHENTICATED stream reconnects once with a fresh token (again only after
+   * the new stream delivered something). Other errors (NOT_FOUND when the session does not
+   * exist or is deleted, INVALID_ARGUMENT, ...) are thrown.
    */
   async *follow(sessionId: string, options: FollowOptions = {}): AsyncGenerator<Event, void> {
     for await (const item of this.followItems(sessionId, options)) {
@@ -360,6 +379,7 @@ export class BatonClient {
     const retryable = options.retryableCodes ?? [Code.Unavailable];
     let next = BigInt(options.fromOffset ?? 0);
     let failures = 0; // reconnects in a row without receiving anything
+    const auth = { retried: false }; // reconnected on UNAUTHENTICATED since the last response
 
     // Our own controller, so that a consumer leaving the loop also cancels the open call.
     const abort = new AbortController();
@@ -380,6 +400,7 @@ export class BatonClient {
           const callOptions: CallOptions = { signal: abort.signal };
           for await (const response of this.events.listEvents(request, callOptions)) {
             failures = 0;
+            auth.retried = false;
             for (const event of response.events) {
               if (event.offset < next) continue; // already delivered (e.g. replay after resume)
               next = event.offset + 1n;
@@ -400,7 +421,7 @@ export class BatonClient {
         } catch (e) {
           if (abort.signal.aborted) return;
           const ce = ConnectError.from(e);
-          if (!resumable(ce, retryable)) throw ce;
+          if (!this.shouldResume(ce, retryable, auth)) throw ce;
           error = ce;
         }
         if (abort.signal.aborted) return;
@@ -430,8 +451,9 @@ export class BatonClient {
    * every change live. Reconnects on UNAVAILABLE (e.g. a server restart), a dropped
    * connection or an unexpected end, with jittered exponential backoff, resuming with
    * `after_position` = the last position delivered: every change is yielded exactly once,
-   * in increasing position order. Other errors (PERMISSION_DENIED, INVALID_ARGUMENT, ...)
-   * are thrown.
+   * in increasing position order. UNAUTHENTICATED with provider credentials reconnects once
+   * with a fresh token, as in {@link follow}. Other errors (PERMISSION_DENIED,
+   * INVALID_ARGUMENT, ...) are thrown.
    */
   async *watchHandoffs(options: WatchHandoffsOptions = {}): AsyncGenerator<HandoffChange, void> {
     for await (const item of this.watchHandoffItems(options)) {
@@ -453,6 +475,7 @@ export class BatonClient {
     // snapshot is complete (a watch started without afterPosition).
     let cursor = options.afterPosition === undefined ? undefined : BigInt(options.afterPosition);
     let failures = 0;
+    const auth = { retried: false };
 
     const abort = new AbortController();
     const onAbort = () => abort.abort(options.signal?.reason);
@@ -474,6 +497,7 @@ export class BatonClient {
           const callOptions: CallOptions = { signal: abort.signal };
           for await (const response of this.handoffs.watchHandoffs(request, callOptions)) {
             failures = 0;
+            auth.retried = false;
             for (const change of response.changes) {
               if (cursor === undefined) {
                 held.push(change);
@@ -502,7 +526,7 @@ export class BatonClient {
         } catch (e) {
           if (abort.signal.aborted) return;
           const ce = ConnectError.from(e);
-          if (!resumable(ce, retryable)) throw ce;
+          if (!this.shouldResume(ce, retryable, auth)) throw ce;
           error = ce;
         }
         if (abort.signal.aborted) return;

@@ -100,15 +100,20 @@ export class CredentialCache {
 /**
  * An interceptor sending `authorization: Bearer <credential>` on every call. With a
  * provider, a unary call answered UNAUTHENTICATED drops the cached token and is retried once
- * with a fresh one (the server refuses before doing anything, so this is always safe);
- * streams get a fresh token on their next (re)connect.
+ * with a fresh one (the server refuses before doing anything, so this is always safe); a
+ * stream answered UNAUTHENTICATED (when it starts or while it is read) drops the cached token
+ * and fails, so its next (re)connect asks the provider again (BatonClient's follow and
+ * watchHandoffs reconnect once for it).
  */
 export function bearerAuth(credentials: Credentials, options: BearerAuthOptions = {}): Interceptor {
   const cache = new CredentialCache(credentials, options);
   return (next) => async (req) => {
     req.header.set("authorization", `Bearer ${await cache.get()}`);
     try {
-      return await next(req);
+      const res = await next(req);
+      if (!res.stream || !cache.refreshable) return res;
+      // Depending on the protocol, a stream's error may only surface while it is read.
+      return { ...res, message: invalidateOnUnauthenticated(res.message, cache) };
     } catch (e) {
       const err = ConnectError.from(e);
       if (err.code !== Code.Unauthenticated || !cache.refreshable) throw e;
@@ -118,6 +123,15 @@ export function bearerAuth(credentials: Credentials, options: BearerAuthOptions 
       return await next(req);
     }
   };
+}
+
+async function* invalidateOnUnauthenticated<T>(messages: AsyncIterable<T>, cache: CredentialCache): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (e) {
+    if (ConnectError.from(e).code === Code.Unauthenticated) cache.invalidate();
+    throw e;
+  }
 }
 
 /** What {@link customerTokenProvider} needs: an AuthService client (e.g. a BatonClient). */
