@@ -143,11 +143,11 @@ async function main(): Promise<void> {
   let issued = 0;
   const customerClient = new BatonClient({
     target,
-    // 4 s tokens, renewed a quarter of their lifetime early (the default refreshBeforeMs is
-    // capped at that): ~3 s after each issue. The restart alone takes longer, so the follow's
+    // 2 s tokens, renewed a quarter of their lifetime early (the default refreshBeforeMs is
+    // capped at that): 1.5 s after each issue. The restart alone takes longer, so the follow's
     // reconnect and the later posts run on a later token.
     credentials: customerTokenProvider(integration, customer.id, {
-      ttlSeconds: 4,
+      ttlSeconds: 2,
       onIssue: () => issued++,
     }),
   });
