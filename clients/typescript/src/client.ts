@@ -234,8 +234,8 @@ export function isLoopback(hostOrTarget: string): boolean {
 
 /**
  * The base URL to connect to. A URL (baseUrl, or a target with a scheme) is kept as given;
- * a "host:port" target gets https when `tls` or `insecure` say so, and otherwise plaintext only
- * for a loopback host (TLS with Node's trusted roots for anything else).
+ * a "host:port" target gets https when `tls` is given, http with `insecure: true`, and
+ * otherwise http only for a loopback host (https, Node's trusted roots, for anything else).
  */
 function resolveBaseUrl(opts: BatonClientOptions, tls: boolean): string {
   const given = opts.baseUrl ?? opts.target;
