@@ -9,6 +9,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { CallOptions, Client, Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type * as http2 from "node:http2";
+import { isIP } from "node:net";
 
 import { bearerAuth } from "./credentials.js";
 import type { Credentials } from "./credentials.js";
@@ -72,25 +73,34 @@ export const DEFAULT_KEEPALIVE: Required<Omit<KeepaliveOptions, "idleConnectionT
 
 /** Options of {@link BatonClient}. Give `target` or `baseUrl`, or a ready `transport`. */
 export interface BatonClientOptions {
-  /** "host:port", e.g. "127.0.0.1:8800" (plaintext, or TLS when `tls` is given). */
+  /** "host:port", e.g. "127.0.0.1:8800". Plaintext for a loopback host (127.0.0.0/8, ::1,
+   * localhost) unless `tls` is given; TLS (Node's trusted roots, or `tls`) for any other host
+   * unless `insecure: true`. */
   target?: string;
-  /** Full base URL, e.g. "http://127.0.0.1:8800" or "https://baton.example.com". */
+  /** Full base URL, e.g. "http://127.0.0.1:8800" or "https://baton.example.com". An http://
+   * URL to a host that is not loopback needs `insecure: true` when credentials are given. */
   baseUrl?: string;
+  /** Allow plaintext (http) to a host that is not loopback: credentials then travel in clear
+   * text, so only on a network you trust (a sidecar, a private link). Default false. */
+  insecure?: boolean;
   /**
    * API key or token sent as `authorization: Bearer <credential>`: a string, or a provider
    * function called when a credential is needed (per call, or cached until shortly before
    * the `expiresAt` it returns). See {@link bearerAuth}.
    */
   credentials?: Credentials;
-  /** A cached expiring token is renewed this long before it expires. Default 60 000 ms. */
+  /** A cached expiring token is renewed this long before it expires (at most a quarter of
+   * its lifetime early). Default 60 000 ms. */
   refreshBeforeMs?: number;
-  /** TLS (https): `true` for Node's trusted roots, or a custom CA / client certificate. */
+  /** TLS (https): `true` for Node's trusted roots, or a custom CA / client certificate
+   * (needed for a loopback target only: other hosts get TLS by default). */
   tls?: boolean | TlsOptions;
   /** HTTP/2 keepalive; see {@link DEFAULT_KEEPALIVE}. */
   keepalive?: KeepaliveOptions;
   /** Unary retries on UNAVAILABLE for calls safe to repeat (default on); `false` disables. */
   retry?: RetryOptions | false;
-  /** Fill CreateEvent's idempotency_key with a random UUID when empty. Default true. */
+  /** Fill CreateEvent's idempotency_key with a random UUID when empty. Default true. With
+   * `false`, a CreateEvent is retried only when the caller gives a key. */
   idempotencyKeys?: boolean;
   /** Extra interceptors, applied inside retries (each attempt) and outside authentication. */
   interceptors?: Interceptor[];
@@ -198,9 +208,41 @@ export type HandoffWatchItem =
   /** The stream broke and the watch is about to reconnect after `info.afterPosition`. */
   | { kind: "reconnecting"; info: WatchReconnectInfo };
 
-/** "host:port" or URL to a base URL. */
-function toBaseUrl(target: string, tls: boolean): string {
-  return /^[a-z]+:\/\//i.test(target) ? target : `${tls ? "https" : "http"}://${target}`;
+/**
+ * Whether a host ("127.0.0.1", "[::1]", "localhost", or a "host:port" target, or a URL) names
+ * this machine: localhost, *.localhost, 127.0.0.0/8, ::1 (also IPv4-mapped 127.x).
+ */
+export function isLoopback(hostOrTarget: string): boolean {
+  let host = hostOrTarget;
+  try {
+    host = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(host) ? host : `http://${host}`).hostname;
+  } catch {
+    // not a URL: take it as a bare host
+  }
+  host = host.toLowerCase().replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  if (isIP(host) === 6) {
+    if (host === "::1") return true;
+    // IPv4-mapped: ::ffff:127.0.0.1, which the URL parser writes as ::ffff:7f00:1.
+    if (/^::ffff:127\./.test(host)) return true;
+    const mapped = /^::ffff:([0-9a-f]{1,4}):[0-9a-f]{1,4}$/.exec(host);
+    return mapped !== null && parseInt(mapped[1]!, 16) >> 8 === 127;
+  }
+  return false;
+}
+
+/**
+ * The base URL to connect to. A URL (baseUrl, or a target with a scheme) is kept as given;
+ * a "host:port" target gets https when `tls` is given, http with `insecure: true`, and
+ * otherwise http only for a loopback host (https, Node's trusted roots, for anything else).
+ */
+function resolveBaseUrl(opts: BatonClientOptions, tls: boolean): string {
+  const given = opts.baseUrl ?? opts.target;
+  if (!given) throw new Error("BatonClient: give target, baseUrl or transport");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(given)) return given;
+  const secure = tls || (!opts.insecure && !isLoopback(given));
+  return `${secure ? "https" : "http"}://${given}`;
 }
 
 /** Whether a failed stream should be resumed (the caller did not abort). */
@@ -215,6 +257,8 @@ function resumable(error: ConnectError, retryable: Code[]): boolean {
  * resuming operator inbox. */
 export class BatonClient {
   readonly transport: Transport;
+  /** The URL connected to (undefined when a ready `transport` was given). */
+  readonly baseUrl: string | undefined;
   readonly agents: Client<typeof AgentService>;
   readonly customers: Client<typeof CustomerService>;
   readonly sessions: Client<typeof SessionService>;
@@ -225,15 +269,34 @@ export class BatonClient {
   readonly handoffs: Client<typeof HandoffService>;
   readonly auth: Client<typeof AuthService>;
   private readonly sessionManager: Http2SessionManager | undefined;
+  /** Credentials come from a provider (asking again may give a fresh token). */
+  private readonly refreshableCredentials: boolean;
 
   constructor(options: string | BatonClientOptions) {
     const opts: BatonClientOptions = typeof options === "string" ? { target: options } : options;
     if (opts.transport) {
       this.transport = opts.transport;
+      this.baseUrl = undefined;
+      this.refreshableCredentials = false;
     } else {
       const tls = opts.tls === true ? {} : opts.tls || undefined;
-      const baseUrl = opts.baseUrl ?? (opts.target ? toBaseUrl(opts.target, tls !== undefined) : undefined);
-      if (!baseUrl) throw new Error("BatonClient: give target, baseUrl or transport");
+      if (tls && opts.insecure) throw new Error("BatonClient: give either tls or insecure, not both");
+      const baseUrl = resolveBaseUrl(opts, tls !== undefined);
+      const url = new URL(baseUrl);
+      if (
+        url.protocol === "http:" &&
+        opts.credentials !== undefined &&
+        !opts.insecure &&
+        !isLoopback(url.hostname)
+      ) {
+        throw new Error(
+          `BatonClient: refusing to send credentials in plaintext to ${url.host}; ` +
+            "use https (or a target without a scheme, which defaults to TLS), or insecure: true " +
+            "on a network you trust",
+        );
+      }
+      this.baseUrl = baseUrl;
+      this.refreshableCredentials = typeof opts.credentials === "function";
       const keepalive = { ...DEFAULT_KEEPALIVE, ...opts.keepalive };
       const nodeOptions: http2.SecureClientSessionOptions = {
         ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
@@ -273,6 +336,19 @@ export class BatonClient {
     this.sessionManager?.abort();
   }
 
+  /**
+   * Whether a failed follow / inbox stream is resumed: a retryable code or a dropped
+   * connection, or UNAUTHENTICATED once per healthy stream when the credentials come from a
+   * provider (bearerAuth has dropped the cached token, so the reconnect sends a fresh one;
+   * e.g. the server restarted with another token key, or the token expired meanwhile).
+   */
+  private shouldResume(error: ConnectError, retryable: Code[], auth: { retried: boolean }): boolean {
+    if (resumable(error, retryable)) return true;
+    if (error.code !== Code.Unauthenticated || !this.refreshableCredentials || auth.retried) return false;
+    auth.retried = true;
+    return true;
+  }
+
   /** A typed client for any other service of the API (e.g. ones added after this file). */
   client<S extends DescService>(service: S): Client<S> {
     return createClient(service, this.transport);
@@ -282,8 +358,10 @@ export class BatonClient {
    * The session's events from `fromOffset` on, then live, forever (until `signal` aborts or
    * the consumer stops iterating). Reconnects on UNAVAILABLE and when the stream ends
    * unexpectedly, with jittered exponential backoff, resuming after the last delivered event:
-   * every matching event is yielded exactly once, in offset order. Other errors (NOT_FOUND when
-   * the session does not exist or is deleted, INVALID_ARGUMENT, ...) are thrown.
+   * every matching event is yielded exactly once, in offset order. With credentials from a
+   * provider, an UNAUTHENTICATED stream reconnects once with a fresh token (again only after
+   * the new stream delivered something). Other errors (NOT_FOUND when the session does not
+   * exist or is deleted, INVALID_ARGUMENT, ...) are thrown.
    */
   async *follow(sessionId: string, options: FollowOptions = {}): AsyncGenerator<Event, void> {
     for await (const item of this.followItems(sessionId, options)) {
@@ -301,6 +379,7 @@ export class BatonClient {
     const retryable = options.retryableCodes ?? [Code.Unavailable];
     let next = BigInt(options.fromOffset ?? 0);
     let failures = 0; // reconnects in a row without receiving anything
+    const auth = { retried: false }; // reconnected on UNAUTHENTICATED since the last response
 
     // Our own controller, so that a consumer leaving the loop also cancels the open call.
     const abort = new AbortController();
@@ -321,6 +400,7 @@ export class BatonClient {
           const callOptions: CallOptions = { signal: abort.signal };
           for await (const response of this.events.listEvents(request, callOptions)) {
             failures = 0;
+            auth.retried = false;
             for (const event of response.events) {
               if (event.offset < next) continue; // already delivered (e.g. replay after resume)
               next = event.offset + 1n;
@@ -341,7 +421,7 @@ export class BatonClient {
         } catch (e) {
           if (abort.signal.aborted) return;
           const ce = ConnectError.from(e);
-          if (!resumable(ce, retryable)) throw ce;
+          if (!this.shouldResume(ce, retryable, auth)) throw ce;
           error = ce;
         }
         if (abort.signal.aborted) return;
@@ -371,8 +451,9 @@ export class BatonClient {
    * every change live. Reconnects on UNAVAILABLE (e.g. a server restart), a dropped
    * connection or an unexpected end, with jittered exponential backoff, resuming with
    * `after_position` = the last position delivered: every change is yielded exactly once,
-   * in increasing position order. Other errors (PERMISSION_DENIED, INVALID_ARGUMENT, ...)
-   * are thrown.
+   * in increasing position order. UNAUTHENTICATED with provider credentials reconnects once
+   * with a fresh token, as in {@link follow}. Other errors (PERMISSION_DENIED,
+   * INVALID_ARGUMENT, ...) are thrown.
    */
   async *watchHandoffs(options: WatchHandoffsOptions = {}): AsyncGenerator<HandoffChange, void> {
     for await (const item of this.watchHandoffItems(options)) {
@@ -394,6 +475,7 @@ export class BatonClient {
     // snapshot is complete (a watch started without afterPosition).
     let cursor = options.afterPosition === undefined ? undefined : BigInt(options.afterPosition);
     let failures = 0;
+    const auth = { retried: false };
 
     const abort = new AbortController();
     const onAbort = () => abort.abort(options.signal?.reason);
@@ -415,6 +497,7 @@ export class BatonClient {
           const callOptions: CallOptions = { signal: abort.signal };
           for await (const response of this.handoffs.watchHandoffs(request, callOptions)) {
             failures = 0;
+            auth.retried = false;
             for (const change of response.changes) {
               if (cursor === undefined) {
                 held.push(change);
@@ -443,7 +526,7 @@ export class BatonClient {
         } catch (e) {
           if (abort.signal.aborted) return;
           const ce = ConnectError.from(e);
-          if (!resumable(ce, retryable)) throw ce;
+          if (!this.shouldResume(ce, retryable, auth)) throw ce;
           error = ce;
         }
         if (abort.signal.aborted) return;

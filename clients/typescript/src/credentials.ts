@@ -16,7 +16,7 @@ export interface ExpiringToken {
 /**
  * A function the client calls when it needs a credential. Returning a plain string means
  * "ask me again on the next call"; returning `{ token, expiresAt }` lets the client cache the
- * token until `refreshBeforeMs` before `expiresAt`. Concurrent calls share one pending
+ * token until `refreshBeforeMs` (at most a quarter of its lifetime) before `expiresAt`. Concurrent calls share one pending
  * request to the provider.
  */
 export type CredentialProvider = () =>
@@ -29,7 +29,8 @@ export type Credentials = string | CredentialProvider;
 
 /** Options of {@link bearerAuth}. */
 export interface BearerAuthOptions {
-  /** A cached expiring token is renewed this long before it expires. Default 60 000 ms. */
+  /** A cached expiring token is renewed this long before it expires, but at most a quarter
+   * of its lifetime (as seen when it was fetched) early. Default 60 000 ms. */
   refreshBeforeMs?: number;
   /** Clock (epoch ms), for tests. */
   now?: () => number;
@@ -73,7 +74,11 @@ export class CredentialCache {
           if (!token) throw new ConnectError("credential provider returned no token", Code.Unauthenticated);
           if (typeof value !== "string" && value.expiresAt !== undefined) {
             const expires = typeof value.expiresAt === "number" ? value.expiresAt : value.expiresAt.getTime();
-            this.cached = { token, renewAt: expires - this.refreshBeforeMs };
+            // At most a quarter of the token's lifetime early: a short-lived token (lifetime
+            // <= refreshBeforeMs) is then still reused for most of its life instead of being
+            // fetched again on every call.
+            const lifetime = Math.max(0, expires - this.now());
+            this.cached = { token, renewAt: expires - Math.min(this.refreshBeforeMs, lifetime / 4) };
           } else {
             this.cached = undefined;
           }
@@ -95,15 +100,20 @@ export class CredentialCache {
 /**
  * An interceptor sending `authorization: Bearer <credential>` on every call. With a
  * provider, a unary call answered UNAUTHENTICATED drops the cached token and is retried once
- * with a fresh one (the server refuses before doing anything, so this is always safe);
- * streams get a fresh token on their next (re)connect.
+ * with a fresh one (the server refuses before doing anything, so this is always safe); a
+ * stream answered UNAUTHENTICATED (when it starts or while it is read) drops the cached token
+ * and fails, so its next (re)connect asks the provider again (BatonClient's follow and
+ * watchHandoffs reconnect once for it).
  */
 export function bearerAuth(credentials: Credentials, options: BearerAuthOptions = {}): Interceptor {
   const cache = new CredentialCache(credentials, options);
   return (next) => async (req) => {
     req.header.set("authorization", `Bearer ${await cache.get()}`);
     try {
-      return await next(req);
+      const res = await next(req);
+      if (!res.stream || !cache.refreshable) return res;
+      // Depending on the protocol, a stream's error may only surface while it is read.
+      return { ...res, message: invalidateOnUnauthenticated(res.message, cache) };
     } catch (e) {
       const err = ConnectError.from(e);
       if (err.code !== Code.Unauthenticated || !cache.refreshable) throw e;
@@ -113,6 +123,15 @@ export function bearerAuth(credentials: Credentials, options: BearerAuthOptions 
       return await next(req);
     }
   };
+}
+
+async function* invalidateOnUnauthenticated<T>(messages: AsyncIterable<T>, cache: CredentialCache): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (e) {
+    if (ConnectError.from(e).code === Code.Unauthenticated) cache.invalidate();
+    throw e;
+  }
 }
 
 /** What {@link customerTokenProvider} needs: an AuthService client (e.g. a BatonClient). */

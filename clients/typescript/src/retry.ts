@@ -56,28 +56,30 @@ export interface RetryOptions extends BackoffOptions {
   maxAttempts?: number;
   /** Codes that are retried. Default [Code.Unavailable]. */
   retryableCodes?: Code[];
-  /** Which methods are safe to repeat. Default {@link isSafeToRetry}. */
-  isSafe?: (method: DescMethod) => boolean;
+  /** Which calls are safe to repeat, given the method and the request message. Default
+   * {@link isSafeToRetry}. */
+  isSafe?: (method: DescMethod, message: unknown) => boolean;
   /** Called before each retry, e.g. for logging. */
   onRetry?: (info: { method: string; attempt: number; delayMs: number; error: ConnectError }) => void;
 }
 
 /**
  * Unary calls of Baton that may be sent twice without harm: reads (Get*, List*,
- * GetHandoffStats, ListTools), CreateEvent (the client always sends an idempotency key, see
- * {@link idempotencyKeyInterceptor}) and IssueCustomerToken (a second token is harmless).
- * Creates, updates, deletes and handoff controls are not retried: UNAVAILABLE may come after
- * the server acted.
+ * GetHandoffStats, ListTools), CreateEvent when the request carries an idempotency key (the
+ * server then returns the original event instead of appending again; {@link
+ * idempotencyKeyInterceptor} fills one in unless `idempotencyKeys: false`) and
+ * IssueCustomerToken (a second token is harmless). A CreateEvent without a key, creates,
+ * updates, deletes and handoff controls are not retried: UNAVAILABLE may come after the
+ * server acted.
  */
-export function isSafeToRetry(method: DescMethod): boolean {
+export function isSafeToRetry(method: DescMethod, message?: unknown): boolean {
   if (method.methodKind !== "unary") return false;
   const name = method.name;
-  return (
-    name.startsWith("Get") ||
-    name.startsWith("List") ||
-    name === "CreateEvent" ||
-    name === "IssueCustomerToken"
-  );
+  if (name === "CreateEvent") {
+    const key = (message as { idempotencyKey?: unknown } | undefined)?.idempotencyKey;
+    return typeof key === "string" && key !== "";
+  }
+  return name.startsWith("Get") || name.startsWith("List") || name === "IssueCustomerToken";
 }
 
 /**
@@ -97,7 +99,7 @@ export function retryInterceptor(options: RetryOptions = {}): Interceptor {
     multiplier: options.multiplier,
   };
   return (next) => async (req) => {
-    if (req.stream || !isSafe(req.method)) return next(req);
+    if (req.stream || !isSafe(req.method, req.message)) return next(req);
     for (let attempt = 1; ; attempt++) {
       try {
         return await next(req);

@@ -92,6 +92,21 @@ test("retries of CreateEvent on UNAVAILABLE reuse one idempotency key", async ()
   assert.deepEqual(retries, [1, 2]);
 });
 
+test("without idempotency keys, CreateEvent is not retried (UNAVAILABLE may follow the append)", async () => {
+  // idempotencyKeys: false leaves only the retry interceptor: a retry would append twice.
+  const { client, keys } = eventsClient([retryInterceptor({ initialBackoffMs: 1 })], 1);
+  await assert.rejects(client.events.createEvent(message), (e: unknown) => {
+    return ConnectError.from(e).code === Code.Unavailable;
+  });
+  assert.deepEqual(keys, [""], "one attempt, no key");
+});
+
+test("a CreateEvent carrying the caller's own key is retried without the key interceptor", async () => {
+  const { client, keys } = eventsClient([retryInterceptor({ initialBackoffMs: 1 })], 1);
+  await client.events.createEvent({ ...message, idempotencyKey: "mine-2" });
+  assert.deepEqual(keys, ["mine-2", "mine-2"]);
+});
+
 test("retries stop after maxAttempts and rethrow UNAVAILABLE", async () => {
   const { client, keys } = eventsClient(
     [idempotencyKeyInterceptor(), retryInterceptor({ maxAttempts: 3, initialBackoffMs: 1 })],
@@ -158,14 +173,31 @@ test("a provider returning a string is asked on every call", async () => {
 test("an expiring token is cached until refreshBeforeMs before its expiry", async () => {
   let now = 1_000_000;
   let n = 0;
-  const provider = async () => ({ token: `t${++n}`, expiresAt: now + 100_000 });
+  const provider = async () => ({ token: `t${++n}`, expiresAt: now + 200_000 });
   const { client, seen } = authClient(bearerAuth(provider, { refreshBeforeMs: 30_000, now: () => now }));
   await client.agents.listAgents({});
-  now += 60_000; // 40 s left: still fine
+  now += 160_000; // 40 s left: still fine
   await client.agents.listAgents({});
   now += 15_000; // 25 s left: renew
   await client.agents.listAgents({});
   assert.deepEqual(seen, ["Bearer t1", "Bearer t1", "Bearer t2"]);
+});
+
+test("a token living no longer than refreshBeforeMs is reused for 3/4 of its lifetime", async () => {
+  let now = 1_000_000;
+  let n = 0;
+  // 20 s tokens, default refreshBeforeMs 60 s: renewed 5 s (a quarter) before expiry.
+  const provider = async () => ({ token: `t${++n}`, expiresAt: now + 20_000 });
+  const { client, seen } = authClient(bearerAuth(provider, { now: () => now }));
+  await client.agents.listAgents({});
+  now += 1_000;
+  await client.agents.listAgents({});
+  now += 13_900; // 14.9 s in: still cached
+  await client.agents.listAgents({});
+  now += 200; // 15.1 s in: renewed
+  await client.agents.listAgents({});
+  assert.deepEqual(seen, ["Bearer t1", "Bearer t1", "Bearer t1", "Bearer t2"]);
+  assert.equal(n, 2);
 });
 
 test("concurrent calls share one provider call", async () => {
