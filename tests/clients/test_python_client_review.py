@@ -1,0 +1,165 @@
+"""The Python client's transport choice (no credential in clear text to another host), the
+inbox snapshot held back until `caught_up`, typed errors on raw streaming calls and the refresh
+margin of short-lived tokens. No test here connects anywhere but 127.0.0.1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+from typer.testing import CliRunner
+
+from baton_client import (
+    BatonClient,
+    Credentials,
+    RetryPolicy,
+    channel_credentials,
+    is_loopback,
+)
+from baton_server.cli import channel as cli_channel
+from baton_server.cli import stats as cli_stats
+from baton_server.cli.commands import app as cli_app
+
+FAST_RETRY = RetryPolicy(initial_delay=0.01, max_delay=0.05)
+
+
+# ---------------------------------------------------------------- transport choice
+
+
+@pytest.fixture
+def channels(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    """Records the channels made (target, credentials or None for plaintext); every channel
+    really made is a plaintext one to 127.0.0.1:1 (never used), so nothing reaches another
+    host."""
+    made: list[tuple[str, object]] = []
+    real_insecure = grpc.aio.insecure_channel
+
+    def insecure(target: str, *args: Any, **kwargs: Any) -> grpc.aio.Channel:
+        made.append((target, None))
+        return real_insecure("127.0.0.1:1", *args, **kwargs)
+
+    def secure(target: str, credentials: object, *args: Any, **kwargs: Any) -> grpc.aio.Channel:
+        made.append((target, credentials))
+        return real_insecure("127.0.0.1:1", *args, **kwargs)
+
+    monkeypatch.setattr(grpc.aio, "insecure_channel", insecure)
+    monkeypatch.setattr(grpc.aio, "secure_channel", secure)
+    return made
+
+
+@pytest.mark.parametrize(
+    ("target", "loopback"),
+    [
+        ("127.0.0.1:8800", True),
+        ("127.9.8.7:1", True),
+        ("localhost:8800", True),
+        ("LOCALHOST", True),
+        ("api.localhost:8800", True),
+        ("[::1]:8800", True),
+        ("::1", True),
+        ("dns:///localhost:8800", True),
+        ("ipv4:127.0.0.1:1,127.0.0.2:2", True),
+        ("unix:/tmp/baton.sock", True),
+        ("baton.example.com:8800", False),
+        ("10.0.0.5:8800", False),
+        ("[2001:db8::1]:8800", False),
+        ("dns:///baton.example.com:443", False),
+        ("ipv4:127.0.0.1:1,10.0.0.1:2", False),
+        ("localhost.example.com:8800", False),
+        ("0.0.0.0:8800", False),
+    ],
+)
+def test_is_loopback(target: str, loopback: bool) -> None:
+    assert is_loopback(target) is loopback
+
+
+@pytest.mark.parametrize(
+    ("target", "kwargs", "secure"),
+    [
+        ("127.0.0.1:8800", {"api_key": "k"}, False),  # loopback: plaintext by default
+        ("localhost:8800", {"api_key": "k"}, False),
+        ("[::1]:8800", {"token": "t"}, False),
+        ("baton.example.com:8800", {"api_key": "k"}, True),  # elsewhere: TLS by default
+        ("baton.example.com:8800", {"token_provider": lambda: "t"}, True),
+        ("baton.example.com:8800", {"auth": Credentials("k")}, True),
+        ("baton.example.com:8800", {"api_key": "k", "insecure": True}, False),  # unless asked
+        ("baton.example.com:8800", {}, False),  # no credential to protect
+        ("127.0.0.1:8800", {"api_key": "k", "tls": True}, True),
+        ("127.0.0.1:8800", {"tls": True}, True),
+    ],
+)
+async def test_transport_choice(
+    channels: list[tuple[str, object]], target: str, kwargs: dict[str, Any], secure: bool
+) -> None:
+    client = BatonClient(target, **kwargs)
+    try:
+        assert client.secure is secure
+        [(made_target, credentials)] = channels
+        assert made_target == target
+        if secure:
+            assert isinstance(credentials, grpc.ChannelCredentials)
+        else:
+            assert credentials is None
+    finally:
+        await client.close()
+
+
+async def test_explicit_credentials_win_and_insecure_does_not_mix_with_tls(
+    channels: list[tuple[str, object]],
+) -> None:
+    mine = grpc.ssl_channel_credentials()
+    client = BatonClient("baton.example.com:8800", api_key="k", credentials=mine)
+    await client.close()
+    assert channels == [("baton.example.com:8800", mine)]
+    for extra in ({"tls": True}, {"ca": b"pem"}, {"credentials": mine}):
+        with pytest.raises(ValueError, match="insecure"):
+            BatonClient("baton.example.com:8800", api_key="k", insecure=True, **extra)
+    assert channel_credentials("baton.example.com:1", sends_credentials=False) is None
+    assert channel_credentials("baton.example.com:1", sends_credentials=True) is not None
+
+
+async def test_cli_channels_choose_the_same_way(channels: list[tuple[str, object]]) -> None:
+    assert is_loopback(cli_channel.DEFAULT_TARGET)
+    for client in (
+        cli_channel.open_client(cli_channel.DEFAULT_TARGET, "k", None),
+        cli_channel.open_client("baton.example.com:8800", "k", None),
+        cli_channel.open_client("baton.example.com:8800", "k", None, insecure=True),
+        cli_channel.open_client("127.0.0.1:8800", "", None, tls=True),
+    ):
+        await client.close()
+    for channel in (
+        cli_channel.open_channel("127.0.0.1:8800", "k", None),
+        cli_channel.open_channel("baton.example.com:8800", "k", None),
+        cli_channel.open_channel("baton.example.com:8800", "k", None, insecure=True),
+    ):
+        await channel.close()
+    assert [credentials is not None for _, credentials in channels] == [
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+
+
+def test_cli_passes_tls_and_insecure_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def fake_open_client(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        raise RuntimeError("not connecting in this test")
+
+    monkeypatch.setattr(cli_stats, "open_client", fake_open_client)
+    runner = CliRunner()
+    target = "baton.example.com:8800"
+    runner.invoke(cli_app, ["stats", "--target", target, "--api-key", "k", "--insecure"])
+    runner.invoke(cli_app, ["stats", "--target", target, "--api-key", "k", "--tls"])
+    runner.invoke(cli_app, ["stats", "--target", target, "--api-key", "k"])
+    assert calls == [
+        ((target, "k", None), {"tls": False, "insecure": True}),
+        ((target, "k", None), {"tls": True, "insecure": False}),
+        ((target, "k", None), {"tls": False, "insecure": False}),
+    ]
