@@ -4,12 +4,16 @@ margin of short-lived tokens. No test here connects anywhere but 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
 import pytest
 from typer.testing import CliRunner
 
+from baton.v1 import message_pb2 as pb
+from baton.v1 import request_response_pb2 as rr
+from baton.v1 import service_pb2_grpc as svc
 from baton_client import (
     BatonClient,
     Credentials,
@@ -163,3 +167,76 @@ def test_cli_passes_tls_and_insecure_flags(monkeypatch: pytest.MonkeyPatch) -> N
         ((target, "k", None), {"tls": True, "insecure": False}),
         ((target, "k", None), {"tls": False, "insecure": False}),
     ]
+
+
+# ---------------------------------------------------------------- scripted inbox
+
+
+def _open(handoff_id: str, position: int) -> pb.HandoffChange:
+    return pb.HandoffChange(
+        position=position,
+        type=pb.HANDOFF_CHANGE_TYPE_OPEN,
+        handoff=pb.Handoff(id=handoff_id),
+    )
+
+
+class _ScriptedHandoffs(svc.HandoffServiceServicer):
+    """WatchHandoffs: the first stream sends part of a snapshot (h1, h2 at position 10) and
+    breaks with UNAVAILABLE before `caught_up`; meanwhile h1 closed and h3 opened, so the
+    next stream's snapshot (split in two responses, `caught_up` sent apart, as the server
+    does) has h2 and h3 at position 12, then a live change at 13.
+
+    With agent_id "fail": one change, then FAILED_PRECONDITION (for typed stream errors)."""
+
+    def __init__(self) -> None:
+        self.requests: list[rr.WatchHandoffsRequest] = []
+
+    async def WatchHandoffs(self, request: Any, context: Any) -> Any:
+        self.requests.append(request)
+        if request.agent_id == "fail":
+            yield rr.WatchHandoffsResponse(caught_up=True, caught_up_position=1)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "scripted refusal")
+        if len(self.requests) == 1:
+            yield rr.WatchHandoffsResponse(changes=[_open("h1", 10), _open("h2", 10)])
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted cut mid-snapshot")
+        yield rr.WatchHandoffsResponse(changes=[_open("h2", 12)])
+        yield rr.WatchHandoffsResponse(changes=[_open("h3", 12)])
+        yield rr.WatchHandoffsResponse(caught_up=True, caught_up_position=12)
+        yield rr.WatchHandoffsResponse(
+            changes=[
+                pb.HandoffChange(
+                    position=13,
+                    type=pb.HANDOFF_CHANGE_TYPE_REQUESTED,
+                    handoff=pb.Handoff(id="h4"),
+                )
+            ]
+        )
+        await asyncio.Event().wait()
+
+
+@pytest.fixture
+async def scripted() -> Any:
+    handoffs = _ScriptedHandoffs()
+    server = grpc.aio.server()
+    svc.add_HandoffServiceServicer_to_server(handoffs, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield handoffs, f"127.0.0.1:{port}"
+    finally:
+        await server.stop(0)
+
+
+async def test_snapshot_cut_before_caught_up_is_not_repeated(scripted: Any) -> None:
+    handoffs, target = scripted
+    order: list[str] = []
+    async with BatonClient(target, retry=FAST_RETRY) as client:
+        watcher = client.watch_handoffs(on_caught_up=lambda: order.append("caught_up"))
+        async with watcher, asyncio.timeout(10):
+            for _ in range(3):
+                change = await anext(watcher)
+                order.append(f"{change.handoff.id}@{change.position}")
+        assert order == ["h2@12", "h3@12", "caught_up", "h4@13"]
+        assert watcher.reconnects == 1 and watcher.failures == 0
+        assert watcher.position == 13
+    assert [r.HasField("after_position") for r in handoffs.requests] == [False, False]

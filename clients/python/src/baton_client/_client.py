@@ -377,7 +377,8 @@ class BatonClient:
         """The operator inbox: an async iterator of `HandoffChange`s, each delivered once.
 
         Without `after_position` it starts with the open handoffs (type OPEN, all at the
-        snapshot's position), then live changes; with it, every change after that position.
+        snapshot's position, delivered once the whole snapshot has arrived), then live
+        changes; with it, every change after that position.
         When the stream breaks with UNAVAILABLE (restart, lost connection) it waits with
         jittered exponential backoff (`retry`) and resumes after the last position delivered
         (or reached by a heartbeat), so no change is lost or repeated. `operator` marks the
