@@ -16,7 +16,9 @@ from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
 from baton_client import (
     BatonClient,
+    BatonError,
     Credentials,
+    FailedPrecondition,
     RetryPolicy,
     channel_credentials,
     is_loopback,
@@ -240,3 +242,27 @@ async def test_snapshot_cut_before_caught_up_is_not_repeated(scripted: Any) -> N
         assert watcher.reconnects == 1 and watcher.failures == 0
         assert watcher.position == 13
     assert [r.HasField("after_position") for r in handoffs.requests] == [False, False]
+
+
+# ---------------------------------------------------------------- typed stream errors
+
+
+async def test_raw_streaming_calls_raise_typed_errors(scripted: Any) -> None:
+    _, target = scripted
+    async with BatonClient(target) as client:
+        call = client.stubs.handoffs.WatchHandoffs(rr.WatchHandoffsRequest(agent_id="fail"))
+        received = []
+        with pytest.raises(FailedPrecondition) as err:
+            async with asyncio.timeout(10):
+                async for response in call:
+                    received.append(response)
+        assert [r.caught_up_position for r in received] == [1]
+        assert isinstance(err.value, BatonError)
+        assert err.value.details() == "scripted refusal"
+        assert await call.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+        call = client.stubs.handoffs.WatchHandoffs(rr.WatchHandoffsRequest(agent_id="fail"))
+        async with asyncio.timeout(10):
+            assert (await call.read()).caught_up_position == 1
+            with pytest.raises(FailedPrecondition):
+                await call.read()
