@@ -5,6 +5,7 @@ margin of short-lived tokens. No test here connects anywhere but 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import grpc
@@ -20,6 +21,7 @@ from baton_client import (
     Credentials,
     FailedPrecondition,
     RetryPolicy,
+    Token,
     channel_credentials,
     is_loopback,
 )
@@ -266,3 +268,37 @@ async def test_raw_streaming_calls_raise_typed_errors(scripted: Any) -> None:
             assert (await call.read()).caught_up_position == 1
             with pytest.raises(FailedPrecondition):
                 await call.read()
+
+
+# ---------------------------------------------------------------- short-lived tokens
+
+
+async def test_short_lived_tokens_are_cached_for_most_of_their_lifetime() -> None:
+    issued: list[Token] = []
+
+    def provider(lifetime: float) -> Any:
+        def fetch() -> Token:
+            issued.append(Token(f"t{len(issued)}", time.time() + lifetime))
+            return issued[-1]
+
+        return fetch
+
+    # 30 s, inside the 60 s margin: cached (refreshed 7.5 s before expiry), not re-fetched.
+    credentials = Credentials(provider=provider(30))
+    assert [await credentials.token() for _ in range(5)] == ["t0"] * 5
+    assert credentials.fetches == 1
+
+    # 0.4 s: refreshed in its last quarter (0.1 s), not before.
+    issued.clear()
+    brief = Credentials(provider=provider(0.4))
+    assert await brief.token() == await brief.token() == "t0"
+    await asyncio.sleep(0.35)
+    assert await brief.token() == "t1"
+    assert brief.fetches == 2
+
+    # A long-lived token keeps the full margin.
+    issued.clear()
+    hourly = Credentials(provider=provider(3600), refresh_margin=60)
+    assert await hourly.token() == "t0"
+    assert hourly._fresh(Token("x", time.time() + 61))
+    assert not hourly._fresh(Token("x", time.time() + 59))

@@ -217,8 +217,9 @@ class BatonClient:
     - `token_provider`: a function (sync or async, no arguments) called when a token is
       needed; it returns the token string, a `Token(value, expires_at)` or the
       `IssueCustomerTokenResponse` of `issue_customer_token`. The token is cached until a
-      minute before it expires; a call answered UNAUTHENTICATED is retried once with a
-      fresh one (follow and watch_handoffs reopen their stream the same way);
+      minute (at most a quarter of its lifetime) before it expires; a call answered
+      UNAUTHENTICATED is retried once with a fresh one (follow and watch_handoffs reopen
+      their stream the same way);
     - `auth`: a `Credentials` object (e.g. shared between clients).
 
     Transport: `ca=` (PEM bytes or a path to a PEM file) gives TLS trusting that CA,
