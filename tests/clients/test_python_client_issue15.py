@@ -153,8 +153,8 @@ async def test_token_cache_refreshes_before_expiry() -> None:
     issued: list[Token] = []
 
     def provider() -> Token:
-        # Expires in 30 s: inside the default 60 s margin, so every call fetches a new one.
-        issued.append(Token(f"t{len(issued)}", time.time() + 30))
+        # Already expired when issued (a slow clock): every call fetches a new one.
+        issued.append(Token(f"t{len(issued)}", time.time() - 1))
         return issued[-1]
 
     credentials = Credentials(provider=provider)

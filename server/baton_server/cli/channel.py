@@ -14,8 +14,19 @@ if TYPE_CHECKING:
 
     from baton_client import BatonClient
 
+
+def _default_target() -> str:
+    settings = Settings()
+    host = settings.host
+    if host in ("", "0.0.0.0", "::"):  # serving on every address: reach it over loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{settings.port}"
+
+
 # Where `baton tail`, `chat` and `stats` connect by default: `baton serve`'s default address.
-DEFAULT_TARGET = f"{Settings().host}:{Settings().port}"
+DEFAULT_TARGET = _default_target()
 
 ApiKeyOption = Annotated[
     str,
@@ -27,27 +38,62 @@ TlsCaOption = Annotated[
     str | None,
     typer.Option(envvar="BATON_TLS_CA", help="Connect with TLS, trusting this CA (PEM)."),
 ]
+TlsOption = Annotated[
+    bool,
+    typer.Option(
+        "--tls",
+        envvar="BATON_TLS",
+        help="Connect with TLS, trusting the system's roots (the default for a credential sent"
+        " to a non-loopback target).",
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        envvar="BATON_INSECURE",
+        help="Plaintext even to a non-loopback target with a credential (sent in clear text).",
+    ),
+]
 
 
-def open_client(target: str, api_key: str, tls_ca: str | None) -> BatonClient:
-    """A client that sends the credential on every call (and speaks TLS when given a CA), with
-    the client's keepalive, retries and reconnecting follow. Make it inside the event loop
-    that uses it."""
+def open_client(
+    target: str,
+    api_key: str,
+    tls_ca: str | None,
+    *,
+    tls: bool = False,
+    insecure: bool = False,
+) -> BatonClient:
+    """A client that sends the credential on every call, with the client's keepalive, retries
+    and reconnecting follow. Transport as `BatonClient` chooses it: TLS with `tls_ca` or `tls`;
+    otherwise plaintext to a loopback target (or with `insecure`), TLS with the system's roots
+    for a credential sent anywhere else. Make it inside the event loop that uses it."""
     from baton_client import BatonClient
 
-    return BatonClient(target, api_key=api_key or None, ca=tls_ca)
+    return BatonClient(target, api_key=api_key or None, ca=tls_ca, tls=tls, insecure=insecure)
 
 
-def open_channel(target: str, api_key: str, tls_ca: str | None) -> grpc.aio.Channel:
-    """A bare channel that sends the credential on every call (and speaks TLS when given a
-    CA), for raw stubs; the commands use `open_client`."""
+def open_channel(
+    target: str,
+    api_key: str,
+    tls_ca: str | None,
+    *,
+    tls: bool = False,
+    insecure: bool = False,
+) -> grpc.aio.Channel:
+    """A bare channel that sends the credential on every call (transport chosen as by
+    `open_client`), for raw stubs; the commands use `open_client`."""
     import grpc
 
-    from baton_client import metadata_interceptors, tls_credentials
+    from baton_client import channel_credentials, metadata_interceptors
 
     interceptors = (
         metadata_interceptors([("authorization", f"Bearer {api_key}")]) if api_key else []
     )
-    if tls_ca is None:
+    credentials = channel_credentials(
+        target, sends_credentials=bool(api_key), ca=tls_ca, tls=tls, insecure=insecure
+    )
+    if credentials is None:
         return grpc.aio.insecure_channel(target, interceptors=interceptors)
-    return grpc.aio.secure_channel(target, tls_credentials(tls_ca), interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)

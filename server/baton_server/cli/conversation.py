@@ -12,7 +12,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from baton_server.cli.channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_client
+from baton_server.cli.channel import (
+    DEFAULT_TARGET,
+    ApiKeyOption,
+    InsecureOption,
+    TlsCaOption,
+    TlsOption,
+    open_client,
+)
 from baton_server.cli.terminal_text import visible
 
 if TYPE_CHECKING:
@@ -84,6 +91,8 @@ def tail(
     ] = False,
     api_key: ApiKeyOption = "",
     tls_ca: TlsCaOption = None,
+    tls: TlsOption = False,
+    insecure: InsecureOption = False,
 ) -> None:
     """Print a session's events, one line each, and follow new ones live (across server
     restarts and lost connections: it resumes after the last event shown)."""
@@ -96,7 +105,7 @@ def tail(
         console.print("[dim]-- caught up; following live (Ctrl-C to stop) --[/dim]")
 
     async def run() -> None:
-        async with open_client(target, api_key, tls_ca) as client:
+        async with open_client(target, api_key, tls_ca, tls=tls, insecure=insecure) as client:
             if no_follow:
                 async for event in client.events.read(session_id, min_offset=from_offset):
                     console.print(escape(describe_event(event)))
@@ -135,6 +144,8 @@ def chat(
     ] = 30.0,
     api_key: ApiKeyOption = "",
     tls_ca: TlsCaOption = None,
+    tls: TlsOption = False,
+    insecure: InsecureOption = False,
 ) -> None:
     """Talk to an agent as the customer: each input line is a message; the session's events
     (and the AI's reply as it is written) are printed as they arrive."""
@@ -146,7 +157,7 @@ def chat(
         asyncio.run(
             _chat(
                 console,
-                lambda: open_client(target, api_key, tls_ca),
+                lambda: open_client(target, api_key, tls_ca, tls=tls, insecure=insecure),
                 session_id,
                 agent,
                 turn_timeout,

@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from baton_server.cli.channel import DEFAULT_TARGET, ApiKeyOption, TlsCaOption, open_client
+from baton_server.cli.channel import (
+    DEFAULT_TARGET,
+    ApiKeyOption,
+    InsecureOption,
+    TlsCaOption,
+    TlsOption,
+    open_client,
+)
 from baton_server.cli.terminal_text import visible
 
 if TYPE_CHECKING:
@@ -64,6 +71,8 @@ def stats(
     ] = DEFAULT_TARGET,
     api_key: ApiKeyOption = "",
     tls_ca: TlsCaOption = None,
+    tls: TlsOption = False,
+    insecure: InsecureOption = False,
 ) -> None:
     """Print handoff analytics: rate, reasons, outcomes, time to claim and to first reply."""
     from baton_client import BatonError
@@ -78,7 +87,7 @@ def stats(
         title += f", agent {agent}"
 
     async def run() -> pb.HandoffStats:
-        async with open_client(target, api_key, tls_ca) as client:
+        async with open_client(target, api_key, tls_ca, tls=tls, insecure=insecure) as client:
             return await client.handoffs.stats(agent_id=agent, start_time=start)
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -152,6 +153,57 @@ def tls_credentials(ca: str | os.PathLike[str] | bytes | None = None) -> grpc.Ch
     return grpc.ssl_channel_credentials(root_certificates=pem)
 
 
+def is_loopback(target: str) -> bool:
+    """Whether a gRPC target names this machine: a unix socket, localhost (or a name under
+    .localhost), or a loopback IP address (127.0.0.0/8, ::1), with or without a "dns:///",
+    "ipv4:" / "ipv6:" or "passthrough:///" scheme."""
+    if target.startswith(("unix:", "unix-abstract:")):
+        return True
+    for scheme in ("dns:///", "passthrough:///", "dns:", "passthrough:", "ipv4:", "ipv6:"):
+        if target.startswith(scheme):
+            target = target[len(scheme) :]
+            break
+    if "," in target:  # ipv4:/ipv6: lists: every address must be local
+        return all(is_loopback(part) for part in target.split(","))
+    host = target
+    if host.startswith("["):  # [::1]:8800 or [::1]
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:  # host:port
+        host = host.rsplit(":", 1)[0]
+    host = host.lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def channel_credentials(
+    target: str,
+    *,
+    sends_credentials: bool,
+    ca: str | os.PathLike[str] | bytes | None = None,
+    tls: bool = False,
+    credentials: grpc.ChannelCredentials | None = None,
+    insecure: bool = False,
+) -> grpc.ChannelCredentials | None:
+    """The transport `BatonClient` uses (None: plaintext): `credentials`, else TLS when `ca` or
+    `tls` is given; else plaintext when `insecure`, when the target is a loopback one or when
+    no credential is sent; else (a credential to another host) TLS with the system's roots, so
+    a key or token is never sent in clear text unless asked for."""
+    explicit_tls = credentials is not None or ca is not None or tls
+    if insecure and explicit_tls:
+        raise ValueError("insecure=True cannot be combined with ca, tls or credentials")
+    if credentials is not None:
+        return credentials
+    if ca is not None or tls:
+        return tls_credentials(ca)
+    if insecure or not sends_credentials or is_loopback(target):
+        return None
+    return tls_credentials()
+
+
 class BatonClient:
     """An asyncio client for Baton.
 
@@ -165,13 +217,17 @@ class BatonClient:
     - `token_provider`: a function (sync or async, no arguments) called when a token is
       needed; it returns the token string, a `Token(value, expires_at)` or the
       `IssueCustomerTokenResponse` of `issue_customer_token`. The token is cached until a
-      minute before it expires; a call answered UNAUTHENTICATED is retried once with a
-      fresh one (follow and watch_handoffs reopen their stream the same way);
+      minute (at most a quarter of its lifetime) before it expires; a call answered
+      UNAUTHENTICATED is retried once with a fresh one (follow and watch_handoffs reopen
+      their stream the same way);
     - `auth`: a `Credentials` object (e.g. shared between clients).
 
-    Transport: plaintext by default; `ca=` (PEM bytes or a path to a PEM file) switches to TLS
-    trusting that CA, `tls=True` to TLS with the system's roots, `credentials=` takes any
-    `grpc.ChannelCredentials`. `options` are merged over `DEFAULT_CHANNEL_OPTIONS`
+    Transport: `ca=` (PEM bytes or a path to a PEM file) gives TLS trusting that CA,
+    `tls=True` TLS with the system's roots, `credentials=` any `grpc.ChannelCredentials`.
+    Without them: plaintext for a loopback target (127.0.0.0/8, ::1, localhost, unix
+    sockets) or when no credential is sent; TLS with the system's roots for a credential sent
+    to any other host, unless `insecure=True` asks for plaintext (credentials in clear text:
+    only on a network you trust). `options` are merged over `DEFAULT_CHANNEL_OPTIONS`
     (keepalive, reconnect backoff, retry of safe calls on UNAVAILABLE).
 
     - `deadline`: seconds each unary helper call may take (None: no limit); each helper also
@@ -194,6 +250,7 @@ class BatonClient:
         ca: str | os.PathLike[str] | bytes | None = None,
         tls: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
+        insecure: bool = False,
         options: Mapping[str, object] | Sequence[tuple[str, object]] | None = None,
         deadline: float | None = 30.0,
         retry: RetryPolicy | None = None,
@@ -221,8 +278,16 @@ class BatonClient:
             *interceptors,
         ]
         channel_options = list(merged.items())
-        if credentials is None and (ca is not None or tls):
-            credentials = tls_credentials(ca)
+        credentials = channel_credentials(
+            target,
+            sends_credentials=auth is not None,
+            ca=ca,
+            tls=tls,
+            credentials=credentials,
+            insecure=insecure,
+        )
+        #: Whether the channel is TLS (False: plaintext).
+        self.secure = credentials is not None
         if credentials is not None:
             self.channel = grpc.aio.secure_channel(
                 target, credentials, options=channel_options, interceptors=all_interceptors
@@ -313,7 +378,8 @@ class BatonClient:
         """The operator inbox: an async iterator of `HandoffChange`s, each delivered once.
 
         Without `after_position` it starts with the open handoffs (type OPEN, all at the
-        snapshot's position), then live changes; with it, every change after that position.
+        snapshot's position, delivered once the whole snapshot has arrived), then live
+        changes; with it, every change after that position.
         When the stream breaks with UNAVAILABLE (restart, lost connection) it waits with
         jittered exponential backoff (`retry`) and resumes after the last position delivered
         (or reached by a heartbeat), so no change is lost or repeated. `operator` marks the

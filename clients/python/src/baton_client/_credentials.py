@@ -54,9 +54,11 @@ class Credentials:
     provider (`Credentials(provider=fetch)`).
 
     A provider's token is cached until `refresh_margin` seconds before its expiry (when it
-    has one), or until `invalidate()`; the client invalidates it when the server answers
-    UNAUTHENTICATED and retries that call once with a fresh token. Concurrent calls that need
-    a token share one provider call.
+    has one; at most a quarter of the token's remaining lifetime when fetched, so a token
+    that lives a minute or less is not fetched again on every call), or until
+    `invalidate()`; the client invalidates it when the server answers UNAUTHENTICATED and
+    retries that call once with a fresh token. Concurrent calls that need a token share one
+    provider call.
     """
 
     def __init__(
@@ -72,6 +74,9 @@ class Credentials:
         self._provider = provider
         self._margin = refresh_margin
         self._cached: Token | None = None
+        # The refresh margin of the cached token: refresh_margin, capped at a quarter of the
+        # lifetime it had when fetched.
+        self._cached_margin = refresh_margin
         self._lock: asyncio.Lock | None = None
         #: How many times the provider was called.
         self.fetches = 0
@@ -85,7 +90,7 @@ class Credentials:
         if token is None:
             return False
         expiry = token.expiry
-        return expiry is None or time.time() < expiry - self._margin
+        return expiry is None or time.time() < expiry - self._cached_margin
 
     async def token(self) -> str:
         """The credential to send now (calling the provider if the cached one is stale)."""
@@ -103,8 +108,13 @@ class Credentials:
             result = self._provider()
             provided = await result if inspect.isawaitable(result) else result
             self.fetches += 1
-            self._cached = _as_token(provided)
-            return self._cached.value
+            token = _as_token(provided)
+            expiry = token.expiry
+            margin = self._margin
+            if expiry is not None:
+                margin = min(margin, max(0.0, expiry - time.time()) / 4)
+            self._cached, self._cached_margin = token, margin
+            return token.value
 
     def invalidate(self, rejected: str | None = None) -> bool:
         """Forgets the cached token (only if it is still `rejected`, when given); True when a

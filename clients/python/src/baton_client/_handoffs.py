@@ -351,9 +351,6 @@ class HandoffWatcher:
         self._on_caught_up = on_caught_up
         self._on_retry = on_retry
         self._credentials = credentials
-        # Snapshot entries delivered (handoff id, position), so that a stream broken during the
-        # snapshot does not repeat them when the next one starts with a new snapshot.
-        self._snapshot_seen: set[tuple[str, int]] = set()
         self._changes = self._run()
 
     @property
@@ -394,6 +391,10 @@ class HandoffWatcher:
             call = self._stub.WatchHandoffs(self._request())
             error: BaseException | None = None
             healthy = False
+            # The snapshot's OPEN entries (possibly split over several responses) are held
+            # back until its `caught_up`: a stream cut before then delivered none of them,
+            # and the next stream starts a fresh snapshot (at a position of its own).
+            snapshot: list[pb.HandoffChange] = []
             try:
                 async for response in call:
                     if not healthy:
@@ -404,19 +405,17 @@ class HandoffWatcher:
                         refreshed = False
                     for change in response.changes:
                         if change.type == pb.HANDOFF_CHANGE_TYPE_OPEN:
-                            key = (change.handoff.id, change.position)
-                            if key in self._snapshot_seen:
-                                continue
-                            self._snapshot_seen.add(key)
-                            yield change
+                            snapshot.append(change)
                             continue
                         if self.position is not None and change.position <= self.position:
                             continue  # delivered before a reconnect
                         self.position = change.position
                         yield change
                     if response.caught_up:
+                        held, snapshot = snapshot, []
+                        for change in held:
+                            yield change
                         self._advance(response.caught_up_position)
-                        self._snapshot_seen.clear()
                         if not self.caught_up:
                             self.caught_up = True
                             await call_back(self._on_caught_up)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 import grpc
@@ -204,7 +204,8 @@ class UnaryInterceptor(_Auth, grpc.aio.UnaryUnaryClientInterceptor):
 
 class StreamAuthInterceptor(_Auth, grpc.aio.UnaryStreamClientInterceptor):
     """Server-streaming calls: the bearer credential (follow and watch_handoffs refresh it and
-    reopen the stream after UNAUTHENTICATED)."""
+    reopen the stream after UNAUTHENTICATED), and typed errors: reading the stream (`async
+    for` or `read()`) raises a `BatonError` instead of a bare `AioRpcError`."""
 
     async def intercept_unary_stream(
         self,
@@ -213,6 +214,17 @@ class StreamAuthInterceptor(_Auth, grpc.aio.UnaryStreamClientInterceptor):
         ],
         client_call_details: ClientCallDetails,
         request: _Request,
-    ) -> UnaryStreamCall[_Request, _Response]:
+    ) -> AsyncIterator[_Response]:
         details, _ = await self.details(client_call_details)
-        return await continuation(details, request)
+        call = await continuation(details, request)
+        # grpc.aio accepts a response iterator here: it keeps the call itself for cancel(),
+        # code(), metadata, ... and reads the responses (also for read()) from the iterator.
+        return _typed_errors(call)
+
+
+async def _typed_errors(responses: AsyncIterable[_Response]) -> AsyncIterator[_Response]:
+    try:
+        async for response in responses:
+            yield response
+    except grpc.aio.AioRpcError as raw:
+        raise as_baton_error(raw) from None

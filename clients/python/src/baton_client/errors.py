@@ -1,7 +1,8 @@
 """Typed errors: one exception class per gRPC status code, with Baton's rich details decoded.
 
 Every call made through a `BatonClient` (helpers, `follow`, `watch_handoffs` and the raw
-`client.stubs`) raises a `BatonError` subclass instead of a bare `grpc.aio.AioRpcError`:
+`client.stubs`, unary calls and the reading of server streams alike) raises a `BatonError`
+subclass instead of a bare `grpc.aio.AioRpcError`:
 
     try:
         await client.sessions.get("ses_nope")
