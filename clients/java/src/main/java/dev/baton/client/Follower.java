@@ -4,17 +4,11 @@ import dev.baton.v1.EventServiceGrpc;
 import dev.baton.v1.Event;
 import dev.baton.v1.ListEventsRequest;
 import dev.baton.v1.ListEventsResponse;
-import io.grpc.ConnectivityState;
 import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
-import io.grpc.stub.StreamObserver;
 import java.time.Duration;
-import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.ThreadLocalRandom;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The engine behind {@link BatonClient#follow}: one {@code ListEvents(follow=true)} call at a
@@ -25,20 +19,13 @@ import java.util.concurrent.TimeUnit;
  * <p>Callbacks of one call are serial and a new call starts only after the previous one ended,
  * so listener callbacks never overlap.
  */
-final class Follower implements Subscription {
+final class Follower extends Reconnects implements Subscription {
   private final EventServiceGrpc.EventServiceStub stub;
-  private final ManagedChannel channel; // null when unknown
-  private final ScheduledExecutorService scheduler;
   private final String sessionId;
   private final FollowOptions options;
   private final FollowListener listener;
 
-  private final Object lock = new Object();
   private volatile long nextOffset;
-  private volatile boolean done;
-  private volatile int attempt;
-  private Context.CancellableContext current; // guarded by lock
-  private ScheduledFuture<?> pending; // guarded by lock
 
   Follower(
       EventServiceGrpc.EventServiceStub stub,
@@ -48,12 +35,11 @@ final class Follower implements Subscription {
       long fromOffset,
       FollowOptions options,
       FollowListener listener) {
+    super(channel, scheduler, options.policy(), "gave up following");
     if (fromOffset < 0) {
       throw new IllegalArgumentException("fromOffset must not be negative");
     }
     this.stub = stub;
-    this.channel = channel;
-    this.scheduler = scheduler;
     this.sessionId = sessionId;
     this.nextOffset = fromOffset;
     this.options = options;
@@ -70,51 +56,10 @@ final class Follower implements Subscription {
   }
 
   @Override
-  public boolean isDone() {
-    return done;
-  }
-
-  @Override
-  public void close() {
-    synchronized (lock) {
-      if (done) {
-        return;
-      }
-      done = true;
-      cancelLocked();
-    }
-  }
-
-  private void cancelLocked() {
-    if (pending != null) {
-      pending.cancel(false);
-      pending = null;
-    }
-    if (current != null) {
-      current.cancel(null);
-      current = null;
-    }
-  }
-
-  private void reconnect() {
-    // While the channel waits out gRPC's own connection backoff (up to 2 minutes), calls fail at
-    // once; let this subscription's backoff decide when to try the server again.
-    if (channel != null && channel.getState(false) == ConnectivityState.TRANSIENT_FAILURE) {
-      channel.resetConnectBackoff();
-    }
-    connect();
-  }
-
-  private void connect() {
-    Context.CancellableContext ctx;
-    synchronized (lock) {
-      if (done) {
-        return;
-      }
-      pending = null;
-      // Detached from the caller's context: its deadline or cancellation must not end the follow.
-      ctx = Context.ROOT.withCancellation();
-      current = ctx;
+  void connect() {
+    Context.CancellableContext ctx = open();
+    if (ctx == null) {
+      return;
     }
     ListEventsRequest request =
         ListEventsRequest.newBuilder()
@@ -133,11 +78,10 @@ final class Follower implements Subscription {
   }
 
   /** One connection's observer; ignores everything once the subscription is done. */
-  private final class Observer implements StreamObserver<ListEventsResponse> {
-    private final Context.CancellableContext ctx;
+  private final class Observer extends Call<ListEventsResponse> {
 
     Observer(Context.CancellableContext ctx) {
-      this.ctx = ctx;
+      super(ctx, "follow stream ended by the server");
     }
 
     @Override
@@ -174,82 +118,15 @@ final class Follower implements Subscription {
         }
       }
     }
-
-    @Override
-    public void onError(Throwable t) {
-      if (done) {
-        return;
-      }
-      release(ctx);
-      Status status = Status.fromThrowable(t);
-      if (options.retryOn().contains(status.getCode())) {
-        retry(status);
-      } else {
-        fail(t);
-      }
-    }
-
-    @Override
-    public void onCompleted() {
-      if (done) {
-        return;
-      }
-      release(ctx);
-      retry(Status.UNAVAILABLE.withDescription("follow stream ended by the server"));
-    }
   }
 
-  private void release(Context.CancellableContext ctx) {
-    synchronized (lock) {
-      if (current == ctx) {
-        current = null;
-      }
-    }
-    ctx.cancel(null); // frees the context's listeners; the call is already over
+  @Override
+  void reconnecting(Status status, int attempt, Duration delay) {
+    listener.onReconnecting(status, attempt, delay, nextOffset);
   }
 
-  private void retry(Status status) {
-    int n = ++attempt;
-    if (options.maxAttempts() > 0 && n > options.maxAttempts()) {
-      fail(
-          status
-              .augmentDescription("gave up following after " + options.maxAttempts() + " reconnects")
-              .asRuntimeException());
-      return;
-    }
-    Duration delay = options.backoff(n, ThreadLocalRandom.current().nextDouble());
-    try {
-      listener.onReconnecting(status, n, delay, nextOffset);
-    } catch (Throwable t) {
-      fail(t);
-      return;
-    }
-    synchronized (lock) {
-      if (done) {
-        return;
-      }
-      try {
-        pending = scheduler.schedule(this::reconnect, delay.toNanos(), TimeUnit.NANOSECONDS);
-        return;
-      } catch (RejectedExecutionException e) {
-        // BatonClient was closed: fall through and end the subscription.
-      }
-    }
-    fail(Status.CANCELLED.withDescription("BatonClient closed").asRuntimeException());
-  }
-
-  private void fail(Throwable t) {
-    synchronized (lock) {
-      if (done) {
-        return;
-      }
-      done = true;
-      cancelLocked();
-    }
-    try {
-      listener.onError(t);
-    } catch (Throwable ignored) {
-      // nothing left to tell
-    }
+  @Override
+  void failed(Throwable t) {
+    listener.onError(t);
   }
 }

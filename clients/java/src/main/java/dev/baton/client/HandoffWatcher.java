@@ -5,19 +5,13 @@ import dev.baton.v1.HandoffChangeType;
 import dev.baton.v1.HandoffServiceGrpc;
 import dev.baton.v1.WatchHandoffsRequest;
 import dev.baton.v1.WatchHandoffsResponse;
-import io.grpc.ConnectivityState;
 import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
-import io.grpc.stub.StreamObserver;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.ThreadLocalRandom;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The engine behind {@link BatonClient#watchHandoffs}: one {@code WatchHandoffs} call at a time;
@@ -33,19 +27,12 @@ import java.util.concurrent.TimeUnit;
  * connection asks for a whole new snapshot (resuming after the snapshot's position would skip the
  * open handoffs not yet received).
  */
-final class HandoffWatcher implements HandoffWatch {
+final class HandoffWatcher extends Reconnects implements HandoffWatch {
   private final HandoffServiceGrpc.HandoffServiceStub stub;
-  private final ManagedChannel channel; // null when unknown
-  private final ScheduledExecutorService scheduler;
   private final WatchOptions options;
   private final HandoffListener listener;
 
-  private final Object lock = new Object();
   private volatile long lastPosition;
-  private volatile boolean done;
-  private volatile int attempt;
-  private Context.CancellableContext current; // guarded by lock
-  private ScheduledFuture<?> pending; // guarded by lock
 
   HandoffWatcher(
       HandoffServiceGrpc.HandoffServiceStub stub,
@@ -53,9 +40,8 @@ final class HandoffWatcher implements HandoffWatch {
       ScheduledExecutorService scheduler,
       WatchOptions options,
       HandoffListener listener) {
+    super(channel, scheduler, options.policy(), "gave up watching handoffs");
     this.stub = stub;
-    this.channel = channel;
-    this.scheduler = scheduler;
     this.options = options;
     this.listener = listener;
     this.lastPosition = options.afterPosition() == null ? -1 : options.afterPosition();
@@ -70,40 +56,6 @@ final class HandoffWatcher implements HandoffWatch {
     return lastPosition;
   }
 
-  @Override
-  public boolean isDone() {
-    return done;
-  }
-
-  @Override
-  public void close() {
-    synchronized (lock) {
-      if (done) {
-        return;
-      }
-      done = true;
-      cancelLocked();
-    }
-  }
-
-  private void cancelLocked() {
-    if (pending != null) {
-      pending.cancel(false);
-      pending = null;
-    }
-    if (current != null) {
-      current.cancel(null);
-      current = null;
-    }
-  }
-
-  private void reconnect() {
-    if (channel != null && channel.getState(false) == ConnectivityState.TRANSIENT_FAILURE) {
-      channel.resetConnectBackoff();
-    }
-    connect();
-  }
-
   WatchHandoffsRequest request() {
     WatchHandoffsRequest.Builder b = WatchHandoffsRequest.newBuilder().setAgentId(options.agentId());
     if (options.operator() != null) {
@@ -115,15 +67,11 @@ final class HandoffWatcher implements HandoffWatch {
     return b.build();
   }
 
-  private void connect() {
-    Context.CancellableContext ctx;
-    synchronized (lock) {
-      if (done) {
-        return;
-      }
-      pending = null;
-      ctx = Context.ROOT.withCancellation(); // the caller's deadline must not end the watch
-      current = ctx;
+  @Override
+  void connect() {
+    Context.CancellableContext ctx = open();
+    if (ctx == null) {
+      return;
     }
     WatchHandoffsRequest request = request();
     Observer observer = new Observer(ctx, !request.hasAfterPosition());
@@ -135,13 +83,12 @@ final class HandoffWatcher implements HandoffWatch {
   }
 
   /** One connection's observer (its callbacks are serial); ignores everything once done. */
-  private final class Observer implements StreamObserver<WatchHandoffsResponse> {
-    private final Context.CancellableContext ctx;
+  private final class Observer extends Call<WatchHandoffsResponse> {
     // A snapshot stream's changes until its caught_up; null once caught up (or not a snapshot).
     private List<HandoffChange> held;
 
     Observer(Context.CancellableContext ctx, boolean snapshot) {
-      this.ctx = ctx;
+      super(ctx, "inbox stream ended by the server");
       this.held = snapshot ? new ArrayList<>() : null;
     }
 
@@ -211,82 +158,15 @@ final class HandoffWatcher implements HandoffWatch {
         fail(t);
       }
     }
-
-    @Override
-    public void onError(Throwable t) {
-      if (done) {
-        return;
-      }
-      release(ctx);
-      Status status = Status.fromThrowable(t);
-      if (options.retryOn().contains(status.getCode())) {
-        retry(status);
-      } else {
-        fail(t);
-      }
-    }
-
-    @Override
-    public void onCompleted() {
-      if (done) {
-        return;
-      }
-      release(ctx);
-      retry(Status.UNAVAILABLE.withDescription("inbox stream ended by the server"));
-    }
   }
 
-  private void release(Context.CancellableContext ctx) {
-    synchronized (lock) {
-      if (current == ctx) {
-        current = null;
-      }
-    }
-    ctx.cancel(null);
+  @Override
+  void reconnecting(Status status, int attempt, Duration delay) {
+    listener.onReconnecting(status, attempt, delay, lastPosition);
   }
 
-  private void retry(Status status) {
-    int n = ++attempt;
-    if (options.maxAttempts() > 0 && n > options.maxAttempts()) {
-      fail(
-          status
-              .augmentDescription("gave up watching handoffs after " + options.maxAttempts() + " reconnects")
-              .asRuntimeException());
-      return;
-    }
-    Duration delay = options.backoff(n, ThreadLocalRandom.current().nextDouble());
-    try {
-      listener.onReconnecting(status, n, delay, lastPosition);
-    } catch (Throwable t) {
-      fail(t);
-      return;
-    }
-    synchronized (lock) {
-      if (done) {
-        return;
-      }
-      try {
-        pending = scheduler.schedule(this::reconnect, delay.toNanos(), TimeUnit.NANOSECONDS);
-        return;
-      } catch (RejectedExecutionException e) {
-        // BatonClient was closed
-      }
-    }
-    fail(Status.CANCELLED.withDescription("BatonClient closed").asRuntimeException());
-  }
-
-  private void fail(Throwable t) {
-    synchronized (lock) {
-      if (done) {
-        return;
-      }
-      done = true;
-      cancelLocked();
-    }
-    try {
-      listener.onError(t);
-    } catch (Throwable ignored) {
-      // nothing left to tell
-    }
+  @Override
+  void failed(Throwable t) {
+    listener.onError(t);
   }
 }
