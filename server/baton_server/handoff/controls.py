@@ -85,7 +85,7 @@ class HandoffControls:
         self._summarizer = summarizer
         self.clock = clock
         self._telemetry = telemetry
-        self._queues = QueueAnnouncer(repository, reader)
+        self._queues = QueueAnnouncer(repository)
 
     # ------------------------------------------------------------------ opening
 

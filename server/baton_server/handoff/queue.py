@@ -11,7 +11,6 @@ from baton_server.domain import Actor, Event, Handoff, HandoffPolicy
 from baton_server.handoff.drafts import queue_event
 from baton_server.store import Repository, Transaction
 from baton_server.store import handoffs as rows
-from baton_server.store.handoffs import HandoffReader
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,8 @@ class QueueAnnouncer:
     other sessions there could deadlock with appends on PostgreSQL). Bursts coalesce. Baton
     itself tells them (no actor)."""
 
-    def __init__(self, repository: Repository, reader: HandoffReader) -> None:
+    def __init__(self, repository: Repository) -> None:
         self._repo = repository
-        self._reader = reader
         self._moved: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -73,7 +71,14 @@ class QueueAnnouncer:
                 log.info("queue positions for agent %s not announced: %s", agent_id, error)
 
     async def _announce_queue(self, agent_id: str) -> None:
-        queue = (await self._reader.pending(agent_id))[:MAX_QUEUE_UPDATES]
+        # Read on the writer, not a pooled reader: `moved` is called inside the transaction
+        # that moved the queue, and this runs only after it commits. A reader could see the
+        # queue before that commit; every place would then look "moved again meanwhile" and
+        # nobody would be told (seen as a flaky queue-position test under load).
+        async def read_queue(conn: Transaction) -> tuple[list[Handoff], list[Event]]:
+            return await rows.pending_queue(conn, agent_id), []
+
+        queue = (await self._repo.run_write(read_queue))[:MAX_QUEUE_UPDATES]
         for position, waiting in enumerate(queue, start=1):
 
             async def job(
