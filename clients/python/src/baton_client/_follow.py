@@ -110,7 +110,7 @@ class Follower:
 
     async def _run(self) -> AsyncGenerator[pb.Event, None]:
         policy = self._retry
-        down_since: float | None = None
+        outage = Outage(policy, f"following {self.session_id}")
         refreshed = False  # reopened once with a fresh token since the last healthy stream
         while True:
             request = rr.ListEventsRequest(
@@ -129,7 +129,7 @@ class Follower:
                         healthy = True
                         self.connections += 1
                         self.failures = 0
-                        down_since = None
+                        outage.ended()
                         refreshed = False
                         if self.connections > 1:
                             log.info(
@@ -175,32 +175,7 @@ class Follower:
             # The stream broke (or, unexpectedly, ended): wait, then resume at next_offset.
             self.last_error = error
             self.failures += 1
-            now = time.monotonic()
-            if down_since is None:
-                down_since = now
-            if policy.max_attempts is not None and self.failures > policy.max_attempts:
-                raise RetriesExhausted(
-                    f"gave up following {self.session_id} after {self.failures - 1} reconnect "
-                    f"attempts: {_describe(error)}",
-                    error,
-                ) from error
-            delay = policy.delay(self.failures)
-            if policy.max_elapsed is not None and now + delay - down_since > policy.max_elapsed:
-                raise RetriesExhausted(
-                    f"gave up following {self.session_id}: down for more than "
-                    f"{policy.max_elapsed}s: {_describe(error)}",
-                    error,
-                ) from error
-            log.info(
-                "follow %s: %s; reconnecting at offset %d in %.2fs (attempt %d)",
-                self.session_id,
-                _describe(error),
-                self.next_offset,
-                delay,
-                self.failures,
-            )
-            await call_back(self._on_retry, error, delay)
-            await asyncio.sleep(delay)
+            await outage.wait(self.failures, error, f"at offset {self.next_offset}", self._on_retry)
 
     def _advance_from_error(self, error: grpc.aio.AioRpcError) -> None:
         """A graceful shutdown says where to resume (past events skipped by filters)."""
@@ -210,6 +185,53 @@ class Follower:
         value = info.metadata.get("next_offset")
         if value is not None and value.isdigit():
             self.next_offset = max(self.next_offset, int(value))
+
+
+class Outage:
+    """Between a broken stream and its next attempt (follow and watch_handoffs alike): gives up
+    when the policy says so, else logs, tells the caller and waits the backoff."""
+
+    def __init__(self, policy: RetryPolicy, what: str) -> None:
+        self._policy = policy
+        self._what = what  # "following ses_…", "watching handoffs"
+        self._down_since: float | None = None
+
+    def ended(self) -> None:
+        """A stream is healthy again."""
+        self._down_since = None
+
+    async def wait(
+        self,
+        failures: int,
+        error: BaseException | None,
+        resume: str,
+        on_retry: RetryCallback | None,
+    ) -> None:
+        policy, now = self._policy, time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        if policy.max_attempts is not None and failures > policy.max_attempts:
+            raise RetriesExhausted(
+                f"gave up {self._what} after {failures - 1} reconnect attempts: {_describe(error)}",
+                error,
+            ) from error
+        delay = policy.delay(failures)
+        if policy.max_elapsed is not None and now + delay - self._down_since > policy.max_elapsed:
+            raise RetriesExhausted(
+                f"gave up {self._what}: down for more than {policy.max_elapsed}s: "
+                f"{_describe(error)}",
+                error,
+            ) from error
+        log.info(
+            "%s: %s; resuming %s in %.2fs (attempt %d)",
+            self._what,
+            _describe(error),
+            resume,
+            delay,
+            failures,
+        )
+        await call_back(on_retry, error, delay)
+        await asyncio.sleep(delay)
 
 
 def _describe(error: BaseException | None) -> str:

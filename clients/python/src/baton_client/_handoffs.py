@@ -3,9 +3,7 @@ ToolService and AuthService."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -17,9 +15,9 @@ from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
 from baton_client._credentials import Credentials
-from baton_client._follow import CaughtUpCallback, RetryCallback, _describe, call_back
+from baton_client._follow import CaughtUpCallback, Outage, RetryCallback, call_back
 from baton_client._resources import _UNSET, Deadline, EnumArg, _Helper, enum_value
-from baton_client._retry import RetriesExhausted, RetryPolicy
+from baton_client._retry import RetryPolicy
 from baton_client.errors import as_baton_error
 
 __all__ = ["Auth", "Guidelines", "HandoffWatcher", "Handoffs", "Tools"]
@@ -385,7 +383,7 @@ class HandoffWatcher:
 
     async def _run(self) -> AsyncGenerator[pb.HandoffChange, None]:
         policy = self._retry
-        down_since: float | None = None
+        outage = Outage(policy, "watching handoffs")
         refreshed = False
         while True:
             call = self._stub.WatchHandoffs(self._request())
@@ -401,7 +399,7 @@ class HandoffWatcher:
                         healthy = True
                         self.connections += 1
                         self.failures = 0
-                        down_since = None
+                        outage.ended()
                         refreshed = False
                     for change in response.changes:
                         if change.type == pb.HANDOFF_CHANGE_TYPE_OPEN:
@@ -439,31 +437,9 @@ class HandoffWatcher:
 
             self.last_error = error
             self.failures += 1
-            now = time.monotonic()
-            if down_since is None:
-                down_since = now
-            if policy.max_attempts is not None and self.failures > policy.max_attempts:
-                raise RetriesExhausted(
-                    f"gave up watching handoffs after {self.failures - 1} reconnect attempts: "
-                    f"{_describe(error)}",
-                    error,
-                ) from error
-            delay = policy.delay(self.failures)
-            if policy.max_elapsed is not None and now + delay - down_since > policy.max_elapsed:
-                raise RetriesExhausted(
-                    f"gave up watching handoffs: down for more than {policy.max_elapsed}s: "
-                    f"{_describe(error)}",
-                    error,
-                ) from error
-            log.info(
-                "watch_handoffs: %s; resuming after position %s in %.2fs (attempt %d)",
-                _describe(error),
-                self.position,
-                delay,
-                self.failures,
+            await outage.wait(
+                self.failures, error, f"after position {self.position}", self._on_retry
             )
-            await call_back(self._on_retry, error, delay)
-            await asyncio.sleep(delay)
 
     def _advance(self, position: int) -> None:
         if self.position is None or position > self.position:
