@@ -9,7 +9,7 @@ when scraped (`Sampled`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -39,7 +39,6 @@ class Sampled:
     # Open handoffs by state, as last counted in the store (all replicas').
     handoffs_by_state: Callable[[], Mapping[str, int]] = lambda: {}
     database_up: Callable[[], bool] = lambda: True
-    extra: list[Collector] = field(default_factory=list)
 
 
 class _SampledCollector(Collector):
