@@ -339,6 +339,59 @@ func (ActorRole) EnumDescriptor() ([]byte, []int) {
 	return file_baton_v1_message_proto_rawDescGZIP(), []int{4}
 }
 
+// Where a tool runs.
+type ToolOrigin int32
+
+const (
+	// Not set.
+	ToolOrigin_TOOL_ORIGIN_UNSPECIFIED ToolOrigin = 0
+	// A Python function loaded into the server (`baton serve --tools`).
+	ToolOrigin_TOOL_ORIGIN_PYTHON ToolOrigin = 1
+	// Served by tool workers over ToolWorkerService.ServeTools.
+	ToolOrigin_TOOL_ORIGIN_WORKER ToolOrigin = 2
+)
+
+// Enum value maps for ToolOrigin.
+var (
+	ToolOrigin_name = map[int32]string{
+		0: "TOOL_ORIGIN_UNSPECIFIED",
+		1: "TOOL_ORIGIN_PYTHON",
+		2: "TOOL_ORIGIN_WORKER",
+	}
+	ToolOrigin_value = map[string]int32{
+		"TOOL_ORIGIN_UNSPECIFIED": 0,
+		"TOOL_ORIGIN_PYTHON":      1,
+		"TOOL_ORIGIN_WORKER":      2,
+	}
+)
+
+func (x ToolOrigin) Enum() *ToolOrigin {
+	p := new(ToolOrigin)
+	*p = x
+	return p
+}
+
+func (x ToolOrigin) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolOrigin) Descriptor() protoreflect.EnumDescriptor {
+	return file_baton_v1_message_proto_enumTypes[5].Descriptor()
+}
+
+func (ToolOrigin) Type() protoreflect.EnumType {
+	return &file_baton_v1_message_proto_enumTypes[5]
+}
+
+func (x ToolOrigin) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolOrigin.Descriptor instead.
+func (ToolOrigin) EnumDescriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{5}
+}
+
 // What happens when a handoff waits longer than `claim_timeout` for an operator.
 type ClaimTimeoutAction int32
 
@@ -376,11 +429,11 @@ func (x ClaimTimeoutAction) String() string {
 }
 
 func (ClaimTimeoutAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[5].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[6].Descriptor()
 }
 
 func (ClaimTimeoutAction) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[5]
+	return &file_baton_v1_message_proto_enumTypes[6]
 }
 
 func (x ClaimTimeoutAction) Number() protoreflect.EnumNumber {
@@ -389,7 +442,7 @@ func (x ClaimTimeoutAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClaimTimeoutAction.Descriptor instead.
 func (ClaimTimeoutAction) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{5}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{6}
 }
 
 // What happens when the operator of a claimed handoff stays silent for `inactivity_timeout`.
@@ -429,11 +482,11 @@ func (x InactivityTimeoutAction) String() string {
 }
 
 func (InactivityTimeoutAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[6].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[7].Descriptor()
 }
 
 func (InactivityTimeoutAction) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[6]
+	return &file_baton_v1_message_proto_enumTypes[7]
 }
 
 func (x InactivityTimeoutAction) Number() protoreflect.EnumNumber {
@@ -442,7 +495,7 @@ func (x InactivityTimeoutAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InactivityTimeoutAction.Descriptor instead.
 func (InactivityTimeoutAction) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{6}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{7}
 }
 
 // Where a handoff is in its life.
@@ -486,11 +539,11 @@ func (x HandoffState) String() string {
 }
 
 func (HandoffState) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[7].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[8].Descriptor()
 }
 
 func (HandoffState) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[7]
+	return &file_baton_v1_message_proto_enumTypes[8]
 }
 
 func (x HandoffState) Number() protoreflect.EnumNumber {
@@ -499,7 +552,7 @@ func (x HandoffState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HandoffState.Descriptor instead.
 func (HandoffState) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{7}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{8}
 }
 
 // How a handoff ended.
@@ -547,11 +600,11 @@ func (x HandoffOutcome) String() string {
 }
 
 func (HandoffOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[8].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[9].Descriptor()
 }
 
 func (HandoffOutcome) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[8]
+	return &file_baton_v1_message_proto_enumTypes[9]
 }
 
 func (x HandoffOutcome) Number() protoreflect.EnumNumber {
@@ -560,7 +613,7 @@ func (x HandoffOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HandoffOutcome.Descriptor instead.
 func (HandoffOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 // Who asked for a handoff.
@@ -608,11 +661,11 @@ func (x HandoffRequester) String() string {
 }
 
 func (HandoffRequester) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[9].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[10].Descriptor()
 }
 
 func (HandoffRequester) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[9]
+	return &file_baton_v1_message_proto_enumTypes[10]
 }
 
 func (x HandoffRequester) Number() protoreflect.EnumNumber {
@@ -621,7 +674,7 @@ func (x HandoffRequester) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HandoffRequester.Descriptor instead.
 func (HandoffRequester) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 // What changed in a handoff, on the operator inbox stream.
@@ -689,11 +742,11 @@ func (x HandoffChangeType) String() string {
 }
 
 func (HandoffChangeType) Descriptor() protoreflect.EnumDescriptor {
-	return file_baton_v1_message_proto_enumTypes[10].Descriptor()
+	return file_baton_v1_message_proto_enumTypes[11].Descriptor()
 }
 
 func (HandoffChangeType) Type() protoreflect.EnumType {
-	return &file_baton_v1_message_proto_enumTypes[10]
+	return &file_baton_v1_message_proto_enumTypes[11]
 }
 
 func (x HandoffChangeType) Number() protoreflect.EnumNumber {
@@ -702,7 +755,7 @@ func (x HandoffChangeType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HandoffChangeType.Descriptor instead.
 func (HandoffChangeType) EnumDescriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 // An AI agent: the persona and behaviour that answers customers in sessions.
@@ -1714,8 +1767,17 @@ type Tool struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// What the tool does, for humans and for the language model.
 	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	// JSON Schema (draft 2020-12 subset) of the tool's parameters, derived from its signature.
-	Parameters    *structpb.Struct `protobuf:"bytes,3,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// JSON Schema (draft 2020-12 subset) of the tool's parameters, derived from its signature
+	// (Python tools) or declared by the workers that serve it.
+	Parameters *structpb.Struct `protobuf:"bytes,3,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// Where the tool runs.
+	Origin ToolOrigin `protobuf:"varint,4,opt,name=origin,proto3,enum=baton.v1.ToolOrigin" json:"origin,omitempty"`
+	// The workers connected to this replica that serve it (worker tools only).
+	Workers []*ToolWorker `protobuf:"bytes,5,rep,name=workers,proto3" json:"workers,omitempty"`
+	// How long a call may take before it becomes a tool error; unset: the server's default.
+	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Whether a call may be sent to another worker when its worker disconnects mid-call.
+	RetrySafe     bool `protobuf:"varint,7,opt,name=retry_safe,json=retrySafe,proto3" json:"retry_safe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1771,6 +1833,107 @@ func (x *Tool) GetParameters() *structpb.Struct {
 	return nil
 }
 
+func (x *Tool) GetOrigin() ToolOrigin {
+	if x != nil {
+		return x.Origin
+	}
+	return ToolOrigin_TOOL_ORIGIN_UNSPECIFIED
+}
+
+func (x *Tool) GetWorkers() []*ToolWorker {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *Tool) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *Tool) GetRetrySafe() bool {
+	if x != nil {
+		return x.RetrySafe
+	}
+	return false
+}
+
+// A connected tool worker, as ListTools shows it.
+type ToolWorker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The worker's name (as it declared it, made unique by the server).
+	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Calls it is running now.
+	CallsInFlight int32 `protobuf:"varint,2,opt,name=calls_in_flight,json=callsInFlight,proto3" json:"calls_in_flight,omitempty"`
+	// The most calls it takes at once.
+	MaxConcurrentCalls int32 `protobuf:"varint,3,opt,name=max_concurrent_calls,json=maxConcurrentCalls,proto3" json:"max_concurrent_calls,omitempty"`
+	// When its stream opened.
+	ConnectTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=connect_time,json=connectTime,proto3" json:"connect_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolWorker) Reset() {
+	*x = ToolWorker{}
+	mi := &file_baton_v1_message_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolWorker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolWorker) ProtoMessage() {}
+
+func (x *ToolWorker) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_message_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolWorker.ProtoReflect.Descriptor instead.
+func (*ToolWorker) Descriptor() ([]byte, []int) {
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ToolWorker) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *ToolWorker) GetCallsInFlight() int32 {
+	if x != nil {
+		return x.CallsInFlight
+	}
+	return 0
+}
+
+func (x *ToolWorker) GetMaxConcurrentCalls() int32 {
+	if x != nil {
+		return x.MaxConcurrentCalls
+	}
+	return 0
+}
+
+func (x *ToolWorker) GetConnectTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectTime
+	}
+	return nil
+}
+
 // A piece of an AI reply while it is being generated. Transient: sent only to live ListEvents
 // subscribers, never stored; the complete reply follows as a MESSAGE event with the same
 // correlation id.
@@ -1788,7 +1951,7 @@ type MessageDelta struct {
 
 func (x *MessageDelta) Reset() {
 	*x = MessageDelta{}
-	mi := &file_baton_v1_message_proto_msgTypes[13]
+	mi := &file_baton_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1963,7 @@ func (x *MessageDelta) String() string {
 func (*MessageDelta) ProtoMessage() {}
 
 func (x *MessageDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[13]
+	mi := &file_baton_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1976,7 @@ func (x *MessageDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDelta.ProtoReflect.Descriptor instead.
 func (*MessageDelta) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MessageDelta) GetCorrelationId() string {
@@ -1852,7 +2015,7 @@ type OperatingWindow struct {
 
 func (x *OperatingWindow) Reset() {
 	*x = OperatingWindow{}
-	mi := &file_baton_v1_message_proto_msgTypes[14]
+	mi := &file_baton_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2027,7 @@ func (x *OperatingWindow) String() string {
 func (*OperatingWindow) ProtoMessage() {}
 
 func (x *OperatingWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[14]
+	mi := &file_baton_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2040,7 @@ func (x *OperatingWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatingWindow.ProtoReflect.Descriptor instead.
 func (*OperatingWindow) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OperatingWindow) GetWeekdays() []int32 {
@@ -1947,7 +2110,7 @@ type HandoffPolicy struct {
 
 func (x *HandoffPolicy) Reset() {
 	*x = HandoffPolicy{}
-	mi := &file_baton_v1_message_proto_msgTypes[15]
+	mi := &file_baton_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2122,7 @@ func (x *HandoffPolicy) String() string {
 func (*HandoffPolicy) ProtoMessage() {}
 
 func (x *HandoffPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[15]
+	mi := &file_baton_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2135,7 @@ func (x *HandoffPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffPolicy.ProtoReflect.Descriptor instead.
 func (*HandoffPolicy) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HandoffPolicy) GetHandoffStartedMessage() string {
@@ -2119,7 +2282,7 @@ type Handoff struct {
 
 func (x *Handoff) Reset() {
 	*x = Handoff{}
-	mi := &file_baton_v1_message_proto_msgTypes[16]
+	mi := &file_baton_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2294,7 @@ func (x *Handoff) String() string {
 func (*Handoff) ProtoMessage() {}
 
 func (x *Handoff) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[16]
+	mi := &file_baton_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2307,7 @@ func (x *Handoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Handoff.ProtoReflect.Descriptor instead.
 func (*Handoff) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Handoff) GetId() string {
@@ -2293,7 +2456,7 @@ type HandoffChange struct {
 
 func (x *HandoffChange) Reset() {
 	*x = HandoffChange{}
-	mi := &file_baton_v1_message_proto_msgTypes[17]
+	mi := &file_baton_v1_message_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2468,7 @@ func (x *HandoffChange) String() string {
 func (*HandoffChange) ProtoMessage() {}
 
 func (x *HandoffChange) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[17]
+	mi := &file_baton_v1_message_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2481,7 @@ func (x *HandoffChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffChange.ProtoReflect.Descriptor instead.
 func (*HandoffChange) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HandoffChange) GetPosition() int64 {
@@ -2371,7 +2534,7 @@ type DurationPercentiles struct {
 
 func (x *DurationPercentiles) Reset() {
 	*x = DurationPercentiles{}
-	mi := &file_baton_v1_message_proto_msgTypes[18]
+	mi := &file_baton_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2546,7 @@ func (x *DurationPercentiles) String() string {
 func (*DurationPercentiles) ProtoMessage() {}
 
 func (x *DurationPercentiles) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[18]
+	mi := &file_baton_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2559,7 @@ func (x *DurationPercentiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DurationPercentiles.ProtoReflect.Descriptor instead.
 func (*DurationPercentiles) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{18}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DurationPercentiles) GetCount() int64 {
@@ -2452,7 +2615,7 @@ type HandoffStats struct {
 
 func (x *HandoffStats) Reset() {
 	*x = HandoffStats{}
-	mi := &file_baton_v1_message_proto_msgTypes[19]
+	mi := &file_baton_v1_message_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2627,7 @@ func (x *HandoffStats) String() string {
 func (*HandoffStats) ProtoMessage() {}
 
 func (x *HandoffStats) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_message_proto_msgTypes[19]
+	mi := &file_baton_v1_message_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2640,7 @@ func (x *HandoffStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffStats.ProtoReflect.Descriptor instead.
 func (*HandoffStats) Descriptor() ([]byte, []int) {
-	return file_baton_v1_message_proto_rawDescGZIP(), []int{19}
+	return file_baton_v1_message_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HandoffStats) GetSessions() int64 {
@@ -2653,13 +2816,24 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"u\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xa7\x02\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x127\n" +
 	"\n" +
 	"parameters\x18\x03 \x01(\v2\x17.google.protobuf.StructR\n" +
-	"parameters\"_\n" +
+	"parameters\x12,\n" +
+	"\x06origin\x18\x04 \x01(\x0e2\x14.baton.v1.ToolOriginR\x06origin\x12.\n" +
+	"\aworkers\x18\x05 \x03(\v2\x14.baton.v1.ToolWorkerR\aworkers\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1d\n" +
+	"\n" +
+	"retry_safe\x18\a \x01(\bR\tretrySafe\"\xc2\x01\n" +
+	"\n" +
+	"ToolWorker\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12&\n" +
+	"\x0fcalls_in_flight\x18\x02 \x01(\x05R\rcallsInFlight\x120\n" +
+	"\x14max_concurrent_calls\x18\x03 \x01(\x05R\x12maxConcurrentCalls\x12=\n" +
+	"\fconnect_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectTime\"_\n" +
 	"\fMessageDelta\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x14\n" +
@@ -2768,7 +2942,12 @@ const file_baton_v1_message_proto_rawDesc = "" +
 	"\x10ACTOR_ROLE_ADMIN\x10\x01\x12\x1a\n" +
 	"\x16ACTOR_ROLE_INTEGRATION\x10\x02\x12\x17\n" +
 	"\x13ACTOR_ROLE_OPERATOR\x10\x03\x12\x17\n" +
-	"\x13ACTOR_ROLE_CUSTOMER\x10\x04*\x88\x01\n" +
+	"\x13ACTOR_ROLE_CUSTOMER\x10\x04*Y\n" +
+	"\n" +
+	"ToolOrigin\x12\x1b\n" +
+	"\x17TOOL_ORIGIN_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12TOOL_ORIGIN_PYTHON\x10\x01\x12\x16\n" +
+	"\x12TOOL_ORIGIN_WORKER\x10\x02*\x88\x01\n" +
 	"\x12ClaimTimeoutAction\x12$\n" +
 	" CLAIM_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12%\n" +
 	"!CLAIM_TIMEOUT_ACTION_KEEP_WAITING\x10\x01\x12%\n" +
@@ -2819,104 +2998,110 @@ func file_baton_v1_message_proto_rawDescGZIP() []byte {
 	return file_baton_v1_message_proto_rawDescData
 }
 
-var file_baton_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_baton_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_baton_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_baton_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_baton_v1_message_proto_goTypes = []any{
 	(SessionMode)(0),              // 0: baton.v1.SessionMode
 	(EventKind)(0),                // 1: baton.v1.EventKind
 	(EventSource)(0),              // 2: baton.v1.EventSource
 	(Status)(0),                   // 3: baton.v1.Status
 	(ActorRole)(0),                // 4: baton.v1.ActorRole
-	(ClaimTimeoutAction)(0),       // 5: baton.v1.ClaimTimeoutAction
-	(InactivityTimeoutAction)(0),  // 6: baton.v1.InactivityTimeoutAction
-	(HandoffState)(0),             // 7: baton.v1.HandoffState
-	(HandoffOutcome)(0),           // 8: baton.v1.HandoffOutcome
-	(HandoffRequester)(0),         // 9: baton.v1.HandoffRequester
-	(HandoffChangeType)(0),        // 10: baton.v1.HandoffChangeType
-	(*Agent)(nil),                 // 11: baton.v1.Agent
-	(*Customer)(nil),              // 12: baton.v1.Customer
-	(*Session)(nil),               // 13: baton.v1.Session
-	(*Participant)(nil),           // 14: baton.v1.Participant
-	(*MessageData)(nil),           // 15: baton.v1.MessageData
-	(*ToolCall)(nil),              // 16: baton.v1.ToolCall
-	(*ToolData)(nil),              // 17: baton.v1.ToolData
-	(*StatusData)(nil),            // 18: baton.v1.StatusData
-	(*Event)(nil),                 // 19: baton.v1.Event
-	(*Actor)(nil),                 // 20: baton.v1.Actor
-	(*Guideline)(nil),             // 21: baton.v1.Guideline
-	(*CannedResponse)(nil),        // 22: baton.v1.CannedResponse
-	(*Tool)(nil),                  // 23: baton.v1.Tool
-	(*MessageDelta)(nil),          // 24: baton.v1.MessageDelta
-	(*OperatingWindow)(nil),       // 25: baton.v1.OperatingWindow
-	(*HandoffPolicy)(nil),         // 26: baton.v1.HandoffPolicy
-	(*Handoff)(nil),               // 27: baton.v1.Handoff
-	(*HandoffChange)(nil),         // 28: baton.v1.HandoffChange
-	(*DurationPercentiles)(nil),   // 29: baton.v1.DurationPercentiles
-	(*HandoffStats)(nil),          // 30: baton.v1.HandoffStats
-	nil,                           // 31: baton.v1.Customer.MetadataEntry
-	nil,                           // 32: baton.v1.Session.MetadataEntry
-	nil,                           // 33: baton.v1.HandoffStats.ByReasonEntry
-	nil,                           // 34: baton.v1.HandoffStats.ByOutcomeEntry
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 36: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 37: google.protobuf.Value
-	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
+	(ToolOrigin)(0),               // 5: baton.v1.ToolOrigin
+	(ClaimTimeoutAction)(0),       // 6: baton.v1.ClaimTimeoutAction
+	(InactivityTimeoutAction)(0),  // 7: baton.v1.InactivityTimeoutAction
+	(HandoffState)(0),             // 8: baton.v1.HandoffState
+	(HandoffOutcome)(0),           // 9: baton.v1.HandoffOutcome
+	(HandoffRequester)(0),         // 10: baton.v1.HandoffRequester
+	(HandoffChangeType)(0),        // 11: baton.v1.HandoffChangeType
+	(*Agent)(nil),                 // 12: baton.v1.Agent
+	(*Customer)(nil),              // 13: baton.v1.Customer
+	(*Session)(nil),               // 14: baton.v1.Session
+	(*Participant)(nil),           // 15: baton.v1.Participant
+	(*MessageData)(nil),           // 16: baton.v1.MessageData
+	(*ToolCall)(nil),              // 17: baton.v1.ToolCall
+	(*ToolData)(nil),              // 18: baton.v1.ToolData
+	(*StatusData)(nil),            // 19: baton.v1.StatusData
+	(*Event)(nil),                 // 20: baton.v1.Event
+	(*Actor)(nil),                 // 21: baton.v1.Actor
+	(*Guideline)(nil),             // 22: baton.v1.Guideline
+	(*CannedResponse)(nil),        // 23: baton.v1.CannedResponse
+	(*Tool)(nil),                  // 24: baton.v1.Tool
+	(*ToolWorker)(nil),            // 25: baton.v1.ToolWorker
+	(*MessageDelta)(nil),          // 26: baton.v1.MessageDelta
+	(*OperatingWindow)(nil),       // 27: baton.v1.OperatingWindow
+	(*HandoffPolicy)(nil),         // 28: baton.v1.HandoffPolicy
+	(*Handoff)(nil),               // 29: baton.v1.Handoff
+	(*HandoffChange)(nil),         // 30: baton.v1.HandoffChange
+	(*DurationPercentiles)(nil),   // 31: baton.v1.DurationPercentiles
+	(*HandoffStats)(nil),          // 32: baton.v1.HandoffStats
+	nil,                           // 33: baton.v1.Customer.MetadataEntry
+	nil,                           // 34: baton.v1.Session.MetadataEntry
+	nil,                           // 35: baton.v1.HandoffStats.ByReasonEntry
+	nil,                           // 36: baton.v1.HandoffStats.ByOutcomeEntry
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 38: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 39: google.protobuf.Value
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
 }
 var file_baton_v1_message_proto_depIdxs = []int32{
-	35, // 0: baton.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
-	26, // 1: baton.v1.Agent.handoff_policy:type_name -> baton.v1.HandoffPolicy
-	31, // 2: baton.v1.Customer.metadata:type_name -> baton.v1.Customer.MetadataEntry
-	35, // 3: baton.v1.Customer.created_at:type_name -> google.protobuf.Timestamp
+	37, // 0: baton.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
+	28, // 1: baton.v1.Agent.handoff_policy:type_name -> baton.v1.HandoffPolicy
+	33, // 2: baton.v1.Customer.metadata:type_name -> baton.v1.Customer.MetadataEntry
+	37, // 3: baton.v1.Customer.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: baton.v1.Session.mode:type_name -> baton.v1.SessionMode
-	35, // 5: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	35, // 6: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	32, // 7: baton.v1.Session.metadata:type_name -> baton.v1.Session.MetadataEntry
-	14, // 8: baton.v1.MessageData.participant:type_name -> baton.v1.Participant
-	36, // 9: baton.v1.ToolCall.arguments:type_name -> google.protobuf.Struct
-	37, // 10: baton.v1.ToolCall.result:type_name -> google.protobuf.Value
-	16, // 11: baton.v1.ToolData.tool_calls:type_name -> baton.v1.ToolCall
+	37, // 5: baton.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	37, // 6: baton.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	34, // 7: baton.v1.Session.metadata:type_name -> baton.v1.Session.MetadataEntry
+	15, // 8: baton.v1.MessageData.participant:type_name -> baton.v1.Participant
+	38, // 9: baton.v1.ToolCall.arguments:type_name -> google.protobuf.Struct
+	39, // 10: baton.v1.ToolCall.result:type_name -> google.protobuf.Value
+	17, // 11: baton.v1.ToolData.tool_calls:type_name -> baton.v1.ToolCall
 	3,  // 12: baton.v1.StatusData.status:type_name -> baton.v1.Status
 	1,  // 13: baton.v1.Event.kind:type_name -> baton.v1.EventKind
 	2,  // 14: baton.v1.Event.source:type_name -> baton.v1.EventSource
-	35, // 15: baton.v1.Event.created_at:type_name -> google.protobuf.Timestamp
-	15, // 16: baton.v1.Event.message:type_name -> baton.v1.MessageData
-	17, // 17: baton.v1.Event.tool:type_name -> baton.v1.ToolData
-	18, // 18: baton.v1.Event.status:type_name -> baton.v1.StatusData
-	36, // 19: baton.v1.Event.custom:type_name -> google.protobuf.Struct
-	20, // 20: baton.v1.Event.actor:type_name -> baton.v1.Actor
+	37, // 15: baton.v1.Event.created_at:type_name -> google.protobuf.Timestamp
+	16, // 16: baton.v1.Event.message:type_name -> baton.v1.MessageData
+	18, // 17: baton.v1.Event.tool:type_name -> baton.v1.ToolData
+	19, // 18: baton.v1.Event.status:type_name -> baton.v1.StatusData
+	38, // 19: baton.v1.Event.custom:type_name -> google.protobuf.Struct
+	21, // 20: baton.v1.Event.actor:type_name -> baton.v1.Actor
 	4,  // 21: baton.v1.Actor.role:type_name -> baton.v1.ActorRole
-	35, // 22: baton.v1.Guideline.created_at:type_name -> google.protobuf.Timestamp
-	35, // 23: baton.v1.CannedResponse.created_at:type_name -> google.protobuf.Timestamp
-	36, // 24: baton.v1.Tool.parameters:type_name -> google.protobuf.Struct
-	38, // 25: baton.v1.HandoffPolicy.claim_timeout:type_name -> google.protobuf.Duration
-	5,  // 26: baton.v1.HandoffPolicy.claim_timeout_action:type_name -> baton.v1.ClaimTimeoutAction
-	38, // 27: baton.v1.HandoffPolicy.inactivity_timeout:type_name -> google.protobuf.Duration
-	6,  // 28: baton.v1.HandoffPolicy.inactivity_timeout_action:type_name -> baton.v1.InactivityTimeoutAction
-	25, // 29: baton.v1.HandoffPolicy.operating_hours:type_name -> baton.v1.OperatingWindow
-	38, // 30: baton.v1.HandoffPolicy.default_wait_per_position:type_name -> google.protobuf.Duration
-	7,  // 31: baton.v1.Handoff.state:type_name -> baton.v1.HandoffState
-	9,  // 32: baton.v1.Handoff.requested_by:type_name -> baton.v1.HandoffRequester
-	14, // 33: baton.v1.Handoff.operator:type_name -> baton.v1.Participant
-	14, // 34: baton.v1.Handoff.offered_to:type_name -> baton.v1.Participant
-	35, // 35: baton.v1.Handoff.requested_at:type_name -> google.protobuf.Timestamp
-	35, // 36: baton.v1.Handoff.claimed_at:type_name -> google.protobuf.Timestamp
-	35, // 37: baton.v1.Handoff.first_human_reply_at:type_name -> google.protobuf.Timestamp
-	35, // 38: baton.v1.Handoff.ended_at:type_name -> google.protobuf.Timestamp
-	8,  // 39: baton.v1.Handoff.outcome:type_name -> baton.v1.HandoffOutcome
-	10, // 40: baton.v1.HandoffChange.type:type_name -> baton.v1.HandoffChangeType
-	27, // 41: baton.v1.HandoffChange.handoff:type_name -> baton.v1.Handoff
-	35, // 42: baton.v1.HandoffChange.time:type_name -> google.protobuf.Timestamp
-	38, // 43: baton.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
-	38, // 44: baton.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
-	33, // 45: baton.v1.HandoffStats.by_reason:type_name -> baton.v1.HandoffStats.ByReasonEntry
-	34, // 46: baton.v1.HandoffStats.by_outcome:type_name -> baton.v1.HandoffStats.ByOutcomeEntry
-	29, // 47: baton.v1.HandoffStats.time_to_claim:type_name -> baton.v1.DurationPercentiles
-	29, // 48: baton.v1.HandoffStats.time_to_first_human_reply:type_name -> baton.v1.DurationPercentiles
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	37, // 22: baton.v1.Guideline.created_at:type_name -> google.protobuf.Timestamp
+	37, // 23: baton.v1.CannedResponse.created_at:type_name -> google.protobuf.Timestamp
+	38, // 24: baton.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	5,  // 25: baton.v1.Tool.origin:type_name -> baton.v1.ToolOrigin
+	25, // 26: baton.v1.Tool.workers:type_name -> baton.v1.ToolWorker
+	40, // 27: baton.v1.Tool.timeout:type_name -> google.protobuf.Duration
+	37, // 28: baton.v1.ToolWorker.connect_time:type_name -> google.protobuf.Timestamp
+	40, // 29: baton.v1.HandoffPolicy.claim_timeout:type_name -> google.protobuf.Duration
+	6,  // 30: baton.v1.HandoffPolicy.claim_timeout_action:type_name -> baton.v1.ClaimTimeoutAction
+	40, // 31: baton.v1.HandoffPolicy.inactivity_timeout:type_name -> google.protobuf.Duration
+	7,  // 32: baton.v1.HandoffPolicy.inactivity_timeout_action:type_name -> baton.v1.InactivityTimeoutAction
+	27, // 33: baton.v1.HandoffPolicy.operating_hours:type_name -> baton.v1.OperatingWindow
+	40, // 34: baton.v1.HandoffPolicy.default_wait_per_position:type_name -> google.protobuf.Duration
+	8,  // 35: baton.v1.Handoff.state:type_name -> baton.v1.HandoffState
+	10, // 36: baton.v1.Handoff.requested_by:type_name -> baton.v1.HandoffRequester
+	15, // 37: baton.v1.Handoff.operator:type_name -> baton.v1.Participant
+	15, // 38: baton.v1.Handoff.offered_to:type_name -> baton.v1.Participant
+	37, // 39: baton.v1.Handoff.requested_at:type_name -> google.protobuf.Timestamp
+	37, // 40: baton.v1.Handoff.claimed_at:type_name -> google.protobuf.Timestamp
+	37, // 41: baton.v1.Handoff.first_human_reply_at:type_name -> google.protobuf.Timestamp
+	37, // 42: baton.v1.Handoff.ended_at:type_name -> google.protobuf.Timestamp
+	9,  // 43: baton.v1.Handoff.outcome:type_name -> baton.v1.HandoffOutcome
+	11, // 44: baton.v1.HandoffChange.type:type_name -> baton.v1.HandoffChangeType
+	29, // 45: baton.v1.HandoffChange.handoff:type_name -> baton.v1.Handoff
+	37, // 46: baton.v1.HandoffChange.time:type_name -> google.protobuf.Timestamp
+	40, // 47: baton.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
+	40, // 48: baton.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
+	35, // 49: baton.v1.HandoffStats.by_reason:type_name -> baton.v1.HandoffStats.ByReasonEntry
+	36, // 50: baton.v1.HandoffStats.by_outcome:type_name -> baton.v1.HandoffStats.ByOutcomeEntry
+	31, // 51: baton.v1.HandoffStats.time_to_claim:type_name -> baton.v1.DurationPercentiles
+	31, // 52: baton.v1.HandoffStats.time_to_first_human_reply:type_name -> baton.v1.DurationPercentiles
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_message_proto_init() }
@@ -2936,8 +3121,8 @@ func file_baton_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_message_proto_rawDesc), len(file_baton_v1_message_proto_rawDesc)),
-			NumEnums:      11,
-			NumMessages:   24,
+			NumEnums:      12,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3058,6 +3058,785 @@ func (x *ListToolsResponse) GetTools() []*Tool {
 	return nil
 }
 
+// One message from a tool worker on ToolWorkerService.ServeTools. Exactly one field is set.
+type ServeToolsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the message carries.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ServeToolsRequest_Declare
+	//	*ServeToolsRequest_Result
+	//	*ServeToolsRequest_Heartbeat
+	//	*ServeToolsRequest_Drain
+	Kind          isServeToolsRequest_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServeToolsRequest) Reset() {
+	*x = ServeToolsRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServeToolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServeToolsRequest) ProtoMessage() {}
+
+func (x *ServeToolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServeToolsRequest.ProtoReflect.Descriptor instead.
+func (*ServeToolsRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ServeToolsRequest) GetKind() isServeToolsRequest_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ServeToolsRequest) GetDeclare() *WorkerDeclaration {
+	if x != nil {
+		if x, ok := x.Kind.(*ServeToolsRequest_Declare); ok {
+			return x.Declare
+		}
+	}
+	return nil
+}
+
+func (x *ServeToolsRequest) GetResult() *ToolCallResult {
+	if x != nil {
+		if x, ok := x.Kind.(*ServeToolsRequest_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+func (x *ServeToolsRequest) GetHeartbeat() *WorkerHeartbeat {
+	if x != nil {
+		if x, ok := x.Kind.(*ServeToolsRequest_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *ServeToolsRequest) GetDrain() *WorkerDrain {
+	if x != nil {
+		if x, ok := x.Kind.(*ServeToolsRequest_Drain); ok {
+			return x.Drain
+		}
+	}
+	return nil
+}
+
+type isServeToolsRequest_Kind interface {
+	isServeToolsRequest_Kind()
+}
+
+type ServeToolsRequest_Declare struct {
+	// First message, and only then: the tools served and the concurrency limit.
+	Declare *WorkerDeclaration `protobuf:"bytes,1,opt,name=declare,proto3,oneof"`
+}
+
+type ServeToolsRequest_Result struct {
+	// The outcome of a call the server sent.
+	Result *ToolCallResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
+}
+
+type ServeToolsRequest_Heartbeat struct {
+	// Keeps an idle stream open through proxies; the server ignores it otherwise.
+	Heartbeat *WorkerHeartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3,oneof"`
+}
+
+type ServeToolsRequest_Drain struct {
+	// The worker is stopping: send it no new calls; it finishes those it has, then closes.
+	Drain *WorkerDrain `protobuf:"bytes,4,opt,name=drain,proto3,oneof"`
+}
+
+func (*ServeToolsRequest_Declare) isServeToolsRequest_Kind() {}
+
+func (*ServeToolsRequest_Result) isServeToolsRequest_Kind() {}
+
+func (*ServeToolsRequest_Heartbeat) isServeToolsRequest_Kind() {}
+
+func (*ServeToolsRequest_Drain) isServeToolsRequest_Kind() {}
+
+// One message from the server on ToolWorkerService.ServeTools. Exactly one field is set.
+type ServeToolsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the message carries.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ServeToolsResponse_Accepted
+	//	*ServeToolsResponse_Call
+	//	*ServeToolsResponse_Heartbeat
+	//	*ServeToolsResponse_Cancel
+	Kind          isServeToolsResponse_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServeToolsResponse) Reset() {
+	*x = ServeToolsResponse{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServeToolsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServeToolsResponse) ProtoMessage() {}
+
+func (x *ServeToolsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServeToolsResponse.ProtoReflect.Descriptor instead.
+func (*ServeToolsResponse) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ServeToolsResponse) GetKind() isServeToolsResponse_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ServeToolsResponse) GetAccepted() *WorkerAccepted {
+	if x != nil {
+		if x, ok := x.Kind.(*ServeToolsResponse_Accepted); ok {
+			return x.Accepted
+		}
+	}
+	return nil
+}
+
+func (x *ServeToolsResponse) GetCall() *ToolCallRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*ServeToolsResponse_Call); ok {
+			return x.Call
+		}
+	}
+	return nil
+}
+
+func (x *ServeToolsResponse) GetHeartbeat() *WorkerHeartbeat {
+	if x != nil {
+		if x, ok := x.Kind.(*ServeToolsResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *ServeToolsResponse) GetCancel() *ToolCallCancel {
+	if x != nil {
+		if x, ok := x.Kind.(*ServeToolsResponse_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+type isServeToolsResponse_Kind interface {
+	isServeToolsResponse_Kind()
+}
+
+type ServeToolsResponse_Accepted struct {
+	// The declaration was accepted; calls may follow.
+	Accepted *WorkerAccepted `protobuf:"bytes,1,opt,name=accepted,proto3,oneof"`
+}
+
+type ServeToolsResponse_Call struct {
+	// Run this call and answer with a `result` carrying its `call_id`.
+	Call *ToolCallRequest `protobuf:"bytes,2,opt,name=call,proto3,oneof"`
+}
+
+type ServeToolsResponse_Heartbeat struct {
+	// Sent on an idle stream every `heartbeat_interval`.
+	Heartbeat *WorkerHeartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3,oneof"`
+}
+
+type ServeToolsResponse_Cancel struct {
+	// Stop working on this call: its deadline passed or its turn ended. A result sent after
+	// it is ignored.
+	Cancel *ToolCallCancel `protobuf:"bytes,4,opt,name=cancel,proto3,oneof"`
+}
+
+func (*ServeToolsResponse_Accepted) isServeToolsResponse_Kind() {}
+
+func (*ServeToolsResponse_Call) isServeToolsResponse_Kind() {}
+
+func (*ServeToolsResponse_Heartbeat) isServeToolsResponse_Kind() {}
+
+func (*ServeToolsResponse_Cancel) isServeToolsResponse_Kind() {}
+
+// The tools a worker serves.
+type WorkerDeclaration struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A name for the worker (for example host and process), shown by ListTools; the server
+	// adds a suffix to make it unique. Optional: the server makes one up.
+	WorkerName string `protobuf:"bytes,1,opt,name=worker_name,json=workerName,proto3" json:"worker_name,omitempty"`
+	// The tools it serves. At least one; names unique within the declaration.
+	Tools []*ToolDeclaration `protobuf:"bytes,2,rep,name=tools,proto3" json:"tools,omitempty"`
+	// The most calls it runs at once, 1 to 1000. Zero means 1.
+	MaxConcurrentCalls int32 `protobuf:"varint,3,opt,name=max_concurrent_calls,json=maxConcurrentCalls,proto3" json:"max_concurrent_calls,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *WorkerDeclaration) Reset() {
+	*x = WorkerDeclaration{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerDeclaration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerDeclaration) ProtoMessage() {}
+
+func (x *WorkerDeclaration) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerDeclaration.ProtoReflect.Descriptor instead.
+func (*WorkerDeclaration) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *WorkerDeclaration) GetWorkerName() string {
+	if x != nil {
+		return x.WorkerName
+	}
+	return ""
+}
+
+func (x *WorkerDeclaration) GetTools() []*ToolDeclaration {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *WorkerDeclaration) GetMaxConcurrentCalls() int32 {
+	if x != nil {
+		return x.MaxConcurrentCalls
+	}
+	return 0
+}
+
+// One tool a worker serves.
+type ToolDeclaration struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tool's name, as guidelines name it: letters, digits and `_`, starting with a letter,
+	// at most 64 characters. Must not be the name of a tool loaded into the server.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What the tool does, for humans and for the language model.
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// JSON Schema of the call's arguments: an object schema (`"type": "object"`).
+	Parameters *structpb.Struct `protobuf:"bytes,3,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// How long a call may take; unset: the server's default tool timeout. At most 10 minutes.
+	Timeout *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// The call may run again on another worker if this one disconnects before answering
+	// (set it only if running it twice does no harm).
+	RetrySafe     bool `protobuf:"varint,5,opt,name=retry_safe,json=retrySafe,proto3" json:"retry_safe,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolDeclaration) Reset() {
+	*x = ToolDeclaration{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolDeclaration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolDeclaration) ProtoMessage() {}
+
+func (x *ToolDeclaration) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolDeclaration.ProtoReflect.Descriptor instead.
+func (*ToolDeclaration) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ToolDeclaration) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolDeclaration) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ToolDeclaration) GetParameters() *structpb.Struct {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *ToolDeclaration) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *ToolDeclaration) GetRetrySafe() bool {
+	if x != nil {
+		return x.RetrySafe
+	}
+	return false
+}
+
+// Answer to a worker's declaration.
+type WorkerAccepted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The worker's id on this server (its name, made unique).
+	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// How often the server sends heartbeats on an idle stream; a worker that hears nothing
+	// for several intervals should reconnect.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *WorkerAccepted) Reset() {
+	*x = WorkerAccepted{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerAccepted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerAccepted) ProtoMessage() {}
+
+func (x *WorkerAccepted) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerAccepted.ProtoReflect.Descriptor instead.
+func (*WorkerAccepted) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *WorkerAccepted) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *WorkerAccepted) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+// A call of one of the worker's tools, made during an agent's turn.
+type ToolCallRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifies the call; echoed in the result.
+	CallId string `protobuf:"bytes,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// The tool to run (one the worker declared).
+	Tool string `protobuf:"bytes,2,opt,name=tool,proto3" json:"tool,omitempty"`
+	// The arguments, as the agent chose them.
+	Arguments *structpb.Struct `protobuf:"bytes,3,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	// The session whose turn made the call.
+	SessionId string `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The session's agent.
+	AgentId string `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The session's customer.
+	CustomerId string `protobuf:"bytes,6,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// The turn's correlation id (the customer message that started it).
+	CorrelationId string `protobuf:"bytes,7,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// After this time the server no longer waits for the result.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// 1 for the first attempt; more when a retry-safe call is sent again after a worker
+	// disconnected.
+	Attempt       int32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallRequest) Reset() {
+	*x = ToolCallRequest{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallRequest) ProtoMessage() {}
+
+func (x *ToolCallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallRequest.ProtoReflect.Descriptor instead.
+func (*ToolCallRequest) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ToolCallRequest) GetCallId() string {
+	if x != nil {
+		return x.CallId
+	}
+	return ""
+}
+
+func (x *ToolCallRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolCallRequest) GetArguments() *structpb.Struct {
+	if x != nil {
+		return x.Arguments
+	}
+	return nil
+}
+
+func (x *ToolCallRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *ToolCallRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ToolCallRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *ToolCallRequest) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *ToolCallRequest) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *ToolCallRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+// The outcome of one call.
+type ToolCallResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The call this answers.
+	CallId string `protobuf:"bytes,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// The tool's data (shown to the model and recorded in the TOOL event), when it succeeded.
+	Data *structpb.Value `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// Controls the session, as a Python tool's `control` does: `{"mode": "manual"}` opens a
+	// handoff (with an optional `reason`).
+	Control map[string]string `protobuf:"bytes,3,rep,name=control,proto3" json:"control,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Why the call failed; set only on failure (data and control are then ignored).
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallResult) Reset() {
+	*x = ToolCallResult{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallResult) ProtoMessage() {}
+
+func (x *ToolCallResult) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallResult.ProtoReflect.Descriptor instead.
+func (*ToolCallResult) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ToolCallResult) GetCallId() string {
+	if x != nil {
+		return x.CallId
+	}
+	return ""
+}
+
+func (x *ToolCallResult) GetData() *structpb.Value {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ToolCallResult) GetControl() map[string]string {
+	if x != nil {
+		return x.Control
+	}
+	return nil
+}
+
+func (x *ToolCallResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// Keeps an idle stream open.
+type WorkerHeartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it was sent.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerHeartbeat) Reset() {
+	*x = WorkerHeartbeat{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerHeartbeat) ProtoMessage() {}
+
+func (x *WorkerHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerHeartbeat.ProtoReflect.Descriptor instead.
+func (*WorkerHeartbeat) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *WorkerHeartbeat) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// A worker's notice that it is stopping.
+type WorkerDrain struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerDrain) Reset() {
+	*x = WorkerDrain{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerDrain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerDrain) ProtoMessage() {}
+
+func (x *WorkerDrain) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerDrain.ProtoReflect.Descriptor instead.
+func (*WorkerDrain) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{65}
+}
+
+// The server no longer waits for a call.
+type ToolCallCancel struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The call.
+	CallId string `protobuf:"bytes,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// Why, for the worker's logs.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallCancel) Reset() {
+	*x = ToolCallCancel{}
+	mi := &file_baton_v1_request_response_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallCancel) ProtoMessage() {}
+
+func (x *ToolCallCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_baton_v1_request_response_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallCancel.ProtoReflect.Descriptor instead.
+func (*ToolCallCancel) Descriptor() ([]byte, []int) {
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ToolCallCancel) GetCallId() string {
+	if x != nil {
+		return x.CallId
+	}
+	return ""
+}
+
+func (x *ToolCallCancel) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Request of HandoffService.RequestHandoff.
 type RequestHandoffRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3075,7 +3854,7 @@ type RequestHandoffRequest struct {
 
 func (x *RequestHandoffRequest) Reset() {
 	*x = RequestHandoffRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[57]
+	mi := &file_baton_v1_request_response_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3087,7 +3866,7 @@ func (x *RequestHandoffRequest) String() string {
 func (*RequestHandoffRequest) ProtoMessage() {}
 
 func (x *RequestHandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[57]
+	mi := &file_baton_v1_request_response_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3100,7 +3879,7 @@ func (x *RequestHandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestHandoffRequest.ProtoReflect.Descriptor instead.
 func (*RequestHandoffRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{57}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RequestHandoffRequest) GetSessionId() string {
@@ -3147,7 +3926,7 @@ type RequestHandoffResponse struct {
 
 func (x *RequestHandoffResponse) Reset() {
 	*x = RequestHandoffResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[58]
+	mi := &file_baton_v1_request_response_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3938,7 @@ func (x *RequestHandoffResponse) String() string {
 func (*RequestHandoffResponse) ProtoMessage() {}
 
 func (x *RequestHandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[58]
+	mi := &file_baton_v1_request_response_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3951,7 @@ func (x *RequestHandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestHandoffResponse.ProtoReflect.Descriptor instead.
 func (*RequestHandoffResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{58}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RequestHandoffResponse) GetHandoff() *Handoff {
@@ -3207,7 +3986,7 @@ type GetHandoffRequest struct {
 
 func (x *GetHandoffRequest) Reset() {
 	*x = GetHandoffRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[59]
+	mi := &file_baton_v1_request_response_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3219,7 +3998,7 @@ func (x *GetHandoffRequest) String() string {
 func (*GetHandoffRequest) ProtoMessage() {}
 
 func (x *GetHandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[59]
+	mi := &file_baton_v1_request_response_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3232,7 +4011,7 @@ func (x *GetHandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHandoffRequest.ProtoReflect.Descriptor instead.
 func (*GetHandoffRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{59}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetHandoffRequest) GetHandoffId() string {
@@ -3253,7 +4032,7 @@ type GetHandoffResponse struct {
 
 func (x *GetHandoffResponse) Reset() {
 	*x = GetHandoffResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[60]
+	mi := &file_baton_v1_request_response_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3265,7 +4044,7 @@ func (x *GetHandoffResponse) String() string {
 func (*GetHandoffResponse) ProtoMessage() {}
 
 func (x *GetHandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[60]
+	mi := &file_baton_v1_request_response_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3278,7 +4057,7 @@ func (x *GetHandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHandoffResponse.ProtoReflect.Descriptor instead.
 func (*GetHandoffResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{60}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetHandoffResponse) GetHandoff() *Handoff {
@@ -3307,7 +4086,7 @@ type ListHandoffsRequest struct {
 
 func (x *ListHandoffsRequest) Reset() {
 	*x = ListHandoffsRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[61]
+	mi := &file_baton_v1_request_response_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +4098,7 @@ func (x *ListHandoffsRequest) String() string {
 func (*ListHandoffsRequest) ProtoMessage() {}
 
 func (x *ListHandoffsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[61]
+	mi := &file_baton_v1_request_response_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +4111,7 @@ func (x *ListHandoffsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHandoffsRequest.ProtoReflect.Descriptor instead.
 func (*ListHandoffsRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{61}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListHandoffsRequest) GetPageSize() int32 {
@@ -3383,7 +4162,7 @@ type ListHandoffsResponse struct {
 
 func (x *ListHandoffsResponse) Reset() {
 	*x = ListHandoffsResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[62]
+	mi := &file_baton_v1_request_response_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +4174,7 @@ func (x *ListHandoffsResponse) String() string {
 func (*ListHandoffsResponse) ProtoMessage() {}
 
 func (x *ListHandoffsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[62]
+	mi := &file_baton_v1_request_response_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +4187,7 @@ func (x *ListHandoffsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHandoffsResponse.ProtoReflect.Descriptor instead.
 func (*ListHandoffsResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{62}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListHandoffsResponse) GetHandoffs() []*Handoff {
@@ -3442,7 +4221,7 @@ type ClaimHandoffRequest struct {
 
 func (x *ClaimHandoffRequest) Reset() {
 	*x = ClaimHandoffRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[63]
+	mi := &file_baton_v1_request_response_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3454,7 +4233,7 @@ func (x *ClaimHandoffRequest) String() string {
 func (*ClaimHandoffRequest) ProtoMessage() {}
 
 func (x *ClaimHandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[63]
+	mi := &file_baton_v1_request_response_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3467,7 +4246,7 @@ func (x *ClaimHandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHandoffRequest.ProtoReflect.Descriptor instead.
 func (*ClaimHandoffRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{63}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ClaimHandoffRequest) GetHandoffId() string {
@@ -3509,7 +4288,7 @@ type ClaimHandoffResponse struct {
 
 func (x *ClaimHandoffResponse) Reset() {
 	*x = ClaimHandoffResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[64]
+	mi := &file_baton_v1_request_response_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +4300,7 @@ func (x *ClaimHandoffResponse) String() string {
 func (*ClaimHandoffResponse) ProtoMessage() {}
 
 func (x *ClaimHandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[64]
+	mi := &file_baton_v1_request_response_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +4313,7 @@ func (x *ClaimHandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHandoffResponse.ProtoReflect.Descriptor instead.
 func (*ClaimHandoffResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{64}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ClaimHandoffResponse) GetHandoff() *Handoff {
@@ -3560,7 +4339,7 @@ type OfferHandoffRequest struct {
 
 func (x *OfferHandoffRequest) Reset() {
 	*x = OfferHandoffRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[65]
+	mi := &file_baton_v1_request_response_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3572,7 +4351,7 @@ func (x *OfferHandoffRequest) String() string {
 func (*OfferHandoffRequest) ProtoMessage() {}
 
 func (x *OfferHandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[65]
+	mi := &file_baton_v1_request_response_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3585,7 +4364,7 @@ func (x *OfferHandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferHandoffRequest.ProtoReflect.Descriptor instead.
 func (*OfferHandoffRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{65}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *OfferHandoffRequest) GetHandoffId() string {
@@ -3620,7 +4399,7 @@ type OfferHandoffResponse struct {
 
 func (x *OfferHandoffResponse) Reset() {
 	*x = OfferHandoffResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[66]
+	mi := &file_baton_v1_request_response_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3632,7 +4411,7 @@ func (x *OfferHandoffResponse) String() string {
 func (*OfferHandoffResponse) ProtoMessage() {}
 
 func (x *OfferHandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[66]
+	mi := &file_baton_v1_request_response_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3645,7 +4424,7 @@ func (x *OfferHandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferHandoffResponse.ProtoReflect.Descriptor instead.
 func (*OfferHandoffResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{66}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *OfferHandoffResponse) GetHandoff() *Handoff {
@@ -3674,7 +4453,7 @@ type RespondToOfferRequest struct {
 
 func (x *RespondToOfferRequest) Reset() {
 	*x = RespondToOfferRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[67]
+	mi := &file_baton_v1_request_response_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3686,7 +4465,7 @@ func (x *RespondToOfferRequest) String() string {
 func (*RespondToOfferRequest) ProtoMessage() {}
 
 func (x *RespondToOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[67]
+	mi := &file_baton_v1_request_response_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3699,7 +4478,7 @@ func (x *RespondToOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RespondToOfferRequest.ProtoReflect.Descriptor instead.
 func (*RespondToOfferRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{67}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *RespondToOfferRequest) GetHandoffId() string {
@@ -3748,7 +4527,7 @@ type RespondToOfferResponse struct {
 
 func (x *RespondToOfferResponse) Reset() {
 	*x = RespondToOfferResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[68]
+	mi := &file_baton_v1_request_response_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +4539,7 @@ func (x *RespondToOfferResponse) String() string {
 func (*RespondToOfferResponse) ProtoMessage() {}
 
 func (x *RespondToOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[68]
+	mi := &file_baton_v1_request_response_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +4552,7 @@ func (x *RespondToOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RespondToOfferResponse.ProtoReflect.Descriptor instead.
 func (*RespondToOfferResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{68}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *RespondToOfferResponse) GetHandoff() *Handoff {
@@ -3803,7 +4582,7 @@ type ReleaseHandoffRequest struct {
 
 func (x *ReleaseHandoffRequest) Reset() {
 	*x = ReleaseHandoffRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[69]
+	mi := &file_baton_v1_request_response_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3815,7 +4594,7 @@ func (x *ReleaseHandoffRequest) String() string {
 func (*ReleaseHandoffRequest) ProtoMessage() {}
 
 func (x *ReleaseHandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[69]
+	mi := &file_baton_v1_request_response_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3828,7 +4607,7 @@ func (x *ReleaseHandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHandoffRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseHandoffRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{69}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ReleaseHandoffRequest) GetHandoffId() string {
@@ -3877,7 +4656,7 @@ type ReleaseHandoffResponse struct {
 
 func (x *ReleaseHandoffResponse) Reset() {
 	*x = ReleaseHandoffResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[70]
+	mi := &file_baton_v1_request_response_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3889,7 +4668,7 @@ func (x *ReleaseHandoffResponse) String() string {
 func (*ReleaseHandoffResponse) ProtoMessage() {}
 
 func (x *ReleaseHandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[70]
+	mi := &file_baton_v1_request_response_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3902,7 +4681,7 @@ func (x *ReleaseHandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHandoffResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseHandoffResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{70}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ReleaseHandoffResponse) GetHandoff() *Handoff {
@@ -3931,7 +4710,7 @@ type TransferHandoffRequest struct {
 
 func (x *TransferHandoffRequest) Reset() {
 	*x = TransferHandoffRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[71]
+	mi := &file_baton_v1_request_response_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3943,7 +4722,7 @@ func (x *TransferHandoffRequest) String() string {
 func (*TransferHandoffRequest) ProtoMessage() {}
 
 func (x *TransferHandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[71]
+	mi := &file_baton_v1_request_response_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3956,7 +4735,7 @@ func (x *TransferHandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferHandoffRequest.ProtoReflect.Descriptor instead.
 func (*TransferHandoffRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{71}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *TransferHandoffRequest) GetHandoffId() string {
@@ -4005,7 +4784,7 @@ type TransferHandoffResponse struct {
 
 func (x *TransferHandoffResponse) Reset() {
 	*x = TransferHandoffResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[72]
+	mi := &file_baton_v1_request_response_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4017,7 +4796,7 @@ func (x *TransferHandoffResponse) String() string {
 func (*TransferHandoffResponse) ProtoMessage() {}
 
 func (x *TransferHandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[72]
+	mi := &file_baton_v1_request_response_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4030,7 +4809,7 @@ func (x *TransferHandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferHandoffResponse.ProtoReflect.Descriptor instead.
 func (*TransferHandoffResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{72}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *TransferHandoffResponse) GetHandoff() *Handoff {
@@ -4058,7 +4837,7 @@ type WatchHandoffsRequest struct {
 
 func (x *WatchHandoffsRequest) Reset() {
 	*x = WatchHandoffsRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[73]
+	mi := &file_baton_v1_request_response_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4070,7 +4849,7 @@ func (x *WatchHandoffsRequest) String() string {
 func (*WatchHandoffsRequest) ProtoMessage() {}
 
 func (x *WatchHandoffsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[73]
+	mi := &file_baton_v1_request_response_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4083,7 +4862,7 @@ func (x *WatchHandoffsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHandoffsRequest.ProtoReflect.Descriptor instead.
 func (*WatchHandoffsRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{73}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *WatchHandoffsRequest) GetAgentId() string {
@@ -4120,7 +4899,7 @@ type WatchHandoffsHeartbeat struct {
 
 func (x *WatchHandoffsHeartbeat) Reset() {
 	*x = WatchHandoffsHeartbeat{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[74]
+	mi := &file_baton_v1_request_response_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4132,7 +4911,7 @@ func (x *WatchHandoffsHeartbeat) String() string {
 func (*WatchHandoffsHeartbeat) ProtoMessage() {}
 
 func (x *WatchHandoffsHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[74]
+	mi := &file_baton_v1_request_response_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4145,7 +4924,7 @@ func (x *WatchHandoffsHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHandoffsHeartbeat.ProtoReflect.Descriptor instead.
 func (*WatchHandoffsHeartbeat) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{74}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *WatchHandoffsHeartbeat) GetPosition() int64 {
@@ -4179,7 +4958,7 @@ type WatchHandoffsResponse struct {
 
 func (x *WatchHandoffsResponse) Reset() {
 	*x = WatchHandoffsResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[75]
+	mi := &file_baton_v1_request_response_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4191,7 +4970,7 @@ func (x *WatchHandoffsResponse) String() string {
 func (*WatchHandoffsResponse) ProtoMessage() {}
 
 func (x *WatchHandoffsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[75]
+	mi := &file_baton_v1_request_response_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4204,7 +4983,7 @@ func (x *WatchHandoffsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHandoffsResponse.ProtoReflect.Descriptor instead.
 func (*WatchHandoffsResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{75}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *WatchHandoffsResponse) GetChanges() []*HandoffChange {
@@ -4250,7 +5029,7 @@ type GetHandoffStatsRequest struct {
 
 func (x *GetHandoffStatsRequest) Reset() {
 	*x = GetHandoffStatsRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[76]
+	mi := &file_baton_v1_request_response_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4262,7 +5041,7 @@ func (x *GetHandoffStatsRequest) String() string {
 func (*GetHandoffStatsRequest) ProtoMessage() {}
 
 func (x *GetHandoffStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[76]
+	mi := &file_baton_v1_request_response_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4275,7 +5054,7 @@ func (x *GetHandoffStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHandoffStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetHandoffStatsRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{76}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *GetHandoffStatsRequest) GetAgentId() string {
@@ -4310,7 +5089,7 @@ type GetHandoffStatsResponse struct {
 
 func (x *GetHandoffStatsResponse) Reset() {
 	*x = GetHandoffStatsResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[77]
+	mi := &file_baton_v1_request_response_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4322,7 +5101,7 @@ func (x *GetHandoffStatsResponse) String() string {
 func (*GetHandoffStatsResponse) ProtoMessage() {}
 
 func (x *GetHandoffStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[77]
+	mi := &file_baton_v1_request_response_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4335,7 +5114,7 @@ func (x *GetHandoffStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHandoffStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetHandoffStatsResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{77}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *GetHandoffStatsResponse) GetStats() *HandoffStats {
@@ -4358,7 +5137,7 @@ type IssueCustomerTokenRequest struct {
 
 func (x *IssueCustomerTokenRequest) Reset() {
 	*x = IssueCustomerTokenRequest{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[78]
+	mi := &file_baton_v1_request_response_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4370,7 +5149,7 @@ func (x *IssueCustomerTokenRequest) String() string {
 func (*IssueCustomerTokenRequest) ProtoMessage() {}
 
 func (x *IssueCustomerTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[78]
+	mi := &file_baton_v1_request_response_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4383,7 +5162,7 @@ func (x *IssueCustomerTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCustomerTokenRequest.ProtoReflect.Descriptor instead.
 func (*IssueCustomerTokenRequest) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{78}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *IssueCustomerTokenRequest) GetCustomerId() string {
@@ -4413,7 +5192,7 @@ type IssueCustomerTokenResponse struct {
 
 func (x *IssueCustomerTokenResponse) Reset() {
 	*x = IssueCustomerTokenResponse{}
-	mi := &file_baton_v1_request_response_proto_msgTypes[79]
+	mi := &file_baton_v1_request_response_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4425,7 +5204,7 @@ func (x *IssueCustomerTokenResponse) String() string {
 func (*IssueCustomerTokenResponse) ProtoMessage() {}
 
 func (x *IssueCustomerTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_baton_v1_request_response_proto_msgTypes[79]
+	mi := &file_baton_v1_request_response_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4438,7 +5217,7 @@ func (x *IssueCustomerTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCustomerTokenResponse.ProtoReflect.Descriptor instead.
 func (*IssueCustomerTokenResponse) Descriptor() ([]byte, []int) {
-	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{79}
+	return file_baton_v1_request_response_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *IssueCustomerTokenResponse) GetToken() string {
@@ -4639,7 +5418,62 @@ const file_baton_v1_request_response_proto_rawDesc = "" +
 	"\x1cDeleteCannedResponseResponse\"\x12\n" +
 	"\x10ListToolsRequest\"9\n" +
 	"\x11ListToolsResponse\x12$\n" +
-	"\x05tools\x18\x01 \x03(\v2\x0e.baton.v1.ToolR\x05tools\"\xcc\x01\n" +
+	"\x05tools\x18\x01 \x03(\v2\x0e.baton.v1.ToolR\x05tools\"\xf2\x01\n" +
+	"\x11ServeToolsRequest\x127\n" +
+	"\adeclare\x18\x01 \x01(\v2\x1b.baton.v1.WorkerDeclarationH\x00R\adeclare\x122\n" +
+	"\x06result\x18\x02 \x01(\v2\x18.baton.v1.ToolCallResultH\x00R\x06result\x129\n" +
+	"\theartbeat\x18\x03 \x01(\v2\x19.baton.v1.WorkerHeartbeatH\x00R\theartbeat\x12-\n" +
+	"\x05drain\x18\x04 \x01(\v2\x15.baton.v1.WorkerDrainH\x00R\x05drainB\x06\n" +
+	"\x04kind\"\xf4\x01\n" +
+	"\x12ServeToolsResponse\x126\n" +
+	"\baccepted\x18\x01 \x01(\v2\x18.baton.v1.WorkerAcceptedH\x00R\baccepted\x12/\n" +
+	"\x04call\x18\x02 \x01(\v2\x19.baton.v1.ToolCallRequestH\x00R\x04call\x129\n" +
+	"\theartbeat\x18\x03 \x01(\v2\x19.baton.v1.WorkerHeartbeatH\x00R\theartbeat\x122\n" +
+	"\x06cancel\x18\x04 \x01(\v2\x18.baton.v1.ToolCallCancelH\x00R\x06cancelB\x06\n" +
+	"\x04kind\"\x97\x01\n" +
+	"\x11WorkerDeclaration\x12\x1f\n" +
+	"\vworker_name\x18\x01 \x01(\tR\n" +
+	"workerName\x12/\n" +
+	"\x05tools\x18\x02 \x03(\v2\x19.baton.v1.ToolDeclarationR\x05tools\x120\n" +
+	"\x14max_concurrent_calls\x18\x03 \x01(\x05R\x12maxConcurrentCalls\"\xd4\x01\n" +
+	"\x0fToolDeclaration\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x127\n" +
+	"\n" +
+	"parameters\x18\x03 \x01(\v2\x17.google.protobuf.StructR\n" +
+	"parameters\x123\n" +
+	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1d\n" +
+	"\n" +
+	"retry_safe\x18\x05 \x01(\bR\tretrySafe\"w\n" +
+	"\x0eWorkerAccepted\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12H\n" +
+	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xc9\x02\n" +
+	"\x0fToolCallRequest\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\tR\x06callId\x12\x12\n" +
+	"\x04tool\x18\x02 \x01(\tR\x04tool\x125\n" +
+	"\targuments\x18\x03 \x01(\v2\x17.google.protobuf.StructR\targuments\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x04 \x01(\tR\tsessionId\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12\x1f\n" +
+	"\vcustomer_id\x18\x06 \x01(\tR\n" +
+	"customerId\x12%\n" +
+	"\x0ecorrelation_id\x18\a \x01(\tR\rcorrelationId\x126\n" +
+	"\bdeadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x18\n" +
+	"\aattempt\x18\t \x01(\x05R\aattempt\"\xe8\x01\n" +
+	"\x0eToolCallResult\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\tR\x06callId\x12*\n" +
+	"\x04data\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x04data\x12?\n" +
+	"\acontrol\x18\x03 \x03(\v2%.baton.v1.ToolCallResult.ControlEntryR\acontrol\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x1a:\n" +
+	"\fControlEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x0fWorkerHeartbeat\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\r\n" +
+	"\vWorkerDrain\"A\n" +
+	"\x0eToolCallCancel\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\tR\x06callId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xcc\x01\n" +
 	"\x15RequestHandoffRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
@@ -4758,7 +5592,7 @@ func file_baton_v1_request_response_proto_rawDescGZIP() []byte {
 	return file_baton_v1_request_response_proto_rawDescData
 }
 
-var file_baton_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
+var file_baton_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
 var file_baton_v1_request_response_proto_goTypes = []any{
 	(*CreateAgentRequest)(nil),           // 0: baton.v1.CreateAgentRequest
 	(*CreateAgentResponse)(nil),          // 1: baton.v1.CreateAgentResponse
@@ -4817,135 +5651,164 @@ var file_baton_v1_request_response_proto_goTypes = []any{
 	(*DeleteCannedResponseResponse)(nil), // 54: baton.v1.DeleteCannedResponseResponse
 	(*ListToolsRequest)(nil),             // 55: baton.v1.ListToolsRequest
 	(*ListToolsResponse)(nil),            // 56: baton.v1.ListToolsResponse
-	(*RequestHandoffRequest)(nil),        // 57: baton.v1.RequestHandoffRequest
-	(*RequestHandoffResponse)(nil),       // 58: baton.v1.RequestHandoffResponse
-	(*GetHandoffRequest)(nil),            // 59: baton.v1.GetHandoffRequest
-	(*GetHandoffResponse)(nil),           // 60: baton.v1.GetHandoffResponse
-	(*ListHandoffsRequest)(nil),          // 61: baton.v1.ListHandoffsRequest
-	(*ListHandoffsResponse)(nil),         // 62: baton.v1.ListHandoffsResponse
-	(*ClaimHandoffRequest)(nil),          // 63: baton.v1.ClaimHandoffRequest
-	(*ClaimHandoffResponse)(nil),         // 64: baton.v1.ClaimHandoffResponse
-	(*OfferHandoffRequest)(nil),          // 65: baton.v1.OfferHandoffRequest
-	(*OfferHandoffResponse)(nil),         // 66: baton.v1.OfferHandoffResponse
-	(*RespondToOfferRequest)(nil),        // 67: baton.v1.RespondToOfferRequest
-	(*RespondToOfferResponse)(nil),       // 68: baton.v1.RespondToOfferResponse
-	(*ReleaseHandoffRequest)(nil),        // 69: baton.v1.ReleaseHandoffRequest
-	(*ReleaseHandoffResponse)(nil),       // 70: baton.v1.ReleaseHandoffResponse
-	(*TransferHandoffRequest)(nil),       // 71: baton.v1.TransferHandoffRequest
-	(*TransferHandoffResponse)(nil),      // 72: baton.v1.TransferHandoffResponse
-	(*WatchHandoffsRequest)(nil),         // 73: baton.v1.WatchHandoffsRequest
-	(*WatchHandoffsHeartbeat)(nil),       // 74: baton.v1.WatchHandoffsHeartbeat
-	(*WatchHandoffsResponse)(nil),        // 75: baton.v1.WatchHandoffsResponse
-	(*GetHandoffStatsRequest)(nil),       // 76: baton.v1.GetHandoffStatsRequest
-	(*GetHandoffStatsResponse)(nil),      // 77: baton.v1.GetHandoffStatsResponse
-	(*IssueCustomerTokenRequest)(nil),    // 78: baton.v1.IssueCustomerTokenRequest
-	(*IssueCustomerTokenResponse)(nil),   // 79: baton.v1.IssueCustomerTokenResponse
-	(*Agent)(nil),                        // 80: baton.v1.Agent
-	(*fieldmaskpb.FieldMask)(nil),        // 81: google.protobuf.FieldMask
-	(*Customer)(nil),                     // 82: baton.v1.Customer
-	(*Session)(nil),                      // 83: baton.v1.Session
-	(SessionMode)(0),                     // 84: baton.v1.SessionMode
-	(EventKind)(0),                       // 85: baton.v1.EventKind
-	(EventSource)(0),                     // 86: baton.v1.EventSource
-	(*MessageData)(nil),                  // 87: baton.v1.MessageData
-	(*ToolData)(nil),                     // 88: baton.v1.ToolData
-	(*StatusData)(nil),                   // 89: baton.v1.StatusData
-	(*structpb.Struct)(nil),              // 90: google.protobuf.Struct
-	(*Event)(nil),                        // 91: baton.v1.Event
-	(*timestamppb.Timestamp)(nil),        // 92: google.protobuf.Timestamp
-	(*MessageDelta)(nil),                 // 93: baton.v1.MessageDelta
-	(*Guideline)(nil),                    // 94: baton.v1.Guideline
-	(*CannedResponse)(nil),               // 95: baton.v1.CannedResponse
-	(*Tool)(nil),                         // 96: baton.v1.Tool
-	(HandoffRequester)(0),                // 97: baton.v1.HandoffRequester
-	(*Handoff)(nil),                      // 98: baton.v1.Handoff
-	(HandoffState)(0),                    // 99: baton.v1.HandoffState
-	(*Participant)(nil),                  // 100: baton.v1.Participant
-	(HandoffOutcome)(0),                  // 101: baton.v1.HandoffOutcome
-	(*HandoffChange)(nil),                // 102: baton.v1.HandoffChange
-	(*HandoffStats)(nil),                 // 103: baton.v1.HandoffStats
-	(*durationpb.Duration)(nil),          // 104: google.protobuf.Duration
+	(*ServeToolsRequest)(nil),            // 57: baton.v1.ServeToolsRequest
+	(*ServeToolsResponse)(nil),           // 58: baton.v1.ServeToolsResponse
+	(*WorkerDeclaration)(nil),            // 59: baton.v1.WorkerDeclaration
+	(*ToolDeclaration)(nil),              // 60: baton.v1.ToolDeclaration
+	(*WorkerAccepted)(nil),               // 61: baton.v1.WorkerAccepted
+	(*ToolCallRequest)(nil),              // 62: baton.v1.ToolCallRequest
+	(*ToolCallResult)(nil),               // 63: baton.v1.ToolCallResult
+	(*WorkerHeartbeat)(nil),              // 64: baton.v1.WorkerHeartbeat
+	(*WorkerDrain)(nil),                  // 65: baton.v1.WorkerDrain
+	(*ToolCallCancel)(nil),               // 66: baton.v1.ToolCallCancel
+	(*RequestHandoffRequest)(nil),        // 67: baton.v1.RequestHandoffRequest
+	(*RequestHandoffResponse)(nil),       // 68: baton.v1.RequestHandoffResponse
+	(*GetHandoffRequest)(nil),            // 69: baton.v1.GetHandoffRequest
+	(*GetHandoffResponse)(nil),           // 70: baton.v1.GetHandoffResponse
+	(*ListHandoffsRequest)(nil),          // 71: baton.v1.ListHandoffsRequest
+	(*ListHandoffsResponse)(nil),         // 72: baton.v1.ListHandoffsResponse
+	(*ClaimHandoffRequest)(nil),          // 73: baton.v1.ClaimHandoffRequest
+	(*ClaimHandoffResponse)(nil),         // 74: baton.v1.ClaimHandoffResponse
+	(*OfferHandoffRequest)(nil),          // 75: baton.v1.OfferHandoffRequest
+	(*OfferHandoffResponse)(nil),         // 76: baton.v1.OfferHandoffResponse
+	(*RespondToOfferRequest)(nil),        // 77: baton.v1.RespondToOfferRequest
+	(*RespondToOfferResponse)(nil),       // 78: baton.v1.RespondToOfferResponse
+	(*ReleaseHandoffRequest)(nil),        // 79: baton.v1.ReleaseHandoffRequest
+	(*ReleaseHandoffResponse)(nil),       // 80: baton.v1.ReleaseHandoffResponse
+	(*TransferHandoffRequest)(nil),       // 81: baton.v1.TransferHandoffRequest
+	(*TransferHandoffResponse)(nil),      // 82: baton.v1.TransferHandoffResponse
+	(*WatchHandoffsRequest)(nil),         // 83: baton.v1.WatchHandoffsRequest
+	(*WatchHandoffsHeartbeat)(nil),       // 84: baton.v1.WatchHandoffsHeartbeat
+	(*WatchHandoffsResponse)(nil),        // 85: baton.v1.WatchHandoffsResponse
+	(*GetHandoffStatsRequest)(nil),       // 86: baton.v1.GetHandoffStatsRequest
+	(*GetHandoffStatsResponse)(nil),      // 87: baton.v1.GetHandoffStatsResponse
+	(*IssueCustomerTokenRequest)(nil),    // 88: baton.v1.IssueCustomerTokenRequest
+	(*IssueCustomerTokenResponse)(nil),   // 89: baton.v1.IssueCustomerTokenResponse
+	nil,                                  // 90: baton.v1.ToolCallResult.ControlEntry
+	(*Agent)(nil),                        // 91: baton.v1.Agent
+	(*fieldmaskpb.FieldMask)(nil),        // 92: google.protobuf.FieldMask
+	(*Customer)(nil),                     // 93: baton.v1.Customer
+	(*Session)(nil),                      // 94: baton.v1.Session
+	(SessionMode)(0),                     // 95: baton.v1.SessionMode
+	(EventKind)(0),                       // 96: baton.v1.EventKind
+	(EventSource)(0),                     // 97: baton.v1.EventSource
+	(*MessageData)(nil),                  // 98: baton.v1.MessageData
+	(*ToolData)(nil),                     // 99: baton.v1.ToolData
+	(*StatusData)(nil),                   // 100: baton.v1.StatusData
+	(*structpb.Struct)(nil),              // 101: google.protobuf.Struct
+	(*Event)(nil),                        // 102: baton.v1.Event
+	(*timestamppb.Timestamp)(nil),        // 103: google.protobuf.Timestamp
+	(*MessageDelta)(nil),                 // 104: baton.v1.MessageDelta
+	(*Guideline)(nil),                    // 105: baton.v1.Guideline
+	(*CannedResponse)(nil),               // 106: baton.v1.CannedResponse
+	(*Tool)(nil),                         // 107: baton.v1.Tool
+	(*durationpb.Duration)(nil),          // 108: google.protobuf.Duration
+	(*structpb.Value)(nil),               // 109: google.protobuf.Value
+	(HandoffRequester)(0),                // 110: baton.v1.HandoffRequester
+	(*Handoff)(nil),                      // 111: baton.v1.Handoff
+	(HandoffState)(0),                    // 112: baton.v1.HandoffState
+	(*Participant)(nil),                  // 113: baton.v1.Participant
+	(HandoffOutcome)(0),                  // 114: baton.v1.HandoffOutcome
+	(*HandoffChange)(nil),                // 115: baton.v1.HandoffChange
+	(*HandoffStats)(nil),                 // 116: baton.v1.HandoffStats
 }
 var file_baton_v1_request_response_proto_depIdxs = []int32{
-	80,  // 0: baton.v1.CreateAgentRequest.agent:type_name -> baton.v1.Agent
-	80,  // 1: baton.v1.CreateAgentResponse.agent:type_name -> baton.v1.Agent
-	80,  // 2: baton.v1.GetAgentResponse.agent:type_name -> baton.v1.Agent
-	80,  // 3: baton.v1.ListAgentsResponse.agents:type_name -> baton.v1.Agent
-	80,  // 4: baton.v1.UpdateAgentRequest.agent:type_name -> baton.v1.Agent
-	81,  // 5: baton.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	80,  // 6: baton.v1.UpdateAgentResponse.agent:type_name -> baton.v1.Agent
-	82,  // 7: baton.v1.CreateCustomerRequest.customer:type_name -> baton.v1.Customer
-	82,  // 8: baton.v1.CreateCustomerResponse.customer:type_name -> baton.v1.Customer
-	82,  // 9: baton.v1.GetCustomerResponse.customer:type_name -> baton.v1.Customer
-	82,  // 10: baton.v1.ListCustomersResponse.customers:type_name -> baton.v1.Customer
-	82,  // 11: baton.v1.UpdateCustomerRequest.customer:type_name -> baton.v1.Customer
-	81,  // 12: baton.v1.UpdateCustomerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	82,  // 13: baton.v1.UpdateCustomerResponse.customer:type_name -> baton.v1.Customer
-	83,  // 14: baton.v1.CreateSessionRequest.session:type_name -> baton.v1.Session
-	83,  // 15: baton.v1.CreateSessionResponse.session:type_name -> baton.v1.Session
-	83,  // 16: baton.v1.GetSessionResponse.session:type_name -> baton.v1.Session
-	84,  // 17: baton.v1.ListSessionsRequest.mode:type_name -> baton.v1.SessionMode
-	83,  // 18: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
-	83,  // 19: baton.v1.UpdateSessionRequest.session:type_name -> baton.v1.Session
-	81,  // 20: baton.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	83,  // 21: baton.v1.UpdateSessionResponse.session:type_name -> baton.v1.Session
-	85,  // 22: baton.v1.CreateEventRequest.kind:type_name -> baton.v1.EventKind
-	86,  // 23: baton.v1.CreateEventRequest.source:type_name -> baton.v1.EventSource
-	87,  // 24: baton.v1.CreateEventRequest.message:type_name -> baton.v1.MessageData
-	88,  // 25: baton.v1.CreateEventRequest.tool:type_name -> baton.v1.ToolData
-	89,  // 26: baton.v1.CreateEventRequest.status:type_name -> baton.v1.StatusData
-	90,  // 27: baton.v1.CreateEventRequest.custom:type_name -> google.protobuf.Struct
-	91,  // 28: baton.v1.CreateEventResponse.event:type_name -> baton.v1.Event
-	85,  // 29: baton.v1.ListEventsRequest.kinds:type_name -> baton.v1.EventKind
-	86,  // 30: baton.v1.ListEventsRequest.sources:type_name -> baton.v1.EventSource
-	92,  // 31: baton.v1.ListEventsHeartbeat.time:type_name -> google.protobuf.Timestamp
-	91,  // 32: baton.v1.ListEventsResponse.events:type_name -> baton.v1.Event
+	91,  // 0: baton.v1.CreateAgentRequest.agent:type_name -> baton.v1.Agent
+	91,  // 1: baton.v1.CreateAgentResponse.agent:type_name -> baton.v1.Agent
+	91,  // 2: baton.v1.GetAgentResponse.agent:type_name -> baton.v1.Agent
+	91,  // 3: baton.v1.ListAgentsResponse.agents:type_name -> baton.v1.Agent
+	91,  // 4: baton.v1.UpdateAgentRequest.agent:type_name -> baton.v1.Agent
+	92,  // 5: baton.v1.UpdateAgentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	91,  // 6: baton.v1.UpdateAgentResponse.agent:type_name -> baton.v1.Agent
+	93,  // 7: baton.v1.CreateCustomerRequest.customer:type_name -> baton.v1.Customer
+	93,  // 8: baton.v1.CreateCustomerResponse.customer:type_name -> baton.v1.Customer
+	93,  // 9: baton.v1.GetCustomerResponse.customer:type_name -> baton.v1.Customer
+	93,  // 10: baton.v1.ListCustomersResponse.customers:type_name -> baton.v1.Customer
+	93,  // 11: baton.v1.UpdateCustomerRequest.customer:type_name -> baton.v1.Customer
+	92,  // 12: baton.v1.UpdateCustomerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	93,  // 13: baton.v1.UpdateCustomerResponse.customer:type_name -> baton.v1.Customer
+	94,  // 14: baton.v1.CreateSessionRequest.session:type_name -> baton.v1.Session
+	94,  // 15: baton.v1.CreateSessionResponse.session:type_name -> baton.v1.Session
+	94,  // 16: baton.v1.GetSessionResponse.session:type_name -> baton.v1.Session
+	95,  // 17: baton.v1.ListSessionsRequest.mode:type_name -> baton.v1.SessionMode
+	94,  // 18: baton.v1.ListSessionsResponse.sessions:type_name -> baton.v1.Session
+	94,  // 19: baton.v1.UpdateSessionRequest.session:type_name -> baton.v1.Session
+	92,  // 20: baton.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	94,  // 21: baton.v1.UpdateSessionResponse.session:type_name -> baton.v1.Session
+	96,  // 22: baton.v1.CreateEventRequest.kind:type_name -> baton.v1.EventKind
+	97,  // 23: baton.v1.CreateEventRequest.source:type_name -> baton.v1.EventSource
+	98,  // 24: baton.v1.CreateEventRequest.message:type_name -> baton.v1.MessageData
+	99,  // 25: baton.v1.CreateEventRequest.tool:type_name -> baton.v1.ToolData
+	100, // 26: baton.v1.CreateEventRequest.status:type_name -> baton.v1.StatusData
+	101, // 27: baton.v1.CreateEventRequest.custom:type_name -> google.protobuf.Struct
+	102, // 28: baton.v1.CreateEventResponse.event:type_name -> baton.v1.Event
+	96,  // 29: baton.v1.ListEventsRequest.kinds:type_name -> baton.v1.EventKind
+	97,  // 30: baton.v1.ListEventsRequest.sources:type_name -> baton.v1.EventSource
+	103, // 31: baton.v1.ListEventsHeartbeat.time:type_name -> google.protobuf.Timestamp
+	102, // 32: baton.v1.ListEventsResponse.events:type_name -> baton.v1.Event
 	33,  // 33: baton.v1.ListEventsResponse.heartbeat:type_name -> baton.v1.ListEventsHeartbeat
-	93,  // 34: baton.v1.ListEventsResponse.delta:type_name -> baton.v1.MessageDelta
-	94,  // 35: baton.v1.CreateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
-	94,  // 36: baton.v1.CreateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	94,  // 37: baton.v1.GetGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	94,  // 38: baton.v1.ListGuidelinesResponse.guidelines:type_name -> baton.v1.Guideline
-	94,  // 39: baton.v1.UpdateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
-	81,  // 40: baton.v1.UpdateGuidelineRequest.update_mask:type_name -> google.protobuf.FieldMask
-	94,  // 41: baton.v1.UpdateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
-	95,  // 42: baton.v1.CreateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
-	95,  // 43: baton.v1.CreateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	95,  // 44: baton.v1.GetCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	95,  // 45: baton.v1.ListCannedResponsesResponse.canned_responses:type_name -> baton.v1.CannedResponse
-	95,  // 46: baton.v1.UpdateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
-	81,  // 47: baton.v1.UpdateCannedResponseRequest.update_mask:type_name -> google.protobuf.FieldMask
-	95,  // 48: baton.v1.UpdateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
-	96,  // 49: baton.v1.ListToolsResponse.tools:type_name -> baton.v1.Tool
-	97,  // 50: baton.v1.RequestHandoffRequest.requested_by:type_name -> baton.v1.HandoffRequester
-	98,  // 51: baton.v1.RequestHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	98,  // 52: baton.v1.GetHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	99,  // 53: baton.v1.ListHandoffsRequest.state:type_name -> baton.v1.HandoffState
-	98,  // 54: baton.v1.ListHandoffsResponse.handoffs:type_name -> baton.v1.Handoff
-	100, // 55: baton.v1.ClaimHandoffRequest.operator:type_name -> baton.v1.Participant
-	98,  // 56: baton.v1.ClaimHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	100, // 57: baton.v1.OfferHandoffRequest.operator:type_name -> baton.v1.Participant
-	98,  // 58: baton.v1.OfferHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	100, // 59: baton.v1.RespondToOfferRequest.operator:type_name -> baton.v1.Participant
-	98,  // 60: baton.v1.RespondToOfferResponse.handoff:type_name -> baton.v1.Handoff
-	101, // 61: baton.v1.ReleaseHandoffRequest.outcome:type_name -> baton.v1.HandoffOutcome
-	98,  // 62: baton.v1.ReleaseHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	100, // 63: baton.v1.TransferHandoffRequest.to_operator:type_name -> baton.v1.Participant
-	98,  // 64: baton.v1.TransferHandoffResponse.handoff:type_name -> baton.v1.Handoff
-	100, // 65: baton.v1.WatchHandoffsRequest.operator:type_name -> baton.v1.Participant
-	92,  // 66: baton.v1.WatchHandoffsHeartbeat.time:type_name -> google.protobuf.Timestamp
-	102, // 67: baton.v1.WatchHandoffsResponse.changes:type_name -> baton.v1.HandoffChange
-	74,  // 68: baton.v1.WatchHandoffsResponse.heartbeat:type_name -> baton.v1.WatchHandoffsHeartbeat
-	92,  // 69: baton.v1.GetHandoffStatsRequest.start_time:type_name -> google.protobuf.Timestamp
-	92,  // 70: baton.v1.GetHandoffStatsRequest.end_time:type_name -> google.protobuf.Timestamp
-	103, // 71: baton.v1.GetHandoffStatsResponse.stats:type_name -> baton.v1.HandoffStats
-	104, // 72: baton.v1.IssueCustomerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	92,  // 73: baton.v1.IssueCustomerTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	74,  // [74:74] is the sub-list for method output_type
-	74,  // [74:74] is the sub-list for method input_type
-	74,  // [74:74] is the sub-list for extension type_name
-	74,  // [74:74] is the sub-list for extension extendee
-	0,   // [0:74] is the sub-list for field type_name
+	104, // 34: baton.v1.ListEventsResponse.delta:type_name -> baton.v1.MessageDelta
+	105, // 35: baton.v1.CreateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
+	105, // 36: baton.v1.CreateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	105, // 37: baton.v1.GetGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	105, // 38: baton.v1.ListGuidelinesResponse.guidelines:type_name -> baton.v1.Guideline
+	105, // 39: baton.v1.UpdateGuidelineRequest.guideline:type_name -> baton.v1.Guideline
+	92,  // 40: baton.v1.UpdateGuidelineRequest.update_mask:type_name -> google.protobuf.FieldMask
+	105, // 41: baton.v1.UpdateGuidelineResponse.guideline:type_name -> baton.v1.Guideline
+	106, // 42: baton.v1.CreateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
+	106, // 43: baton.v1.CreateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	106, // 44: baton.v1.GetCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	106, // 45: baton.v1.ListCannedResponsesResponse.canned_responses:type_name -> baton.v1.CannedResponse
+	106, // 46: baton.v1.UpdateCannedResponseRequest.canned_response:type_name -> baton.v1.CannedResponse
+	92,  // 47: baton.v1.UpdateCannedResponseRequest.update_mask:type_name -> google.protobuf.FieldMask
+	106, // 48: baton.v1.UpdateCannedResponseResponse.canned_response:type_name -> baton.v1.CannedResponse
+	107, // 49: baton.v1.ListToolsResponse.tools:type_name -> baton.v1.Tool
+	59,  // 50: baton.v1.ServeToolsRequest.declare:type_name -> baton.v1.WorkerDeclaration
+	63,  // 51: baton.v1.ServeToolsRequest.result:type_name -> baton.v1.ToolCallResult
+	64,  // 52: baton.v1.ServeToolsRequest.heartbeat:type_name -> baton.v1.WorkerHeartbeat
+	65,  // 53: baton.v1.ServeToolsRequest.drain:type_name -> baton.v1.WorkerDrain
+	61,  // 54: baton.v1.ServeToolsResponse.accepted:type_name -> baton.v1.WorkerAccepted
+	62,  // 55: baton.v1.ServeToolsResponse.call:type_name -> baton.v1.ToolCallRequest
+	64,  // 56: baton.v1.ServeToolsResponse.heartbeat:type_name -> baton.v1.WorkerHeartbeat
+	66,  // 57: baton.v1.ServeToolsResponse.cancel:type_name -> baton.v1.ToolCallCancel
+	60,  // 58: baton.v1.WorkerDeclaration.tools:type_name -> baton.v1.ToolDeclaration
+	101, // 59: baton.v1.ToolDeclaration.parameters:type_name -> google.protobuf.Struct
+	108, // 60: baton.v1.ToolDeclaration.timeout:type_name -> google.protobuf.Duration
+	108, // 61: baton.v1.WorkerAccepted.heartbeat_interval:type_name -> google.protobuf.Duration
+	101, // 62: baton.v1.ToolCallRequest.arguments:type_name -> google.protobuf.Struct
+	103, // 63: baton.v1.ToolCallRequest.deadline:type_name -> google.protobuf.Timestamp
+	109, // 64: baton.v1.ToolCallResult.data:type_name -> google.protobuf.Value
+	90,  // 65: baton.v1.ToolCallResult.control:type_name -> baton.v1.ToolCallResult.ControlEntry
+	103, // 66: baton.v1.WorkerHeartbeat.time:type_name -> google.protobuf.Timestamp
+	110, // 67: baton.v1.RequestHandoffRequest.requested_by:type_name -> baton.v1.HandoffRequester
+	111, // 68: baton.v1.RequestHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	111, // 69: baton.v1.GetHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	112, // 70: baton.v1.ListHandoffsRequest.state:type_name -> baton.v1.HandoffState
+	111, // 71: baton.v1.ListHandoffsResponse.handoffs:type_name -> baton.v1.Handoff
+	113, // 72: baton.v1.ClaimHandoffRequest.operator:type_name -> baton.v1.Participant
+	111, // 73: baton.v1.ClaimHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	113, // 74: baton.v1.OfferHandoffRequest.operator:type_name -> baton.v1.Participant
+	111, // 75: baton.v1.OfferHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	113, // 76: baton.v1.RespondToOfferRequest.operator:type_name -> baton.v1.Participant
+	111, // 77: baton.v1.RespondToOfferResponse.handoff:type_name -> baton.v1.Handoff
+	114, // 78: baton.v1.ReleaseHandoffRequest.outcome:type_name -> baton.v1.HandoffOutcome
+	111, // 79: baton.v1.ReleaseHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	113, // 80: baton.v1.TransferHandoffRequest.to_operator:type_name -> baton.v1.Participant
+	111, // 81: baton.v1.TransferHandoffResponse.handoff:type_name -> baton.v1.Handoff
+	113, // 82: baton.v1.WatchHandoffsRequest.operator:type_name -> baton.v1.Participant
+	103, // 83: baton.v1.WatchHandoffsHeartbeat.time:type_name -> google.protobuf.Timestamp
+	115, // 84: baton.v1.WatchHandoffsResponse.changes:type_name -> baton.v1.HandoffChange
+	84,  // 85: baton.v1.WatchHandoffsResponse.heartbeat:type_name -> baton.v1.WatchHandoffsHeartbeat
+	103, // 86: baton.v1.GetHandoffStatsRequest.start_time:type_name -> google.protobuf.Timestamp
+	103, // 87: baton.v1.GetHandoffStatsRequest.end_time:type_name -> google.protobuf.Timestamp
+	116, // 88: baton.v1.GetHandoffStatsResponse.stats:type_name -> baton.v1.HandoffStats
+	108, // 89: baton.v1.IssueCustomerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	103, // 90: baton.v1.IssueCustomerTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	91,  // [91:91] is the sub-list for method output_type
+	91,  // [91:91] is the sub-list for method input_type
+	91,  // [91:91] is the sub-list for extension type_name
+	91,  // [91:91] is the sub-list for extension extendee
+	0,   // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_baton_v1_request_response_proto_init() }
@@ -4962,20 +5825,32 @@ func file_baton_v1_request_response_proto_init() {
 		(*CreateEventRequest_Custom)(nil),
 	}
 	file_baton_v1_request_response_proto_msgTypes[34].OneofWrappers = []any{}
-	file_baton_v1_request_response_proto_msgTypes[57].OneofWrappers = []any{}
-	file_baton_v1_request_response_proto_msgTypes[63].OneofWrappers = []any{}
-	file_baton_v1_request_response_proto_msgTypes[65].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[57].OneofWrappers = []any{
+		(*ServeToolsRequest_Declare)(nil),
+		(*ServeToolsRequest_Result)(nil),
+		(*ServeToolsRequest_Heartbeat)(nil),
+		(*ServeToolsRequest_Drain)(nil),
+	}
+	file_baton_v1_request_response_proto_msgTypes[58].OneofWrappers = []any{
+		(*ServeToolsResponse_Accepted)(nil),
+		(*ServeToolsResponse_Call)(nil),
+		(*ServeToolsResponse_Heartbeat)(nil),
+		(*ServeToolsResponse_Cancel)(nil),
+	}
 	file_baton_v1_request_response_proto_msgTypes[67].OneofWrappers = []any{}
-	file_baton_v1_request_response_proto_msgTypes[69].OneofWrappers = []any{}
-	file_baton_v1_request_response_proto_msgTypes[71].OneofWrappers = []any{}
 	file_baton_v1_request_response_proto_msgTypes[73].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[75].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[77].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[79].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[81].OneofWrappers = []any{}
+	file_baton_v1_request_response_proto_msgTypes[83].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_baton_v1_request_response_proto_rawDesc), len(file_baton_v1_request_response_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   80,
+			NumMessages:   91,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -62,7 +62,10 @@ const file_baton_v1_service_proto_rawDesc = "" +
 	"\x14UpdateCannedResponse\x12%.baton.v1.UpdateCannedResponseRequest\x1a&.baton.v1.UpdateCannedResponseResponse\x12e\n" +
 	"\x14DeleteCannedResponse\x12%.baton.v1.DeleteCannedResponseRequest\x1a&.baton.v1.DeleteCannedResponseResponse2S\n" +
 	"\vToolService\x12D\n" +
-	"\tListTools\x12\x1a.baton.v1.ListToolsRequest\x1a\x1b.baton.v1.ListToolsResponse2\xc9\x06\n" +
+	"\tListTools\x12\x1a.baton.v1.ListToolsRequest\x1a\x1b.baton.v1.ListToolsResponse2`\n" +
+	"\x11ToolWorkerService\x12K\n" +
+	"\n" +
+	"ServeTools\x12\x1b.baton.v1.ServeToolsRequest\x1a\x1c.baton.v1.ServeToolsResponse(\x010\x012\xc9\x06\n" +
 	"\x0eHandoffService\x12S\n" +
 	"\x0eRequestHandoff\x12\x1f.baton.v1.RequestHandoffRequest\x1a .baton.v1.RequestHandoffResponse\x12G\n" +
 	"\n" +
@@ -108,56 +111,58 @@ var file_baton_v1_service_proto_goTypes = []any{
 	(*UpdateCannedResponseRequest)(nil),  // 25: baton.v1.UpdateCannedResponseRequest
 	(*DeleteCannedResponseRequest)(nil),  // 26: baton.v1.DeleteCannedResponseRequest
 	(*ListToolsRequest)(nil),             // 27: baton.v1.ListToolsRequest
-	(*RequestHandoffRequest)(nil),        // 28: baton.v1.RequestHandoffRequest
-	(*GetHandoffRequest)(nil),            // 29: baton.v1.GetHandoffRequest
-	(*ListHandoffsRequest)(nil),          // 30: baton.v1.ListHandoffsRequest
-	(*ClaimHandoffRequest)(nil),          // 31: baton.v1.ClaimHandoffRequest
-	(*OfferHandoffRequest)(nil),          // 32: baton.v1.OfferHandoffRequest
-	(*RespondToOfferRequest)(nil),        // 33: baton.v1.RespondToOfferRequest
-	(*ReleaseHandoffRequest)(nil),        // 34: baton.v1.ReleaseHandoffRequest
-	(*TransferHandoffRequest)(nil),       // 35: baton.v1.TransferHandoffRequest
-	(*WatchHandoffsRequest)(nil),         // 36: baton.v1.WatchHandoffsRequest
-	(*GetHandoffStatsRequest)(nil),       // 37: baton.v1.GetHandoffStatsRequest
-	(*IssueCustomerTokenRequest)(nil),    // 38: baton.v1.IssueCustomerTokenRequest
-	(*CreateAgentResponse)(nil),          // 39: baton.v1.CreateAgentResponse
-	(*GetAgentResponse)(nil),             // 40: baton.v1.GetAgentResponse
-	(*ListAgentsResponse)(nil),           // 41: baton.v1.ListAgentsResponse
-	(*UpdateAgentResponse)(nil),          // 42: baton.v1.UpdateAgentResponse
-	(*DeleteAgentResponse)(nil),          // 43: baton.v1.DeleteAgentResponse
-	(*CreateCustomerResponse)(nil),       // 44: baton.v1.CreateCustomerResponse
-	(*GetCustomerResponse)(nil),          // 45: baton.v1.GetCustomerResponse
-	(*ListCustomersResponse)(nil),        // 46: baton.v1.ListCustomersResponse
-	(*UpdateCustomerResponse)(nil),       // 47: baton.v1.UpdateCustomerResponse
-	(*DeleteCustomerResponse)(nil),       // 48: baton.v1.DeleteCustomerResponse
-	(*CreateSessionResponse)(nil),        // 49: baton.v1.CreateSessionResponse
-	(*GetSessionResponse)(nil),           // 50: baton.v1.GetSessionResponse
-	(*ListSessionsResponse)(nil),         // 51: baton.v1.ListSessionsResponse
-	(*UpdateSessionResponse)(nil),        // 52: baton.v1.UpdateSessionResponse
-	(*DeleteSessionResponse)(nil),        // 53: baton.v1.DeleteSessionResponse
-	(*CreateEventResponse)(nil),          // 54: baton.v1.CreateEventResponse
-	(*ListEventsResponse)(nil),           // 55: baton.v1.ListEventsResponse
-	(*CreateGuidelineResponse)(nil),      // 56: baton.v1.CreateGuidelineResponse
-	(*GetGuidelineResponse)(nil),         // 57: baton.v1.GetGuidelineResponse
-	(*ListGuidelinesResponse)(nil),       // 58: baton.v1.ListGuidelinesResponse
-	(*UpdateGuidelineResponse)(nil),      // 59: baton.v1.UpdateGuidelineResponse
-	(*DeleteGuidelineResponse)(nil),      // 60: baton.v1.DeleteGuidelineResponse
-	(*CreateCannedResponseResponse)(nil), // 61: baton.v1.CreateCannedResponseResponse
-	(*GetCannedResponseResponse)(nil),    // 62: baton.v1.GetCannedResponseResponse
-	(*ListCannedResponsesResponse)(nil),  // 63: baton.v1.ListCannedResponsesResponse
-	(*UpdateCannedResponseResponse)(nil), // 64: baton.v1.UpdateCannedResponseResponse
-	(*DeleteCannedResponseResponse)(nil), // 65: baton.v1.DeleteCannedResponseResponse
-	(*ListToolsResponse)(nil),            // 66: baton.v1.ListToolsResponse
-	(*RequestHandoffResponse)(nil),       // 67: baton.v1.RequestHandoffResponse
-	(*GetHandoffResponse)(nil),           // 68: baton.v1.GetHandoffResponse
-	(*ListHandoffsResponse)(nil),         // 69: baton.v1.ListHandoffsResponse
-	(*ClaimHandoffResponse)(nil),         // 70: baton.v1.ClaimHandoffResponse
-	(*OfferHandoffResponse)(nil),         // 71: baton.v1.OfferHandoffResponse
-	(*RespondToOfferResponse)(nil),       // 72: baton.v1.RespondToOfferResponse
-	(*ReleaseHandoffResponse)(nil),       // 73: baton.v1.ReleaseHandoffResponse
-	(*TransferHandoffResponse)(nil),      // 74: baton.v1.TransferHandoffResponse
-	(*WatchHandoffsResponse)(nil),        // 75: baton.v1.WatchHandoffsResponse
-	(*GetHandoffStatsResponse)(nil),      // 76: baton.v1.GetHandoffStatsResponse
-	(*IssueCustomerTokenResponse)(nil),   // 77: baton.v1.IssueCustomerTokenResponse
+	(*ServeToolsRequest)(nil),            // 28: baton.v1.ServeToolsRequest
+	(*RequestHandoffRequest)(nil),        // 29: baton.v1.RequestHandoffRequest
+	(*GetHandoffRequest)(nil),            // 30: baton.v1.GetHandoffRequest
+	(*ListHandoffsRequest)(nil),          // 31: baton.v1.ListHandoffsRequest
+	(*ClaimHandoffRequest)(nil),          // 32: baton.v1.ClaimHandoffRequest
+	(*OfferHandoffRequest)(nil),          // 33: baton.v1.OfferHandoffRequest
+	(*RespondToOfferRequest)(nil),        // 34: baton.v1.RespondToOfferRequest
+	(*ReleaseHandoffRequest)(nil),        // 35: baton.v1.ReleaseHandoffRequest
+	(*TransferHandoffRequest)(nil),       // 36: baton.v1.TransferHandoffRequest
+	(*WatchHandoffsRequest)(nil),         // 37: baton.v1.WatchHandoffsRequest
+	(*GetHandoffStatsRequest)(nil),       // 38: baton.v1.GetHandoffStatsRequest
+	(*IssueCustomerTokenRequest)(nil),    // 39: baton.v1.IssueCustomerTokenRequest
+	(*CreateAgentResponse)(nil),          // 40: baton.v1.CreateAgentResponse
+	(*GetAgentResponse)(nil),             // 41: baton.v1.GetAgentResponse
+	(*ListAgentsResponse)(nil),           // 42: baton.v1.ListAgentsResponse
+	(*UpdateAgentResponse)(nil),          // 43: baton.v1.UpdateAgentResponse
+	(*DeleteAgentResponse)(nil),          // 44: baton.v1.DeleteAgentResponse
+	(*CreateCustomerResponse)(nil),       // 45: baton.v1.CreateCustomerResponse
+	(*GetCustomerResponse)(nil),          // 46: baton.v1.GetCustomerResponse
+	(*ListCustomersResponse)(nil),        // 47: baton.v1.ListCustomersResponse
+	(*UpdateCustomerResponse)(nil),       // 48: baton.v1.UpdateCustomerResponse
+	(*DeleteCustomerResponse)(nil),       // 49: baton.v1.DeleteCustomerResponse
+	(*CreateSessionResponse)(nil),        // 50: baton.v1.CreateSessionResponse
+	(*GetSessionResponse)(nil),           // 51: baton.v1.GetSessionResponse
+	(*ListSessionsResponse)(nil),         // 52: baton.v1.ListSessionsResponse
+	(*UpdateSessionResponse)(nil),        // 53: baton.v1.UpdateSessionResponse
+	(*DeleteSessionResponse)(nil),        // 54: baton.v1.DeleteSessionResponse
+	(*CreateEventResponse)(nil),          // 55: baton.v1.CreateEventResponse
+	(*ListEventsResponse)(nil),           // 56: baton.v1.ListEventsResponse
+	(*CreateGuidelineResponse)(nil),      // 57: baton.v1.CreateGuidelineResponse
+	(*GetGuidelineResponse)(nil),         // 58: baton.v1.GetGuidelineResponse
+	(*ListGuidelinesResponse)(nil),       // 59: baton.v1.ListGuidelinesResponse
+	(*UpdateGuidelineResponse)(nil),      // 60: baton.v1.UpdateGuidelineResponse
+	(*DeleteGuidelineResponse)(nil),      // 61: baton.v1.DeleteGuidelineResponse
+	(*CreateCannedResponseResponse)(nil), // 62: baton.v1.CreateCannedResponseResponse
+	(*GetCannedResponseResponse)(nil),    // 63: baton.v1.GetCannedResponseResponse
+	(*ListCannedResponsesResponse)(nil),  // 64: baton.v1.ListCannedResponsesResponse
+	(*UpdateCannedResponseResponse)(nil), // 65: baton.v1.UpdateCannedResponseResponse
+	(*DeleteCannedResponseResponse)(nil), // 66: baton.v1.DeleteCannedResponseResponse
+	(*ListToolsResponse)(nil),            // 67: baton.v1.ListToolsResponse
+	(*ServeToolsResponse)(nil),           // 68: baton.v1.ServeToolsResponse
+	(*RequestHandoffResponse)(nil),       // 69: baton.v1.RequestHandoffResponse
+	(*GetHandoffResponse)(nil),           // 70: baton.v1.GetHandoffResponse
+	(*ListHandoffsResponse)(nil),         // 71: baton.v1.ListHandoffsResponse
+	(*ClaimHandoffResponse)(nil),         // 72: baton.v1.ClaimHandoffResponse
+	(*OfferHandoffResponse)(nil),         // 73: baton.v1.OfferHandoffResponse
+	(*RespondToOfferResponse)(nil),       // 74: baton.v1.RespondToOfferResponse
+	(*ReleaseHandoffResponse)(nil),       // 75: baton.v1.ReleaseHandoffResponse
+	(*TransferHandoffResponse)(nil),      // 76: baton.v1.TransferHandoffResponse
+	(*WatchHandoffsResponse)(nil),        // 77: baton.v1.WatchHandoffsResponse
+	(*GetHandoffStatsResponse)(nil),      // 78: baton.v1.GetHandoffStatsResponse
+	(*IssueCustomerTokenResponse)(nil),   // 79: baton.v1.IssueCustomerTokenResponse
 }
 var file_baton_v1_service_proto_depIdxs = []int32{
 	0,  // 0: baton.v1.AgentService.CreateAgent:input_type -> baton.v1.CreateAgentRequest
@@ -188,58 +193,60 @@ var file_baton_v1_service_proto_depIdxs = []int32{
 	25, // 25: baton.v1.CannedResponseService.UpdateCannedResponse:input_type -> baton.v1.UpdateCannedResponseRequest
 	26, // 26: baton.v1.CannedResponseService.DeleteCannedResponse:input_type -> baton.v1.DeleteCannedResponseRequest
 	27, // 27: baton.v1.ToolService.ListTools:input_type -> baton.v1.ListToolsRequest
-	28, // 28: baton.v1.HandoffService.RequestHandoff:input_type -> baton.v1.RequestHandoffRequest
-	29, // 29: baton.v1.HandoffService.GetHandoff:input_type -> baton.v1.GetHandoffRequest
-	30, // 30: baton.v1.HandoffService.ListHandoffs:input_type -> baton.v1.ListHandoffsRequest
-	31, // 31: baton.v1.HandoffService.ClaimHandoff:input_type -> baton.v1.ClaimHandoffRequest
-	32, // 32: baton.v1.HandoffService.OfferHandoff:input_type -> baton.v1.OfferHandoffRequest
-	33, // 33: baton.v1.HandoffService.RespondToOffer:input_type -> baton.v1.RespondToOfferRequest
-	34, // 34: baton.v1.HandoffService.ReleaseHandoff:input_type -> baton.v1.ReleaseHandoffRequest
-	35, // 35: baton.v1.HandoffService.TransferHandoff:input_type -> baton.v1.TransferHandoffRequest
-	36, // 36: baton.v1.HandoffService.WatchHandoffs:input_type -> baton.v1.WatchHandoffsRequest
-	37, // 37: baton.v1.HandoffService.GetHandoffStats:input_type -> baton.v1.GetHandoffStatsRequest
-	38, // 38: baton.v1.AuthService.IssueCustomerToken:input_type -> baton.v1.IssueCustomerTokenRequest
-	39, // 39: baton.v1.AgentService.CreateAgent:output_type -> baton.v1.CreateAgentResponse
-	40, // 40: baton.v1.AgentService.GetAgent:output_type -> baton.v1.GetAgentResponse
-	41, // 41: baton.v1.AgentService.ListAgents:output_type -> baton.v1.ListAgentsResponse
-	42, // 42: baton.v1.AgentService.UpdateAgent:output_type -> baton.v1.UpdateAgentResponse
-	43, // 43: baton.v1.AgentService.DeleteAgent:output_type -> baton.v1.DeleteAgentResponse
-	44, // 44: baton.v1.CustomerService.CreateCustomer:output_type -> baton.v1.CreateCustomerResponse
-	45, // 45: baton.v1.CustomerService.GetCustomer:output_type -> baton.v1.GetCustomerResponse
-	46, // 46: baton.v1.CustomerService.ListCustomers:output_type -> baton.v1.ListCustomersResponse
-	47, // 47: baton.v1.CustomerService.UpdateCustomer:output_type -> baton.v1.UpdateCustomerResponse
-	48, // 48: baton.v1.CustomerService.DeleteCustomer:output_type -> baton.v1.DeleteCustomerResponse
-	49, // 49: baton.v1.SessionService.CreateSession:output_type -> baton.v1.CreateSessionResponse
-	50, // 50: baton.v1.SessionService.GetSession:output_type -> baton.v1.GetSessionResponse
-	51, // 51: baton.v1.SessionService.ListSessions:output_type -> baton.v1.ListSessionsResponse
-	52, // 52: baton.v1.SessionService.UpdateSession:output_type -> baton.v1.UpdateSessionResponse
-	53, // 53: baton.v1.SessionService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
-	54, // 54: baton.v1.EventService.CreateEvent:output_type -> baton.v1.CreateEventResponse
-	55, // 55: baton.v1.EventService.ListEvents:output_type -> baton.v1.ListEventsResponse
-	56, // 56: baton.v1.GuidelineService.CreateGuideline:output_type -> baton.v1.CreateGuidelineResponse
-	57, // 57: baton.v1.GuidelineService.GetGuideline:output_type -> baton.v1.GetGuidelineResponse
-	58, // 58: baton.v1.GuidelineService.ListGuidelines:output_type -> baton.v1.ListGuidelinesResponse
-	59, // 59: baton.v1.GuidelineService.UpdateGuideline:output_type -> baton.v1.UpdateGuidelineResponse
-	60, // 60: baton.v1.GuidelineService.DeleteGuideline:output_type -> baton.v1.DeleteGuidelineResponse
-	61, // 61: baton.v1.CannedResponseService.CreateCannedResponse:output_type -> baton.v1.CreateCannedResponseResponse
-	62, // 62: baton.v1.CannedResponseService.GetCannedResponse:output_type -> baton.v1.GetCannedResponseResponse
-	63, // 63: baton.v1.CannedResponseService.ListCannedResponses:output_type -> baton.v1.ListCannedResponsesResponse
-	64, // 64: baton.v1.CannedResponseService.UpdateCannedResponse:output_type -> baton.v1.UpdateCannedResponseResponse
-	65, // 65: baton.v1.CannedResponseService.DeleteCannedResponse:output_type -> baton.v1.DeleteCannedResponseResponse
-	66, // 66: baton.v1.ToolService.ListTools:output_type -> baton.v1.ListToolsResponse
-	67, // 67: baton.v1.HandoffService.RequestHandoff:output_type -> baton.v1.RequestHandoffResponse
-	68, // 68: baton.v1.HandoffService.GetHandoff:output_type -> baton.v1.GetHandoffResponse
-	69, // 69: baton.v1.HandoffService.ListHandoffs:output_type -> baton.v1.ListHandoffsResponse
-	70, // 70: baton.v1.HandoffService.ClaimHandoff:output_type -> baton.v1.ClaimHandoffResponse
-	71, // 71: baton.v1.HandoffService.OfferHandoff:output_type -> baton.v1.OfferHandoffResponse
-	72, // 72: baton.v1.HandoffService.RespondToOffer:output_type -> baton.v1.RespondToOfferResponse
-	73, // 73: baton.v1.HandoffService.ReleaseHandoff:output_type -> baton.v1.ReleaseHandoffResponse
-	74, // 74: baton.v1.HandoffService.TransferHandoff:output_type -> baton.v1.TransferHandoffResponse
-	75, // 75: baton.v1.HandoffService.WatchHandoffs:output_type -> baton.v1.WatchHandoffsResponse
-	76, // 76: baton.v1.HandoffService.GetHandoffStats:output_type -> baton.v1.GetHandoffStatsResponse
-	77, // 77: baton.v1.AuthService.IssueCustomerToken:output_type -> baton.v1.IssueCustomerTokenResponse
-	39, // [39:78] is the sub-list for method output_type
-	0,  // [0:39] is the sub-list for method input_type
+	28, // 28: baton.v1.ToolWorkerService.ServeTools:input_type -> baton.v1.ServeToolsRequest
+	29, // 29: baton.v1.HandoffService.RequestHandoff:input_type -> baton.v1.RequestHandoffRequest
+	30, // 30: baton.v1.HandoffService.GetHandoff:input_type -> baton.v1.GetHandoffRequest
+	31, // 31: baton.v1.HandoffService.ListHandoffs:input_type -> baton.v1.ListHandoffsRequest
+	32, // 32: baton.v1.HandoffService.ClaimHandoff:input_type -> baton.v1.ClaimHandoffRequest
+	33, // 33: baton.v1.HandoffService.OfferHandoff:input_type -> baton.v1.OfferHandoffRequest
+	34, // 34: baton.v1.HandoffService.RespondToOffer:input_type -> baton.v1.RespondToOfferRequest
+	35, // 35: baton.v1.HandoffService.ReleaseHandoff:input_type -> baton.v1.ReleaseHandoffRequest
+	36, // 36: baton.v1.HandoffService.TransferHandoff:input_type -> baton.v1.TransferHandoffRequest
+	37, // 37: baton.v1.HandoffService.WatchHandoffs:input_type -> baton.v1.WatchHandoffsRequest
+	38, // 38: baton.v1.HandoffService.GetHandoffStats:input_type -> baton.v1.GetHandoffStatsRequest
+	39, // 39: baton.v1.AuthService.IssueCustomerToken:input_type -> baton.v1.IssueCustomerTokenRequest
+	40, // 40: baton.v1.AgentService.CreateAgent:output_type -> baton.v1.CreateAgentResponse
+	41, // 41: baton.v1.AgentService.GetAgent:output_type -> baton.v1.GetAgentResponse
+	42, // 42: baton.v1.AgentService.ListAgents:output_type -> baton.v1.ListAgentsResponse
+	43, // 43: baton.v1.AgentService.UpdateAgent:output_type -> baton.v1.UpdateAgentResponse
+	44, // 44: baton.v1.AgentService.DeleteAgent:output_type -> baton.v1.DeleteAgentResponse
+	45, // 45: baton.v1.CustomerService.CreateCustomer:output_type -> baton.v1.CreateCustomerResponse
+	46, // 46: baton.v1.CustomerService.GetCustomer:output_type -> baton.v1.GetCustomerResponse
+	47, // 47: baton.v1.CustomerService.ListCustomers:output_type -> baton.v1.ListCustomersResponse
+	48, // 48: baton.v1.CustomerService.UpdateCustomer:output_type -> baton.v1.UpdateCustomerResponse
+	49, // 49: baton.v1.CustomerService.DeleteCustomer:output_type -> baton.v1.DeleteCustomerResponse
+	50, // 50: baton.v1.SessionService.CreateSession:output_type -> baton.v1.CreateSessionResponse
+	51, // 51: baton.v1.SessionService.GetSession:output_type -> baton.v1.GetSessionResponse
+	52, // 52: baton.v1.SessionService.ListSessions:output_type -> baton.v1.ListSessionsResponse
+	53, // 53: baton.v1.SessionService.UpdateSession:output_type -> baton.v1.UpdateSessionResponse
+	54, // 54: baton.v1.SessionService.DeleteSession:output_type -> baton.v1.DeleteSessionResponse
+	55, // 55: baton.v1.EventService.CreateEvent:output_type -> baton.v1.CreateEventResponse
+	56, // 56: baton.v1.EventService.ListEvents:output_type -> baton.v1.ListEventsResponse
+	57, // 57: baton.v1.GuidelineService.CreateGuideline:output_type -> baton.v1.CreateGuidelineResponse
+	58, // 58: baton.v1.GuidelineService.GetGuideline:output_type -> baton.v1.GetGuidelineResponse
+	59, // 59: baton.v1.GuidelineService.ListGuidelines:output_type -> baton.v1.ListGuidelinesResponse
+	60, // 60: baton.v1.GuidelineService.UpdateGuideline:output_type -> baton.v1.UpdateGuidelineResponse
+	61, // 61: baton.v1.GuidelineService.DeleteGuideline:output_type -> baton.v1.DeleteGuidelineResponse
+	62, // 62: baton.v1.CannedResponseService.CreateCannedResponse:output_type -> baton.v1.CreateCannedResponseResponse
+	63, // 63: baton.v1.CannedResponseService.GetCannedResponse:output_type -> baton.v1.GetCannedResponseResponse
+	64, // 64: baton.v1.CannedResponseService.ListCannedResponses:output_type -> baton.v1.ListCannedResponsesResponse
+	65, // 65: baton.v1.CannedResponseService.UpdateCannedResponse:output_type -> baton.v1.UpdateCannedResponseResponse
+	66, // 66: baton.v1.CannedResponseService.DeleteCannedResponse:output_type -> baton.v1.DeleteCannedResponseResponse
+	67, // 67: baton.v1.ToolService.ListTools:output_type -> baton.v1.ListToolsResponse
+	68, // 68: baton.v1.ToolWorkerService.ServeTools:output_type -> baton.v1.ServeToolsResponse
+	69, // 69: baton.v1.HandoffService.RequestHandoff:output_type -> baton.v1.RequestHandoffResponse
+	70, // 70: baton.v1.HandoffService.GetHandoff:output_type -> baton.v1.GetHandoffResponse
+	71, // 71: baton.v1.HandoffService.ListHandoffs:output_type -> baton.v1.ListHandoffsResponse
+	72, // 72: baton.v1.HandoffService.ClaimHandoff:output_type -> baton.v1.ClaimHandoffResponse
+	73, // 73: baton.v1.HandoffService.OfferHandoff:output_type -> baton.v1.OfferHandoffResponse
+	74, // 74: baton.v1.HandoffService.RespondToOffer:output_type -> baton.v1.RespondToOfferResponse
+	75, // 75: baton.v1.HandoffService.ReleaseHandoff:output_type -> baton.v1.ReleaseHandoffResponse
+	76, // 76: baton.v1.HandoffService.TransferHandoff:output_type -> baton.v1.TransferHandoffResponse
+	77, // 77: baton.v1.HandoffService.WatchHandoffs:output_type -> baton.v1.WatchHandoffsResponse
+	78, // 78: baton.v1.HandoffService.GetHandoffStats:output_type -> baton.v1.GetHandoffStatsResponse
+	79, // 79: baton.v1.AuthService.IssueCustomerToken:output_type -> baton.v1.IssueCustomerTokenResponse
+	40, // [40:80] is the sub-list for method output_type
+	0,  // [0:40] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -259,7 +266,7 @@ func file_baton_v1_service_proto_init() {
 			NumEnums:      0,
 			NumMessages:   0,
 			NumExtensions: 0,
-			NumServices:   9,
+			NumServices:   10,
 		},
 		GoTypes:           file_baton_v1_service_proto_goTypes,
 		DependencyIndexes: file_baton_v1_service_proto_depIdxs,

@@ -1522,7 +1522,8 @@ const (
 //
 // Describes the tools the server can call during agent turns.
 type ToolServiceClient interface {
-	// Lists every loaded tool with the JSON Schema of its parameters.
+	// Lists every tool: those loaded into the server (`baton serve --tools`) and those served by
+	// connected tool workers (ToolWorkerService), with the JSON Schema of its parameters.
 	ListTools(ctx context.Context, in *ListToolsRequest, opts ...grpc.CallOption) (*ListToolsResponse, error)
 }
 
@@ -1550,7 +1551,8 @@ func (c *toolServiceClient) ListTools(ctx context.Context, in *ListToolsRequest,
 //
 // Describes the tools the server can call during agent turns.
 type ToolServiceServer interface {
-	// Lists every loaded tool with the JSON Schema of its parameters.
+	// Lists every tool: those loaded into the server (`baton serve --tools`) and those served by
+	// connected tool workers (ToolWorkerService), with the JSON Schema of its parameters.
 	ListTools(context.Context, *ListToolsRequest) (*ListToolsResponse, error)
 	mustEmbedUnimplementedToolServiceServer()
 }
@@ -1617,6 +1619,118 @@ var ToolService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
+	Metadata: "baton/v1/service.proto",
+}
+
+const (
+	ToolWorkerService_ServeTools_FullMethodName = "/baton.v1.ToolWorkerService/ServeTools"
+)
+
+// ToolWorkerServiceClient is the client API for ToolWorkerService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Lets backend services in any language serve the agent's tools over one long-lived stream,
+// with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+type ToolWorkerServiceClient interface {
+	// A worker's session. The worker sends `declare` first (the tools it serves and how many
+	// calls it takes at once), then one `result` per call it receives, and `drain` when it stops.
+	// The server answers `accepted`, then sends `call`s (only for the tools the worker declared,
+	// never more at once than its limit), `cancel` when a call's deadline passes, and a
+	// heartbeat on an idle stream. With several replicas, a worker opens one stream to each.
+	ServeTools(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ServeToolsRequest, ServeToolsResponse], error)
+}
+
+type toolWorkerServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewToolWorkerServiceClient(cc grpc.ClientConnInterface) ToolWorkerServiceClient {
+	return &toolWorkerServiceClient{cc}
+}
+
+func (c *toolWorkerServiceClient) ServeTools(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ServeToolsRequest, ServeToolsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ToolWorkerService_ServiceDesc.Streams[0], ToolWorkerService_ServeTools_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ServeToolsRequest, ServeToolsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ToolWorkerService_ServeToolsClient = grpc.BidiStreamingClient[ServeToolsRequest, ServeToolsResponse]
+
+// ToolWorkerServiceServer is the server API for ToolWorkerService service.
+// All implementations must embed UnimplementedToolWorkerServiceServer
+// for forward compatibility.
+//
+// Lets backend services in any language serve the agent's tools over one long-lived stream,
+// with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+type ToolWorkerServiceServer interface {
+	// A worker's session. The worker sends `declare` first (the tools it serves and how many
+	// calls it takes at once), then one `result` per call it receives, and `drain` when it stops.
+	// The server answers `accepted`, then sends `call`s (only for the tools the worker declared,
+	// never more at once than its limit), `cancel` when a call's deadline passes, and a
+	// heartbeat on an idle stream. With several replicas, a worker opens one stream to each.
+	ServeTools(grpc.BidiStreamingServer[ServeToolsRequest, ServeToolsResponse]) error
+	mustEmbedUnimplementedToolWorkerServiceServer()
+}
+
+// UnimplementedToolWorkerServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedToolWorkerServiceServer struct{}
+
+func (UnimplementedToolWorkerServiceServer) ServeTools(grpc.BidiStreamingServer[ServeToolsRequest, ServeToolsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ServeTools not implemented")
+}
+func (UnimplementedToolWorkerServiceServer) mustEmbedUnimplementedToolWorkerServiceServer() {}
+func (UnimplementedToolWorkerServiceServer) testEmbeddedByValue()                           {}
+
+// UnsafeToolWorkerServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ToolWorkerServiceServer will
+// result in compilation errors.
+type UnsafeToolWorkerServiceServer interface {
+	mustEmbedUnimplementedToolWorkerServiceServer()
+}
+
+func RegisterToolWorkerServiceServer(s grpc.ServiceRegistrar, srv ToolWorkerServiceServer) {
+	// If the following call panics, it indicates UnimplementedToolWorkerServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ToolWorkerService_ServiceDesc, srv)
+}
+
+func _ToolWorkerService_ServeTools_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ToolWorkerServiceServer).ServeTools(&grpc.GenericServerStream[ServeToolsRequest, ServeToolsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ToolWorkerService_ServeToolsServer = grpc.BidiStreamingServer[ServeToolsRequest, ServeToolsResponse]
+
+// ToolWorkerService_ServiceDesc is the grpc.ServiceDesc for ToolWorkerService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ToolWorkerService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "baton.v1.ToolWorkerService",
+	HandlerType: (*ToolWorkerServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ServeTools",
+			Handler:       _ToolWorkerService_ServeTools_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "baton/v1/service.proto",
 }
 

@@ -196,6 +196,30 @@ ACTOR_ROLE_CUSTOMER: ActorRole.ValueType  # 4
 """A customer token (AuthService.IssueCustomerToken): that customer's own sessions only."""
 Global___ActorRole: _TypeAlias = ActorRole  # noqa: Y015
 
+class _ToolOrigin:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ToolOriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolOrigin.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOOL_ORIGIN_UNSPECIFIED: _ToolOrigin.ValueType  # 0
+    """Not set."""
+    TOOL_ORIGIN_PYTHON: _ToolOrigin.ValueType  # 1
+    """A Python function loaded into the server (`baton serve --tools`)."""
+    TOOL_ORIGIN_WORKER: _ToolOrigin.ValueType  # 2
+    """Served by tool workers over ToolWorkerService.ServeTools."""
+
+class ToolOrigin(_ToolOrigin, metaclass=_ToolOriginEnumTypeWrapper):
+    """Where a tool runs."""
+
+TOOL_ORIGIN_UNSPECIFIED: ToolOrigin.ValueType  # 0
+"""Not set."""
+TOOL_ORIGIN_PYTHON: ToolOrigin.ValueType  # 1
+"""A Python function loaded into the server (`baton serve --tools`)."""
+TOOL_ORIGIN_WORKER: ToolOrigin.ValueType  # 2
+"""Served by tool workers over ToolWorkerService.ServeTools."""
+Global___ToolOrigin: _TypeAlias = ToolOrigin  # noqa: Y015
+
 class _ClaimTimeoutAction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -932,13 +956,31 @@ class Tool(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    RETRY_SAFE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name, used in `Guideline.tool_names`."""
     description: _builtins.str
     """What the tool does, for humans and for the language model."""
+    origin: Global___ToolOrigin.ValueType
+    """Where the tool runs."""
+    retry_safe: _builtins.bool
+    """Whether a call may be sent to another worker when its worker disconnects mid-call."""
     @_builtins.property
     def parameters(self) -> _struct_pb2.Struct:
-        """JSON Schema (draft 2020-12 subset) of the tool's parameters, derived from its signature."""
+        """JSON Schema (draft 2020-12 subset) of the tool's parameters, derived from its signature
+        (Python tools) or declared by the workers that serve it.
+        """
+
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolWorker]:
+        """The workers connected to this replica that serve it (worker tools only)."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long a call may take before it becomes a tool error; unset: the server's default."""
 
     def __init__(
         self,
@@ -946,14 +988,54 @@ class Tool(_message.Message):
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         parameters: _struct_pb2.Struct | None = ...,
+        origin: Global___ToolOrigin.ValueType = ...,
+        workers: _abc.Iterable[Global___ToolWorker] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        retry_safe: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "origin", b"origin", "parameters", b"parameters", "retry_safe", b"retry_safe", "timeout", b"timeout", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Tool: _TypeAlias = Tool  # noqa: Y015
+
+@_typing.final
+class ToolWorker(_message.Message):
+    """A connected tool worker, as ListTools shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    CALLS_IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_CALLS_FIELD_NUMBER: _builtins.int
+    CONNECT_TIME_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """The worker's name (as it declared it, made unique by the server)."""
+    calls_in_flight: _builtins.int
+    """Calls it is running now."""
+    max_concurrent_calls: _builtins.int
+    """The most calls it takes at once."""
+    @_builtins.property
+    def connect_time(self) -> _timestamp_pb2.Timestamp:
+        """When its stream opened."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        calls_in_flight: _builtins.int = ...,
+        max_concurrent_calls: _builtins.int = ...,
+        connect_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls_in_flight", b"calls_in_flight", "connect_time", b"connect_time", "max_concurrent_calls", b"max_concurrent_calls", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolWorker: _TypeAlias = ToolWorker  # noqa: Y015
 
 @_typing.final
 class MessageDelta(_message.Message):

@@ -1579,6 +1579,396 @@ class ListToolsResponse(_message.Message):
 Global___ListToolsResponse: _TypeAlias = ListToolsResponse  # noqa: Y015
 
 @_typing.final
+class ServeToolsRequest(_message.Message):
+    """---------------------------------------------------------------- tool workers
+
+    One message from a tool worker on ToolWorkerService.ServeTools. Exactly one field is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECLARE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    DRAIN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def declare(self) -> Global___WorkerDeclaration:
+        """First message, and only then: the tools served and the concurrency limit."""
+
+    @_builtins.property
+    def result(self) -> Global___ToolCallResult:
+        """The outcome of a call the server sent."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___WorkerHeartbeat:
+        """Keeps an idle stream open through proxies; the server ignores it otherwise."""
+
+    @_builtins.property
+    def drain(self) -> Global___WorkerDrain:
+        """The worker is stopping: send it no new calls; it finishes those it has, then closes."""
+
+    def __init__(
+        self,
+        *,
+        declare: Global___WorkerDeclaration | None = ...,
+        result: Global___ToolCallResult | None = ...,
+        heartbeat: Global___WorkerHeartbeat | None = ...,
+        drain: Global___WorkerDrain | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["declare", b"declare", "drain", b"drain", "heartbeat", b"heartbeat", "kind", b"kind", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["declare", b"declare", "drain", b"drain", "heartbeat", b"heartbeat", "kind", b"kind", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["declare", "result", "heartbeat", "drain"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___ServeToolsRequest: _TypeAlias = ServeToolsRequest  # noqa: Y015
+
+@_typing.final
+class ServeToolsResponse(_message.Message):
+    """One message from the server on ToolWorkerService.ServeTools. Exactly one field is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    CALL_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def accepted(self) -> Global___WorkerAccepted:
+        """The declaration was accepted; calls may follow."""
+
+    @_builtins.property
+    def call(self) -> Global___ToolCallRequest:
+        """Run this call and answer with a `result` carrying its `call_id`."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___WorkerHeartbeat:
+        """Sent on an idle stream every `heartbeat_interval`."""
+
+    @_builtins.property
+    def cancel(self) -> Global___ToolCallCancel:
+        """Stop working on this call: its deadline passed or its turn ended. A result sent after
+        it is ignored.
+        """
+
+    def __init__(
+        self,
+        *,
+        accepted: Global___WorkerAccepted | None = ...,
+        call: Global___ToolCallRequest | None = ...,
+        heartbeat: Global___WorkerHeartbeat | None = ...,
+        cancel: Global___ToolCallCancel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "call", b"call", "cancel", b"cancel", "heartbeat", b"heartbeat", "kind", b"kind"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "call", b"call", "cancel", b"cancel", "heartbeat", b"heartbeat", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["accepted", "call", "heartbeat", "cancel"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___ServeToolsResponse: _TypeAlias = ServeToolsResponse  # noqa: Y015
+
+@_typing.final
+class WorkerDeclaration(_message.Message):
+    """The tools a worker serves."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_NAME_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_CALLS_FIELD_NUMBER: _builtins.int
+    worker_name: _builtins.str
+    """A name for the worker (for example host and process), shown by ListTools; the server
+    adds a suffix to make it unique. Optional: the server makes one up.
+    """
+    max_concurrent_calls: _builtins.int
+    """The most calls it runs at once, 1 to 1000. Zero means 1."""
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolDeclaration]:
+        """The tools it serves. At least one; names unique within the declaration."""
+
+    def __init__(
+        self,
+        *,
+        worker_name: _builtins.str = ...,
+        tools: _abc.Iterable[Global___ToolDeclaration] | None = ...,
+        max_concurrent_calls: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_concurrent_calls", b"max_concurrent_calls", "tools", b"tools", "worker_name", b"worker_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerDeclaration: _TypeAlias = WorkerDeclaration  # noqa: Y015
+
+@_typing.final
+class ToolDeclaration(_message.Message):
+    """One tool a worker serves."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    RETRY_SAFE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The tool's name, as guidelines name it: letters, digits and `_`, starting with a letter,
+    at most 64 characters. Must not be the name of a tool loaded into the server.
+    """
+    description: _builtins.str
+    """What the tool does, for humans and for the language model."""
+    retry_safe: _builtins.bool
+    """The call may run again on another worker if this one disconnects before answering
+    (set it only if running it twice does no harm).
+    """
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """JSON Schema of the call's arguments: an object schema (`"type": "object"`)."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long a call may take; unset: the server's default tool timeout. At most 10 minutes."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters: _struct_pb2.Struct | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        retry_safe: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters", "retry_safe", b"retry_safe", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolDeclaration: _TypeAlias = ToolDeclaration  # noqa: Y015
+
+@_typing.final
+class WorkerAccepted(_message.Message):
+    """Answer to a worker's declaration."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """The worker's id on this server (its name, made unique)."""
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How often the server sends heartbeats on an idle stream; a worker that hears nothing
+        for several intervals should reconnect.
+        """
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerAccepted: _TypeAlias = WorkerAccepted  # noqa: Y015
+
+@_typing.final
+class ToolCallRequest(_message.Message):
+    """A call of one of the worker's tools, made during an agent's turn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    TOOL_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """Identifies the call; echoed in the result."""
+    tool: _builtins.str
+    """The tool to run (one the worker declared)."""
+    session_id: _builtins.str
+    """The session whose turn made the call."""
+    agent_id: _builtins.str
+    """The session's agent."""
+    customer_id: _builtins.str
+    """The session's customer."""
+    correlation_id: _builtins.str
+    """The turn's correlation id (the customer message that started it)."""
+    attempt: _builtins.int
+    """1 for the first attempt; more when a retry-safe call is sent again after a worker
+    disconnected.
+    """
+    @_builtins.property
+    def arguments(self) -> _struct_pb2.Struct:
+        """The arguments, as the agent chose them."""
+
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """After this time the server no longer waits for the result."""
+
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        tool: _builtins.str = ...,
+        arguments: _struct_pb2.Struct | None = ...,
+        session_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "deadline", b"deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "arguments", b"arguments", "attempt", b"attempt", "call_id", b"call_id", "correlation_id", b"correlation_id", "customer_id", b"customer_id", "deadline", b"deadline", "session_id", b"session_id", "tool", b"tool"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallRequest: _TypeAlias = ToolCallRequest  # noqa: Y015
+
+@_typing.final
+class ToolCallResult(_message.Message):
+    """The outcome of one call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ControlEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    CONTROL_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The call this answers."""
+    error: _builtins.str
+    """Why the call failed; set only on failure (data and control are then ignored)."""
+    @_builtins.property
+    def data(self) -> _struct_pb2.Value:
+        """The tool's data (shown to the model and recorded in the TOOL event), when it succeeded."""
+
+    @_builtins.property
+    def control(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Controls the session, as a Python tool's `control` does: `{"mode": "manual"}` opens a
+        handoff (with an optional `reason`).
+        """
+
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        data: _struct_pb2.Value | None = ...,
+        control: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "control", b"control", "data", b"data", "error", b"error"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallResult: _TypeAlias = ToolCallResult  # noqa: Y015
+
+@_typing.final
+class WorkerHeartbeat(_message.Message):
+    """Keeps an idle stream open."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it was sent."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerHeartbeat: _TypeAlias = WorkerHeartbeat  # noqa: Y015
+
+@_typing.final
+class WorkerDrain(_message.Message):
+    """A worker's notice that it is stopping."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerDrain: _TypeAlias = WorkerDrain  # noqa: Y015
+
+@_typing.final
+class ToolCallCancel(_message.Message):
+    """The server no longer waits for a call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The call."""
+    reason: _builtins.str
+    """Why, for the worker's logs."""
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallCancel: _TypeAlias = ToolCallCancel  # noqa: Y015
+
+@_typing.final
 class RequestHandoffRequest(_message.Message):
     """---------------------------------------------------------------- handoffs
 

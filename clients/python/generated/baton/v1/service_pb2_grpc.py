@@ -1428,7 +1428,8 @@ class ToolServiceServicer:
     """
 
     def ListTools(self, request, context):
-        """Lists every loaded tool with the JSON Schema of its parameters.
+        """Lists every tool: those loaded into the server (`baton serve --tools`) and those served by
+        connected tool workers (ToolWorkerService), with the JSON Schema of its parameters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1471,6 +1472,89 @@ class ToolService:
             '/baton.v1.ToolService/ListTools',
             baton_dot_v1_dot_request__response__pb2.ListToolsRequest.SerializeToString,
             baton_dot_v1_dot_request__response__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ToolWorkerServiceStub:
+    """Lets backend services in any language serve the agent's tools over one long-lived stream,
+    with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ServeTools = channel.stream_stream(
+                '/baton.v1.ToolWorkerService/ServeTools',
+                request_serializer=baton_dot_v1_dot_request__response__pb2.ServeToolsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_request__response__pb2.ServeToolsResponse.FromString,
+                _registered_method=True)
+
+
+class ToolWorkerServiceServicer:
+    """Lets backend services in any language serve the agent's tools over one long-lived stream,
+    with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+    """
+
+    def ServeTools(self, request_iterator, context):
+        """A worker's session. The worker sends `declare` first (the tools it serves and how many
+        calls it takes at once), then one `result` per call it receives, and `drain` when it stops.
+        The server answers `accepted`, then sends `call`s (only for the tools the worker declared,
+        never more at once than its limit), `cancel` when a call's deadline passes, and a
+        heartbeat on an idle stream. With several replicas, a worker opens one stream to each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ToolWorkerServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ServeTools': grpc.stream_stream_rpc_method_handler(
+                    servicer.ServeTools,
+                    request_deserializer=baton_dot_v1_dot_request__response__pb2.ServeToolsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_request__response__pb2.ServeToolsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'baton.v1.ToolWorkerService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('baton.v1.ToolWorkerService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ToolWorkerService:
+    """Lets backend services in any language serve the agent's tools over one long-lived stream,
+    with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+    """
+
+    @staticmethod
+    def ServeTools(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/baton.v1.ToolWorkerService/ServeTools',
+            baton_dot_v1_dot_request__response__pb2.ServeToolsRequest.SerializeToString,
+            baton_dot_v1_dot_request__response__pb2.ServeToolsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -478,7 +478,9 @@ class ToolServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ToolServiceAsyncStub: ...
     ListTools: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.ListToolsRequest, _request_response_pb2.ListToolsResponse]
-    """Lists every loaded tool with the JSON Schema of its parameters."""
+    """Lists every tool: those loaded into the server (`baton serve --tools`) and those served by
+    connected tool workers (ToolWorkerService), with the JSON Schema of its parameters.
+    """
 
 @_typing.type_check_only
 class ToolServiceAsyncStub(ToolServiceStub):
@@ -486,7 +488,9 @@ class ToolServiceAsyncStub(ToolServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListTools: _aio.UnaryUnaryMultiCallable[_request_response_pb2.ListToolsRequest, _request_response_pb2.ListToolsResponse]  # type: ignore[assignment]
-    """Lists every loaded tool with the JSON Schema of its parameters."""
+    """Lists every tool: those loaded into the server (`baton serve --tools`) and those served by
+    connected tool workers (ToolWorkerService), with the JSON Schema of its parameters.
+    """
 
 class ToolServiceServicer(metaclass=_abc_1.ABCMeta):
     """Describes the tools the server can call during agent turns."""
@@ -497,9 +501,63 @@ class ToolServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _request_response_pb2.ListToolsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_request_response_pb2.ListToolsResponse, _abc.Awaitable[_request_response_pb2.ListToolsResponse]]:
-        """Lists every loaded tool with the JSON Schema of its parameters."""
+        """Lists every tool: those loaded into the server (`baton serve --tools`) and those served by
+        connected tool workers (ToolWorkerService), with the JSON Schema of its parameters.
+        """
 
 def add_ToolServiceServicer_to_server(servicer: ToolServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ToolWorkerServiceStub:
+    """Lets backend services in any language serve the agent's tools over one long-lived stream,
+    with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ToolWorkerServiceAsyncStub: ...
+    ServeTools: _grpc.StreamStreamMultiCallable[_request_response_pb2.ServeToolsRequest, _request_response_pb2.ServeToolsResponse]
+    """A worker's session. The worker sends `declare` first (the tools it serves and how many
+    calls it takes at once), then one `result` per call it receives, and `drain` when it stops.
+    The server answers `accepted`, then sends `call`s (only for the tools the worker declared,
+    never more at once than its limit), `cancel` when a call's deadline passes, and a
+    heartbeat on an idle stream. With several replicas, a worker opens one stream to each.
+    """
+
+@_typing.type_check_only
+class ToolWorkerServiceAsyncStub(ToolWorkerServiceStub):
+    """Lets backend services in any language serve the agent's tools over one long-lived stream,
+    with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ServeTools: _aio.StreamStreamMultiCallable[_request_response_pb2.ServeToolsRequest, _request_response_pb2.ServeToolsResponse]  # type: ignore[assignment]
+    """A worker's session. The worker sends `declare` first (the tools it serves and how many
+    calls it takes at once), then one `result` per call it receives, and `drain` when it stops.
+    The server answers `accepted`, then sends `call`s (only for the tools the worker declared,
+    never more at once than its limit), `cancel` when a call's deadline passes, and a
+    heartbeat on an idle stream. With several replicas, a worker opens one stream to each.
+    """
+
+class ToolWorkerServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Lets backend services in any language serve the agent's tools over one long-lived stream,
+    with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+    """
+
+    @_abc_1.abstractmethod
+    def ServeTools(
+        self,
+        request_iterator: _MaybeAsyncIterator[_request_response_pb2.ServeToolsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_request_response_pb2.ServeToolsResponse], _abc.AsyncIterator[_request_response_pb2.ServeToolsResponse]]:
+        """A worker's session. The worker sends `declare` first (the tools it serves and how many
+        calls it takes at once), then one `result` per call it receives, and `drain` when it stops.
+        The server answers `accepted`, then sends `call`s (only for the tools the worker declared,
+        never more at once than its limit), `cancel` when a call's deadline passes, and a
+        heartbeat on an idle stream. With several replicas, a worker opens one stream to each.
+        """
+
+def add_ToolWorkerServiceServicer_to_server(servicer: ToolWorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class HandoffServiceStub:
     """Hands sessions to human operators and back: a queue of handoffs, operator controls, an

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/message.proto.
  */
 export const file_baton_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9tZXNzYWdlLnByb3RvEghiYXRvbi52MSKXAQoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCg5oYW5kb2ZmX3BvbGljeRgFIAEoCzIXLmJhdG9uLnYxLkhhbmRvZmZQb2xpY3kiuQEKCEN1c3RvbWVyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMgoIbWV0YWRhdGEYAyADKAsyIC5iYXRvbi52MS5DdXN0b21lci5NZXRhZGF0YUVudHJ5Ei4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLgAgoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRITCgtjdXN0b21lcl9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIjCgRtb2RlGAUgASgOMhUuYmF0b24udjEuU2Vzc2lvbk1vZGUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoIbWV0YWRhdGEYCCADKAsyHy5iYXRvbi52MS5TZXNzaW9uLk1ldGFkYXRhRW50cnkSEwoLbmV4dF9vZmZzZXQYCSABKAMSFQoNY29udHJvbF9lcG9jaBgKIAEoAxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoLUGFydGljaXBhbnQSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJIkcKC01lc3NhZ2VEYXRhEgwKBHRleHQYASABKAkSKgoLcGFydGljaXBhbnQYAiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudCJ7CghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEioKCWFyZ3VtZW50cxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoGcmVzdWx0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg0KBWVycm9yGAQgASgJIjIKCFRvb2xEYXRhEiYKCnRvb2xfY2FsbHMYASADKAsyEi5iYXRvbi52MS5Ub29sQ2FsbCJOCgpTdGF0dXNEYXRhEiAKBnN0YXR1cxgBIAEoDjIQLmJhdG9uLnYxLlN0YXR1cxITCgZkZXRhaWwYAiABKAlIAIgBAUIJCgdfZGV0YWlsIpIDCgVFdmVudBIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIhCgRraW5kGAQgASgOMhMuYmF0b24udjEuRXZlbnRLaW5kEiUKBnNvdXJjZRgFIAEoDjIVLmJhdG9uLnYxLkV2ZW50U291cmNlEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEigKB21lc3NhZ2UYCCABKAsyFS5iYXRvbi52MS5NZXNzYWdlRGF0YUgAEiIKBHRvb2wYCSABKAsyEi5iYXRvbi52MS5Ub29sRGF0YUgAEiYKBnN0YXR1cxgKIAEoCzIULmJhdG9uLnYxLlN0YXR1c0RhdGFIABIpCgZjdXN0b20YCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0SAASHgoFYWN0b3IYDCABKAsyDy5iYXRvbi52MS5BY3RvckIGCgRkYXRhIk8KBUFjdG9yEg4KBmtleV9pZBgBIAEoCRIhCgRyb2xlGAIgASgOMhMuYmF0b24udjEuQWN0b3JSb2xlEhMKC2N1c3RvbWVyX2lkGAMgASgJIqEBCglHdWlkZWxpbmUSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEQoJY29uZGl0aW9uGAMgASgJEg4KBmFjdGlvbhgEIAEoCRISCgp0b29sX25hbWVzGAUgAygJEg8KB2VuYWJsZWQYBiABKAgSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoOQ2FubmVkUmVzcG9uc2USCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDAoEdGV4dBgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJWCgRUb29sEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKwoKcGFyYW1ldGVycxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiQwoMTWVzc2FnZURlbHRhEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEgwKBHRleHQYAiABKAkSDQoFaW5kZXgYAyABKAUiPwoPT3BlcmF0aW5nV2luZG93EhAKCHdlZWtkYXlzGAEgAygFEg0KBXN0YXJ0GAIgASgJEgsKA2VuZBgDIAEoCSLhBAoNSGFuZG9mZlBvbGljeRIfChdoYW5kb2ZmX3N0YXJ0ZWRfbWVzc2FnZRgBIAEoCRIfChdvcGVyYXRvcl9qb2luZWRfbWVzc2FnZRgCIAEoCRIpCiFvcGVyYXRvcl9qb2luZWRfYW5vbnltb3VzX21lc3NhZ2UYAyABKAkSFwoPYWlfYmFja19tZXNzYWdlGAQgASgJEhsKE25vX29wZXJhdG9yX21lc3NhZ2UYBSABKAkSHgoWcXVldWVfcG9zaXRpb25fbWVzc2FnZRgGIAEoCRIdChVjbGFpbV90aW1lb3V0X21lc3NhZ2UYByABKAkSMAoNY2xhaW1fdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI6ChRjbGFpbV90aW1lb3V0X2FjdGlvbhgJIAEoDjIcLmJhdG9uLnYxLkNsYWltVGltZW91dEFjdGlvbhI1ChJpbmFjdGl2aXR5X3RpbWVvdXQYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SRAoZaW5hY3Rpdml0eV90aW1lb3V0X2FjdGlvbhgLIAEoDjIhLmJhdG9uLnYxLkluYWN0aXZpdHlUaW1lb3V0QWN0aW9uEhEKCXRpbWVfem9uZRgMIAEoCRIyCg9vcGVyYXRpbmdfaG91cnMYDSADKAsyGS5iYXRvbi52MS5PcGVyYXRpbmdXaW5kb3cSPAoZZGVmYXVsdF93YWl0X3Blcl9wb3NpdGlvbhgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLdBAoHSGFuZG9mZhIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhAKCGFnZW50X2lkGAMgASgJEiUKBXN0YXRlGAQgASgOMhYuYmF0b24udjEuSGFuZG9mZlN0YXRlEg4KBnJlYXNvbhgFIAEoCRIPCgdzdW1tYXJ5GAYgASgJEjAKDHJlcXVlc3RlZF9ieRgHIAEoDjIaLmJhdG9uLnYxLkhhbmRvZmZSZXF1ZXN0ZXISJwoIb3BlcmF0b3IYCCABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIgChhvcGVyYXRvcl9vbl9iZWhhbGZfb2ZfYWkYCSABKAgSKQoKb2ZmZXJlZF90bxgKIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50EjAKDHJlcXVlc3RlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY2xhaW1lZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOAoUZmlyc3RfaHVtYW5fcmVwbHlfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgdvdXRjb21lGA8gASgOMhguYmF0b24udjEuSGFuZG9mZk91dGNvbWUSDAoEbm90ZRgQIAEoCRIVCg1jb250cm9sX2Vwb2NoGBEgASgDEhYKDnF1ZXVlX3Bvc2l0aW9uGBIgASgFIrABCg1IYW5kb2ZmQ2hhbmdlEhAKCHBvc2l0aW9uGAEgASgDEikKBHR5cGUYAiABKA4yGy5iYXRvbi52MS5IYW5kb2ZmQ2hhbmdlVHlwZRIiCgdoYW5kb2ZmGAMgASgLMhEuYmF0b24udjEuSGFuZG9mZhIUCgxldmVudF9vZmZzZXQYBCABKAMSKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidAoTRHVyYXRpb25QZXJjZW50aWxlcxINCgVjb3VudBgBIAEoAxImCgNwNTAYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoDcDkwGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpoECgxIYW5kb2ZmU3RhdHMSEAoIc2Vzc2lvbnMYASABKAMSHQoVc2Vzc2lvbnNfd2l0aF9oYW5kb2ZmGAIgASgDEhQKDGhhbmRvZmZfcmF0ZRgDIAEoARIQCghoYW5kb2ZmcxgEIAEoAxI3CglieV9yZWFzb24YBSADKAsyJC5iYXRvbi52MS5IYW5kb2ZmU3RhdHMuQnlSZWFzb25FbnRyeRI5CgpieV9vdXRjb21lGAYgAygLMiUuYmF0b24udjEuSGFuZG9mZlN0YXRzLkJ5T3V0Y29tZUVudHJ5EjQKDXRpbWVfdG9fY2xhaW0YByABKAsyHS5iYXRvbi52MS5EdXJhdGlvblBlcmNlbnRpbGVzEkAKGXRpbWVfdG9fZmlyc3RfaHVtYW5fcmVwbHkYCCABKAsyHS5iYXRvbi52MS5EdXJhdGlvblBlcmNlbnRpbGVzEh4KFmFiYW5kb25lZF93aGlsZV9xdWV1ZWQYCSABKAMSHAoUcmV0dXJuZWRfdG9fYWlfc2hhcmUYCiABKAESJAoccmVoYW5kb2Zmc193aXRoaW5fMzBfbWludXRlcxgLIAEoAxovCg1CeVJlYXNvbkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEaMAoOQnlPdXRjb21lRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASpbCgtTZXNzaW9uTW9kZRIcChhTRVNTSU9OX01PREVfVU5TUEVDSUZJRUQQABIVChFTRVNTSU9OX01PREVfQVVUTxABEhcKE1NFU1NJT05fTU9ERV9NQU5VQUwQAiqCAQoJRXZlbnRLaW5kEhoKFkVWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIWChJFVkVOVF9LSU5EX01FU1NBR0UQARITCg9FVkVOVF9LSU5EX1RPT0wQAhIVChFFVkVOVF9LSU5EX1NUQVRVUxADEhUKEUVWRU5UX0tJTkRfQ1VTVE9NEAQq6gEKC0V2ZW50U291cmNlEhwKGEVWRU5UX1NPVVJDRV9VTlNQRUNJRklFRBAAEhkKFUVWRU5UX1NPVVJDRV9DVVNUT01FUhABEhwKGEVWRU5UX1NPVVJDRV9DVVNUT01FUl9VSRACEhkKFUVWRU5UX1NPVVJDRV9BSV9BR0VOVBADEhwKGEVWRU5UX1NPVVJDRV9IVU1BTl9BR0VOVBAEEjIKLkVWRU5UX1NPVVJDRV9IVU1BTl9BR0VOVF9PTl9CRUhBTEZfT0ZfQUlfQUdFTlQQBRIXChNFVkVOVF9TT1VSQ0VfU1lTVEVNEAYqnQEKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABIXChNTVEFUVVNfQUNLTk9XTEVER0VEEAESFQoRU1RBVFVTX1BST0NFU1NJTkcQAhIRCg1TVEFUVVNfVFlQSU5HEAMSEAoMU1RBVFVTX1JFQURZEAQSFAoQU1RBVFVTX0NBTkNFTExFRBAFEhAKDFNUQVRVU19FUlJPUhAGKosBCglBY3RvclJvbGUSGgoWQUNUT1JfUk9MRV9VTlNQRUNJRklFRBAAEhQKEEFDVE9SX1JPTEVfQURNSU4QARIaChZBQ1RPUl9ST0xFX0lOVEVHUkFUSU9OEAISFwoTQUNUT1JfUk9MRV9PUEVSQVRPUhADEhcKE0FDVE9SX1JPTEVfQ1VTVE9NRVIQBCqIAQoSQ2xhaW1UaW1lb3V0QWN0aW9uEiQKIENMQUlNX1RJTUVPVVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fS0VFUF9XQUlUSU5HEAESJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fUkVUVVJOX1RPX0FJEAIqkwEKF0luYWN0aXZpdHlUaW1lb3V0QWN0aW9uEikKJUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIqCiZJTkFDVElWSVRZX1RJTUVPVVRfQUNUSU9OX1JFVFVSTl9UT19BSRABEiEKHUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fRU5EEAIqfAoMSGFuZG9mZlN0YXRlEh0KGUhBTkRPRkZfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVIQU5ET0ZGX1NUQVRFX1BFTkRJTkcQARIZChVIQU5ET0ZGX1NUQVRFX0NMQUlNRUQQAhIXChNIQU5ET0ZGX1NUQVRFX0VOREVEEAMqugEKDkhhbmRvZmZPdXRjb21lEh8KG0hBTkRPRkZfT1VUQ09NRV9VTlNQRUNJRklFRBAAEiUKIUhBTkRPRkZfT1VUQ09NRV9SRVNPTFZFRF9CWV9IVU1BThABEiIKHkhBTkRPRkZfT1VUQ09NRV9SRVRVUk5FRF9UT19BSRACEh0KGUhBTkRPRkZfT1VUQ09NRV9BQkFORE9ORUQQAxIdChlIQU5ET0ZGX09VVENPTUVfVElNRURfT1VUEAQqvgEKEEhhbmRvZmZSZXF1ZXN0ZXISIQodSEFORE9GRl9SRVFVRVNURVJfVU5TUEVDSUZJRUQQABIaChZIQU5ET0ZGX1JFUVVFU1RFUl9UT09MEAESJQohSEFORE9GRl9SRVFVRVNURVJfRVhURVJOQUxfU1lTVEVNEAISHgoaSEFORE9GRl9SRVFVRVNURVJfQ1VTVE9NRVIQAxIkCiBIQU5ET0ZGX1JFUVVFU1RFUl9IVU1BTl9UQUtFT1ZFUhAEKvgCChFIYW5kb2ZmQ2hhbmdlVHlwZRIjCh9IQU5ET0ZGX0NIQU5HRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYSEFORE9GRl9DSEFOR0VfVFlQRV9PUEVOEAESIQodSEFORE9GRl9DSEFOR0VfVFlQRV9SRVFVRVNURUQQAhIfChtIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSRUQQAxImCiJIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSX0RFQ0xJTkVEEAQSHwobSEFORE9GRl9DSEFOR0VfVFlQRV9DTEFJTUVEEAUSIwofSEFORE9GRl9DSEFOR0VfVFlQRV9UUkFOU0ZFUlJFRBAGEigKJEhBTkRPRkZfQ0hBTkdFX1RZUEVfQ1VTVE9NRVJfTUVTU0FHRRAHEiUKIUhBTkRPRkZfQ0hBTkdFX1RZUEVfQ0xBSU1fVElNRU9VVBAIEh0KGUhBTkRPRkZfQ0hBTkdFX1RZUEVfRU5ERUQQCUJaCgxkZXYuYmF0b24udjFCDE1lc3NhZ2VQcm90b1ABWjpnaXRodWIuY29tL2JhdG9uLWRldi9iYXRvbi9jbGllbnRzL2dvL2dlbi9iYXRvbi92MTtiYXRvbnYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiYXRvbi92MS9tZXNzYWdlLnByb3RvEghiYXRvbi52MSKXAQoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCg5oYW5kb2ZmX3BvbGljeRgFIAEoCzIXLmJhdG9uLnYxLkhhbmRvZmZQb2xpY3kiuQEKCEN1c3RvbWVyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMgoIbWV0YWRhdGEYAyADKAsyIC5iYXRvbi52MS5DdXN0b21lci5NZXRhZGF0YUVudHJ5Ei4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLgAgoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRITCgtjdXN0b21lcl9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIjCgRtb2RlGAUgASgOMhUuYmF0b24udjEuU2Vzc2lvbk1vZGUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoIbWV0YWRhdGEYCCADKAsyHy5iYXRvbi52MS5TZXNzaW9uLk1ldGFkYXRhRW50cnkSEwoLbmV4dF9vZmZzZXQYCSABKAMSFQoNY29udHJvbF9lcG9jaBgKIAEoAxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoLUGFydGljaXBhbnQSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJIkcKC01lc3NhZ2VEYXRhEgwKBHRleHQYASABKAkSKgoLcGFydGljaXBhbnQYAiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudCJ7CghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEioKCWFyZ3VtZW50cxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoGcmVzdWx0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg0KBWVycm9yGAQgASgJIjIKCFRvb2xEYXRhEiYKCnRvb2xfY2FsbHMYASADKAsyEi5iYXRvbi52MS5Ub29sQ2FsbCJOCgpTdGF0dXNEYXRhEiAKBnN0YXR1cxgBIAEoDjIQLmJhdG9uLnYxLlN0YXR1cxITCgZkZXRhaWwYAiABKAlIAIgBAUIJCgdfZGV0YWlsIpIDCgVFdmVudBIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIhCgRraW5kGAQgASgOMhMuYmF0b24udjEuRXZlbnRLaW5kEiUKBnNvdXJjZRgFIAEoDjIVLmJhdG9uLnYxLkV2ZW50U291cmNlEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEigKB21lc3NhZ2UYCCABKAsyFS5iYXRvbi52MS5NZXNzYWdlRGF0YUgAEiIKBHRvb2wYCSABKAsyEi5iYXRvbi52MS5Ub29sRGF0YUgAEiYKBnN0YXR1cxgKIAEoCzIULmJhdG9uLnYxLlN0YXR1c0RhdGFIABIpCgZjdXN0b20YCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0SAASHgoFYWN0b3IYDCABKAsyDy5iYXRvbi52MS5BY3RvckIGCgRkYXRhIk8KBUFjdG9yEg4KBmtleV9pZBgBIAEoCRIhCgRyb2xlGAIgASgOMhMuYmF0b24udjEuQWN0b3JSb2xlEhMKC2N1c3RvbWVyX2lkGAMgASgJIqEBCglHdWlkZWxpbmUSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEQoJY29uZGl0aW9uGAMgASgJEg4KBmFjdGlvbhgEIAEoCRISCgp0b29sX25hbWVzGAUgAygJEg8KB2VuYWJsZWQYBiABKAgSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoOQ2FubmVkUmVzcG9uc2USCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDAoEdGV4dBgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLjAQoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEisKCnBhcmFtZXRlcnMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiQKBm9yaWdpbhgEIAEoDjIULmJhdG9uLnYxLlRvb2xPcmlnaW4SJQoHd29ya2VycxgFIAMoCzIULmJhdG9uLnYxLlRvb2xXb3JrZXISKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpyZXRyeV9zYWZlGAcgASgIIogBCgpUb29sV29ya2VyEhEKCXdvcmtlcl9pZBgBIAEoCRIXCg9jYWxsc19pbl9mbGlnaHQYAiABKAUSHAoUbWF4X2NvbmN1cnJlbnRfY2FsbHMYAyABKAUSMAoMY29ubmVjdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJDCgxNZXNzYWdlRGVsdGESFgoOY29ycmVsYXRpb25faWQYASABKAkSDAoEdGV4dBgCIAEoCRINCgVpbmRleBgDIAEoBSI/Cg9PcGVyYXRpbmdXaW5kb3cSEAoId2Vla2RheXMYASADKAUSDQoFc3RhcnQYAiABKAkSCwoDZW5kGAMgASgJIuEECg1IYW5kb2ZmUG9saWN5Eh8KF2hhbmRvZmZfc3RhcnRlZF9tZXNzYWdlGAEgASgJEh8KF29wZXJhdG9yX2pvaW5lZF9tZXNzYWdlGAIgASgJEikKIW9wZXJhdG9yX2pvaW5lZF9hbm9ueW1vdXNfbWVzc2FnZRgDIAEoCRIXCg9haV9iYWNrX21lc3NhZ2UYBCABKAkSGwoTbm9fb3BlcmF0b3JfbWVzc2FnZRgFIAEoCRIeChZxdWV1ZV9wb3NpdGlvbl9tZXNzYWdlGAYgASgJEh0KFWNsYWltX3RpbWVvdXRfbWVzc2FnZRgHIAEoCRIwCg1jbGFpbV90aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjoKFGNsYWltX3RpbWVvdXRfYWN0aW9uGAkgASgOMhwuYmF0b24udjEuQ2xhaW1UaW1lb3V0QWN0aW9uEjUKEmluYWN0aXZpdHlfdGltZW91dBgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhJEChlpbmFjdGl2aXR5X3RpbWVvdXRfYWN0aW9uGAsgASgOMiEuYmF0b24udjEuSW5hY3Rpdml0eVRpbWVvdXRBY3Rpb24SEQoJdGltZV96b25lGAwgASgJEjIKD29wZXJhdGluZ19ob3VycxgNIAMoCzIZLmJhdG9uLnYxLk9wZXJhdGluZ1dpbmRvdxI8ChlkZWZhdWx0X3dhaXRfcGVyX3Bvc2l0aW9uGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIt0ECgdIYW5kb2ZmEgoKAmlkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSJQoFc3RhdGUYBCABKA4yFi5iYXRvbi52MS5IYW5kb2ZmU3RhdGUSDgoGcmVhc29uGAUgASgJEg8KB3N1bW1hcnkYBiABKAkSMAoMcmVxdWVzdGVkX2J5GAcgASgOMhouYmF0b24udjEuSGFuZG9mZlJlcXVlc3RlchInCghvcGVyYXRvchgIIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50EiAKGG9wZXJhdG9yX29uX2JlaGFsZl9vZl9haRgJIAEoCBIpCgpvZmZlcmVkX3RvGAogASgLMhUuYmF0b24udjEuUGFydGljaXBhbnQSMAoMcmVxdWVzdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjbGFpbWVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4ChRmaXJzdF9odW1hbl9yZXBseV9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB291dGNvbWUYDyABKA4yGC5iYXRvbi52MS5IYW5kb2ZmT3V0Y29tZRIMCgRub3RlGBAgASgJEhUKDWNvbnRyb2xfZXBvY2gYESABKAMSFgoOcXVldWVfcG9zaXRpb24YEiABKAUisAEKDUhhbmRvZmZDaGFuZ2USEAoIcG9zaXRpb24YASABKAMSKQoEdHlwZRgCIAEoDjIbLmJhdG9uLnYxLkhhbmRvZmZDaGFuZ2VUeXBlEiIKB2hhbmRvZmYYAyABKAsyES5iYXRvbi52MS5IYW5kb2ZmEhQKDGV2ZW50X29mZnNldBgEIAEoAxIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ0ChNEdXJhdGlvblBlcmNlbnRpbGVzEg0KBWNvdW50GAEgASgDEiYKA3A1MBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgNwOTAYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imgQKDEhhbmRvZmZTdGF0cxIQCghzZXNzaW9ucxgBIAEoAxIdChVzZXNzaW9uc193aXRoX2hhbmRvZmYYAiABKAMSFAoMaGFuZG9mZl9yYXRlGAMgASgBEhAKCGhhbmRvZmZzGAQgASgDEjcKCWJ5X3JlYXNvbhgFIAMoCzIkLmJhdG9uLnYxLkhhbmRvZmZTdGF0cy5CeVJlYXNvbkVudHJ5EjkKCmJ5X291dGNvbWUYBiADKAsyJS5iYXRvbi52MS5IYW5kb2ZmU3RhdHMuQnlPdXRjb21lRW50cnkSNAoNdGltZV90b19jbGFpbRgHIAEoCzIdLmJhdG9uLnYxLkR1cmF0aW9uUGVyY2VudGlsZXMSQAoZdGltZV90b19maXJzdF9odW1hbl9yZXBseRgIIAEoCzIdLmJhdG9uLnYxLkR1cmF0aW9uUGVyY2VudGlsZXMSHgoWYWJhbmRvbmVkX3doaWxlX3F1ZXVlZBgJIAEoAxIcChRyZXR1cm5lZF90b19haV9zaGFyZRgKIAEoARIkChxyZWhhbmRvZmZzX3dpdGhpbl8zMF9taW51dGVzGAsgASgDGi8KDUJ5UmVhc29uRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ARowCg5CeU91dGNvbWVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBKlsKC1Nlc3Npb25Nb2RlEhwKGFNFU1NJT05fTU9ERV9VTlNQRUNJRklFRBAAEhUKEVNFU1NJT05fTU9ERV9BVVRPEAESFwoTU0VTU0lPTl9NT0RFX01BTlVBTBACKoIBCglFdmVudEtpbmQSGgoWRVZFTlRfS0lORF9VTlNQRUNJRklFRBAAEhYKEkVWRU5UX0tJTkRfTUVTU0FHRRABEhMKD0VWRU5UX0tJTkRfVE9PTBACEhUKEUVWRU5UX0tJTkRfU1RBVFVTEAMSFQoRRVZFTlRfS0lORF9DVVNUT00QBCrqAQoLRXZlbnRTb3VyY2USHAoYRVZFTlRfU09VUkNFX1VOU1BFQ0lGSUVEEAASGQoVRVZFTlRfU09VUkNFX0NVU1RPTUVSEAESHAoYRVZFTlRfU09VUkNFX0NVU1RPTUVSX1VJEAISGQoVRVZFTlRfU09VUkNFX0FJX0FHRU5UEAMSHAoYRVZFTlRfU09VUkNFX0hVTUFOX0FHRU5UEAQSMgouRVZFTlRfU09VUkNFX0hVTUFOX0FHRU5UX09OX0JFSEFMRl9PRl9BSV9BR0VOVBAFEhcKE0VWRU5UX1NPVVJDRV9TWVNURU0QBiqdAQoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhcKE1NUQVRVU19BQ0tOT1dMRURHRUQQARIVChFTVEFUVVNfUFJPQ0VTU0lORxACEhEKDVNUQVRVU19UWVBJTkcQAxIQCgxTVEFUVVNfUkVBRFkQBBIUChBTVEFUVVNfQ0FOQ0VMTEVEEAUSEAoMU1RBVFVTX0VSUk9SEAYqiwEKCUFjdG9yUm9sZRIaChZBQ1RPUl9ST0xFX1VOU1BFQ0lGSUVEEAASFAoQQUNUT1JfUk9MRV9BRE1JThABEhoKFkFDVE9SX1JPTEVfSU5URUdSQVRJT04QAhIXChNBQ1RPUl9ST0xFX09QRVJBVE9SEAMSFwoTQUNUT1JfUk9MRV9DVVNUT01FUhAEKlkKClRvb2xPcmlnaW4SGwoXVE9PTF9PUklHSU5fVU5TUEVDSUZJRUQQABIWChJUT09MX09SSUdJTl9QWVRIT04QARIWChJUT09MX09SSUdJTl9XT1JLRVIQAiqIAQoSQ2xhaW1UaW1lb3V0QWN0aW9uEiQKIENMQUlNX1RJTUVPVVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fS0VFUF9XQUlUSU5HEAESJQohQ0xBSU1fVElNRU9VVF9BQ1RJT05fUkVUVVJOX1RPX0FJEAIqkwEKF0luYWN0aXZpdHlUaW1lb3V0QWN0aW9uEikKJUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIqCiZJTkFDVElWSVRZX1RJTUVPVVRfQUNUSU9OX1JFVFVSTl9UT19BSRABEiEKHUlOQUNUSVZJVFlfVElNRU9VVF9BQ1RJT05fRU5EEAIqfAoMSGFuZG9mZlN0YXRlEh0KGUhBTkRPRkZfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVIQU5ET0ZGX1NUQVRFX1BFTkRJTkcQARIZChVIQU5ET0ZGX1NUQVRFX0NMQUlNRUQQAhIXChNIQU5ET0ZGX1NUQVRFX0VOREVEEAMqugEKDkhhbmRvZmZPdXRjb21lEh8KG0hBTkRPRkZfT1VUQ09NRV9VTlNQRUNJRklFRBAAEiUKIUhBTkRPRkZfT1VUQ09NRV9SRVNPTFZFRF9CWV9IVU1BThABEiIKHkhBTkRPRkZfT1VUQ09NRV9SRVRVUk5FRF9UT19BSRACEh0KGUhBTkRPRkZfT1VUQ09NRV9BQkFORE9ORUQQAxIdChlIQU5ET0ZGX09VVENPTUVfVElNRURfT1VUEAQqvgEKEEhhbmRvZmZSZXF1ZXN0ZXISIQodSEFORE9GRl9SRVFVRVNURVJfVU5TUEVDSUZJRUQQABIaChZIQU5ET0ZGX1JFUVVFU1RFUl9UT09MEAESJQohSEFORE9GRl9SRVFVRVNURVJfRVhURVJOQUxfU1lTVEVNEAISHgoaSEFORE9GRl9SRVFVRVNURVJfQ1VTVE9NRVIQAxIkCiBIQU5ET0ZGX1JFUVVFU1RFUl9IVU1BTl9UQUtFT1ZFUhAEKvgCChFIYW5kb2ZmQ2hhbmdlVHlwZRIjCh9IQU5ET0ZGX0NIQU5HRV9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYSEFORE9GRl9DSEFOR0VfVFlQRV9PUEVOEAESIQodSEFORE9GRl9DSEFOR0VfVFlQRV9SRVFVRVNURUQQAhIfChtIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSRUQQAxImCiJIQU5ET0ZGX0NIQU5HRV9UWVBFX09GRkVSX0RFQ0xJTkVEEAQSHwobSEFORE9GRl9DSEFOR0VfVFlQRV9DTEFJTUVEEAUSIwofSEFORE9GRl9DSEFOR0VfVFlQRV9UUkFOU0ZFUlJFRBAGEigKJEhBTkRPRkZfQ0hBTkdFX1RZUEVfQ1VTVE9NRVJfTUVTU0FHRRAHEiUKIUhBTkRPRkZfQ0hBTkdFX1RZUEVfQ0xBSU1fVElNRU9VVBAIEh0KGUhBTkRPRkZfQ0hBTkdFX1RZUEVfRU5ERUQQCUJaCgxkZXYuYmF0b24udjFCDE1lc3NhZ2VQcm90b1ABWjpnaXRodWIuY29tL2JhdG9uLWRldi9iYXRvbi9jbGllbnRzL2dvL2dlbi9iYXRvbi92MTtiYXRvbnYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * An AI agent: the persona and behaviour that answers customers in sessions.
@@ -612,11 +612,40 @@ export type Tool = Message<"baton.v1.Tool"> & {
   description: string;
 
   /**
-   * JSON Schema (draft 2020-12 subset) of the tool's parameters, derived from its signature.
+   * JSON Schema (draft 2020-12 subset) of the tool's parameters, derived from its signature
+   * (Python tools) or declared by the workers that serve it.
    *
    * @generated from field: google.protobuf.Struct parameters = 3;
    */
   parameters?: JsonObject | undefined;
+
+  /**
+   * Where the tool runs.
+   *
+   * @generated from field: baton.v1.ToolOrigin origin = 4;
+   */
+  origin: ToolOrigin;
+
+  /**
+   * The workers connected to this replica that serve it (worker tools only).
+   *
+   * @generated from field: repeated baton.v1.ToolWorker workers = 5;
+   */
+  workers: ToolWorker[];
+
+  /**
+   * How long a call may take before it becomes a tool error; unset: the server's default.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 6;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * Whether a call may be sent to another worker when its worker disconnects mid-call.
+   *
+   * @generated from field: bool retry_safe = 7;
+   */
+  retrySafe: boolean;
 };
 
 /**
@@ -625,6 +654,48 @@ export type Tool = Message<"baton.v1.Tool"> & {
  */
 export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
   messageDesc(file_baton_v1_message, 12);
+
+/**
+ * A connected tool worker, as ListTools shows it.
+ *
+ * @generated from message baton.v1.ToolWorker
+ */
+export type ToolWorker = Message<"baton.v1.ToolWorker"> & {
+  /**
+   * The worker's name (as it declared it, made unique by the server).
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * Calls it is running now.
+   *
+   * @generated from field: int32 calls_in_flight = 2;
+   */
+  callsInFlight: number;
+
+  /**
+   * The most calls it takes at once.
+   *
+   * @generated from field: int32 max_concurrent_calls = 3;
+   */
+  maxConcurrentCalls: number;
+
+  /**
+   * When its stream opened.
+   *
+   * @generated from field: google.protobuf.Timestamp connect_time = 4;
+   */
+  connectTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message baton.v1.ToolWorker.
+ * Use `create(ToolWorkerSchema)` to create a new message.
+ */
+export const ToolWorkerSchema: GenMessage<ToolWorker> = /*@__PURE__*/
+  messageDesc(file_baton_v1_message, 13);
 
 /**
  * A piece of an AI reply while it is being generated. Transient: sent only to live ListEvents
@@ -661,7 +732,7 @@ export type MessageDelta = Message<"baton.v1.MessageDelta"> & {
  * Use `create(MessageDeltaSchema)` to create a new message.
  */
 export const MessageDeltaSchema: GenMessage<MessageDelta> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 13);
+  messageDesc(file_baton_v1_message, 14);
 
 /**
  * A window of a week in which operators work, in `HandoffPolicy.time_zone`.
@@ -696,7 +767,7 @@ export type OperatingWindow = Message<"baton.v1.OperatingWindow"> & {
  * Use `create(OperatingWindowSchema)` to create a new message.
  */
 export const OperatingWindowSchema: GenMessage<OperatingWindow> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 14);
+  messageDesc(file_baton_v1_message, 15);
 
 /**
  * How handoffs work for one agent's sessions. Empty strings and zero durations take the
@@ -817,7 +888,7 @@ export type HandoffPolicy = Message<"baton.v1.HandoffPolicy"> & {
  * Use `create(HandoffPolicySchema)` to create a new message.
  */
 export const HandoffPolicySchema: GenMessage<HandoffPolicy> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 15);
+  messageDesc(file_baton_v1_message, 16);
 
 /**
  * One escalation of a session to humans, from request to end.
@@ -958,7 +1029,7 @@ export type Handoff = Message<"baton.v1.Handoff"> & {
  * Use `create(HandoffSchema)` to create a new message.
  */
 export const HandoffSchema: GenMessage<Handoff> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 16);
+  messageDesc(file_baton_v1_message, 17);
 
 /**
  * One change on the operator inbox stream.
@@ -1008,7 +1079,7 @@ export type HandoffChange = Message<"baton.v1.HandoffChange"> & {
  * Use `create(HandoffChangeSchema)` to create a new message.
  */
 export const HandoffChangeSchema: GenMessage<HandoffChange> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 17);
+  messageDesc(file_baton_v1_message, 18);
 
 /**
  * Median and 90th percentile of a duration.
@@ -1043,7 +1114,7 @@ export type DurationPercentiles = Message<"baton.v1.DurationPercentiles"> & {
  * Use `create(DurationPercentilesSchema)` to create a new message.
  */
 export const DurationPercentilesSchema: GenMessage<DurationPercentiles> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 18);
+  messageDesc(file_baton_v1_message, 19);
 
 /**
  * Handoff analytics over a time range.
@@ -1135,7 +1206,7 @@ export type HandoffStats = Message<"baton.v1.HandoffStats"> & {
  * Use `create(HandoffStatsSchema)` to create a new message.
  */
 export const HandoffStatsSchema: GenMessage<HandoffStats> = /*@__PURE__*/
-  messageDesc(file_baton_v1_message, 19);
+  messageDesc(file_baton_v1_message, 20);
 
 /**
  * Whether the AI agent answers customer messages on a session.
@@ -1394,6 +1465,40 @@ export const ActorRoleSchema: GenEnum<ActorRole> = /*@__PURE__*/
   enumDesc(file_baton_v1_message, 4);
 
 /**
+ * Where a tool runs.
+ *
+ * @generated from enum baton.v1.ToolOrigin
+ */
+export enum ToolOrigin {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: TOOL_ORIGIN_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A Python function loaded into the server (`baton serve --tools`).
+   *
+   * @generated from enum value: TOOL_ORIGIN_PYTHON = 1;
+   */
+  PYTHON = 1,
+
+  /**
+   * Served by tool workers over ToolWorkerService.ServeTools.
+   *
+   * @generated from enum value: TOOL_ORIGIN_WORKER = 2;
+   */
+  WORKER = 2,
+}
+
+/**
+ * Describes the enum baton.v1.ToolOrigin.
+ */
+export const ToolOriginSchema: GenEnum<ToolOrigin> = /*@__PURE__*/
+  enumDesc(file_baton_v1_message, 5);
+
+/**
  * What happens when a handoff waits longer than `claim_timeout` for an operator.
  *
  * @generated from enum baton.v1.ClaimTimeoutAction
@@ -1425,7 +1530,7 @@ export enum ClaimTimeoutAction {
  * Describes the enum baton.v1.ClaimTimeoutAction.
  */
 export const ClaimTimeoutActionSchema: GenEnum<ClaimTimeoutAction> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 5);
+  enumDesc(file_baton_v1_message, 6);
 
 /**
  * What happens when the operator of a claimed handoff stays silent for `inactivity_timeout`.
@@ -1459,7 +1564,7 @@ export enum InactivityTimeoutAction {
  * Describes the enum baton.v1.InactivityTimeoutAction.
  */
 export const InactivityTimeoutActionSchema: GenEnum<InactivityTimeoutAction> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 6);
+  enumDesc(file_baton_v1_message, 7);
 
 /**
  * Where a handoff is in its life.
@@ -1500,7 +1605,7 @@ export enum HandoffState {
  * Describes the enum baton.v1.HandoffState.
  */
 export const HandoffStateSchema: GenEnum<HandoffState> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 7);
+  enumDesc(file_baton_v1_message, 8);
 
 /**
  * How a handoff ended.
@@ -1548,7 +1653,7 @@ export enum HandoffOutcome {
  * Describes the enum baton.v1.HandoffOutcome.
  */
 export const HandoffOutcomeSchema: GenEnum<HandoffOutcome> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 8);
+  enumDesc(file_baton_v1_message, 9);
 
 /**
  * Who asked for a handoff.
@@ -1596,7 +1701,7 @@ export enum HandoffRequester {
  * Describes the enum baton.v1.HandoffRequester.
  */
 export const HandoffRequesterSchema: GenEnum<HandoffRequester> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 9);
+  enumDesc(file_baton_v1_message, 10);
 
 /**
  * What changed in a handoff, on the operator inbox stream.
@@ -1679,5 +1784,5 @@ export enum HandoffChangeType {
  * Describes the enum baton.v1.HandoffChangeType.
  */
 export const HandoffChangeTypeSchema: GenEnum<HandoffChangeType> = /*@__PURE__*/
-  enumDesc(file_baton_v1_message, 10);
+  enumDesc(file_baton_v1_message, 11);
 

@@ -6,7 +6,7 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Agent, CannedResponse, Customer, Event, EventKind, EventSource, Guideline, Handoff, HandoffChange, HandoffOutcome, HandoffRequester, HandoffState, HandoffStats, MessageData, MessageDelta, Participant, Session, SessionMode, StatusData, Tool, ToolData } from "./message_pb.js";
 import { file_baton_v1_message } from "./message_pb.js";
-import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, FieldMask, Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/request_response.proto.
  */
 export const file_baton_v1_request_response: GenFile = /*@__PURE__*/
-  fileDesc("Ch9iYXRvbi92MS9yZXF1ZXN0X3Jlc3BvbnNlLnByb3RvEghiYXRvbi52MSI0ChJDcmVhdGVBZ2VudFJlcXVlc3QSHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCI1ChNDcmVhdGVBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjIKEEdldEFnZW50UmVzcG9uc2USHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCI6ChFMaXN0QWdlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJOChJMaXN0QWdlbnRzUmVzcG9uc2USHwoGYWdlbnRzGAEgAygLMg8uYmF0b24udjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIncKElVwZGF0ZUFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIeCgVhZ2VudBgCIAEoCzIPLmJhdG9uLnYxLkFnZW50Ei8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI1ChNVcGRhdGVBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiJgoSRGVsZXRlQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIhUKE0RlbGV0ZUFnZW50UmVzcG9uc2UiPQoVQ3JlYXRlQ3VzdG9tZXJSZXF1ZXN0EiQKCGN1c3RvbWVyGAEgASgLMhIuYmF0b24udjEuQ3VzdG9tZXIiPgoWQ3JlYXRlQ3VzdG9tZXJSZXNwb25zZRIkCghjdXN0b21lchgBIAEoCzISLmJhdG9uLnYxLkN1c3RvbWVyIikKEkdldEN1c3RvbWVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCSI7ChNHZXRDdXN0b21lclJlc3BvbnNlEiQKCGN1c3RvbWVyGAEgASgLMhIuYmF0b24udjEuQ3VzdG9tZXIiPQoUTGlzdEN1c3RvbWVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoVTGlzdEN1c3RvbWVyc1Jlc3BvbnNlEiUKCWN1c3RvbWVycxgBIAMoCzISLmJhdG9uLnYxLkN1c3RvbWVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKDAQoVVXBkYXRlQ3VzdG9tZXJSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEiQKCGN1c3RvbWVyGAIgASgLMhIuYmF0b24udjEuQ3VzdG9tZXISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFlVwZGF0ZUN1c3RvbWVyUmVzcG9uc2USJAoIY3VzdG9tZXIYASABKAsyEi5iYXRvbi52MS5DdXN0b21lciIsChVEZWxldGVDdXN0b21lclJlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkiGAoWRGVsZXRlQ3VzdG9tZXJSZXNwb25zZSI6ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIiCgdzZXNzaW9uGAEgASgLMhEuYmF0b24udjEuU2Vzc2lvbiI7ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USIgoHc2Vzc2lvbhgBIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24iJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSI4ChJHZXRTZXNzaW9uUmVzcG9uc2USIgoHc2Vzc2lvbhgBIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24iiAEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEwoLY3VzdG9tZXJfaWQYBCABKAkSIwoEbW9kZRgFIAEoDjIVLmJhdG9uLnYxLlNlc3Npb25Nb2RlIlQKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiMKCHNlc3Npb25zGAEgAygLMhEuYmF0b24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkirwEKFFVwZGF0ZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSIgoHc2Vzc2lvbhgCIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24SLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEhsKDmV4cGVjdGVkX2Vwb2NoGAQgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoIjsKFVVwZGF0ZVNlc3Npb25SZXNwb25zZRIiCgdzZXNzaW9uGAEgASgLMhEuYmF0b24udjEuU2Vzc2lvbiIqChREZWxldGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhcKFURlbGV0ZVNlc3Npb25SZXNwb25zZSLMAgoSQ3JlYXRlRXZlbnRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSIQoEa2luZBgCIAEoDjITLmJhdG9uLnYxLkV2ZW50S2luZBIlCgZzb3VyY2UYAyABKA4yFS5iYXRvbi52MS5FdmVudFNvdXJjZRIoCgdtZXNzYWdlGAQgASgLMhUuYmF0b24udjEuTWVzc2FnZURhdGFIABIiCgR0b29sGAUgASgLMhIuYmF0b24udjEuVG9vbERhdGFIABImCgZzdGF0dXMYBiABKAsyFC5iYXRvbi52MS5TdGF0dXNEYXRhSAASKQoGY3VzdG9tGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEgAEhYKDmNvcnJlbGF0aW9uX2lkGAggASgJEhcKD2lkZW1wb3RlbmN5X2tleRgJIAEoCUIGCgRkYXRhIjUKE0NyZWF0ZUV2ZW50UmVzcG9uc2USHgoFZXZlbnQYASABKAsyDy5iYXRvbi52MS5FdmVudCKXAQoRTGlzdEV2ZW50c1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgptaW5fb2Zmc2V0GAIgASgDEiIKBWtpbmRzGAMgAygOMhMuYmF0b24udjEuRXZlbnRLaW5kEiYKB3NvdXJjZXMYBCADKA4yFS5iYXRvbi52MS5FdmVudFNvdXJjZRIOCgZmb2xsb3cYBSABKAgiVAoTTGlzdEV2ZW50c0hlYXJ0YmVhdBITCgtuZXh0X29mZnNldBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLgAQoSTGlzdEV2ZW50c1Jlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmJhdG9uLnYxLkV2ZW50EhEKCWNhdWdodF91cBgCIAEoCBITCgtmZWxsX2JlaGluZBgDIAEoCBIwCgloZWFydGJlYXQYBCABKAsyHS5iYXRvbi52MS5MaXN0RXZlbnRzSGVhcnRiZWF0EiUKBWRlbHRhGAUgASgLMhYuYmF0b24udjEuTWVzc2FnZURlbHRhEhgKC25leHRfb2Zmc2V0GAYgASgDSACIAQFCDgoMX25leHRfb2Zmc2V0IkAKFkNyZWF0ZUd1aWRlbGluZVJlcXVlc3QSJgoJZ3VpZGVsaW5lGAEgASgLMhMuYmF0b24udjEuR3VpZGVsaW5lIkEKF0NyZWF0ZUd1aWRlbGluZVJlc3BvbnNlEiYKCWd1aWRlbGluZRgBIAEoCzITLmJhdG9uLnYxLkd1aWRlbGluZSIrChNHZXRHdWlkZWxpbmVSZXF1ZXN0EhQKDGd1aWRlbGluZV9pZBgBIAEoCSI+ChRHZXRHdWlkZWxpbmVSZXNwb25zZRImCglndWlkZWxpbmUYASABKAsyEy5iYXRvbi52MS5HdWlkZWxpbmUiUAoVTGlzdEd1aWRlbGluZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCGFnZW50X2lkGAMgASgJIloKFkxpc3RHdWlkZWxpbmVzUmVzcG9uc2USJwoKZ3VpZGVsaW5lcxgBIAMoCzITLmJhdG9uLnYxLkd1aWRlbGluZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihwEKFlVwZGF0ZUd1aWRlbGluZVJlcXVlc3QSFAoMZ3VpZGVsaW5lX2lkGAEgASgJEiYKCWd1aWRlbGluZRgCIAEoCzITLmJhdG9uLnYxLkd1aWRlbGluZRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siQQoXVXBkYXRlR3VpZGVsaW5lUmVzcG9uc2USJgoJZ3VpZGVsaW5lGAEgASgLMhMuYmF0b24udjEuR3VpZGVsaW5lIi4KFkRlbGV0ZUd1aWRlbGluZVJlcXVlc3QSFAoMZ3VpZGVsaW5lX2lkGAEgASgJIhkKF0RlbGV0ZUd1aWRlbGluZVJlc3BvbnNlIlAKG0NyZWF0ZUNhbm5lZFJlc3BvbnNlUmVxdWVzdBIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSJRChxDcmVhdGVDYW5uZWRSZXNwb25zZVJlc3BvbnNlEjEKD2Nhbm5lZF9yZXNwb25zZRgBIAEoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlIjYKGEdldENhbm5lZFJlc3BvbnNlUmVxdWVzdBIaChJjYW5uZWRfcmVzcG9uc2VfaWQYASABKAkiTgoZR2V0Q2FubmVkUmVzcG9uc2VSZXNwb25zZRIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSJVChpMaXN0Q2FubmVkUmVzcG9uc2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCSJqChtMaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USMgoQY2FubmVkX3Jlc3BvbnNlcxgBIAMoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKdAQobVXBkYXRlQ2FubmVkUmVzcG9uc2VSZXF1ZXN0EhoKEmNhbm5lZF9yZXNwb25zZV9pZBgBIAEoCRIxCg9jYW5uZWRfcmVzcG9uc2UYAiABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siUQocVXBkYXRlQ2FubmVkUmVzcG9uc2VSZXNwb25zZRIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSI5ChtEZWxldGVDYW5uZWRSZXNwb25zZVJlcXVlc3QSGgoSY2FubmVkX3Jlc3BvbnNlX2lkGAEgASgJIh4KHERlbGV0ZUNhbm5lZFJlc3BvbnNlUmVzcG9uc2UiEgoQTGlzdFRvb2xzUmVxdWVzdCIyChFMaXN0VG9vbHNSZXNwb25zZRIdCgV0b29scxgBIAMoCzIOLmJhdG9uLnYxLlRvb2winQEKFVJlcXVlc3RIYW5kb2ZmUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIwCgxyZXF1ZXN0ZWRfYnkYAyABKA4yGi5iYXRvbi52MS5IYW5kb2ZmUmVxdWVzdGVyEhsKDmV4cGVjdGVkX2Vwb2NoGAQgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoInUKFlJlcXVlc3RIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYSGwoTb3BlcmF0b3JzX2F2YWlsYWJsZRgCIAEoCBIaChJ1bmF2YWlsYWJsZV9yZWFzb24YAyABKAkiJwoRR2V0SGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCSI4ChJHZXRIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYiiQEKE0xpc3RIYW5kb2Zmc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRIQCghhZ2VudF9pZBgEIAEoCRIlCgVzdGF0ZRgFIAEoDjIWLmJhdG9uLnYxLkhhbmRvZmZTdGF0ZSJUChRMaXN0SGFuZG9mZnNSZXNwb25zZRIjCghoYW5kb2ZmcxgBIAMoCzIRLmJhdG9uLnYxLkhhbmRvZmYSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpsBChNDbGFpbUhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSJwoIb3BlcmF0b3IYAiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIXCg9vbl9iZWhhbGZfb2ZfYWkYAyABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBCABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giOgoUQ2xhaW1IYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYiggEKE09mZmVySGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCRInCghvcGVyYXRvchgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50EhsKDmV4cGVjdGVkX2Vwb2NoGAMgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoIjoKFE9mZmVySGFuZG9mZlJlc3BvbnNlEiIKB2hhbmRvZmYYASABKAsyES5iYXRvbi52MS5IYW5kb2ZmIq0BChVSZXNwb25kVG9PZmZlclJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCRInCghvcGVyYXRvchgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50Eg4KBmFjY2VwdBgDIAEoCBIXCg9vbl9iZWhhbGZfb2ZfYWkYBCABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPAoWUmVzcG9uZFRvT2ZmZXJSZXNwb25zZRIiCgdoYW5kb2ZmGAEgASgLMhEuYmF0b24udjEuSGFuZG9mZiKpAQoVUmVsZWFzZUhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSEwoLb3BlcmF0b3JfaWQYAiABKAkSKQoHb3V0Y29tZRgDIAEoDjIYLmJhdG9uLnYxLkhhbmRvZmZPdXRjb21lEgwKBG5vdGUYBCABKAkSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPAoWUmVsZWFzZUhhbmRvZmZSZXNwb25zZRIiCgdoYW5kb2ZmGAEgASgLMhEuYmF0b24udjEuSGFuZG9mZiK7AQoWVHJhbnNmZXJIYW5kb2ZmUmVxdWVzdBISCgpoYW5kb2ZmX2lkGAEgASgJEhgKEGZyb21fb3BlcmF0b3JfaWQYAiABKAkSKgoLdG9fb3BlcmF0b3IYAyABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIXCg9vbl9iZWhhbGZfb2ZfYWkYBCABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPQoXVHJhbnNmZXJIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYigQEKFFdhdGNoSGFuZG9mZnNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEhsKDmFmdGVyX3Bvc2l0aW9uGAIgASgDSACIAQESJwoIb3BlcmF0b3IYAyABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudEIRCg9fYWZ0ZXJfcG9zaXRpb24iVAoWV2F0Y2hIYW5kb2Zmc0hlYXJ0YmVhdBIQCghwb3NpdGlvbhgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKlAQoVV2F0Y2hIYW5kb2Zmc1Jlc3BvbnNlEigKB2NoYW5nZXMYASADKAsyFy5iYXRvbi52MS5IYW5kb2ZmQ2hhbmdlEhEKCWNhdWdodF91cBgCIAEoCBIaChJjYXVnaHRfdXBfcG9zaXRpb24YAyABKAMSMwoJaGVhcnRiZWF0GAQgASgLMiAuYmF0b24udjEuV2F0Y2hIYW5kb2Zmc0hlYXJ0YmVhdCKIAQoWR2V0SGFuZG9mZlN0YXRzUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQAoXR2V0SGFuZG9mZlN0YXRzUmVzcG9uc2USJQoFc3RhdHMYASABKAsyFi5iYXRvbi52MS5IYW5kb2ZmU3RhdHMiWAoZSXNzdWVDdXN0b21lclRva2VuUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRImCgN0dGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXAoaSXNzdWVDdXN0b21lclRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQmIKDGRldi5iYXRvbi52MUIUUmVxdWVzdFJlc3BvbnNlUHJvdG9QAVo6Z2l0aHViLmNvbS9iYXRvbi1kZXYvYmF0b24vY2xpZW50cy9nby9nZW4vYmF0b24vdjE7YmF0b252MWIGcHJvdG8z", [file_baton_v1_message, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch9iYXRvbi92MS9yZXF1ZXN0X3Jlc3BvbnNlLnByb3RvEghiYXRvbi52MSI0ChJDcmVhdGVBZ2VudFJlcXVlc3QSHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCI1ChNDcmVhdGVBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjIKEEdldEFnZW50UmVzcG9uc2USHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCI6ChFMaXN0QWdlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJOChJMaXN0QWdlbnRzUmVzcG9uc2USHwoGYWdlbnRzGAEgAygLMg8uYmF0b24udjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIncKElVwZGF0ZUFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIeCgVhZ2VudBgCIAEoCzIPLmJhdG9uLnYxLkFnZW50Ei8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI1ChNVcGRhdGVBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiJgoSRGVsZXRlQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIhUKE0RlbGV0ZUFnZW50UmVzcG9uc2UiPQoVQ3JlYXRlQ3VzdG9tZXJSZXF1ZXN0EiQKCGN1c3RvbWVyGAEgASgLMhIuYmF0b24udjEuQ3VzdG9tZXIiPgoWQ3JlYXRlQ3VzdG9tZXJSZXNwb25zZRIkCghjdXN0b21lchgBIAEoCzISLmJhdG9uLnYxLkN1c3RvbWVyIikKEkdldEN1c3RvbWVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCSI7ChNHZXRDdXN0b21lclJlc3BvbnNlEiQKCGN1c3RvbWVyGAEgASgLMhIuYmF0b24udjEuQ3VzdG9tZXIiPQoUTGlzdEN1c3RvbWVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoVTGlzdEN1c3RvbWVyc1Jlc3BvbnNlEiUKCWN1c3RvbWVycxgBIAMoCzISLmJhdG9uLnYxLkN1c3RvbWVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKDAQoVVXBkYXRlQ3VzdG9tZXJSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEiQKCGN1c3RvbWVyGAIgASgLMhIuYmF0b24udjEuQ3VzdG9tZXISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj4KFlVwZGF0ZUN1c3RvbWVyUmVzcG9uc2USJAoIY3VzdG9tZXIYASABKAsyEi5iYXRvbi52MS5DdXN0b21lciIsChVEZWxldGVDdXN0b21lclJlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkiGAoWRGVsZXRlQ3VzdG9tZXJSZXNwb25zZSI6ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIiCgdzZXNzaW9uGAEgASgLMhEuYmF0b24udjEuU2Vzc2lvbiI7ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USIgoHc2Vzc2lvbhgBIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24iJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSI4ChJHZXRTZXNzaW9uUmVzcG9uc2USIgoHc2Vzc2lvbhgBIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24iiAEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEwoLY3VzdG9tZXJfaWQYBCABKAkSIwoEbW9kZRgFIAEoDjIVLmJhdG9uLnYxLlNlc3Npb25Nb2RlIlQKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiMKCHNlc3Npb25zGAEgAygLMhEuYmF0b24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkirwEKFFVwZGF0ZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSIgoHc2Vzc2lvbhgCIAEoCzIRLmJhdG9uLnYxLlNlc3Npb24SLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEhsKDmV4cGVjdGVkX2Vwb2NoGAQgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoIjsKFVVwZGF0ZVNlc3Npb25SZXNwb25zZRIiCgdzZXNzaW9uGAEgASgLMhEuYmF0b24udjEuU2Vzc2lvbiIqChREZWxldGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhcKFURlbGV0ZVNlc3Npb25SZXNwb25zZSLMAgoSQ3JlYXRlRXZlbnRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSIQoEa2luZBgCIAEoDjITLmJhdG9uLnYxLkV2ZW50S2luZBIlCgZzb3VyY2UYAyABKA4yFS5iYXRvbi52MS5FdmVudFNvdXJjZRIoCgdtZXNzYWdlGAQgASgLMhUuYmF0b24udjEuTWVzc2FnZURhdGFIABIiCgR0b29sGAUgASgLMhIuYmF0b24udjEuVG9vbERhdGFIABImCgZzdGF0dXMYBiABKAsyFC5iYXRvbi52MS5TdGF0dXNEYXRhSAASKQoGY3VzdG9tGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEgAEhYKDmNvcnJlbGF0aW9uX2lkGAggASgJEhcKD2lkZW1wb3RlbmN5X2tleRgJIAEoCUIGCgRkYXRhIjUKE0NyZWF0ZUV2ZW50UmVzcG9uc2USHgoFZXZlbnQYASABKAsyDy5iYXRvbi52MS5FdmVudCKXAQoRTGlzdEV2ZW50c1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgptaW5fb2Zmc2V0GAIgASgDEiIKBWtpbmRzGAMgAygOMhMuYmF0b24udjEuRXZlbnRLaW5kEiYKB3NvdXJjZXMYBCADKA4yFS5iYXRvbi52MS5FdmVudFNvdXJjZRIOCgZmb2xsb3cYBSABKAgiVAoTTGlzdEV2ZW50c0hlYXJ0YmVhdBITCgtuZXh0X29mZnNldBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLgAQoSTGlzdEV2ZW50c1Jlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmJhdG9uLnYxLkV2ZW50EhEKCWNhdWdodF91cBgCIAEoCBITCgtmZWxsX2JlaGluZBgDIAEoCBIwCgloZWFydGJlYXQYBCABKAsyHS5iYXRvbi52MS5MaXN0RXZlbnRzSGVhcnRiZWF0EiUKBWRlbHRhGAUgASgLMhYuYmF0b24udjEuTWVzc2FnZURlbHRhEhgKC25leHRfb2Zmc2V0GAYgASgDSACIAQFCDgoMX25leHRfb2Zmc2V0IkAKFkNyZWF0ZUd1aWRlbGluZVJlcXVlc3QSJgoJZ3VpZGVsaW5lGAEgASgLMhMuYmF0b24udjEuR3VpZGVsaW5lIkEKF0NyZWF0ZUd1aWRlbGluZVJlc3BvbnNlEiYKCWd1aWRlbGluZRgBIAEoCzITLmJhdG9uLnYxLkd1aWRlbGluZSIrChNHZXRHdWlkZWxpbmVSZXF1ZXN0EhQKDGd1aWRlbGluZV9pZBgBIAEoCSI+ChRHZXRHdWlkZWxpbmVSZXNwb25zZRImCglndWlkZWxpbmUYASABKAsyEy5iYXRvbi52MS5HdWlkZWxpbmUiUAoVTGlzdEd1aWRlbGluZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCGFnZW50X2lkGAMgASgJIloKFkxpc3RHdWlkZWxpbmVzUmVzcG9uc2USJwoKZ3VpZGVsaW5lcxgBIAMoCzITLmJhdG9uLnYxLkd1aWRlbGluZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihwEKFlVwZGF0ZUd1aWRlbGluZVJlcXVlc3QSFAoMZ3VpZGVsaW5lX2lkGAEgASgJEiYKCWd1aWRlbGluZRgCIAEoCzITLmJhdG9uLnYxLkd1aWRlbGluZRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siQQoXVXBkYXRlR3VpZGVsaW5lUmVzcG9uc2USJgoJZ3VpZGVsaW5lGAEgASgLMhMuYmF0b24udjEuR3VpZGVsaW5lIi4KFkRlbGV0ZUd1aWRlbGluZVJlcXVlc3QSFAoMZ3VpZGVsaW5lX2lkGAEgASgJIhkKF0RlbGV0ZUd1aWRlbGluZVJlc3BvbnNlIlAKG0NyZWF0ZUNhbm5lZFJlc3BvbnNlUmVxdWVzdBIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSJRChxDcmVhdGVDYW5uZWRSZXNwb25zZVJlc3BvbnNlEjEKD2Nhbm5lZF9yZXNwb25zZRgBIAEoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlIjYKGEdldENhbm5lZFJlc3BvbnNlUmVxdWVzdBIaChJjYW5uZWRfcmVzcG9uc2VfaWQYASABKAkiTgoZR2V0Q2FubmVkUmVzcG9uc2VSZXNwb25zZRIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSJVChpMaXN0Q2FubmVkUmVzcG9uc2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIQCghhZ2VudF9pZBgDIAEoCSJqChtMaXN0Q2FubmVkUmVzcG9uc2VzUmVzcG9uc2USMgoQY2FubmVkX3Jlc3BvbnNlcxgBIAMoCzIYLmJhdG9uLnYxLkNhbm5lZFJlc3BvbnNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKdAQobVXBkYXRlQ2FubmVkUmVzcG9uc2VSZXF1ZXN0EhoKEmNhbm5lZF9yZXNwb25zZV9pZBgBIAEoCRIxCg9jYW5uZWRfcmVzcG9uc2UYAiABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siUQocVXBkYXRlQ2FubmVkUmVzcG9uc2VSZXNwb25zZRIxCg9jYW5uZWRfcmVzcG9uc2UYASABKAsyGC5iYXRvbi52MS5DYW5uZWRSZXNwb25zZSI5ChtEZWxldGVDYW5uZWRSZXNwb25zZVJlcXVlc3QSGgoSY2FubmVkX3Jlc3BvbnNlX2lkGAEgASgJIh4KHERlbGV0ZUNhbm5lZFJlc3BvbnNlUmVzcG9uc2UiEgoQTGlzdFRvb2xzUmVxdWVzdCIyChFMaXN0VG9vbHNSZXNwb25zZRIdCgV0b29scxgBIAMoCzIOLmJhdG9uLnYxLlRvb2wizwEKEVNlcnZlVG9vbHNSZXF1ZXN0Ei4KB2RlY2xhcmUYASABKAsyGy5iYXRvbi52MS5Xb3JrZXJEZWNsYXJhdGlvbkgAEioKBnJlc3VsdBgCIAEoCzIYLmJhdG9uLnYxLlRvb2xDYWxsUmVzdWx0SAASLgoJaGVhcnRiZWF0GAMgASgLMhkuYmF0b24udjEuV29ya2VySGVhcnRiZWF0SAASJgoFZHJhaW4YBCABKAsyFS5iYXRvbi52MS5Xb3JrZXJEcmFpbkgAQgYKBGtpbmQi0QEKElNlcnZlVG9vbHNSZXNwb25zZRIsCghhY2NlcHRlZBgBIAEoCzIYLmJhdG9uLnYxLldvcmtlckFjY2VwdGVkSAASKQoEY2FsbBgCIAEoCzIZLmJhdG9uLnYxLlRvb2xDYWxsUmVxdWVzdEgAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLmJhdG9uLnYxLldvcmtlckhlYXJ0YmVhdEgAEioKBmNhbmNlbBgEIAEoCzIYLmJhdG9uLnYxLlRvb2xDYWxsQ2FuY2VsSABCBgoEa2luZCJwChFXb3JrZXJEZWNsYXJhdGlvbhITCgt3b3JrZXJfbmFtZRgBIAEoCRIoCgV0b29scxgCIAMoCzIZLmJhdG9uLnYxLlRvb2xEZWNsYXJhdGlvbhIcChRtYXhfY29uY3VycmVudF9jYWxscxgDIAEoBSKhAQoPVG9vbERlY2xhcmF0aW9uEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKwoKcGFyYW1ldGVycxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpyZXRyeV9zYWZlGAUgASgIIloKDldvcmtlckFjY2VwdGVkEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i7gEKD1Rvb2xDYWxsUmVxdWVzdBIPCgdjYWxsX2lkGAEgASgJEgwKBHRvb2wYAiABKAkSKgoJYXJndW1lbnRzGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpzZXNzaW9uX2lkGAQgASgJEhAKCGFnZW50X2lkGAUgASgJEhMKC2N1c3RvbWVyX2lkGAYgASgJEhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEiwKCGRlYWRsaW5lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAkgASgFIr4BCg5Ub29sQ2FsbFJlc3VsdBIPCgdjYWxsX2lkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSNgoHY29udHJvbBgDIAMoCzIlLmJhdG9uLnYxLlRvb2xDYWxsUmVzdWx0LkNvbnRyb2xFbnRyeRINCgVlcnJvchgEIAEoCRouCgxDb250cm9sRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI7Cg9Xb3JrZXJIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDQoLV29ya2VyRHJhaW4iMQoOVG9vbENhbGxDYW5jZWwSDwoHY2FsbF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkinQEKFVJlcXVlc3RIYW5kb2ZmUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIwCgxyZXF1ZXN0ZWRfYnkYAyABKA4yGi5iYXRvbi52MS5IYW5kb2ZmUmVxdWVzdGVyEhsKDmV4cGVjdGVkX2Vwb2NoGAQgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoInUKFlJlcXVlc3RIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYSGwoTb3BlcmF0b3JzX2F2YWlsYWJsZRgCIAEoCBIaChJ1bmF2YWlsYWJsZV9yZWFzb24YAyABKAkiJwoRR2V0SGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCSI4ChJHZXRIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYiiQEKE0xpc3RIYW5kb2Zmc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRIQCghhZ2VudF9pZBgEIAEoCRIlCgVzdGF0ZRgFIAEoDjIWLmJhdG9uLnYxLkhhbmRvZmZTdGF0ZSJUChRMaXN0SGFuZG9mZnNSZXNwb25zZRIjCghoYW5kb2ZmcxgBIAMoCzIRLmJhdG9uLnYxLkhhbmRvZmYSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpsBChNDbGFpbUhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSJwoIb3BlcmF0b3IYAiABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIXCg9vbl9iZWhhbGZfb2ZfYWkYAyABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBCABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giOgoUQ2xhaW1IYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYiggEKE09mZmVySGFuZG9mZlJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCRInCghvcGVyYXRvchgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50EhsKDmV4cGVjdGVkX2Vwb2NoGAMgASgDSACIAQFCEQoPX2V4cGVjdGVkX2Vwb2NoIjoKFE9mZmVySGFuZG9mZlJlc3BvbnNlEiIKB2hhbmRvZmYYASABKAsyES5iYXRvbi52MS5IYW5kb2ZmIq0BChVSZXNwb25kVG9PZmZlclJlcXVlc3QSEgoKaGFuZG9mZl9pZBgBIAEoCRInCghvcGVyYXRvchgCIAEoCzIVLmJhdG9uLnYxLlBhcnRpY2lwYW50Eg4KBmFjY2VwdBgDIAEoCBIXCg9vbl9iZWhhbGZfb2ZfYWkYBCABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPAoWUmVzcG9uZFRvT2ZmZXJSZXNwb25zZRIiCgdoYW5kb2ZmGAEgASgLMhEuYmF0b24udjEuSGFuZG9mZiKpAQoVUmVsZWFzZUhhbmRvZmZSZXF1ZXN0EhIKCmhhbmRvZmZfaWQYASABKAkSEwoLb3BlcmF0b3JfaWQYAiABKAkSKQoHb3V0Y29tZRgDIAEoDjIYLmJhdG9uLnYxLkhhbmRvZmZPdXRjb21lEgwKBG5vdGUYBCABKAkSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPAoWUmVsZWFzZUhhbmRvZmZSZXNwb25zZRIiCgdoYW5kb2ZmGAEgASgLMhEuYmF0b24udjEuSGFuZG9mZiK7AQoWVHJhbnNmZXJIYW5kb2ZmUmVxdWVzdBISCgpoYW5kb2ZmX2lkGAEgASgJEhgKEGZyb21fb3BlcmF0b3JfaWQYAiABKAkSKgoLdG9fb3BlcmF0b3IYAyABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudBIXCg9vbl9iZWhhbGZfb2ZfYWkYBCABKAgSGwoOZXhwZWN0ZWRfZXBvY2gYBSABKANIAIgBAUIRCg9fZXhwZWN0ZWRfZXBvY2giPQoXVHJhbnNmZXJIYW5kb2ZmUmVzcG9uc2USIgoHaGFuZG9mZhgBIAEoCzIRLmJhdG9uLnYxLkhhbmRvZmYigQEKFFdhdGNoSGFuZG9mZnNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEhsKDmFmdGVyX3Bvc2l0aW9uGAIgASgDSACIAQESJwoIb3BlcmF0b3IYAyABKAsyFS5iYXRvbi52MS5QYXJ0aWNpcGFudEIRCg9fYWZ0ZXJfcG9zaXRpb24iVAoWV2F0Y2hIYW5kb2Zmc0hlYXJ0YmVhdBIQCghwb3NpdGlvbhgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKlAQoVV2F0Y2hIYW5kb2Zmc1Jlc3BvbnNlEigKB2NoYW5nZXMYASADKAsyFy5iYXRvbi52MS5IYW5kb2ZmQ2hhbmdlEhEKCWNhdWdodF91cBgCIAEoCBIaChJjYXVnaHRfdXBfcG9zaXRpb24YAyABKAMSMwoJaGVhcnRiZWF0GAQgASgLMiAuYmF0b24udjEuV2F0Y2hIYW5kb2Zmc0hlYXJ0YmVhdCKIAQoWR2V0SGFuZG9mZlN0YXRzUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQAoXR2V0SGFuZG9mZlN0YXRzUmVzcG9uc2USJQoFc3RhdHMYASABKAsyFi5iYXRvbi52MS5IYW5kb2ZmU3RhdHMiWAoZSXNzdWVDdXN0b21lclRva2VuUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRImCgN0dGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXAoaSXNzdWVDdXN0b21lclRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQmIKDGRldi5iYXRvbi52MUIUUmVxdWVzdFJlc3BvbnNlUHJvdG9QAVo6Z2l0aHViLmNvbS9iYXRvbi1kZXYvYmF0b24vY2xpZW50cy9nby9nZW4vYmF0b24vdjE7YmF0b252MWIGcHJvdG8z", [file_baton_v1_message, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Request of AgentService.CreateAgent.
@@ -1518,6 +1518,414 @@ export const ListToolsResponseSchema: GenMessage<ListToolsResponse> = /*@__PURE_
   messageDesc(file_baton_v1_request_response, 56);
 
 /**
+ * One message from a tool worker on ToolWorkerService.ServeTools. Exactly one field is set.
+ *
+ * @generated from message baton.v1.ServeToolsRequest
+ */
+export type ServeToolsRequest = Message<"baton.v1.ServeToolsRequest"> & {
+  /**
+   * What the message carries.
+   *
+   * @generated from oneof baton.v1.ServeToolsRequest.kind
+   */
+  kind: {
+    /**
+     * First message, and only then: the tools served and the concurrency limit.
+     *
+     * @generated from field: baton.v1.WorkerDeclaration declare = 1;
+     */
+    value: WorkerDeclaration;
+    case: "declare";
+  } | {
+    /**
+     * The outcome of a call the server sent.
+     *
+     * @generated from field: baton.v1.ToolCallResult result = 2;
+     */
+    value: ToolCallResult;
+    case: "result";
+  } | {
+    /**
+     * Keeps an idle stream open through proxies; the server ignores it otherwise.
+     *
+     * @generated from field: baton.v1.WorkerHeartbeat heartbeat = 3;
+     */
+    value: WorkerHeartbeat;
+    case: "heartbeat";
+  } | {
+    /**
+     * The worker is stopping: send it no new calls; it finishes those it has, then closes.
+     *
+     * @generated from field: baton.v1.WorkerDrain drain = 4;
+     */
+    value: WorkerDrain;
+    case: "drain";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message baton.v1.ServeToolsRequest.
+ * Use `create(ServeToolsRequestSchema)` to create a new message.
+ */
+export const ServeToolsRequestSchema: GenMessage<ServeToolsRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 57);
+
+/**
+ * One message from the server on ToolWorkerService.ServeTools. Exactly one field is set.
+ *
+ * @generated from message baton.v1.ServeToolsResponse
+ */
+export type ServeToolsResponse = Message<"baton.v1.ServeToolsResponse"> & {
+  /**
+   * What the message carries.
+   *
+   * @generated from oneof baton.v1.ServeToolsResponse.kind
+   */
+  kind: {
+    /**
+     * The declaration was accepted; calls may follow.
+     *
+     * @generated from field: baton.v1.WorkerAccepted accepted = 1;
+     */
+    value: WorkerAccepted;
+    case: "accepted";
+  } | {
+    /**
+     * Run this call and answer with a `result` carrying its `call_id`.
+     *
+     * @generated from field: baton.v1.ToolCallRequest call = 2;
+     */
+    value: ToolCallRequest;
+    case: "call";
+  } | {
+    /**
+     * Sent on an idle stream every `heartbeat_interval`.
+     *
+     * @generated from field: baton.v1.WorkerHeartbeat heartbeat = 3;
+     */
+    value: WorkerHeartbeat;
+    case: "heartbeat";
+  } | {
+    /**
+     * Stop working on this call: its deadline passed or its turn ended. A result sent after
+     * it is ignored.
+     *
+     * @generated from field: baton.v1.ToolCallCancel cancel = 4;
+     */
+    value: ToolCallCancel;
+    case: "cancel";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message baton.v1.ServeToolsResponse.
+ * Use `create(ServeToolsResponseSchema)` to create a new message.
+ */
+export const ServeToolsResponseSchema: GenMessage<ServeToolsResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 58);
+
+/**
+ * The tools a worker serves.
+ *
+ * @generated from message baton.v1.WorkerDeclaration
+ */
+export type WorkerDeclaration = Message<"baton.v1.WorkerDeclaration"> & {
+  /**
+   * A name for the worker (for example host and process), shown by ListTools; the server
+   * adds a suffix to make it unique. Optional: the server makes one up.
+   *
+   * @generated from field: string worker_name = 1;
+   */
+  workerName: string;
+
+  /**
+   * The tools it serves. At least one; names unique within the declaration.
+   *
+   * @generated from field: repeated baton.v1.ToolDeclaration tools = 2;
+   */
+  tools: ToolDeclaration[];
+
+  /**
+   * The most calls it runs at once, 1 to 1000. Zero means 1.
+   *
+   * @generated from field: int32 max_concurrent_calls = 3;
+   */
+  maxConcurrentCalls: number;
+};
+
+/**
+ * Describes the message baton.v1.WorkerDeclaration.
+ * Use `create(WorkerDeclarationSchema)` to create a new message.
+ */
+export const WorkerDeclarationSchema: GenMessage<WorkerDeclaration> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 59);
+
+/**
+ * One tool a worker serves.
+ *
+ * @generated from message baton.v1.ToolDeclaration
+ */
+export type ToolDeclaration = Message<"baton.v1.ToolDeclaration"> & {
+  /**
+   * The tool's name, as guidelines name it: letters, digits and `_`, starting with a letter,
+   * at most 64 characters. Must not be the name of a tool loaded into the server.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * What the tool does, for humans and for the language model.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * JSON Schema of the call's arguments: an object schema (`"type": "object"`).
+   *
+   * @generated from field: google.protobuf.Struct parameters = 3;
+   */
+  parameters?: JsonObject | undefined;
+
+  /**
+   * How long a call may take; unset: the server's default tool timeout. At most 10 minutes.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 4;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * The call may run again on another worker if this one disconnects before answering
+   * (set it only if running it twice does no harm).
+   *
+   * @generated from field: bool retry_safe = 5;
+   */
+  retrySafe: boolean;
+};
+
+/**
+ * Describes the message baton.v1.ToolDeclaration.
+ * Use `create(ToolDeclarationSchema)` to create a new message.
+ */
+export const ToolDeclarationSchema: GenMessage<ToolDeclaration> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 60);
+
+/**
+ * Answer to a worker's declaration.
+ *
+ * @generated from message baton.v1.WorkerAccepted
+ */
+export type WorkerAccepted = Message<"baton.v1.WorkerAccepted"> & {
+  /**
+   * The worker's id on this server (its name, made unique).
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * How often the server sends heartbeats on an idle stream; a worker that hears nothing
+   * for several intervals should reconnect.
+   *
+   * @generated from field: google.protobuf.Duration heartbeat_interval = 2;
+   */
+  heartbeatInterval?: Duration | undefined;
+};
+
+/**
+ * Describes the message baton.v1.WorkerAccepted.
+ * Use `create(WorkerAcceptedSchema)` to create a new message.
+ */
+export const WorkerAcceptedSchema: GenMessage<WorkerAccepted> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 61);
+
+/**
+ * A call of one of the worker's tools, made during an agent's turn.
+ *
+ * @generated from message baton.v1.ToolCallRequest
+ */
+export type ToolCallRequest = Message<"baton.v1.ToolCallRequest"> & {
+  /**
+   * Identifies the call; echoed in the result.
+   *
+   * @generated from field: string call_id = 1;
+   */
+  callId: string;
+
+  /**
+   * The tool to run (one the worker declared).
+   *
+   * @generated from field: string tool = 2;
+   */
+  tool: string;
+
+  /**
+   * The arguments, as the agent chose them.
+   *
+   * @generated from field: google.protobuf.Struct arguments = 3;
+   */
+  arguments?: JsonObject | undefined;
+
+  /**
+   * The session whose turn made the call.
+   *
+   * @generated from field: string session_id = 4;
+   */
+  sessionId: string;
+
+  /**
+   * The session's agent.
+   *
+   * @generated from field: string agent_id = 5;
+   */
+  agentId: string;
+
+  /**
+   * The session's customer.
+   *
+   * @generated from field: string customer_id = 6;
+   */
+  customerId: string;
+
+  /**
+   * The turn's correlation id (the customer message that started it).
+   *
+   * @generated from field: string correlation_id = 7;
+   */
+  correlationId: string;
+
+  /**
+   * After this time the server no longer waits for the result.
+   *
+   * @generated from field: google.protobuf.Timestamp deadline = 8;
+   */
+  deadline?: Timestamp | undefined;
+
+  /**
+   * 1 for the first attempt; more when a retry-safe call is sent again after a worker
+   * disconnected.
+   *
+   * @generated from field: int32 attempt = 9;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message baton.v1.ToolCallRequest.
+ * Use `create(ToolCallRequestSchema)` to create a new message.
+ */
+export const ToolCallRequestSchema: GenMessage<ToolCallRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 62);
+
+/**
+ * The outcome of one call.
+ *
+ * @generated from message baton.v1.ToolCallResult
+ */
+export type ToolCallResult = Message<"baton.v1.ToolCallResult"> & {
+  /**
+   * The call this answers.
+   *
+   * @generated from field: string call_id = 1;
+   */
+  callId: string;
+
+  /**
+   * The tool's data (shown to the model and recorded in the TOOL event), when it succeeded.
+   *
+   * @generated from field: google.protobuf.Value data = 2;
+   */
+  data?: Value | undefined;
+
+  /**
+   * Controls the session, as a Python tool's `control` does: `{"mode": "manual"}` opens a
+   * handoff (with an optional `reason`).
+   *
+   * @generated from field: map<string, string> control = 3;
+   */
+  control: { [key: string]: string };
+
+  /**
+   * Why the call failed; set only on failure (data and control are then ignored).
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message baton.v1.ToolCallResult.
+ * Use `create(ToolCallResultSchema)` to create a new message.
+ */
+export const ToolCallResultSchema: GenMessage<ToolCallResult> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 63);
+
+/**
+ * Keeps an idle stream open.
+ *
+ * @generated from message baton.v1.WorkerHeartbeat
+ */
+export type WorkerHeartbeat = Message<"baton.v1.WorkerHeartbeat"> & {
+  /**
+   * When it was sent.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message baton.v1.WorkerHeartbeat.
+ * Use `create(WorkerHeartbeatSchema)` to create a new message.
+ */
+export const WorkerHeartbeatSchema: GenMessage<WorkerHeartbeat> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 64);
+
+/**
+ * A worker's notice that it is stopping.
+ *
+ * @generated from message baton.v1.WorkerDrain
+ */
+export type WorkerDrain = Message<"baton.v1.WorkerDrain"> & {
+};
+
+/**
+ * Describes the message baton.v1.WorkerDrain.
+ * Use `create(WorkerDrainSchema)` to create a new message.
+ */
+export const WorkerDrainSchema: GenMessage<WorkerDrain> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 65);
+
+/**
+ * The server no longer waits for a call.
+ *
+ * @generated from message baton.v1.ToolCallCancel
+ */
+export type ToolCallCancel = Message<"baton.v1.ToolCallCancel"> & {
+  /**
+   * The call.
+   *
+   * @generated from field: string call_id = 1;
+   */
+  callId: string;
+
+  /**
+   * Why, for the worker's logs.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message baton.v1.ToolCallCancel.
+ * Use `create(ToolCallCancelSchema)` to create a new message.
+ */
+export const ToolCallCancelSchema: GenMessage<ToolCallCancel> = /*@__PURE__*/
+  messageDesc(file_baton_v1_request_response, 66);
+
+/**
  * Request of HandoffService.RequestHandoff.
  *
  * @generated from message baton.v1.RequestHandoffRequest
@@ -1557,7 +1965,7 @@ export type RequestHandoffRequest = Message<"baton.v1.RequestHandoffRequest"> & 
  * Use `create(RequestHandoffRequestSchema)` to create a new message.
  */
 export const RequestHandoffRequestSchema: GenMessage<RequestHandoffRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 57);
+  messageDesc(file_baton_v1_request_response, 67);
 
 /**
  * Response of HandoffService.RequestHandoff.
@@ -1593,7 +2001,7 @@ export type RequestHandoffResponse = Message<"baton.v1.RequestHandoffResponse"> 
  * Use `create(RequestHandoffResponseSchema)` to create a new message.
  */
 export const RequestHandoffResponseSchema: GenMessage<RequestHandoffResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 58);
+  messageDesc(file_baton_v1_request_response, 68);
 
 /**
  * Request of HandoffService.GetHandoff.
@@ -1614,7 +2022,7 @@ export type GetHandoffRequest = Message<"baton.v1.GetHandoffRequest"> & {
  * Use `create(GetHandoffRequestSchema)` to create a new message.
  */
 export const GetHandoffRequestSchema: GenMessage<GetHandoffRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 59);
+  messageDesc(file_baton_v1_request_response, 69);
 
 /**
  * Response of HandoffService.GetHandoff.
@@ -1635,7 +2043,7 @@ export type GetHandoffResponse = Message<"baton.v1.GetHandoffResponse"> & {
  * Use `create(GetHandoffResponseSchema)` to create a new message.
  */
 export const GetHandoffResponseSchema: GenMessage<GetHandoffResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 60);
+  messageDesc(file_baton_v1_request_response, 70);
 
 /**
  * Request of HandoffService.ListHandoffs.
@@ -1684,7 +2092,7 @@ export type ListHandoffsRequest = Message<"baton.v1.ListHandoffsRequest"> & {
  * Use `create(ListHandoffsRequestSchema)` to create a new message.
  */
 export const ListHandoffsRequestSchema: GenMessage<ListHandoffsRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 61);
+  messageDesc(file_baton_v1_request_response, 71);
 
 /**
  * Response of HandoffService.ListHandoffs.
@@ -1712,7 +2120,7 @@ export type ListHandoffsResponse = Message<"baton.v1.ListHandoffsResponse"> & {
  * Use `create(ListHandoffsResponseSchema)` to create a new message.
  */
 export const ListHandoffsResponseSchema: GenMessage<ListHandoffsResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 62);
+  messageDesc(file_baton_v1_request_response, 72);
 
 /**
  * Request of HandoffService.ClaimHandoff.
@@ -1754,7 +2162,7 @@ export type ClaimHandoffRequest = Message<"baton.v1.ClaimHandoffRequest"> & {
  * Use `create(ClaimHandoffRequestSchema)` to create a new message.
  */
 export const ClaimHandoffRequestSchema: GenMessage<ClaimHandoffRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 63);
+  messageDesc(file_baton_v1_request_response, 73);
 
 /**
  * Response of HandoffService.ClaimHandoff.
@@ -1775,7 +2183,7 @@ export type ClaimHandoffResponse = Message<"baton.v1.ClaimHandoffResponse"> & {
  * Use `create(ClaimHandoffResponseSchema)` to create a new message.
  */
 export const ClaimHandoffResponseSchema: GenMessage<ClaimHandoffResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 64);
+  messageDesc(file_baton_v1_request_response, 74);
 
 /**
  * Request of HandoffService.OfferHandoff.
@@ -1811,7 +2219,7 @@ export type OfferHandoffRequest = Message<"baton.v1.OfferHandoffRequest"> & {
  * Use `create(OfferHandoffRequestSchema)` to create a new message.
  */
 export const OfferHandoffRequestSchema: GenMessage<OfferHandoffRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 65);
+  messageDesc(file_baton_v1_request_response, 75);
 
 /**
  * Response of HandoffService.OfferHandoff.
@@ -1832,7 +2240,7 @@ export type OfferHandoffResponse = Message<"baton.v1.OfferHandoffResponse"> & {
  * Use `create(OfferHandoffResponseSchema)` to create a new message.
  */
 export const OfferHandoffResponseSchema: GenMessage<OfferHandoffResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 66);
+  messageDesc(file_baton_v1_request_response, 76);
 
 /**
  * Request of HandoffService.RespondToOffer.
@@ -1881,7 +2289,7 @@ export type RespondToOfferRequest = Message<"baton.v1.RespondToOfferRequest"> & 
  * Use `create(RespondToOfferRequestSchema)` to create a new message.
  */
 export const RespondToOfferRequestSchema: GenMessage<RespondToOfferRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 67);
+  messageDesc(file_baton_v1_request_response, 77);
 
 /**
  * Response of HandoffService.RespondToOffer.
@@ -1902,7 +2310,7 @@ export type RespondToOfferResponse = Message<"baton.v1.RespondToOfferResponse"> 
  * Use `create(RespondToOfferResponseSchema)` to create a new message.
  */
 export const RespondToOfferResponseSchema: GenMessage<RespondToOfferResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 68);
+  messageDesc(file_baton_v1_request_response, 78);
 
 /**
  * Request of HandoffService.ReleaseHandoff.
@@ -1952,7 +2360,7 @@ export type ReleaseHandoffRequest = Message<"baton.v1.ReleaseHandoffRequest"> & 
  * Use `create(ReleaseHandoffRequestSchema)` to create a new message.
  */
 export const ReleaseHandoffRequestSchema: GenMessage<ReleaseHandoffRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 69);
+  messageDesc(file_baton_v1_request_response, 79);
 
 /**
  * Response of HandoffService.ReleaseHandoff.
@@ -1973,7 +2381,7 @@ export type ReleaseHandoffResponse = Message<"baton.v1.ReleaseHandoffResponse"> 
  * Use `create(ReleaseHandoffResponseSchema)` to create a new message.
  */
 export const ReleaseHandoffResponseSchema: GenMessage<ReleaseHandoffResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 70);
+  messageDesc(file_baton_v1_request_response, 80);
 
 /**
  * Request of HandoffService.TransferHandoff.
@@ -2022,7 +2430,7 @@ export type TransferHandoffRequest = Message<"baton.v1.TransferHandoffRequest"> 
  * Use `create(TransferHandoffRequestSchema)` to create a new message.
  */
 export const TransferHandoffRequestSchema: GenMessage<TransferHandoffRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 71);
+  messageDesc(file_baton_v1_request_response, 81);
 
 /**
  * Response of HandoffService.TransferHandoff.
@@ -2043,7 +2451,7 @@ export type TransferHandoffResponse = Message<"baton.v1.TransferHandoffResponse"
  * Use `create(TransferHandoffResponseSchema)` to create a new message.
  */
 export const TransferHandoffResponseSchema: GenMessage<TransferHandoffResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 72);
+  messageDesc(file_baton_v1_request_response, 82);
 
 /**
  * Request of HandoffService.WatchHandoffs.
@@ -2081,7 +2489,7 @@ export type WatchHandoffsRequest = Message<"baton.v1.WatchHandoffsRequest"> & {
  * Use `create(WatchHandoffsRequestSchema)` to create a new message.
  */
 export const WatchHandoffsRequestSchema: GenMessage<WatchHandoffsRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 73);
+  messageDesc(file_baton_v1_request_response, 83);
 
 /**
  * Heartbeat of an idle inbox stream.
@@ -2109,7 +2517,7 @@ export type WatchHandoffsHeartbeat = Message<"baton.v1.WatchHandoffsHeartbeat"> 
  * Use `create(WatchHandoffsHeartbeatSchema)` to create a new message.
  */
 export const WatchHandoffsHeartbeatSchema: GenMessage<WatchHandoffsHeartbeat> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 74);
+  messageDesc(file_baton_v1_request_response, 84);
 
 /**
  * Response of HandoffService.WatchHandoffs (one stream message).
@@ -2151,7 +2559,7 @@ export type WatchHandoffsResponse = Message<"baton.v1.WatchHandoffsResponse"> & 
  * Use `create(WatchHandoffsResponseSchema)` to create a new message.
  */
 export const WatchHandoffsResponseSchema: GenMessage<WatchHandoffsResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 75);
+  messageDesc(file_baton_v1_request_response, 85);
 
 /**
  * Request of HandoffService.GetHandoffStats.
@@ -2186,7 +2594,7 @@ export type GetHandoffStatsRequest = Message<"baton.v1.GetHandoffStatsRequest"> 
  * Use `create(GetHandoffStatsRequestSchema)` to create a new message.
  */
 export const GetHandoffStatsRequestSchema: GenMessage<GetHandoffStatsRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 76);
+  messageDesc(file_baton_v1_request_response, 86);
 
 /**
  * Response of HandoffService.GetHandoffStats.
@@ -2207,7 +2615,7 @@ export type GetHandoffStatsResponse = Message<"baton.v1.GetHandoffStatsResponse"
  * Use `create(GetHandoffStatsResponseSchema)` to create a new message.
  */
 export const GetHandoffStatsResponseSchema: GenMessage<GetHandoffStatsResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 77);
+  messageDesc(file_baton_v1_request_response, 87);
 
 /**
  * Request of AuthService.IssueCustomerToken.
@@ -2235,7 +2643,7 @@ export type IssueCustomerTokenRequest = Message<"baton.v1.IssueCustomerTokenRequ
  * Use `create(IssueCustomerTokenRequestSchema)` to create a new message.
  */
 export const IssueCustomerTokenRequestSchema: GenMessage<IssueCustomerTokenRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 78);
+  messageDesc(file_baton_v1_request_response, 88);
 
 /**
  * Response of AuthService.IssueCustomerToken.
@@ -2263,5 +2671,5 @@ export type IssueCustomerTokenResponse = Message<"baton.v1.IssueCustomerTokenRes
  * Use `create(IssueCustomerTokenResponseSchema)` to create a new message.
  */
 export const IssueCustomerTokenResponseSchema: GenMessage<IssueCustomerTokenResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_request_response, 79);
+  messageDesc(file_baton_v1_request_response, 89);
 
