@@ -287,6 +287,8 @@ class WorkerPool:
 
     def _notify(self) -> None:
         """Wakes calls waiting for room (done in a task: callers are not coroutines)."""
+        if not self.waiting:
+            return  # the common case: nobody waits, no task to make
 
         async def wake() -> None:
             async with self._changed:
