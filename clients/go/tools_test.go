@@ -104,13 +104,17 @@ func noop(context.Context, ToolCall, orderQuery) (ToolResult, error) { return To
 
 func TestNewToolValidates(t *testing.T) {
 	for name, make := range map[string]func() (*Tool, error){
-		"bad name":       func() (*Tool, error) { return NewTool("9lives", "", noop) },
-		"long name":      func() (*Tool, error) { return NewTool("a"+strings.Repeat("b", 64), "", noop) },
-		"dash":           func() (*Tool, error) { return NewTool("check-order", "", noop) },
-		"nil handler":    func() (*Tool, error) { return NewTool[orderQuery]("x", "", nil) },
-		"map args":       func() (*Tool, error) { return NewTool("x", "", func(context.Context, ToolCall, map[string]any) (ToolResult, error) { return ToolResult{}, nil }) },
-		"schema no type": func() (*Tool, error) { return NewTool("x", "", noop, WithSchema(map[string]any{"properties": map[string]any{}})) },
-		"long timeout":   func() (*Tool, error) { return NewTool("x", "", noop, WithToolTimeout(11*time.Minute)) },
+		"bad name":    func() (*Tool, error) { return NewTool("9lives", "", noop) },
+		"long name":   func() (*Tool, error) { return NewTool("a"+strings.Repeat("b", 64), "", noop) },
+		"dash":        func() (*Tool, error) { return NewTool("check-order", "", noop) },
+		"nil handler": func() (*Tool, error) { return NewTool[orderQuery]("x", "", nil) },
+		"map args": func() (*Tool, error) {
+			return NewTool("x", "", func(context.Context, ToolCall, map[string]any) (ToolResult, error) { return ToolResult{}, nil })
+		},
+		"schema no type": func() (*Tool, error) {
+			return NewTool("x", "", noop, WithSchema(map[string]any{"properties": map[string]any{}}))
+		},
+		"long timeout": func() (*Tool, error) { return NewTool("x", "", noop, WithToolTimeout(11*time.Minute)) },
 	} {
 		if _, err := make(); err == nil {
 			t.Errorf("%s: no error", name)
