@@ -15,7 +15,6 @@ export type { BackoffOptions, RetryOptions } from "./retry.js";
 export { DrainTimeoutError, ToolWorker, defineTool, handOff, valueToJson } from "./worker.js";
 export type {
   JsonSchemaObject,
-  Tool,
   ToolCallInfo,
   ToolDefinition,
   ToolResult,
@@ -23,7 +22,12 @@ export type {
   WorkerLogger,
   WorkerReconnectInfo,
   WorkerTarget,
+  WorkerTool,
 } from "./worker.js";
+// The class above shadows the generated message of the same name (a worker as ListTools shows
+// it, `Tool.workers`): here it is under another name.
+export type { ToolWorker as ToolWorkerMessage } from "./gen/baton/v1/message_pb.js";
+export type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 export * from "./gen/baton/v1/message_pb.js";
 export * from "./gen/baton/v1/request_response_pb.js";
 export * from "./gen/baton/v1/service_pb.js";

@@ -74,8 +74,9 @@ export interface ToolDefinition<Args = JsonObject> {
   handler: (args: Args, call: ToolCallInfo) => ToolResult | Promise<ToolResult>;
 }
 
-/** A tool ready for a {@link ToolWorker}. */
-export type Tool<Args = JsonObject> = Readonly<ToolDefinition<Args>> & { readonly kind: "baton.tool" };
+/** A tool ready for a {@link ToolWorker}, made by {@link defineTool}. */
+// (Not `Tool`: that is the generated message ListTools returns.)
+export type WorkerTool<Args = JsonObject> = Readonly<ToolDefinition<Args>> & { readonly kind: "baton.tool" };
 
 const TOOL_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
@@ -90,7 +91,7 @@ const TOOL_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
  *       handler: async ({ order_id }, call) => ({ data: await lookUp(order_id, call.signal) }),
  *     });
  */
-export function defineTool<Args = JsonObject>(definition: ToolDefinition<Args>): Tool<Args> {
+export function defineTool<Args = JsonObject>(definition: ToolDefinition<Args>): WorkerTool<Args> {
   const { name, parameters, timeoutMs, handler } = definition;
   if (!TOOL_NAME.test(name)) {
     throw new Error(`defineTool: name ${JSON.stringify(name)}: letters, digits and _, starting with a letter, at most 64 characters`);
@@ -130,7 +131,7 @@ export interface ToolWorkerOptions extends Omit<BatonClientOptions, "target" | "
   /** The servers: one stream to each replica. */
   targets: WorkerTarget | WorkerTarget[];
   /** The tools served (at least one). */
-  tools: Tool<any>[]; // eslint-disable-line @typescript-eslint/no-explicit-any
+  tools: WorkerTool<any>[]; // eslint-disable-line @typescript-eslint/no-explicit-any
   /** Shown by ListTools (the server makes it unique). Default: hostname-pid. */
   name?: string;
   /** The most calls run at once, 1 to 1000 (default 1). The server never sends more. */
@@ -226,7 +227,7 @@ export function toCallResult(callId: string, outcome: { result?: ToolResult; err
  * a word from the server) reconnects with jittered backoff and declares again.
  */
 export class ToolWorker {
-  private readonly tools = new Map<string, Tool<any>>(); // eslint-disable-line @typescript-eslint/no-explicit-any
+  private readonly tools = new Map<string, WorkerTool<any>>(); // eslint-disable-line @typescript-eslint/no-explicit-any
   private readonly targets: { name: string; client: BatonClient }[];
   private readonly declaration: Request;
   private readonly stopping = new AbortController();
