@@ -294,6 +294,9 @@ export class ToolWorker {
   /** Connects (once) and resolves when every target has accepted the declaration; rejects if
    * the worker ends first (a refusal, or `stop()`). Keeps retrying while a server is down. */
   start(): Promise<void> {
+    if (!this.started && this.stopping.signal.aborted) {
+      return Promise.reject(new Error("tool worker: start() after stop()"));
+    }
     if (!this.started) {
       this.finished = this.run();
       this.finished.catch(() => {}); // reported through done / stop()

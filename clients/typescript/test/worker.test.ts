@@ -443,6 +443,9 @@ test("stop before any server answered ends quietly", async (t) => {
   const started = w.start();
   await within(w.stop(), "stop");
   await assert.rejects(started, /stopped before every target accepted/);
+  const never = worker({ targets: target, tools: [orders] });
+  await never.stop();
+  await assert.rejects(never.start(), /start\(\) after stop\(\)/);
 });
 
 test("defineTool and ToolWorker check what they are given", () => {
