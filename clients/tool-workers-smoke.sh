@@ -80,7 +80,9 @@ workers=()
 node "$driver" "$target" --expect-no-workers || fail "workers still listed after they stopped"
 
 # The Go client's live worker test (deadline, cancel, drain with a call in flight, a refused key).
-BATON_WORKER_TARGET="$target" BATON_WORKER_KEY="$go_key" \
-  BATON_WORKER_INTEGRATION_KEY="$BATON_SMOKE_INTEGRATION_KEY" \
-  bash -c 'cd clients/go && go test -count=1 -run TestLiveWorker .' || fail "Go live worker test"
+live="$(cd clients/go && BATON_WORKER_TARGET="$target" BATON_WORKER_KEY="$go_key" \
+  BATON_WORKER_INTEGRATION_KEY="$BATON_SMOKE_INTEGRATION_KEY" go test -count=1 -v -run TestLiveWorker . 2>&1)" ||
+  { echo "$live" >&2; fail "Go live worker test"; }
+grep -E "^--- " <<<"$live" | sed 's/^/tool workers: go live test /'
+! grep -q "^--- SKIP" <<<"$live" || fail "Go live worker test skipped"
 echo "tool workers: ok"
