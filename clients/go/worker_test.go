@@ -543,3 +543,50 @@ func TestNewToolWorkerValidates(t *testing.T) {
 		t.Error("a Tool literal: no error")
 	}
 }
+
+func TestWorkerHeartbeatsBothWays(t *testing.T) {
+	// The server heartbeats every 100 ms for 8 intervals (over twice the silence limit): the
+	// worker stays on the stream and sends heartbeats of its own at that interval.
+	const interval = 100 * time.Millisecond
+	fromWorker := make(chan int, 1)
+	target := serveWorkers(t, func(t *testing.T, stream workerStreamServer) error {
+		accept(t, stream, "w-1", interval)
+		got := make(chan struct{}, 100)
+		go func() {
+			for {
+				msg, err := stream.Recv()
+				if err != nil {
+					return
+				}
+				if msg.GetHeartbeat().GetTime() != nil {
+					got <- struct{}{}
+				}
+			}
+		}()
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for range 8 {
+			<-ticker.C
+			_ = stream.Send(&batonv1.ServeToolsResponse{Kind: &batonv1.ServeToolsResponse_Heartbeat{
+				Heartbeat: &batonv1.WorkerHeartbeat{Time: timestamppb.Now()}}})
+		}
+		fromWorker <- len(got)
+		<-stream.Context().Done()
+		return nil
+	})
+	var reconnects atomic.Int32
+	w := newWorker(t, WorkerOptions{Targets: []string{target},
+		OnReconnect: func(WorkerReconnect) { reconnects.Add(1) }}, orderTool)
+	runWorker(t, w)
+	select {
+	case n := <-fromWorker:
+		if n < 4 {
+			t.Errorf("%d heartbeats from the worker in 8 intervals", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server's script did not finish")
+	}
+	if n := reconnects.Load(); n != 0 {
+		t.Errorf("%d reconnects while the server heartbeats", n)
+	}
+}

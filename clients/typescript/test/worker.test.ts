@@ -38,6 +38,8 @@ type Reply = MessageInitShape<typeof ServeToolsResponseSchema>;
 interface Side {
   /** The next message (heartbeats skipped); undefined once the worker half-closed. */
   next(): Promise<ServeToolsRequest | undefined>;
+  /** The next message, heartbeats included. */
+  nextAny(): Promise<ServeToolsRequest | undefined>;
   send(reply: Reply): void;
   accept(id: string, heartbeatMs?: number): Promise<ServeToolsRequest>;
   call(id: string, tool: string, args?: Record<string, unknown>, deadlineMs?: number): void;
@@ -85,6 +87,10 @@ async function serve(t: { after: (f: () => void) => void }, ...scripts: Script[]
                 if (r.done) return undefined;
                 if (r.value.kind.case !== "heartbeat") return r.value;
               }
+            },
+            async nextAny() {
+              const r = await it.next();
+              return r.done ? undefined : r.value;
             },
             send: (reply) => out.push(reply),
             async accept(id, heartbeatMs = 60_000) {
@@ -380,6 +386,35 @@ test("reconnects with backoff and declares again; a silent server is left after 
   assert.deepEqual(reconnects.map((r) => r.attempt), [1, 2, 1]);
   assert.equal(reconnects[0]!.error.code, Code.Unavailable);
   assert.match(reconnects[2]!.error.message, /no message from the server/);
+});
+
+test("server heartbeats keep the stream; the worker sends its own at the interval", async (t) => {
+  // 8 intervals of 100 ms (over twice the silence limit) with a heartbeat from the server each.
+  const reconnects: WorkerReconnectInfo[] = [];
+  const counted = deferred<number>();
+  const { target } = await serve(t, async (s) => {
+    await s.accept("w-1", 100);
+    let fromWorker = 0;
+    void (async () => {
+      for (;;) {
+        const m = await s.nextAny().catch(() => undefined); // the stream closes after the test
+        if (m === undefined) return;
+        if (m.kind.case === "heartbeat" && m.kind.value.time) fromWorker++;
+      }
+    })();
+    for (let i = 0; i < 8; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      s.send({ kind: { case: "heartbeat", value: { time: { seconds: BigInt(Math.floor(Date.now() / 1000)) } } } });
+    }
+    counted.resolve(fromWorker);
+    await new Promise((resolve) => s.signal.addEventListener("abort", resolve));
+  });
+  const w = worker({ targets: target, tools: [orders], onReconnect: (i) => reconnects.push(i) });
+  t.after(() => w.stop().catch(() => {}));
+  await within(w.start(), "accepted");
+  const n = await within(counted.promise, "8 intervals");
+  assert.ok(n >= 4, `${n} heartbeats from the worker in 8 intervals`);
+  assert.deepEqual(reconnects, []);
 });
 
 for (const [name, refusal] of [
