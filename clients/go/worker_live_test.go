@@ -189,7 +189,7 @@ func TestLiveWorker(t *testing.T) {
 	}
 	select {
 	case cause := <-stallEnded:
-		if !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, errServerCancelled) {
+		if !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, ErrCallCancelled) {
 			t.Errorf("stall's ctx ended with %v", cause)
 		}
 	case <-time.After(10 * time.Second):

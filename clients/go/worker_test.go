@@ -240,7 +240,7 @@ func TestWorkerCancelStopsTheHandlerAndSendsNothing(t *testing.T) {
 		}
 		_ = stream.Send(&batonv1.ServeToolsResponse{Kind: &batonv1.ServeToolsResponse_Cancel{
 			Cancel: &batonv1.ToolCallCancel{CallId: "c1", Reason: "deadline passed"}}})
-		if err := <-causes; !errors.Is(err, errServerCancelled) || !strings.Contains(err.Error(), "deadline passed") {
+		if err := <-causes; !errors.Is(err, ErrCallCancelled) || !strings.Contains(err.Error(), "deadline passed") {
 			t.Errorf("cause seen by the handler: %v", err)
 		}
 		// c1 must send nothing: the first result to arrive is c2's.
