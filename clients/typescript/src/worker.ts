@@ -8,6 +8,7 @@ import { ValueSchema, timestampDate, timestampNow } from "@bufbuild/protobuf/wkt
 import type { Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Client } from "@connectrpc/connect";
+import { hostname } from "node:os";
 
 import { BatonClient } from "./client.js";
 import type { BatonClientOptions } from "./client.js";
@@ -553,8 +554,7 @@ export class ToolWorker {
 }
 
 function defaultName(): string {
-  const host = process.env.HOSTNAME || "node";
-  return `${host}-${process.pid}`;
+  return `${hostname() || "node"}-${process.pid}`;
 }
 
 /** The JSON of a google.protobuf.Value (e.g. a TOOL event's `result`); null when unset. */
