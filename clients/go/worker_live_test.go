@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -240,5 +241,25 @@ func TestLiveWorkerRefusesAKeyOfAnotherRole(t *testing.T) {
 	err = w.Run(ctx)
 	if !IsPermissionDenied(err) {
 		t.Errorf("an integration key serving tools: %v, want PERMISSION_DENIED", err)
+	}
+}
+
+func TestLiveWorkerRefusesABadDeclaration(t *testing.T) {
+	e := live(t)
+	long := MustTool("go_live_long", strings.Repeat("x", 4001), noop)
+	w, err := NewToolWorker(WorkerOptions{Targets: []string{e.target}, Dial: []Option{WithAPIKey(e.workerKey)},
+		Name: strings.Repeat("n", 101), Logger: quietLogger()}, long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = w.Run(ctx)
+	fields := map[string]bool{}
+	for _, v := range FieldViolations(err) {
+		fields[v.GetField()] = true
+	}
+	if !IsInvalidArgument(err) || !fields["declare.worker_name"] || !fields["declare.tools[0].description"] {
+		t.Errorf("a 101-character name and a 4001-character description: %v (fields %v)", err, fields)
 	}
 }
