@@ -7,7 +7,8 @@
 # ListTools shows both workers, asks as a customer for order 12345 (the TOOL event must carry the
 # Go worker's result) and then for a human (the TypeScript worker's result, the handoff, MANUAL).
 # Then both workers get SIGTERM and must drain and exit 0, after which ListTools shows no worker.
-# Also runs the Go client's live worker test against the same server. Prints "tool workers: ok".
+# A worker with a key of another role must be refused (exit 1, PERMISSION_DENIED). Also runs the
+# Go client's live worker test against the same server. Prints "tool workers: ok".
 #   clients/tool-workers-smoke.sh          (clients/smoke-all.sh runs it)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,6 +79,12 @@ stop_worker go "$go_pid" go-worker.log
 stop_worker typescript "$ts_pid" ts-worker.log
 workers=()
 node "$driver" "$target" --expect-no-workers || fail "workers still listed after they stopped"
+
+# A key of another role is refused, and the worker does not retry it: exit 1, naming the code.
+refused="$(BATON_WORKER_KEY="$BATON_SMOKE_INTEGRATION_KEY" timeout 30 \
+  node clients/typescript/dist-examples/handoff-worker.js "$target" 2>&1)" && fail "an integration key served tools"
+grep -q "PERMISSION_DENIED" <<<"$refused" || fail "TypeScript worker with an integration key: $refused"
+echo "tool workers: typescript worker with an integration key: refused (PERMISSION_DENIED), exit 1"
 
 # The Go client's live worker test (deadline, cancel, drain with a call in flight, a refused key).
 live="$(cd clients/go && BATON_WORKER_TARGET="$target" BATON_WORKER_KEY="$go_key" \
