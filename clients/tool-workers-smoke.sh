@@ -66,14 +66,15 @@ node "$driver" "$target" || fail "the conversation through the workers"
 
 # stop_worker NAME PID LOG: SIGTERM, then the worker must drain and exit 0 within STOP_DEADLINE.
 stop_worker() {
-  local name="$1" pid="$2" log="$3" rc=0
+  local name="$1" pid="$2" log="$3" rc=0 t0
+  t0=$(date +%s%N)
   kill -TERM "$pid"
-  timeout "$STOP_DEADLINE" tail --pid="$pid" -f /dev/null ||
+  timeout "$STOP_DEADLINE" tail --pid="$pid" -s 0.05 -f /dev/null ||
     fail "$name worker still running ${STOP_DEADLINE} s after SIGTERM"
   wait "$pid" || rc=$?
   [ "$rc" -eq 0 ] || fail "$name worker exited with status $rc after SIGTERM"
   grep -q "drained" "$work/$log" || fail "$name worker exited without draining"
-  echo "tool workers: $name worker drained and exited 0"
+  echo "tool workers: $name worker drained and exited 0 ($(( ($(date +%s%N) - t0) / 1000000 )) ms after SIGTERM)"
 }
 stop_worker go "$go_pid" go-worker.log
 stop_worker typescript "$ts_pid" ts-worker.log
