@@ -351,6 +351,9 @@ class BatonApp:
         sampled.pool = database.pool_usage
         sampled.handoffs_by_state = lambda: counts.value
         sampled.database_up = lambda: readiness is None or readiness.database_up
+        workers = self.tools.workers
+        sampled.tool_workers = lambda: workers.connected
+        sampled.tool_calls_waiting = lambda: workers.waiting
         host = settings.metrics_host or settings.host
         try:
             self._metrics_endpoint = MetricsEndpoint(metrics, host, settings.metrics_port)
@@ -384,7 +387,7 @@ class BatonApp:
             canned_responses=CannedResponseServicer(catalog),
             tools=ToolServicer(catalog),
             auth=AuthServicer(issuer),
-            tool_workers=ToolWorkerServicer(self.tools.workers),
+            tool_workers=ToolWorkerServicer(self.tools.workers, settings.heartbeat_interval_s),
         )
 
     async def _human_message(

@@ -12,7 +12,8 @@ import pytest
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from tests.engine.test_turns import add_guideline, ends_with, open_session, turn_events
-from tests.support import Stubs, bad_request_fields, error_reason
+from tests.observe.scrape import Scrape
+from tests.support import Stubs, bad_request_fields, error_reason, wait_until
 from tests.worker_harness import RawWorker, declared, result
 
 WORKER_TOOLS = {"example_agent_tools": "workers"}
@@ -271,3 +272,44 @@ async def test_error_reason_of_a_refused_worker(start_server) -> None:  # type: 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await RawWorker(baton.channel, [order_tool()]).start()
     assert error_reason(refused.value) == "FAILED_PRECONDITION"
+
+
+async def test_an_idle_worker_hears_heartbeats(start_server) -> None:  # type: ignore[no-untyped-def]
+    _, baton = await start_server(heartbeat_interval_s=0.2)
+    call = baton.tool_workers.ServeTools()
+    await call.write(rr.ServeToolsRequest(declare=rr.WorkerDeclaration(tools=[order_tool()])))
+    accepted = await call.read()
+    assert accepted.accepted.heartbeat_interval.ToMilliseconds() == 200
+    async with asyncio.timeout(5):
+        beat = await call.read()
+    assert beat.WhichOneof("kind") == "heartbeat" and beat.heartbeat.time.seconds > 0
+    # The worker's own heartbeats are accepted and answered by nothing.
+    await call.write(rr.ServeToolsRequest(heartbeat=rr.WorkerHeartbeat()))
+    await call.done_writing()
+    async with asyncio.timeout(5):
+        while (message := await call.read()) is not grpc.aio.EOF:
+            assert message.WhichOneof("kind") == "heartbeat"
+    assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_metrics_count_workers_and_waiting_calls(start_server) -> None:  # type: ignore[no-untyped-def]
+    app, baton, session, _ = await open_session(start_server, **WORKER_TOOLS, metrics_port=0)
+    worker = await connected(baton, order_tool(), limit=1)
+    await baton.say(session.id, "Where is my order 12345?")
+    held = await worker.next_call()
+    other = await baton.sessions.CreateSession(
+        rr.CreateSessionRequest(
+            session=pb.Session(agent_id=app.example_agent_id, customer_id=session.customer_id)
+        )
+    )
+    await baton.say(other.session.id, "Where is my order 777?")
+    await wait_until(lambda: app.tools.workers.waiting == 1)
+    figures = await asyncio.to_thread(Scrape, app.metrics_port)
+    assert figures.value("baton_tool_workers_connected") == 1
+    assert figures.value("baton_tool_calls_waiting") == 1
+    await worker.answer(held, {"found": True, "order": "12345", "status": "in transit"})
+    await worker.answer(await worker.next_call(), {"found": True, "order": "777"})
+    await wait_until(lambda: app.tools.workers.waiting == 0)
+    await worker.finish()
+    after = await asyncio.to_thread(Scrape, app.metrics_port)
+    assert after.value("baton_tool_workers_connected") == 0

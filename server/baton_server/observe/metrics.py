@@ -39,6 +39,9 @@ class Sampled:
     # Open handoffs by state, as last counted in the store (all replicas').
     handoffs_by_state: Callable[[], Mapping[str, int]] = lambda: {}
     database_up: Callable[[], bool] = lambda: True
+    # Tool workers connected to this replica, and tool calls waiting for one with room.
+    tool_workers: Callable[[], int] = lambda: 0
+    tool_calls_waiting: Callable[[], int] = lambda: 0
 
 
 class _SampledCollector(Collector):
@@ -75,6 +78,16 @@ class _SampledCollector(Collector):
             "baton_handoff_queue_depth",
             "Handoffs waiting for an operator (pending, not claimed).",
             value=by_state.get("pending", 0),
+        )
+        yield GaugeMetricFamily(
+            "baton_tool_workers_connected",
+            "Tool workers (ToolWorkerService streams) connected to this replica.",
+            value=sampled.tool_workers(),
+        )
+        yield GaugeMetricFamily(
+            "baton_tool_calls_waiting",
+            "Tool calls waiting for a worker with room (all workers of their tool are full).",
+            value=sampled.tool_calls_waiting(),
         )
         yield GaugeMetricFamily(
             "baton_database_up",

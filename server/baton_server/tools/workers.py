@@ -213,6 +213,10 @@ class WorkerPool:
         connected = {name for link in self._links.values() for name in link.tools}
         self.know(spec for spec in recalled if spec.name not in connected)
 
+    @property
+    def connected(self) -> int:
+        return len(self._links)
+
     def know(self, specs: Iterable[WorkerToolSpec]) -> None:
         """Tools declared before (read from the store at start)."""
         for spec in specs:
