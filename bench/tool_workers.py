@@ -8,8 +8,12 @@ order (the example's `check_order_status`), is:
   process speaking ServeTools over loopback gRPC, answering at once.
 
 Figures, same run: round trip of one call at a time (p50/p99, 2,000 calls each); then calls/s
-with 64 callers at once for a few seconds: the Python tool, one worker (limit 64), four workers
-(limit 16 each). Worker processes share the machine's 2 cores with the server.
+with 64 callers at once for a few seconds:
+- tools that answer at once (what the stream costs): the Python tool, one worker (limit 64),
+  four workers (limit 16 each). Every process shares the machine's 2 cores, so more worker
+  processes add CPU contention, not capacity;
+- tools that wait 20 ms on I/O (a database or an HTTP call), each worker taking 8 calls at once:
+  one worker, four workers (what adding workers buys).
 
     .venv/bin/python -m bench.tool_workers [--calls 2000] [--seconds 5] [--json out.json]
 """
@@ -40,6 +44,9 @@ WORKER_TOOL = "check_order_status"
 PYTHON_TOOL = "order_status_here"
 ARGS = {"order_id": "12345"}
 CALLERS = 64
+# The I/O-bound figure: each call waits this long in the worker, which takes IO_LIMIT at once.
+IO_DELAY_S = 0.020
+IO_LIMIT = 8
 
 
 def order_status(order_id: str) -> dict[str, Any]:
@@ -55,8 +62,8 @@ async def order_status_here(context: ToolContext, order_id: str) -> ToolResult:
 # ---------------------------------------------------------------- the worker process
 
 
-async def serve(target: str, limit: int) -> None:
-    """A minimal worker: declares the tool, answers every call at once, until stdin closes."""
+async def serve(target: str, limit: int, delay_s: float) -> None:
+    """A minimal worker: declares the tool, answers every call after `delay_s` (I/O)."""
     async with grpc.aio.insecure_channel(target) as channel:
         call = svc.ToolWorkerServiceStub(channel).ServeTools()
         declaration = rr.WorkerDeclaration(worker_name="bench", max_concurrent_calls=limit)
@@ -67,22 +74,37 @@ async def serve(target: str, limit: int) -> None:
         await call.write(rr.ServeToolsRequest(declare=declaration))
         first = await call.read()
         print("READY", first.accepted.worker_id, flush=True)
+        running: set[asyncio.Task[None]] = set()
+        writing = asyncio.Lock()  # a grpc.aio stream takes one write at a time
+
+        async def run(request: rr.ToolCallRequest) -> None:
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            answer = rr.ToolCallResult(call_id=request.call_id)
+            json_format.ParseDict(order_status(request.arguments["order_id"]), answer.data)
+            async with writing:
+                await call.write(rr.ServeToolsRequest(result=answer))
+
         while True:
             message = await call.read()
             if message is grpc.aio.EOF:
                 return
             if message.WhichOneof("kind") != "call":
                 continue
-            answer = rr.ToolCallResult(call_id=message.call.call_id)
-            data = order_status(message.call.arguments["order_id"])
-            json_format.ParseDict(data, answer.data)
-            await call.write(rr.ServeToolsRequest(result=answer))
+            if not delay_s:
+                await run(message.call)
+                continue
+            task = asyncio.create_task(run(message.call))
+            running.add(task)
+            task.add_done_callback(running.discard)
 
 
 # ---------------------------------------------------------------- the orchestrator
 
 
-async def start_workers(target: str, count: int, limit: int) -> list[asyncio.subprocess.Process]:
+async def start_workers(
+    target: str, count: int, limit: int, delay_s: float = 0.0
+) -> list[asyncio.subprocess.Process]:
     workers = []
     for _ in range(count):
         proc = await asyncio.create_subprocess_exec(
@@ -93,6 +115,8 @@ async def start_workers(target: str, count: int, limit: int) -> list[asyncio.sub
             target,
             "--limit",
             str(limit),
+            "--delay",
+            str(delay_s),
             stdout=asyncio.subprocess.PIPE,
         )
         assert proc.stdout is not None
@@ -145,7 +169,7 @@ async def _no_events(offset: int, kinds: Any) -> list[Any]:
 
 
 def ms(values: list[float]) -> dict[str, float | None]:
-    return {"p50": percentile(values, 0.5), "p99": percentile(values, 0.99)}
+    return {"p50": percentile(values, 50), "p99": percentile(values, 99)}
 
 
 async def measure(calls: int, seconds: float) -> dict[str, Any]:
@@ -170,6 +194,11 @@ async def measure(calls: int, seconds: float) -> dict[str, Any]:
             workers = await start_workers(target, 4, CALLERS // 4)
             four_rate = await throughput(app, WORKER_TOOL, seconds)
             await stop_workers(workers)
+            io_rates = {}
+            for count in (1, 4):
+                workers = await start_workers(target, count, IO_LIMIT, IO_DELAY_S)
+                io_rates[count] = await throughput(app, WORKER_TOOL, seconds)
+                await stop_workers(workers)
         finally:
             await app.stop(grace=1.0)
     python_ms, worker_ms = ms(python_trips), ms(worker_trips)
@@ -182,6 +211,9 @@ async def measure(calls: int, seconds: float) -> dict[str, Any]:
             "four_workers": four_rate,
         },
         "four_over_one_workers": four_rate / one_rate if one_rate else None,
+        "io_bound_calls_per_s": {"one_worker": io_rates[1], "four_workers": io_rates[4]},
+        "io_bound_four_over_one": io_rates[4] / io_rates[1] if io_rates[1] else None,
+        "io_bound": {"delay_ms": IO_DELAY_S * 1000, "limit_per_worker": IO_LIMIT},
         "one_worker_over_python_tool": one_rate / python_rate if python_rate else None,
         "calls": calls,
         "seconds": seconds,
@@ -196,10 +228,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--serve", metavar="TARGET", help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, default=CALLERS, help=argparse.SUPPRESS)
+    parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(args.serve, args.limit))
+            asyncio.run(serve(args.serve, args.limit, args.delay))
         return 0
     result = asyncio.run(measure(args.calls, args.seconds))
     print(json.dumps(result, indent=2))
