@@ -413,6 +413,7 @@ class BatonApp:
             await self.readiness.close()
         await self._health.enter_graceful_shutdown()
         self.bus.close()
+        self.tools.workers.shut_down()
         if self.inbox is not None:
             self.inbox.close()
         if self.handoff_timer is not None:

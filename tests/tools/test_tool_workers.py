@@ -313,3 +313,23 @@ async def test_metrics_count_workers_and_waiting_calls(start_server) -> None:  #
     await worker.finish()
     after = await asyncio.to_thread(Scrape, app.metrics_port)
     assert after.value("baton_tool_workers_connected") == 0
+
+
+async def test_a_stopping_server_ends_worker_streams_once_their_calls_are_answered(
+    start_server,  # type: ignore[no-untyped-def]
+) -> None:
+    app, baton, session, _ = await open_session(start_server, **WORKER_TOOLS)
+    first = await connected(baton, order_tool(), name="first")
+    second = await connected(baton, order_tool(), name="second")
+    await baton.say(session.id, "Where is my order 12345?")
+    call = await first.next_call()  # the worker idle longest gets it
+    stopping = asyncio.create_task(app.stop(grace=30))
+    # The idle worker is told at once, to reconnect elsewhere; the busy one may finish.
+    await wait_until(lambda: second.ended is not None)
+    assert second.ended == grpc.StatusCode.UNAVAILABLE and first.ended is None
+    await first.answer(call, {"found": True, "order": "12345", "status": "in transit"})
+    await wait_until(lambda: first.ended is not None)
+    assert first.ended == grpc.StatusCode.UNAVAILABLE
+    async with asyncio.timeout(10):  # well inside the grace: nothing left to wait for
+        await stopping
+    assert [c.call_id for c in first.received] == [call.call_id] and not second.received

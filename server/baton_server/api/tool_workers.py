@@ -19,7 +19,7 @@ from baton_server.api.grpc_types import Context
 from baton_server.api.mapping import timestamp
 from baton_server.api.protos import rr, svc_grpc
 from baton_server.domain import WorkerToolSpec, now_us
-from baton_server.errors import FieldViolation, InvalidArgument
+from baton_server.errors import FieldViolation, InvalidArgument, ShuttingDown
 from baton_server.tools.workers import (
     WorkerCall,
     WorkerCancel,
@@ -147,6 +147,11 @@ class ToolWorkerServicer(svc_grpc.ToolWorkerServiceServicer):
                     yield _call_to_proto(item)
             if failure:
                 raise failure[0]
+            if link.shut_down:
+                raise ShuttingDown(
+                    "the server is shutting down; reconnect (to another replica, or to this one "
+                    "once it is back) and declare again"
+                )
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baton_server.domain import WorkerToolSpec, now_us
-from baton_server.errors import FailedPrecondition
+from baton_server.errors import FailedPrecondition, ShuttingDown
 from baton_server.tools.api import ToolContext, ToolError, ToolResult
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,8 @@ class WorkerLink:
         self.connected_at_us = now_us()
         self.draining = False
         self.closed = False
+        # Set when the server ended the stream because it is shutting down.
+        self.shut_down = False
         # When it was last given a call: among equally loaded workers the one idle longest
         # goes first, so sequential calls take turns.
         self.last_given = order
@@ -135,6 +137,12 @@ class WorkerLink:
         """The server stops waiting for a call: forget it and tell the worker."""
         if self._in_flight.pop(call_id, None) is not None and not self.closed:
             self._outbox.put_nowait(WorkerCancel(call_id, reason))
+
+    def end(self) -> None:
+        """Ends the stream from the server's side (shutdown), once no call runs on it."""
+        if not self.shut_down:
+            self.shut_down = True
+            self._outbox.put_nowait(_CLOSED)
 
     def close(self) -> None:
         """The stream ended: every call it was running fails over (see WorkerPool.disconnect)."""
@@ -188,6 +196,7 @@ class WorkerPool:
         self._links: dict[str, WorkerLink] = {}
         # Calls waiting for a worker with room (every worker serving their tool is full).
         self.waiting = 0
+        self._shutting_down = False
         self._changed = asyncio.Condition()
         self._order = itertools.count()
 
@@ -247,6 +256,8 @@ class WorkerPool:
 
     async def connect(self, declaration: WorkerDeclaration) -> WorkerLink:
         """Adds a worker; FAILED_PRECONDITION if it declares a tool loaded into the server."""
+        if self._shutting_down:
+            raise ShuttingDown("the server is shutting down; connect to another replica")
         for spec in declaration.tools:
             if self._reserved(spec.name):
                 raise FailedPrecondition(
@@ -271,6 +282,17 @@ class WorkerPool:
         self._notify()
         return link
 
+    def shut_down(self) -> None:
+        """The server is stopping: workers get no new calls, and each stream ends (UNAVAILABLE,
+        so workers reconnect, elsewhere or after the restart) once its running calls are
+        answered; the server's shutdown grace bounds the wait."""
+        self._shutting_down = True
+        for link in self._links.values():
+            link.draining = True
+            if link.in_flight == 0:
+                link.end()
+        self._notify()
+
     def drain(self, link: WorkerLink) -> None:
         """The worker is stopping: it gets no new calls and finishes those it has."""
         link.draining = True
@@ -287,6 +309,8 @@ class WorkerPool:
     def settle(self, link: WorkerLink, reply: WorkerReply) -> None:
         if not link.settle(reply):
             log.debug("worker %s answered call %s, which no longer waits", link.worker_id, reply)
+        if self._shutting_down and link.in_flight == 0:
+            link.end()
         self._notify()
 
     def _notify(self) -> None:
@@ -340,6 +364,8 @@ class WorkerPool:
             except asyncio.CancelledError:
                 elapsed = time.perf_counter() - started
                 link.abandon(call_id, f"the server stopped waiting after {elapsed:.1f} s")
+                if self._shutting_down and link.in_flight == 0:
+                    link.end()
                 self._notify()
                 raise
             if reply.error:
