@@ -429,16 +429,20 @@ class _Link:
             return
         stream.draining = True
         stream.outbox.put_nowait(rr.ServeToolsRequest(drain=rr.WorkerDrain()))
-        running = list(stream.handlers.values())
-        if running:
-            _, late = await asyncio.wait(running, timeout=grace)
-            for task in late:
-                log.warning(
-                    "tool worker %s: cancelling %s after the drain grace",
-                    self.target,
-                    task.get_name(),
-                )
-                task.cancel()
+        # Calls the server sent before it read the drain may still arrive: wait for them too.
+        deadline = time.monotonic() + grace
+        while stream.handlers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for task in list(stream.handlers.values()):
+                    log.warning(
+                        "tool worker %s: cancelling %s after the drain grace",
+                        self.target,
+                        task.get_name(),
+                    )
+                    task.cancel()
+                break
+            await asyncio.wait(list(stream.handlers.values()), timeout=left)
         stream.outbox.put_nowait(None)  # half-close once the results are queued
         try:
             async with asyncio.timeout(CLOSE_WAIT):
