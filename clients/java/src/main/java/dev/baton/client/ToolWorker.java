@@ -225,8 +225,19 @@ public final class ToolWorker implements AutoCloseable {
       stopping = true;
     }
     LOG.log(System.Logger.Level.ERROR, "tool worker: " + link.target + " ended the worker: " + t);
-    shutDown();
-    done.completeExceptionally(t);
+    // Not on this gRPC callback thread: closing the channels waits for their calls to end.
+    Thread cleanup =
+        new Thread(
+            () -> {
+              try {
+                shutDown();
+              } finally {
+                done.completeExceptionally(t);
+              }
+            },
+            "baton-worker-failed");
+    cleanup.setDaemon(true);
+    cleanup.start();
   }
 
   private static RuntimeException asRuntime(Throwable t) {
