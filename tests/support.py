@@ -34,6 +34,8 @@ class Stubs:
     events: svc.EventServiceStub
     handoffs: svc.HandoffServiceStub
     auth: svc.AuthServiceStub
+    tools: svc.ToolServiceStub
+    tool_workers: svc.ToolWorkerServiceStub
 
     @classmethod
     def on(cls, channel: grpc.aio.Channel) -> Stubs:
@@ -45,6 +47,8 @@ class Stubs:
             svc.EventServiceStub(channel),
             svc.HandoffServiceStub(channel),
             svc.AuthServiceStub(channel),
+            svc.ToolServiceStub(channel),
+            svc.ToolWorkerServiceStub(channel),
         )
 
     async def new_session(self, **session_fields: Any) -> pb.Session:

@@ -22,6 +22,7 @@ from baton_server.api.observing import CallObserver
 from baton_server.api.readiness import DatabaseReadiness
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
 from baton_server.api.server import SERVICE_NAMES, Servicers, build_server, server_credentials
+from baton_server.api.tool_workers import ToolWorkerServicer
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.keys import KeyStore
 from baton_server.auth.limits import RateLimiter, StreamSlots
@@ -54,6 +55,7 @@ from baton_server.store.api_keys import ApiKeyRows
 from baton_server.store.appender import CommitObserver
 from baton_server.store.database import SchemaBehind
 from baton_server.store.handoffs import HandoffReader
+from baton_server.store.worker_tools import WorkerToolRows
 from baton_server.tools import ToolRegistry
 
 if TYPE_CHECKING:
@@ -86,7 +88,12 @@ def build_provider(settings: Settings) -> NLPProvider:
 def build_tools(settings: Settings, telemetry: Telemetry) -> ToolRegistry:
     registry = ToolRegistry(timeout_s=settings.tool_timeout_s, telemetry=telemetry)
     modules = list(settings.tool_modules)
-    if settings.example_agent and EXAMPLE_TOOLS not in modules:
+    if settings.example_agent_tools not in ("python", "workers"):
+        raise ConfigurationError(
+            f"--example-agent-tools {settings.example_agent_tools!r}: python or workers"
+        )
+    in_python = settings.example_agent_tools == "python"
+    if settings.example_agent and in_python and EXAMPLE_TOOLS not in modules:
         modules.append(EXAMPLE_TOOLS)
     for module in modules:
         names = registry.load_module(module)
@@ -227,6 +234,9 @@ class BatonApp:
             # Replicas may share this database: relay commits between them.
             self.relay = PostgresRelay(settings.database_url, self._repository, self.bus)
             await self.relay.start()
+        worker_tools = WorkerToolRows(self._database)
+        self.tools.workers.remember_with(worker_tools.remember)
+        self.tools.workers.know(await worker_tools.load())
         self.handoff_reader = HandoffReader(self._database)
         summary_writer = self.provider if isinstance(self.provider, SummaryWriter) else None
         self.handoffs = HandoffControls(
@@ -374,6 +384,7 @@ class BatonApp:
             canned_responses=CannedResponseServicer(catalog),
             tools=ToolServicer(catalog),
             auth=AuthServicer(issuer),
+            tool_workers=ToolWorkerServicer(self.tools.workers),
         )
 
     async def _human_message(

@@ -66,6 +66,9 @@ class Settings:
     tool_timeout_s: float = 10.0
     # Load the example agent (its tools, and the agent itself on first start).
     example_agent: bool = False
+    # Where the example agent's tools run: "python" (loaded into the server) or "workers"
+    # (served by tool workers, see clients/*/ examples).
+    example_agent_tools: str = "python"
     # "offline" (deterministic, no network) or "openai" (any OpenAI-compatible server).
     nlp_provider: str = "offline"
     # The offline provider's guideline matcher: "auto" (embedding when the model package is

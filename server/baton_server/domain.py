@@ -434,3 +434,15 @@ def mode_changed(
     if actor is not None:
         data["actor"] = actor.to_dict()
     return EventDraft(EventKind.CUSTOM, EventSource.SYSTEM, data, correlation_id=correlation_id)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerToolSpec:
+    """A tool as a tool worker declared it (ToolWorkerService); remembered by the store so
+    guidelines and the catalogue know it while no worker serving it is connected."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    timeout_s: float | None = None  # None: the server's default tool timeout
+    retry_safe: bool = False

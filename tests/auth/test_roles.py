@@ -27,7 +27,7 @@ from tests.support import Stubs, collect, customer_message, error_reason
 OK = grpc.StatusCode.OK
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
-ROLES = ("anonymous", "operator", "customer", "integration", "admin")
+ROLES = ("anonymous", "operator", "customer", "integration", "tool_worker", "admin")
 
 _INTEGRATION = frozenset({"integration"})
 _STAFF = frozenset({"integration", "operator"})
@@ -55,6 +55,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "baton.v1.EventService/CreateEvent": frozenset({"integration", "customer"}),
     "baton.v1.EventService/ListEvents": _EVERYONE,
     "baton.v1.ToolService/ListTools": _INTEGRATION,
+    # A tool worker's key serves tools and may do nothing else.
+    "baton.v1.ToolWorkerService/ServeTools": frozenset({"tool_worker"}),
     "baton.v1.AuthService/IssueCustomerToken": _INTEGRATION,
     # Being added on the handoff branch: the expectations are ready for it.
     **{f"baton.v1.HandoffService/{m}": _INTEGRATION for m in ("RequestHandoff", "OfferHandoff")},
@@ -105,7 +107,7 @@ async def secured(settings: Settings) -> AsyncIterator[Secured]:
         assert app.keys is not None
         secrets: dict[str, str] = {}
         key_ids: dict[str, str] = {}
-        for role in (Role.ADMIN, Role.INTEGRATION, Role.OPERATOR):
+        for role in (Role.ADMIN, Role.INTEGRATION, Role.OPERATOR, Role.TOOL_WORKER):
             key, secret = await app.keys.create(role, f"test {role.value}")
             secrets[role.value], key_ids[role.value] = secret, key.id
         backend = Stubs.on(channels.with_credential(secrets["integration"]))

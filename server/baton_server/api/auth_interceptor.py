@@ -18,12 +18,12 @@ from typing import Any
 
 import grpc
 
-from baton_server.api.errors import decode_request
+from baton_server.api.errors import decode_request, decoded_stream
 from baton_server.api.grpc_types import Context, Handler
 from baton_server.api.interception import rewrapped
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.limits import RateLimiter, StreamSlots
-from baton_server.auth.policy import Authorizer
+from baton_server.auth.policy import Authorizer, Rule
 from baton_server.auth.principal import Principal, Role, reset_principal, set_principal
 from baton_server.observe.context import note_caller
 
@@ -55,15 +55,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._customer_streams = customer_streams
         self._cache: dict[str, Handler] = {}
 
-    async def _admit(
-        self, method: str, data: bytes, deserializer: Deserializer, context: Any
-    ) -> tuple[Principal, Any]:
-        """The principal and the decoded request, or the error that refuses the call."""
+    async def _caller(self, method: str, context: Any) -> tuple[Principal, Rule]:
+        """The principal and the method's rule, or the error that refuses the caller."""
         principal = await self._authn.authenticate(context.invocation_metadata(), context.peer())
         rule = self._authz.check_role(principal, method)
         rates = self._customer_rates if principal.role is Role.CUSTOMER else self._key_rates
         rates.take(principal.limit_key)
         note_caller(principal.limit_key if principal.role is Role.CUSTOMER else principal.key_id)
+        return principal, rule
+
+    async def _admit(
+        self, method: str, data: bytes, deserializer: Deserializer, context: Any
+    ) -> tuple[Principal, Any]:
+        """The principal and the decoded request, or the error that refuses the call."""
+        principal, rule = await self._caller(method, context)
         request = decode_request(deserializer, data)
         await self._authz.check_request(principal, rule, request)
         return principal, request
@@ -106,6 +111,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return handle
 
+    def _wrap_bidi(
+        self, behavior: Callable[..., AsyncIterator[Any]], method: str, deserializer: Deserializer
+    ) -> Any:
+        """A bidi stream (tool workers): the caller is admitted on the call's metadata before
+        any message is read; its messages are decoded as they arrive."""
+
+        async def handle(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+            principal, _ = await self._caller(method, context)
+            slots = self._streams(principal)
+            slots.acquire(principal.limit_key)
+            token = set_principal(principal)
+            try:
+                decoded = decoded_stream(deserializer, requests)
+                async for response in behavior(decoded, context):
+                    yield response
+            finally:
+                slots.release(principal.limit_key)
+                with contextlib.suppress(ValueError):
+                    reset_principal(token)
+
+        return handle
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
@@ -121,8 +148,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         deserializer = handler.request_deserializer or (lambda data: data)
         wrapped: Handler
         if handler.unary_unary is None and handler.unary_stream is None:
-            # Client-streaming RPCs do not exist in baton.v1; refuse rather than skip auth.
-            wrapped = grpc.unary_unary_rpc_method_handler(self._refuse)
+            if handler.stream_stream is None:
+                # Client-streaming RPCs do not exist in baton.v1; refuse rather than skip auth.
+                wrapped = grpc.unary_unary_rpc_method_handler(self._refuse)
+            else:
+                wrapped = rewrapped(
+                    handler,
+                    _unused,
+                    _unused,
+                    lambda behavior: self._wrap_bidi(behavior, method, deserializer),
+                )
         else:
             wrapped = rewrapped(
                 handler,
@@ -134,3 +169,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def _refuse(self, request: Any, context: Context) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming requests are not served")
+
+
+def _unused(behavior: Any) -> Any:
+    raise AssertionError("only the bidi behaviour is wrapped")

@@ -140,4 +140,9 @@ class ToolServicer(svc_grpc.ToolServiceServicer):
     async def ListTools(
         self, request: rr.ListToolsRequest, context: Context
     ) -> rr.ListToolsResponse:
-        return rr.ListToolsResponse(tools=[tool_to_proto(t) for t in self._catalog.tools()])
+        return rr.ListToolsResponse(
+            tools=[
+                tool_to_proto(tool, self._catalog.tool_workers(tool.name))
+                for tool in self._catalog.tools()
+            ]
+        )

@@ -9,6 +9,7 @@ without internals.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -255,6 +256,31 @@ def _wrap_stream(
     return handle
 
 
+async def decoded_stream(
+    decode: Callable[[bytes], Any], requests: AsyncIterator[bytes]
+) -> AsyncIterator[Any]:
+    """A bidi call's request messages, decoded as `decode_request` does each: a malformed one
+    ends the call with INVALID_ARGUMENT."""
+    async for data in requests:
+        yield decode_request(decode, data)
+
+
+def _wrap_bidi(
+    behavior: Callable[..., AsyncIterator[Any]],
+    method: str,
+    decode: Decode,
+    observer: CallObserver | None,
+) -> Callable[..., Any]:
+    if decode is None:  # an inner layer decodes (the auth interceptor's)
+        return _wrap_stream(behavior, method, None, observer)
+    decoder = decode
+
+    def decoding(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+        return behavior(decoded_stream(decoder, requests), context)
+
+    return _wrap_stream(decoding, method, None, observer)
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Maps every error to its status, in one place; with an `observer` it also reports each
     call's status and duration (metrics, span, access log): the outermost layer, so it sees
@@ -276,11 +302,17 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        if handler.stream_stream is not None and not inspect.isasyncgenfunction(
+            handler.stream_stream
+        ):
+            return handler  # grpc's own reflection service (a plain generator): left as is
         decode = handler.request_deserializer
         wrapped = rewrapped(
             handler,
             lambda behavior: _wrap_unary(behavior, method, decode, self._observer),
             lambda behavior: _wrap_stream(behavior, method, decode, self._observer),
+            # A bidi handler's requests are decoded one by one as they arrive.
+            lambda behavior: _wrap_bidi(behavior, method, decode, self._observer),
         )
         self._cache[method] = wrapped
         return wrapped

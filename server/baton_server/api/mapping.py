@@ -23,6 +23,7 @@ from baton_server.domain import (
 )
 from baton_server.errors import FieldViolation, InvalidArgument
 from baton_server.tools import Tool
+from baton_server.tools.workers import WorkerInfo
 
 # Custom event types Baton writes itself (session created, mode changed): clients may not.
 RESERVED_TYPE_PREFIX = "baton."
@@ -406,7 +407,23 @@ def canned_response_to_proto(canned: CannedResponse) -> pb.CannedResponse:
     )
 
 
-def tool_to_proto(tool: Tool) -> pb.Tool:
-    proto = pb.Tool(name=tool.name, description=tool.description)
+def tool_to_proto(tool: Tool, workers: list[WorkerInfo]) -> pb.Tool:
+    proto = pb.Tool(
+        name=tool.name,
+        description=tool.description,
+        origin=pb.TOOL_ORIGIN_WORKER if tool.from_worker else pb.TOOL_ORIGIN_PYTHON,
+        retry_safe=tool.retry_safe,
+        workers=[
+            pb.ToolWorker(
+                worker_id=w.worker_id,
+                calls_in_flight=w.calls_in_flight,
+                max_concurrent_calls=w.max_concurrent_calls,
+                connect_time=timestamp(w.connected_at_us),
+            )
+            for w in workers
+        ],
+    )
     proto.parameters.update(tool.parameters)
+    if tool.timeout_s is not None:
+        proto.timeout.FromMilliseconds(int(tool.timeout_s * 1000))
     return proto

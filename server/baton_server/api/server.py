@@ -21,6 +21,7 @@ from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.observing import CallObserver
 from baton_server.api.protos import rr, svc, svc_grpc
 from baton_server.api.resources import AgentServicer, CustomerServicer, SessionServicer
+from baton_server.api.tool_workers import ToolWorkerServicer
 from baton_server.config import Settings
 
 SERVICE_NAMES = tuple(service.full_name for service in svc.DESCRIPTOR.services_by_name.values())
@@ -105,6 +106,7 @@ class Servicers:
     canned_responses: CannedResponseServicer
     tools: ToolServicer
     auth: AuthServicer
+    tool_workers: ToolWorkerServicer
 
 
 def build_server(
@@ -131,6 +133,7 @@ def build_server(
     svc_grpc.add_CannedResponseServiceServicer_to_server(servicers.canned_responses, server)
     svc_grpc.add_ToolServiceServicer_to_server(servicers.tools, server)
     svc_grpc.add_AuthServiceServicer_to_server(servicers.auth, server)
+    svc_grpc.add_ToolWorkerServiceServicer_to_server(servicers.tool_workers, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (

@@ -262,6 +262,8 @@ POLICY: dict[str, Rule] = {
         },
     ),
     **_service("ToolService", {"ListTools": _BACKEND}),
+    # A tool worker's key serves tools and nothing else.
+    **_service("ToolWorkerService", {"ServeTools": _roles(Role.TOOL_WORKER)}),
     **_service("AuthService", {"IssueCustomerToken": _BACKEND}),
     # Customers get none of the handoff API; operators act only as themselves when their key
     # is bound to an operator id.

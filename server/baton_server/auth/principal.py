@@ -19,10 +19,12 @@ class Role(enum.StrEnum):
     INTEGRATION = "integration"
     OPERATOR = "operator"
     CUSTOMER = "customer"
+    # Backend services that serve the agent's tools (ToolWorkerService) and may do nothing else.
+    TOOL_WORKER = "tool_worker"
 
 
 # Roles an API key may have (customer principals come from tokens only).
-KEY_ROLES = (Role.ADMIN, Role.INTEGRATION, Role.OPERATOR)
+KEY_ROLES = (Role.ADMIN, Role.INTEGRATION, Role.OPERATOR, Role.TOOL_WORKER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ async def _with_keys(database: str, work: Callable[[KeyStore], Awaitable[T]]) ->
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="admin, integration or operator.")],
+    role: Annotated[str, typer.Option(help="admin, integration, operator or tool_worker.")],
     name: Annotated[str, typer.Option(help="What the key is for (shown by `keys list`).")] = "",
     operator_id: Annotated[
         str,
@@ -51,7 +51,9 @@ def keys_create(
     from baton_server.auth.principal import KEY_ROLES, Role
 
     if role not in {r.value for r in KEY_ROLES}:
-        raise typer.BadParameter("must be admin, integration or operator", param_hint="--role")
+        raise typer.BadParameter(
+            "must be admin, integration, operator or tool_worker", param_hint="--role"
+        )
     if operator_id and role != Role.OPERATOR.value:
         raise typer.BadParameter("only operator keys act for one operator", param_hint="--role")
 

@@ -100,6 +100,15 @@ def serve(
             help="Load the example support agent and its tools.",
         ),
     ] = False,
+    example_agent_tools: Annotated[
+        str,
+        typer.Option(
+            "--example-agent-tools",
+            envvar="BATON_EXAMPLE_AGENT_TOOLS",
+            help="Where the example agent's tools run: python (loaded into the server) or "
+            "workers (served by tool workers over ToolWorkerService).",
+        ),
+    ] = "python",
     nlp: Annotated[
         str,
         typer.Option(
@@ -271,6 +280,7 @@ def serve(
         max_connection_age_s=max_connection_age,
         tool_modules=tuple(tools or ()),
         example_agent=example_agent,
+        example_agent_tools=example_agent_tools,
         nlp_provider=provider,
         offline_matcher=offline_matcher,
         openai_api_key=api_key or "unused",

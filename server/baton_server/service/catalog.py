@@ -23,6 +23,7 @@ from baton_server.domain import (
 from baton_server.errors import InvalidArgument
 from baton_server.store import Repository
 from baton_server.tools import Tool, ToolRegistry
+from baton_server.tools.workers import WorkerInfo
 
 
 class Catalog:
@@ -71,9 +72,12 @@ class Catalog:
         unknown one (`field[i]`) and the tools there are."""
         for i, name in enumerate(names):
             if self._tools.get(name) is None:
-                known = ", ".join(t.name for t in self._tools.all()) or "none loaded"
+                known = ", ".join(t.name for t in self._tools.all()) or "none"
                 raise InvalidArgument.single(
-                    f"{field}[{i}]", f"unknown tool {name!r}; known tools: {known}"
+                    f"{field}[{i}]",
+                    f"unknown tool {name!r}: no tool of that name is loaded into the server or "
+                    f"served by a connected tool worker (start the worker first); known tools: "
+                    f"{known}",
                 )
         return list(names)
 
@@ -122,3 +126,7 @@ class Catalog:
 
     def tools(self) -> list[Tool]:
         return list(self._tools.all())
+
+    def tool_workers(self, name: str) -> list[WorkerInfo]:
+        """The connected workers that serve a tool (none for a Python tool)."""
+        return self._tools.workers.workers_of(name)

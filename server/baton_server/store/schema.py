@@ -218,3 +218,16 @@ api_keys = Table(
     # Operator keys only, optional: the one operator this key acts for.
     Column("operator_id", String(256), nullable=True),
 )
+
+# Tools declared by tool workers (ToolWorkerService): the newest declaration of each name.
+worker_tools = Table(
+    "worker_tools",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("parameters_json", Text, nullable=False),
+    # None: the server's default tool timeout.
+    Column("timeout_ms", BigInteger, nullable=True),
+    Column("retry_safe", Boolean, nullable=False),
+    Column("declared_at_us", BigInteger, nullable=False),
+)

@@ -9,7 +9,7 @@
 Load a module of tools with `baton serve --tools mypkg.tools`.
 """
 
-from baton_server.tools.api import Tool, ToolContext, ToolResult, tool
+from baton_server.tools.api import Tool, ToolContext, ToolError, ToolResult, tool
 from baton_server.tools.registry import ToolRegistry
 
-__all__ = ["Tool", "ToolContext", "ToolRegistry", "ToolResult", "tool"]
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "tool"]

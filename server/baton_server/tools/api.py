@@ -44,12 +44,23 @@ class ToolContext:
         return await self._read_events(min_offset, kinds)
 
 
+class ToolError(Exception):
+    """Raised by a tool to fail its call with this message (recorded as the call's error, and
+    the turn goes on)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     name: str
     description: str
     parameters: dict[str, Any]  # JSON Schema of the keyword arguments
     function: ToolFunction
+    # How long a call may take; None: the registry's default.
+    timeout_s: float | None = None
+    # Served by tool workers (ToolWorkerService), not a function loaded into the server.
+    from_worker: bool = False
+    # A call may run again elsewhere if its worker disconnects mid-call (worker tools).
+    retry_safe: bool = False
 
 
 def _schema_for(annotation: object) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from baton_server.domain import WorkerToolSpec
 from baton_server.observe.telemetry import NO_TELEMETRY, Telemetry
-from baton_server.tools.api import Tool, ToolContext, ToolResult
+from baton_server.tools.api import Tool, ToolContext, ToolError, ToolResult
+from baton_server.tools.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,9 @@ class ToolOutcome:
 
 
 class ToolRegistry:
+    """Every tool a turn may call: Python functions loaded into the server, and the tools the
+    connected workers serve (`workers`), under one set of names."""
+
     def __init__(
         self,
         tools: Iterable[Tool] = (),
@@ -37,12 +42,19 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
         self._timeout_s = timeout_s
         self._telemetry = telemetry
+        self.workers = WorkerPool(reserved=lambda name: name in self._tools)
         for item in tools:
             self.add(item)
+
+    @property
+    def default_timeout_s(self) -> float:
+        return self._timeout_s
 
     def add(self, item: Tool) -> None:
         if item.name in self._tools and self._tools[item.name] is not item:
             raise ValueError(f"two tools are named {item.name!r}")
+        if self.workers.serves(item.name):
+            raise ValueError(f"tool {item.name!r} is already served by a tool worker")
         self._tools[item.name] = item
 
     def load_module(self, module_path: str) -> list[str]:
@@ -56,10 +68,35 @@ class ToolRegistry:
         return [t.name for t in found]
 
     def get(self, name: str) -> Tool | None:
-        return self._tools.get(name)
+        found = self._tools.get(name)
+        if found is not None:
+            return found
+        spec = self.workers.spec(name)
+        return None if spec is None else self._worker_tool(spec)
 
     def all(self) -> list[Tool]:
-        return [self._tools[name] for name in sorted(self._tools)]
+        names = [name for name in self.workers.tool_names() if name not in self._tools]
+        found = [item for name in names if (item := self.get(name))]
+        return sorted([*self._tools.values(), *found], key=lambda item: item.name)
+
+    def _worker_tool(self, spec: WorkerToolSpec) -> Tool:
+        """A worker-served tool as the engine sees any tool: calling it sends the call to one
+        of the workers that serve it."""
+        timeout_s = spec.timeout_s or self._timeout_s
+        workers = self.workers
+
+        async def on_a_worker(context: ToolContext, **arguments: Any) -> ToolResult:
+            return await workers.call(spec.name, arguments, context, timeout_s)
+
+        return Tool(
+            spec.name,
+            spec.description,
+            spec.parameters,
+            on_a_worker,
+            timeout_s=timeout_s,
+            from_worker=True,
+            retry_safe=spec.retry_safe,
+        )
 
     async def call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolOutcome:
         """Runs a tool with a deadline. Errors and time-outs become the outcome's `error`."""
@@ -79,16 +116,19 @@ class ToolRegistry:
         self, name: str, arguments: dict[str, Any], context: ToolContext
     ) -> tuple[ToolOutcome, str]:
         """The outcome, and its kind: ok, error, timeout or unknown."""
-        item = self._tools.get(name)
+        item = self.get(name)
         if item is None:
             return ToolOutcome(name, arguments, None, f"unknown tool {name!r}"), "unknown"
+        timeout_s = item.timeout_s or self._timeout_s
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(timeout_s):
                 # Typed to return a ToolResult, but a tool author's function may return anything.
                 result: object = await item.function(context, **arguments)
         except TimeoutError:
-            error = f"timed out after {self._timeout_s:g} s"
+            error = f"timed out after {timeout_s:g} s"
             return ToolOutcome(name, arguments, None, error), "timeout"
+        except ToolError as error:
+            return ToolOutcome(name, arguments, None, str(error)), "error"
         except Exception as error:
             log.warning("tool %s failed: %r", name, error)
             return ToolOutcome(name, arguments, None, f"{type(error).__name__}: {error}"), "error"
