@@ -154,7 +154,7 @@ async def test_the_example_agent_runs_its_tools_in_the_worker(
         assert call.session_id == session_id and call.attempt == 1 and call.deadline is not None
         assert call.worker_id == worker_id
 
-        (transfer,) = await tool_calls(integration, session_id, "is a person around?")
+        (transfer,) = await tool_calls(integration, session_id, "can I talk to a human please?")
         assert transfer.name == "initiate_human_handoff" and not transfer.error
         session = await integration.sessions.get(session_id)
         assert session.mode == pb.SESSION_MODE_MANUAL  # the worker's control opened a handoff

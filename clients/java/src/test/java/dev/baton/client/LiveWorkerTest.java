@@ -113,7 +113,7 @@ class LiveWorkerTest {
         assertEquals("", lookup.getError());
         assertEquals("48213", lookup.getResult().getStructValue().getFieldsOrThrow("order").getStringValue());
 
-        say(baton, session.getId(), "is a person around?");
+        say(baton, session.getId(), "can I talk to a human please?");
         ToolCall transfer = nextToolCall(events);
         assertEquals("initiate_human_handoff", transfer.getName());
         assertEquals("requested", transfer.getResult().getStructValue().getFieldsOrThrow("handoff").getStringValue());
