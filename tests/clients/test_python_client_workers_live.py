@@ -231,3 +231,68 @@ async def test_the_worker_declares_again_after_a_server_restart(
         session_id = await example_session(integration)
         (lookup,) = await tool_calls(integration, session_id, "where is order 77?")
         assert lookup.name == "check_order_status" and not lookup.error
+
+
+async def test_stop_lets_a_running_call_finish(
+    workers_server: AuthServer, integration: BatonClient, keys: dict[str, str]
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @worker_tool(name="check_order_status", description=check_order_status.description)
+    async def slow_lookup(call: WorkerCall, order_id: str) -> ToolResult:
+        started.set()
+        await release.wait()
+        return await check_order_status.handler(call, order_id)
+
+    worker = ToolWorker(
+        workers_server.target,
+        api_key=keys["tool_worker"],
+        tools=[slow_lookup],
+        reconnect=FAST,
+    )
+    run = worker.start()
+    async with asyncio.timeout(WAIT):
+        await worker.wait_accepted()
+    session_id = await example_session(integration)
+    turn = asyncio.create_task(tool_calls(integration, session_id, "where is my order 4711?"))
+    async with asyncio.timeout(WAIT):
+        await started.wait()
+    stopping = asyncio.create_task(worker.stop(grace=10))
+    # A negative check needs a window: stop must still be waiting for the running call.
+    finished, _ = await asyncio.wait({stopping}, timeout=0.3)
+    assert not finished, "stop waits for the running call"
+    release.set()
+    async with asyncio.timeout(WAIT):
+        await stopping
+        (lookup,) = await turn
+    assert not lookup.error, lookup.error  # the result made it through the drain
+    assert json_format.MessageToDict(lookup.result)["order"] == "4711"
+    assert run.done() and run.exception() is None
+    listed = {t.name: t for t in await integration.tools.list()}
+    assert not listed["check_order_status"].workers
+
+
+async def test_a_call_past_its_timeout_is_cancelled_in_the_worker(
+    workers_server: AuthServer, integration: BatonClient, keys: dict[str, str]
+) -> None:
+    cancelled = asyncio.Event()
+
+    @worker_tool(name="check_order_status", description="Look up an order.", timeout=0.3)
+    async def hanging(call: WorkerCall, order_id: str) -> ToolResult:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return ToolResult(data="late")
+
+    async with ToolWorker(
+        workers_server.target, api_key=keys["tool_worker"], tools=[hanging], reconnect=FAST
+    ) as worker:
+        async with asyncio.timeout(WAIT):
+            await worker.wait_accepted()
+        session_id = await example_session(integration)
+        (lookup,) = await tool_calls(integration, session_id, "where is my order 4711?")
+        assert lookup.error, "the call failed at its deadline"
+        async with asyncio.timeout(WAIT):
+            await cancelled.wait()  # and the server told the worker to stop it
