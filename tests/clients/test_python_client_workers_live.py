@@ -296,3 +296,52 @@ async def test_a_call_past_its_timeout_is_cancelled_in_the_worker(
         assert lookup.error, "the call failed at its deadline"
         async with asyncio.timeout(WAIT):
             await cancelled.wait()  # and the server told the worker to stop it
+
+
+async def test_one_stream_per_replica_and_a_refusal_closes_them_all(
+    keys: dict[str, str], database: str
+) -> None:
+    # Two replicas sharing the database: the worker declares to both.
+    servers = [serve(database, "--example-agent-tools", "workers") for _ in range(2)]
+    first, second = [next(server) for server in servers]
+    worker = ToolWorker(
+        [first.target, second.target],
+        api_key=keys["tool_worker"],
+        tools=[check_order_status, initiate_human_handoff],
+        reconnect=FAST,
+    )
+    async with worker:
+        async with asyncio.timeout(WAIT):
+            await worker.wait_accepted()
+        assert all(worker.worker_ids.values()) and len(worker.worker_ids) == 2
+        for server in (first, second):
+            async with BatonClient(server.target, api_key=keys["integration"]) as client:
+                listed = {t.name: t for t in await client.tools.list()}
+                assert [w.worker_id for w in listed["check_order_status"].workers] == [
+                    worker.worker_ids[server.target]
+                ]
+    for server in servers:
+        server.close()
+
+    # A replica that loads the tool itself refuses: the worker ends, leaving the other too.
+    python_tools = serve(database)  # the example agent WITH its Python tools
+    refusing = next(python_tools)
+    workers = serve(database, "--example-agent-tools", "workers")
+    accepting = next(workers)
+    try:
+        worker = ToolWorker(
+            [accepting.target, refusing.target],
+            api_key=keys["tool_worker"],
+            tools=[check_order_status],
+            reconnect=FAST,
+        )
+        with pytest.raises(FailedPrecondition):
+            async with asyncio.timeout(WAIT):
+                await worker.run()
+        async with BatonClient(accepting.target, api_key=keys["integration"]) as client:
+            async with asyncio.timeout(WAIT):
+                while any(t.workers for t in await client.tools.list()):
+                    await asyncio.sleep(0.05)
+    finally:
+        python_tools.close()
+        workers.close()
