@@ -1,6 +1,7 @@
 package dev.baton.client;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -14,7 +15,6 @@ import dev.baton.v1.ToolCallCancel;
 import dev.baton.v1.ToolCallRequest;
 import dev.baton.v1.ToolWorkerServiceGrpc;
 import dev.baton.v1.WorkerAccepted;
-import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -92,21 +92,28 @@ class ToolWorkerTest {
   }
 
   private final BlockingQueue<ServerStream> streams = new LinkedBlockingQueue<>();
-  private Server server;
   private BatonClient client;
   private ToolWorker worker;
 
+  private final java.util.List<Server> servers = new java.util.ArrayList<>();
+  private final java.util.List<BatonClient> clients = new java.util.ArrayList<>();
+
   @BeforeEach
   void setUp() throws Exception {
+    client = replica(streams);
+  }
+
+  /** Another scripted server whose streams land in {@code into}; a client on it. */
+  private BatonClient replica(BlockingQueue<ServerStream> into) throws Exception {
     String name = InProcessServerBuilder.generateName();
-    server =
+    Server started =
         InProcessServerBuilder.forName(name)
             .addService(
                 new ToolWorkerServiceGrpc.ToolWorkerServiceImplBase() {
                   @Override
                   public StreamObserver<ServeToolsRequest> serveTools(StreamObserver<ServeToolsResponse> out) {
                     ServerStream s = new ServerStream(out);
-                    streams.add(s);
+                    into.add(s);
                     return new StreamObserver<>() {
                       @Override
                       public void onNext(ServeToolsRequest r) {
@@ -128,8 +135,10 @@ class ToolWorkerTest {
                 })
             .build()
             .start();
-    ManagedChannel channel = InProcessChannelBuilder.forName(name).build();
-    client = BatonClient.wrap(channel, true);
+    servers.add(started);
+    BatonClient made = BatonClient.wrap(InProcessChannelBuilder.forName(name).build(), true);
+    clients.add(made);
+    return made;
   }
 
   @AfterEach
@@ -137,8 +146,8 @@ class ToolWorkerTest {
     if (worker != null) {
       worker.stop(Duration.ZERO);
     }
-    client.close();
-    server.shutdownNow();
+    clients.forEach(BatonClient::close);
+    servers.forEach(Server::shutdownNow);
   }
 
   private ServerStream nextStream() throws InterruptedException {
@@ -326,5 +335,29 @@ class ToolWorkerTest {
     assertEquals(Status.OK, s.closed.get(5, TimeUnit.SECONDS));
     stopped.get(5, TimeUnit.SECONDS);
     assertNull(s.received.poll(100, TimeUnit.MILLISECONDS), "no result for a call cancelled by the drain");
+  }
+
+  @Test
+  void oneStreamPerReplicaAndARefusalClosesThemAll() throws Exception {
+    BlockingQueue<ServerStream> otherStreams = new LinkedBlockingQueue<>();
+    BatonClient other = replica(otherStreams);
+    worker = builder(checkOrder()).client("replica-2", other).build();
+    worker.start();
+    ServerStream a = nextStream();
+    ServerStream b = otherStreams.poll(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+    assertNotNull(b);
+    assertTrue(a.next().hasDeclare());
+    assertTrue(b.next().hasDeclare());
+    a.accept("w-a", Duration.ofSeconds(15));
+    b.accept("w-b", Duration.ofSeconds(15));
+    worker.awaitAccepted(WAIT);
+    assertEquals(java.util.Map.of("in-process", "w-a", "replica-2", "w-b"), worker.workerIds());
+
+    b.out.onError(Status.PERMISSION_DENIED.withDescription("key revoked").asRuntimeException());
+    java.util.concurrent.ExecutionException failed =
+        assertThrows(java.util.concurrent.ExecutionException.class, () -> worker.done().get(5, TimeUnit.SECONDS));
+    StatusRuntimeException e = assertInstanceOf(StatusRuntimeException.class, failed.getCause());
+    assertEquals(Status.Code.PERMISSION_DENIED, e.getStatus().getCode());
+    assertEquals(Status.Code.CANCELLED, a.closed.get(5, TimeUnit.SECONDS).getCode(), "the other stream is closed");
   }
 }
