@@ -40,6 +40,7 @@ class ServerStream:
         default_factory=asyncio.Queue
     )
     half_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    metadata: dict[str, str] = field(default_factory=dict)
 
     async def next(self, skip_heartbeats: bool = True) -> rr.ServeToolsRequest:
         async with asyncio.timeout(5):
@@ -74,6 +75,11 @@ class Scripted(svc.ToolWorkerServiceServicer):
         context: grpc.aio.ServicerContext[rr.ServeToolsRequest, rr.ServeToolsResponse],
     ) -> AsyncIterator[rr.ServeToolsResponse]:
         stream = ServerStream()
+        stream.metadata = {
+            key: value
+            for key, value in context.invocation_metadata() or ()
+            if isinstance(value, str)
+        }
         await self.streams.put(stream)
 
         async def pump() -> None:
@@ -285,3 +291,24 @@ async def test_drain_grace_cancels_late_handlers(scripted: tuple[Scripted, str])
     assert stream.half_closed.is_set()
     assert (await stream.next()).HasField("drain")
     assert stream.received.empty(), "no result for a call cancelled by the drain"
+
+
+async def test_unauthenticated_asks_the_provider_again_once(
+    scripted: tuple[Scripted, str],
+) -> None:
+    servicer, target = scripted
+    tokens = iter(["expired", "fresh", "never-asked"])
+    worker = ToolWorker(
+        target, token_provider=lambda: next(tokens), tools=[check_order_status], reconnect=FAST
+    )
+    worker.start()
+    first = await servicer.next_stream()
+    assert first.metadata.get("authorization") == "Bearer expired"
+    first.out.put_nowait(grpc.StatusCode.UNAUTHENTICATED)
+    second = await servicer.next_stream()
+    assert second.metadata.get("authorization") == "Bearer fresh"
+    await second.next()
+    second.accept()
+    async with asyncio.timeout(5):
+        await worker.wait_accepted()
+    await worker.stop()
