@@ -2,7 +2,8 @@
 # Cross-language smoke: starts a real `baton serve` with authentication ON (fresh SQLite file,
 # offline engine, the example agent's tools; clients/smoke-server.sh) and runs the same scenario
 # through the Python, TypeScript, Go and Java clients (each restarts the server once), plus the
-# Go and Java clients' unit tests. Prints one `N passed, N failed` line over the languages at the end.
+# Go and Java clients' unit tests, and the tool-workers example (clients/tool-workers-smoke.sh).
+# Prints one `N passed, N failed` line over the languages at the end.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -42,5 +43,6 @@ run go-unit bash -c "cd clients/go && go test ./..."
 run go-package clients/go/package-check.sh
 run java-unit bash -c "cd clients/java && mvn -B -o -Dmaven.repo.local='$ROOT/.cache/m2' test | grep -E 'Tests run:|BUILD|ERROR'; exit \${PIPESTATUS[0]}"
 run java-package clients/java/package-check.sh
+run tool-workers env BIN="$BIN" clients/tool-workers-smoke.sh # its own server: the example agent's tools in Go and TS workers
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -2,8 +2,10 @@
 # The live server of the cross-language smoke (clients/smoke-all.sh): authentication ON, the
 # example agent's tools, a fixed customer-token secret (tokens survive a restart), a fixed port
 # (clients reconnect to the same address). State lives in DIR.
-#   smoke-server.sh init DIR      fresh SQLite database, an integration key and an operator key
-#                                 bound to operator "olga" (secrets in DIR/integration.key, ...)
+#   smoke-server.sh init DIR [ARG...]  fresh SQLite database, an integration key and an operator
+#                                 key bound to operator "olga" (secrets in DIR/integration.key,
+#                                 ...); ARGs are added to every `baton serve` of DIR
+#   smoke-server.sh key DIR ROLE NAME  prints the secret of a new key (e.g. role tool_worker)
 #   smoke-server.sh start DIR     starts `baton serve`; returns once it listens
 #   smoke-server.sh stop DIR      SIGTERM, waits for the exit
 #   smoke-server.sh restart DIR   stop, then start on the same port (the smoke programs run this)
@@ -22,10 +24,11 @@ key() { # <role> [operator id] -> the new key's secret (the last line `keys crea
 }
 
 start() {
-  local before
+  local before extra=()
+  [ -s "$dir/serve-args" ] && mapfile -t extra <"$dir/serve-args"
   before=$(grep -c "listening on" "$dir/server.log" 2>/dev/null || true)
   "$BIN/baton" serve --port "$(cat "$dir/port")" --database "$db" --example-agent \
-    --offline-matcher lexical --token-secret "$(cat "$dir/token-secret")" --log-level INFO \
+    --offline-matcher lexical --token-secret "$(cat "$dir/token-secret")" --log-level INFO "${extra[@]}" \
     >>"$dir/server.log" 2>&1 &
   echo $! >"$dir/server.pid"
   for _ in $(seq 600); do
@@ -55,9 +58,12 @@ case "$cmd" in
     python3 -c 'import secrets; print(secrets.token_urlsafe(36))' >"$dir/token-secret"
     key integration >"$dir/integration.key"
     key operator olga >"$dir/operator.key"
+    if [ $# -gt 2 ]; then printf '%s\n' "${@:3}"; fi >"$dir/serve-args"
     ;;
+  key) "$BIN/baton" keys create --role "${3:?role}" --name "${4:?name}" --database "$db" 2>/dev/null \
+         | tail -n 1 ;;
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
-  *) echo "usage: $0 init|start|stop|restart DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 init|key|start|stop|restart DIR" >&2; exit 2 ;;
 esac

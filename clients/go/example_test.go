@@ -94,3 +94,37 @@ func ExampleWatchHandoffs() {
 		}
 	}
 }
+
+// ExampleToolWorker serves a tool from Go (README, "Serving tools").
+func ExampleToolWorker() {
+	type OrderQuery struct {
+		OrderID string `json:"order_id" description:"The order number"`
+	}
+	orderStatus := baton.MustTool("check_order_status", "Look up the delivery status of an order.",
+		func(ctx context.Context, call baton.ToolCall, q OrderQuery) (baton.ToolResult, error) {
+			if q.OrderID == "" {
+				return baton.ToolResult{Data: map[string]any{"found": false}}, nil
+			}
+			return baton.ToolResult{Data: map[string]any{"found": true, "order": q.OrderID}}, nil
+		}, baton.RetrySafe(), baton.WithToolTimeout(10*time.Second))
+	handoff := baton.MustTool("initiate_human_handoff", "Hand the conversation to a human.",
+		func(ctx context.Context, call baton.ToolCall, a struct {
+			Reason string `json:"reason"`
+		}) (baton.ToolResult, error) {
+			return baton.ToolResult{Data: map[string]any{"handoff": "requested"}, Control: baton.HandOff(a.Reason)}, nil
+		})
+	w, err := baton.NewToolWorker(baton.WorkerOptions{
+		Targets:            []string{"127.0.0.1:8800"}, // one stream to each replica
+		Dial:               []baton.Option{baton.WithAPIKey(os.Getenv("BATON_WORKER_KEY"))},
+		Name:               "orders",
+		MaxConcurrentCalls: 8,
+	}, orderStatus, handoff)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background()) // e.g. signal.NotifyContext
+	defer cancel()
+	if err := w.Run(ctx); err != nil { // the end of ctx drains and returns nil
+		log.Fatalf("%s: %v", baton.Code(err), err)
+	}
+}

@@ -235,7 +235,7 @@ class BatonApp:
             self.relay = PostgresRelay(settings.database_url, self._repository, self.bus)
             await self.relay.start()
         worker_tools = WorkerToolRows(self._database)
-        self.tools.workers.remember_with(worker_tools.remember)
+        self.tools.workers.remember_with(worker_tools.remember, worker_tools.load)
         self.tools.workers.know(await worker_tools.load())
         self.handoff_reader = HandoffReader(self._database)
         summary_writer = self.provider if isinstance(self.provider, SummaryWriter) else None

@@ -133,7 +133,7 @@ class Turn:
             )
             matches = await self.provider.match_guidelines(context)
             wanted = {name for m in matches for name in m.guideline.tool_names}
-            tools = [t for name in sorted(wanted) if (t := self.tools.get(name)) is not None]
+            tools = await self.tools.resolve(sorted(wanted))
             outcomes: list[ToolOutcome] = []
             if tools:
                 await self._say(guard, status("processing", correlation, "considering tools"))

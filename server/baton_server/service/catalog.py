@@ -67,9 +67,10 @@ class Catalog:
 
     # ------------------------------------------------------------------ guidelines
 
-    def check_tool_names(self, names: Sequence[str], field: str) -> list[str]:
+    async def check_tool_names(self, names: Sequence[str], field: str) -> list[str]:
         """The names, if every one is a loaded tool; else INVALID_ARGUMENT naming the first
         unknown one (`field[i]`) and the tools there are."""
+        await self._tools.resolve(names)
         for i, name in enumerate(names):
             if self._tools.get(name) is None:
                 known = ", ".join(t.name for t in self._tools.all()) or "none"
@@ -84,7 +85,7 @@ class Catalog:
     async def create_guideline(
         self, agent_id: str, condition: str, action: str, tool_names: Sequence[str], enabled: bool
     ) -> Guideline:
-        names = self.check_tool_names(tool_names, "guideline.tool_names")
+        names = await self.check_tool_names(tool_names, "guideline.tool_names")
         return await self._repo.create_guideline(agent_id, condition, action, names, enabled)
 
     async def get_guideline(self, guideline_id: str) -> Guideline:
@@ -97,7 +98,7 @@ class Catalog:
 
     async def update_guideline(self, guideline_id: str, changes: GuidelineChanges) -> Guideline:
         if changes.tool_names is not None:
-            self.check_tool_names(changes.tool_names, "guideline.tool_names")
+            await self.check_tool_names(changes.tool_names, "guideline.tool_names")
         return await self._repo.update_guideline(guideline_id, changes)
 
     async def delete_guideline(self, guideline_id: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,13 @@ class ToolRegistry:
         names = [name for name in self.workers.tool_names() if name not in self._tools]
         found = [item for name in names if (item := self.get(name))]
         return sorted([*self._tools.values(), *found], key=lambda item: item.name)
+
+    async def resolve(self, names: Sequence[str]) -> list[Tool]:
+        """The tools of these names that exist; first asks the store for worker tools declared
+        on other replicas when a name is not known here."""
+        if any(self.get(name) is None for name in names):
+            await self.workers.refresh()
+        return [item for name in names if (item := self.get(name)) is not None]
 
     def _worker_tool(self, spec: WorkerToolSpec) -> Tool:
         """A worker-served tool as the engine sees any tool: calling it sends the call to one

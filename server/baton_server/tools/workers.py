@@ -24,6 +24,9 @@ from baton_server.tools.api import ToolContext, ToolError, ToolResult
 
 log = logging.getLogger(__name__)
 
+# How often, at most, the catalogue asks the store for tools declared on other replicas.
+REFRESH_S = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerDeclaration:
@@ -177,18 +180,38 @@ class WorkerPool:
         self._reserved = reserved
         # Keeps declarations (in the store) so they outlive the workers and this process.
         self._remember = remember
+        self._recall: Callable[[], Awaitable[list[WorkerToolSpec]]] | None = None
+        self._recalled_at = -REFRESH_S
         # Every tool a worker declared, here or (loaded at start) before: the newest
         # declaration of each. Calls of one no connected worker serves fail at once.
         self._known: dict[str, WorkerToolSpec] = {}
         self._links: dict[str, WorkerLink] = {}
+        # Calls waiting for a worker with room (every worker serving their tool is full).
+        self.waiting = 0
         self._changed = asyncio.Condition()
         self._order = itertools.count()
 
     # ---------------------------------------------------------------- the catalogue
 
-    def remember_with(self, remember: Callable[[list[WorkerToolSpec]], Awaitable[None]]) -> None:
+    def remember_with(
+        self,
+        remember: Callable[[list[WorkerToolSpec]], Awaitable[None]],
+        recall: Callable[[], Awaitable[list[WorkerToolSpec]]],
+    ) -> None:
         """Where declarations are kept (the store, once the composition root opened it)."""
         self._remember = remember
+        self._recall = recall
+
+    async def refresh(self) -> None:
+        """Learns tools declared elsewhere (another replica) since the last look; at most once
+        a second, as turns that name an unknown tool would otherwise ask on every turn."""
+        now = time.monotonic()
+        if self._recall is None or now - self._recalled_at < REFRESH_S:
+            return
+        self._recalled_at = now
+        recalled = await self._recall()
+        connected = {name for link in self._links.values() for name in link.tools}
+        self.know(spec for spec in recalled if spec.name not in connected)
 
     def know(self, specs: Iterable[WorkerToolSpec]) -> None:
         """Tools declared before (read from the store at start)."""
@@ -264,6 +287,8 @@ class WorkerPool:
 
     def _notify(self) -> None:
         """Wakes calls waiting for room (done in a task: callers are not coroutines)."""
+        if not self.waiting:
+            return  # the common case: nobody waits, no task to make
 
         async def wake() -> None:
             async with self._changed:
@@ -339,4 +364,8 @@ class WorkerPool:
                 if link is not None:
                     link.last_given = next(self._order)
                     return link, link.send(build())
-                await self._changed.wait()
+                self.waiting += 1
+                try:
+                    await self._changed.wait()
+                finally:
+                    self.waiting -= 1
