@@ -8,6 +8,8 @@
         async for event in client.follow(session.id):
             ...
 
+Serving tools to agents from this process: `worker_tool` and `ToolWorker` (see the README).
+
 The generated code lives in the `baton.v1` package (its imports follow the proto paths):
 `message_pb2` (resources and enums), `request_response_pb2` (requests and responses),
 `service_pb2_grpc` (stubs). They are re-exported here as `pb`, `rr` and `svc`.
@@ -55,6 +57,15 @@ from baton_client._handoffs import Auth, Guidelines, Handoffs, HandoffWatcher, T
 from baton_client._interceptors import metadata_interceptors
 from baton_client._resources import Agents, Customers, Events, Sessions, enum_value
 from baton_client._retry import DEFAULT_RETRY_CODES, RetriesExhausted, RetryPolicy
+from baton_client._worker_tools import (
+    ToolResult,
+    WorkerCall,
+    WorkerTool,
+    handoff,
+    parameters_schema,
+    worker_tool,
+)
+from baton_client._workers import WORKER_RETRY_CODES, HeartbeatLost, ToolWorker
 from baton_client.errors import (
     Aborted,
     AlreadyExists,
@@ -86,6 +97,7 @@ __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
     "DEFAULT_RETRY_CODES",
     "RETRYABLE_METHODS",
+    "WORKER_RETRY_CODES",
     "Aborted",
     "Agent",
     "Agents",
@@ -114,6 +126,7 @@ __all__ = [
     "HandoffState",
     "HandoffWatcher",
     "Handoffs",
+    "HeartbeatLost",
     "Internal",
     "InvalidArgument",
     "MessageData",
@@ -135,20 +148,26 @@ __all__ = [
     "TokenProvider",
     "ToolCall",
     "ToolData",
+    "ToolResult",
+    "ToolWorker",
     "Tools",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
     "UnknownError",
+    "WorkerCall",
+    "WorkerTool",
     "as_baton_error",
     "channel_credentials",
     "enum_value",
     "error_info",
     "error_reason",
     "field_violations",
+    "handoff",
     "is_loopback",
     "message_pb2",
     "metadata_interceptors",
+    "parameters_schema",
     "pb",
     "request_response_pb2",
     "retry_delay",
@@ -157,4 +176,5 @@ __all__ = [
     "service_pb2_grpc",
     "svc",
     "tls_credentials",
+    "worker_tool",
 ]

@@ -61,6 +61,39 @@ abstract class Reconnects {
     }
   }
 
+  /**
+   * Ends the reconnects but lets the current call run on (a graceful drain): when it ends,
+   * nothing follows. {@link #abort()} cancels it if it takes too long.
+   */
+  final void finish() {
+    synchronized (lock) {
+      done = true;
+      if (pending != null) {
+        pending.cancel(false);
+        pending = null;
+      }
+    }
+  }
+
+  /** Cancels the current call and any pending reconnect. */
+  final void abort() {
+    synchronized (lock) {
+      cancelLocked();
+    }
+  }
+
+  /**
+   * Cancels the current call with {@code status}: its observer sees that status, so the stream
+   * reconnects when the policy retries it (e.g. UNAVAILABLE for a server gone silent).
+   */
+  final void interrupt(Status status) {
+    synchronized (lock) {
+      if (current != null) {
+        current.cancel(status.asRuntimeException());
+      }
+    }
+  }
+
   private void cancelLocked() {
     if (pending != null) {
       pending.cancel(false);
@@ -105,13 +138,18 @@ abstract class Reconnects {
       this.endedDescription = endedDescription;
     }
 
+    /** The call is over (before the reconnect logic runs): release what it holds. */
+    void closed() {}
+
     @Override
     public final void onError(Throwable t) {
+      closed();
       broke(ctx, t);
     }
 
     @Override
     public final void onCompleted() {
+      closed();
       ended(ctx, endedDescription);
     }
   }
