@@ -44,5 +44,6 @@ run go-package clients/go/package-check.sh
 run java-unit bash -c "cd clients/java && mvn -B -o -Dmaven.repo.local='$ROOT/.cache/m2' test | grep -E 'Tests run:|BUILD|ERROR'; exit \${PIPESTATUS[0]}"
 run java-package clients/java/package-check.sh
 run tool-workers env BIN="$BIN" clients/tool-workers-smoke.sh # its own server: the example agent's tools in Go and TS workers
+run java-worker env BIN="$BIN" clients/java/worker-smoke.sh # the Java tool worker serves the example agent's tools
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
