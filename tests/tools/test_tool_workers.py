@@ -68,6 +68,8 @@ async def test_a_workers_control_opens_a_handoff(start_server) -> None:  # type:
     async def hand_off(call: rr.ToolCallRequest) -> rr.ToolCallResult:
         return result(call, {"queued": True}, control={"mode": "manual"})
 
+    # Connected first (so idle longest), but it serves another tool: it sees none of the calls.
+    bystander = await connected(baton, order_tool(), name="orders")
     worker = await connected(baton, declared(HANDOFF, **HANDOFF_ARGS), auto=hand_off)
     ask = await baton.say(session.id, "Can I talk to a human please?")
     events = await turn_events(stream, ask.id, ends_with(pb.STATUS_READY))
@@ -79,7 +81,9 @@ async def test_a_workers_control_opens_a_handoff(start_server) -> None:  # type:
     assert got.session.mode == pb.SESSION_MODE_MANUAL
     handoffs = await baton.handoffs.ListHandoffs(rr.ListHandoffsRequest(session_id=session.id))
     assert [h.state for h in handoffs.handoffs] == [pb.HANDOFF_STATE_PENDING]
+    assert bystander.received == [] and len(worker.received) == 1
     await worker.close()
+    await bystander.close()
 
 
 async def test_a_call_past_its_deadline_is_a_tool_error_and_the_worker_is_told(
