@@ -271,11 +271,15 @@ class RequestDrawer:
         fresh = self.message(descriptor)
         base_bytes = self.pick(self.pools.accepted.get(rpc.path, []))  # type: ignore[arg-type]
         mutations = self.draw(st.integers(1, 2))
-        if base_bytes is None or not descriptor.fields or self.chance(30):
+        # Drawn whether or not they are used: the draws must not depend on the pools.
+        fresh_only = self.chance(30)
+        fields = list(descriptor.fields)
+        redrawn = [self.draw(st.sampled_from(fields)) for _ in range(mutations)] if fields else []
+        if base_bytes is None or not fields or fresh_only:
             return fresh
         base = rpc.request_class.FromString(base_bytes)
-        for _ in range(mutations):
-            _replace_field(base, fresh, self.draw(st.sampled_from(list(descriptor.fields))))
+        for fd in redrawn:
+            _replace_field(base, fresh, fd)
         return base
 
     def message(self, descriptor: Descriptor, depth: int = 0) -> Message:
@@ -418,8 +422,11 @@ class RequestDrawer:
         return made_up
 
     def page_token(self) -> str:
+        # Every choice is drawn whatever the pools hold (see `pick`).
         own = self.pick(self.pools.page_tokens_of.get(self.rpc_path, []))
-        real = own if self.chance(70) and own is not None else self.pick(self.pools.page_tokens)
+        any_rpcs = self.pick(self.pools.page_tokens)
+        prefer_own = self.chance(70)
+        real = own if prefer_own and own is not None else any_rpcs
         keep = self.chance(30)
         mutated = self._mutate_token(real or "")
         made_up = str(
@@ -431,7 +438,8 @@ class RequestDrawer:
                 )
             )
         )
-        if real is not None and self.chance(60):
+        use_real = self.chance(60)
+        if real is not None and use_real:
             return real if keep else mutated
         return made_up
 

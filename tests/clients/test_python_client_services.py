@@ -51,7 +51,7 @@ FAST_RETRY = RetryPolicy(initial_delay=0.05, max_delay=0.5)
 
 async def test_stubs_cover_every_service() -> None:
     services = {s.name for s in service_pb2.DESCRIPTOR.services_by_name.values()}
-    assert len(services) == 9
+    assert len(services) == 10
     async with grpc.aio.insecure_channel("127.0.0.1:1") as channel:
         stubs = Stubs.on(channel)
         names = {type(getattr(stubs, f.name)).__name__ for f in dataclasses.fields(Stubs)}

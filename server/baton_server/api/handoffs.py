@@ -14,7 +14,7 @@ from baton_server.api.handoff_mapping import (
     outcome_from_proto,
     stats_to_proto,
 )
-from baton_server.api.mapping import require_id, timestamp, timestamp_us
+from baton_server.api.mapping import optional_id, require_id, timestamp, timestamp_us
 from baton_server.api.protos import pb, rr, svc_grpc
 from baton_server.auth.principal import current_actor
 from baton_server.domain import HandoffRequester, Operator, now_us
@@ -188,7 +188,8 @@ class HandoffServicer(svc_grpc.HandoffServiceServicer):
         operator: Operator | None = None
         if request.HasField("operator"):
             operator = operator_from_proto(request.operator, "operator")
-        async for item in self._inbox.watch(request.agent_id, after, operator):
+        agent_id = optional_id(request.agent_id, "agent_id")
+        async for item in self._inbox.watch(agent_id, after, operator):
             if item.changes:
                 for batch in batches([change_to_proto(c) for c in item.changes]):
                     yield rr.WatchHandoffsResponse(changes=batch)

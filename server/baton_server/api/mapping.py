@@ -101,6 +101,11 @@ class Violations:
 def require_id(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument.single(field, "required")
+    return optional_id(value, field)
+
+
+def optional_id(value: str, field: str) -> str:
+    """An id that may be empty (a filter), but not longer than any id can be."""
     if len(value) > MAX_ID_LENGTH:
         raise InvalidArgument.single(field, f"longer than {MAX_ID_LENGTH} characters")
     return value

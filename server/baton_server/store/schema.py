@@ -200,7 +200,8 @@ operator_presence = Table(
     metadata,
     Column("stream_id", String(64), primary_key=True),
     Column("operator_id", String(256), nullable=False),
-    Column("agent_id", String(64), nullable=False),
+    # Any id the API accepts (api/mapping.MAX_ID_LENGTH): the inbox's agent filter.
+    Column("agent_id", String(128), nullable=False),
     Column("expires_at_us", BigInteger, nullable=False),
 )
 

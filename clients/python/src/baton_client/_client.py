@@ -116,7 +116,7 @@ DEFAULT_CHANNEL_OPTIONS: dict[str, object] = {
 
 @dataclass(frozen=True, slots=True)
 class Stubs:
-    """The generated stubs of all nine services on the client's channel (same credentials,
+    """The generated stubs of all ten services on the client's channel (same credentials,
     options and typed errors on unary calls), for calls the helpers do not cover."""
 
     agents: svc.AgentServiceAsyncStub
@@ -128,6 +128,8 @@ class Stubs:
     tools: svc.ToolServiceAsyncStub
     handoffs: svc.HandoffServiceAsyncStub
     auth: svc.AuthServiceAsyncStub
+    # Tool workers use baton_client.ToolWorker, which runs this stream for them.
+    tool_workers: svc.ToolWorkerServiceAsyncStub
 
     @classmethod
     def on(cls, channel: grpc.aio.Channel) -> Stubs:
@@ -141,6 +143,7 @@ class Stubs:
             tools=svc.ToolServiceStub(channel),
             handoffs=svc.HandoffServiceStub(channel),
             auth=svc.AuthServiceStub(channel),
+            tool_workers=svc.ToolWorkerServiceStub(channel),
         )
 
 
