@@ -37,9 +37,10 @@ from baton_server.domain import Agent, CannedResponse, Event, EventKind, EventSo
 from baton_server.nlp import TurnContext
 from baton_server.nlp.offline import FALLBACK_REPLY, OfflineProvider, recent_messages
 from baton_server.nlp.semantic import (
+    BACKGROUND_LEAD,
     CLAUSE_MARGIN,
     MATCH_THRESHOLD,
-    FloatMatrix,
+    Scores,
     Unit,
     unit_scores,
     votes,
@@ -56,6 +57,8 @@ FALSE_MATCH_GOAL = 0.05
 RECALL_GOAL = 0.90
 THRESHOLDS = [round(0.10 + 0.01 * i, 2) for i in range(51)]
 MARGINS = [0.0, 0.05, 0.10, 0.15, 0.20]
+# The background check (semantic.BACKGROUND_LEAD): None is no check.
+LEADS: list[float | None] = [None, -0.15, -0.10, -0.05, 0.0, 0.05]
 SWEPT = ("precision", "recall", "f1", "false_match_off_topic", "false_match_near_miss")
 
 
@@ -209,7 +212,7 @@ def _parts(reply: str, agent: EvalAgent) -> list[str]:
     return [c.text for c in agent.canned if c.text in reply] or [reply]
 
 
-Scored = list[tuple[Utterance, EvalAgent, list[Unit], FloatMatrix]]
+Scored = list[tuple[Utterance, EvalAgent, list[Unit], Scores]]
 
 
 async def score(
@@ -228,13 +231,14 @@ async def score(
     return scored
 
 
-def matching(
-    agents: dict[str, EvalAgent], scored: Scored, threshold: float, margin: float
-) -> dict[str, Any]:
+Setting = tuple[float, float, float | None]  # threshold, clause margin, background lead
+
+
+def matching(agents: dict[str, EvalAgent], scored: Scored, setting: Setting) -> dict[str, Any]:
     outcomes = [
         Outcome(
             frozenset(agent.keys[agent.guidelines[v.guideline].id]
-                      for v in votes(scores, units, threshold, margin)),
+                      for v in votes(scores, units, *setting)),
             FALLBACK_REPLY,
         )
         for _, agent, units, scores in scored
@@ -242,23 +246,34 @@ def matching(
     return figures(agents, [s[0] for s in scored], outcomes)
 
 
-def calibrate(
-    agents: dict[str, EvalAgent], scored: Scored
-) -> tuple[tuple[float, float], list[dict[str, Any]]]:
-    """The (threshold, clause margin) chosen on `scored` (dev), and the sweep behind it."""
+def calibrate(agents: dict[str, EvalAgent], scored: Scored) -> tuple[Setting, list[dict[str, Any]]]:
+    """The (threshold, clause margin, background lead) chosen on `scored` (dev), and the sweep
+    behind it. Ties: the higher threshold and margin, then the stricter background check."""
     sweep = []
     for threshold in THRESHOLDS:
         for margin in MARGINS:
-            result = matching(agents, scored, threshold, margin)
-            row = {"threshold": threshold, "clause_margin": margin}
-            sweep.append(row | {k: result[k] for k in SWEPT})
+            for lead in LEADS:
+                result = matching(agents, scored, (threshold, margin, lead))
+                row = {"threshold": threshold, "clause_margin": margin, "background_lead": lead}
+                sweep.append(row | {k: result[k] for k in SWEPT})
     allowed = [row for row in sweep if (row["false_match_off_topic"] or 0.0) <= FALSE_MATCH_GOAL]
-    best = max(allowed, key=lambda row: (row["f1"] or 0.0, row["threshold"], row["clause_margin"]))
-    return (best["threshold"], best["clause_margin"]), sweep
+    best = max(allowed, key=lambda row: (
+        row["f1"] or 0.0, row["threshold"], row["clause_margin"],
+        -9.0 if row["background_lead"] is None else row["background_lead"],
+    ))  # fmt: skip
+    return (best["threshold"], best["clause_margin"], best["background_lead"]), sweep
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+SETTING = ("threshold", "clause_margin", "background_lead")
+
+
+def show(setting: Setting) -> str:
+    threshold, margin, lead = setting
+    return f"{threshold:.2f}, {margin:.2f}, " + ("none" if lead is None else f"{lead:+.2f}")
 
 
 ROWS = [
@@ -285,9 +300,18 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--split", default="test", choices=("test", "dev", "all"))
     parser.add_argument("--calibrate", action="store_true", help="print the dev sweep")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--dev-only",
+        action="store_true",
+        help="read only the dev split (no figures from test, no other fold): for working on the "
+        "matcher without seeing test",
+    )
     args = parser.parse_args(argv)
     agents = load_agents()
     utterances = load_utterances()
+    if args.dev_only:
+        args.split = "dev"
+        utterances = [u for u in utterances if u.split == "dev"]
     chosen = [u for u in utterances if args.split in ("all", u.split)]
     dev = [u for u in utterances if u.split == "dev"]
     if OfflineProvider().cache is None:
@@ -299,7 +323,8 @@ def main(argv: Sequence[str]) -> int:
     async def run() -> tuple[Scored, Scored, list[Outcome], list[Outcome]]:
         scoring = OfflineProvider()
         scored_dev = await score(scoring, agents, dev)
-        scored_test = await score(scoring, agents, [u for u in utterances if u.split == "test"])
+        test = [u for u in utterances if u.split == "test"]
+        scored_test = await score(scoring, agents, test) if test else []
         # A fresh cache, warmed with the agents' guidelines and canned responses only (messages
         # of the other split): the timings are those of a turn with a new message.
         embedding = OfflineProvider()
@@ -312,32 +337,34 @@ def main(argv: Sequence[str]) -> int:
 
     lexical = OfflineProvider(encoder=None)
     scored_dev, scored_test, with_model, with_words = asyncio.run(run())
-    (threshold, margin), sweep = calibrate(agents, scored_dev)
+    calibrated, sweep = calibrate(agents, scored_dev)
     # The other fold: calibrated on test, measured on dev (how much the choice depends on the
     # split of a small set).
-    (swapped_t, swapped_m), _ = calibrate(agents, scored_test)
-    swapped = matching(agents, scored_dev, swapped_t, swapped_m)
+    swapped_setting = calibrate(agents, scored_test)[0] if scored_test else None
+    swapped = matching(agents, scored_dev, swapped_setting) if swapped_setting else None
+    in_code: Setting = (MATCH_THRESHOLD, CLAUSE_MARGIN, BACKGROUND_LEAD)
     results = {
         "embedding": figures(agents, chosen, with_model),
         "lexical": figures(agents, chosen, with_words),
     }
     kinds = {k: sum(u.kind == k for u in chosen) for k in ("intent", "multi", *OFF_TOPIC)}
     if args.calibrate:
-        print(f"dev sweep ({len(dev)} messages): threshold, clause margin, precision, recall, F1, "
-              "false matches on chatter, on near misses")  # fmt: skip
+        print(f"dev sweep ({len(dev)} messages): threshold, clause margin, background lead, "
+              "precision, recall, F1, false matches on chatter, on near misses")  # fmt: skip
         for row in sweep:
-            best = (row["threshold"], row["clause_margin"]) == (threshold, margin)
-            cells = [row["threshold"], row["clause_margin"], *(row[k] for k in SWEPT)]
+            setting = (row["threshold"], row["clause_margin"], row["background_lead"])
+            best = setting == calibrated
+            cells = [*setting, *(row[k] for k in SWEPT)]
             print("  " + "  ".join(fmt(c) for c in cells) + ("  <- calibrated" if best else ""))
         print()
     print(
         f"bench.nlp, {args.split} split: {len(chosen)} messages ({kinds['intent']} with one "
         f"request, {kinds['multi']} with several, {kinds['off_topic']} chatter, "
-        f"{kinds['near_miss']} near misses)\nthreshold {MATCH_THRESHOLD:.2f}, clause margin "
-        f"{CLAUSE_MARGIN:.2f} in the code; calibrated on dev now: {threshold:.2f}, {margin:.2f} "
-        f"(best F1 matching <= {FALSE_MATCH_GOAL:.0%} of chatter)"
+        f"{kinds['near_miss']} near misses)\nthreshold, clause margin, background lead in the "
+        f"code: {show(in_code)}; calibrated on dev now: {show(calibrated)} (best F1 matching <= "
+        f"{FALSE_MATCH_GOAL:.0%} of chatter)"
     )
-    if (threshold, margin) != (MATCH_THRESHOLD, CLAUSE_MARGIN):
+    if calibrated != in_code:
         print("NOTE: the code's values differ from today's dev calibration (semantic.py)")
     print(f"{'':48}{'embedding':>11}{'lexical':>11}")
     for key, label in ROWS:
@@ -352,19 +379,22 @@ def main(argv: Sequence[str]) -> int:
         f"false matches on chatter <= {FALSE_MATCH_GOAL:.2f} {'met' if false_ok else 'NOT met'} "
         f"(near misses: {fmt(model['false_match_near_miss'])}, no goal met by either matcher)"
     )
-    print(
-        f"other fold, calibrated on test ({swapped_t:.2f}, {swapped_m:.2f}), measured on dev: "
-        f"precision {fmt(swapped['precision'])}, recall {fmt(swapped['recall'])}, false matches "
-        f"on chatter {fmt(swapped['false_match_off_topic'])}, on near misses "
-        f"{fmt(swapped['false_match_near_miss'])}"
-    )
+    if swapped_setting and swapped:
+        print(
+            f"other fold, calibrated on test ({show(swapped_setting)}), measured on dev: "
+            f"precision {fmt(swapped['precision'])}, recall {fmt(swapped['recall'])}, false "
+            f"matches on chatter {fmt(swapped['false_match_off_topic'])}, on near misses "
+            f"{fmt(swapped['false_match_near_miss'])}"
+        )
     if args.json:
         write_json(args.json, {
             "split": args.split, "messages": kinds,
-            "code": {"threshold": MATCH_THRESHOLD, "clause_margin": CLAUSE_MARGIN},
-            "calibrated_on_dev": {"threshold": threshold, "clause_margin": margin},
+            "code": dict(zip(SETTING, in_code, strict=True)),
+            "calibrated_on_dev": dict(zip(SETTING, calibrated, strict=True)),
             "sweep_dev": sweep, **results,
-            "other_fold": {"threshold": swapped_t, "clause_margin": swapped_m, "dev": swapped},
+            "other_fold": swapped_setting and {
+                **dict(zip(SETTING, swapped_setting, strict=True)), "dev": swapped
+            },
         })  # fmt: skip
     return 0
 

@@ -13,9 +13,11 @@ import pytest
 from baton_server.domain import Agent, CannedResponse, Event, EventKind, EventSource, Guideline
 from baton_server.examples import support
 from baton_server.nlp import TurnContext
+from baton_server.nlp.background import BACKGROUND
 from baton_server.nlp.embeddings import EmbeddingCache
 from baton_server.nlp.minilm import MiniLM, Vectors, shared_model
 from baton_server.nlp.offline import FALLBACK_REPLY, OfflineProvider, recent_messages
+from baton_server.nlp.semantic import describe
 from baton_server.tools.api import ToolResult
 from baton_server.tools.registry import ToolOutcome
 
@@ -89,6 +91,60 @@ async def test_matches_by_meaning(model: MiniLM, text: str, expected: list[str])
     assert await matched(OfflineProvider(model), text) == expected
 
 
+def guideline(key: str, condition: str) -> Guideline:
+    return Guideline(key, AGENT.id, condition, "Help the customer", (), True, 0)
+
+
+async def matches(
+    provider: OfflineProvider, text: str, guidelines: Sequence[Guideline]
+) -> list[str]:
+    return [m.guideline.id for m in await provider.match_guidelines(turn(text, guidelines))]
+
+
+async def test_customer_words_reach_a_terse_condition_through_its_views(model: MiniLM) -> None:
+    provider = OfflineProvider(model)
+    for text in ("put me through to a staff member", "I'd like a representative"):
+        assert await matched(provider, text) == [HANDOFF.id], text
+
+
+async def test_typos_are_mended_towards_the_words_of_the_views_too(model: MiniLM) -> None:
+    # "representative" is in no condition, action or canned response: only in the views.
+    provider = OfflineProvider(model)
+    assert provider.mended(turn("x"), ["speak with a represenative"]) == [
+        "speak with a representative"
+    ]
+
+
+async def test_a_stated_problem_reaches_the_remedy_for_it(model: MiniLM) -> None:
+    food = [
+        guideline("refund", "The customer wants a refund for a damaged or missing item"),
+        guideline("late", "The customer's delivery is late"),
+    ]
+    provider = OfflineProvider(model)
+    for text in ("the box was crushed", "the salad is missing"):
+        assert await matches(provider, text, food) == ["refund"], text
+
+
+async def test_chatter_closer_to_the_background_than_to_a_guideline_matches_nothing(
+    model: MiniLM,
+) -> None:
+    assert await matched(OfflineProvider(model), "can you sing") == []
+    # Without the background check, it is close enough to "The customer asks for a human".
+    assert await matched(OfflineProvider(model, background_lead=None), "can you sing") == [
+        HANDOFF.id
+    ]
+
+
+async def test_background_texts_close_to_a_condition_are_left_out(model: MiniLM) -> None:
+    weather = [
+        guideline("weather", "The customer asks what the weather will be like"),
+        guideline("handoff", "The customer asks for a human"),
+    ]
+    # Word for word a background text, and still this agent's request.
+    text = "what's the weather like where you are?"
+    assert await matches(OfflineProvider(model), text, weather) == ["weather"]
+
+
 async def test_a_message_with_two_requests_matches_both(model: MiniLM) -> None:
     found = await matched(
         OfflineProvider(model), "where is my parcel? if it's lost I'd like a refund"
@@ -115,15 +171,16 @@ async def test_each_text_is_embedded_once_and_an_edited_guideline_again(model: M
         turn("I'd like to send this jacket back", [HANDOFF, edited, ORDER])
     )
     assert [m.guideline for m in found] == [edited]
+    # The message and the edited condition's texts (views.py), nothing else.
     assert sorted(encoder.embedded) == sorted(
-        [
-            "I'd like to send this jacket back",
-            "The customer asks to return an item",
-            "I want to return an item",  # the condition in the customer's voice
-        ]
+        ["I'd like to send this jacket back", *describe(edited.condition).texts]
     )
-    # First turn: the message, 6 condition texts, 3 actions and 4 canned responses.
-    assert provider.cache is not None and provider.cache.embedded == 7 + 7 + 1 + 3
+    assert "I want to return an item" in encoder.embedded  # the condition in the customer's voice
+    # Turns so far: 3 messages, each condition's texts, the background texts, 3 actions and 4
+    # canned responses.
+    texts = {t for g in (HANDOFF, REFUND, ORDER, edited) for t in describe(g.condition).texts}
+    embedded = 3 + len(texts) + len(BACKGROUND) + 3 + 4
+    assert provider.cache is not None and provider.cache.embedded == embedded
 
 
 async def test_concurrent_turns_share_one_forward_pass(model: MiniLM) -> None:

@@ -31,11 +31,13 @@ from baton_server.nlp.embeddings import EmbeddingCache, Encoder
 from baton_server.nlp.minilm import PACKAGE, PACKAGE_VERSION, MiniLM, load_shared, shared_model
 from baton_server.nlp.phrasing import Speller, clauses, normalise, says_something
 from baton_server.nlp.semantic import (
+    BACKGROUND_LEAD,
     CLAUSE_MARGIN,
     MATCH_THRESHOLD,
     Unit,
     as_words,
     choose_canned,
+    describe,
     fill,
     unit_scores,
     votes,
@@ -115,12 +117,15 @@ class OfflineProvider:
         *,
         match_threshold: float = MATCH_THRESHOLD,
         clause_margin: float = CLAUSE_MARGIN,
+        background_lead: float | None = BACKGROUND_LEAD,
     ) -> None:
         """`encoder`: "auto" (the model if installed), an encoder, or None (lexical only)."""
         model = shared_model() if encoder == "auto" else encoder
         self.cache = None if model is None else EmbeddingCache(model)
         self.match_threshold = match_threshold
         self.clause_margin = clause_margin
+        self.background_lead = background_lead
+        self._spellers: dict[tuple[str, ...], Speller] = {}
 
     @property
     def matcher(self) -> str:
@@ -128,15 +133,22 @@ class OfflineProvider:
 
     def mended(self, context: TurnContext, messages: list[str]) -> list[str]:
         """The messages as the model reads them: chat spelling normalised, typos mended towards
-        the agent's own words. Matching and reply choice read the same texts, so a turn embeds
-        each message once."""
+        the agent's own words, its conditions' views included ("represenative" → "representative").
+        Matching and reply choice read the same texts, so a turn embeds each message once."""
         assert self.cache is not None
-        domain = [
+        domain = (
             *(g.condition for g in context.guidelines),
             *(g.action for g in context.guidelines),
             *(c.text for c in context.canned_responses),
-        ]
-        speller = Speller(domain, self.cache.encoder.knows)
+        )
+        speller = self._spellers.get(domain)
+        if speller is None:
+            # The views alone are ~50 texts per condition: read them once per agent version.
+            texts = [*domain, *(t for g in context.guidelines for t in describe(g.condition).texts)]
+            speller = Speller(texts, self.cache.encoder.knows)
+            if len(self._spellers) >= 64:
+                self._spellers.pop(next(iter(self._spellers)))
+            self._spellers[domain] = speller
         return [speller.correct(normalise(message)) for message in messages]
 
     def units(self, context: TurnContext, messages: list[str]) -> list[Unit]:
@@ -167,7 +179,9 @@ class OfflineProvider:
                 vote.score,
                 f"similarity {vote.score:.2f} to {vote.unit!r}",
             )
-            for vote in votes(scores, units, self.match_threshold, self.clause_margin)
+            for vote in votes(
+                scores, units, self.match_threshold, self.clause_margin, self.background_lead
+            )
         ]
 
     def _match_by_words(self, context: TurnContext) -> list[GuidelineMatch]:
