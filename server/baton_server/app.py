@@ -374,14 +374,20 @@ class BatonApp:
         assert settings.http_port is not None
         host = settings.http_host or settings.host
         try:
-            self._http = HttpServer(app, host, settings.http_port)
+            tls = (
+                (settings.tls_cert_file, settings.tls_key_file)
+                if settings.tls_cert_file and settings.tls_key_file
+                else None
+            )
+            self._http = HttpServer(app, host, settings.http_port, tls, settings.tls_client_ca_file)
         except OSError as error:
             raise ConfigurationError(
                 f"--http-port {settings.http_port}: cannot listen on {host} "
                 f"({error.strerror or error}); choose another port"
             ) from None
         self.http_port = self._http.port
-        log.info("Connect and gRPC-Web at http://%s:%d", host, self.http_port)
+        scheme = "https" if settings.tls_cert_file else "http"
+        log.info("Connect and gRPC-Web at %s://%s:%d", scheme, host, self.http_port)
 
     def _servicers(
         self, streamer: EventStreamer, handoffs: HandoffServicer, tokens: CustomerTokens

@@ -367,3 +367,29 @@ async def test_http_calls_are_observed_like_grpc_calls(
     codes = {(r.rpc_method, r.code) for r in lines}  # type: ignore[attr-defined]
     assert ("/baton.v1.AgentService/ListAgents", "OK") in codes
     assert ("/baton.v1.SessionService/GetSession", "NOT_FOUND") in codes
+
+
+@pytest.mark.parametrize("transport", ["connect-proto"], indirect=True)
+async def test_the_http_port_uses_the_servers_tls(
+    start_server: Any, sqlite_only: None, tmp_path: Path
+) -> None:
+    from connectrpc.errors import ConnectError
+    from pyqwest import Client, HTTPTransport, HTTPVersion
+
+    from baton.v1.service_connect import AgentServiceClient
+    from tests.auth_support import make_pki
+
+    pki = make_pki(tmp_path)
+    app, _ = await start_server(
+        tls_cert_file=str(pki.server_cert), tls_key_file=str(pki.server_key)
+    )
+    for version in (HTTPVersion.HTTP1, HTTPVersion.HTTP2):
+        http = Client(HTTPTransport(tls_ca_cert=pki.ca_pem, http_version=version))
+        async with AgentServiceClient(
+            f"https://localhost:{app.http_port}", http_client=http
+        ) as agents:
+            assert list((await agents.list_agents(rr.ListAgentsRequest())).agents) == []
+    # Plain HTTP to the TLS port gets nowhere.
+    async with AgentServiceClient(f"http://127.0.0.1:{app.http_port}", timeout_ms=5000) as plain:
+        with pytest.raises(ConnectError):
+            await plain.list_agents(rr.ListAgentsRequest())

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -43,8 +44,19 @@ class HttpServer:
     """`start()` binds and serves; `stop(grace)` stops accepting, lets requests in flight finish
     for `grace` seconds, then cancels what is left."""
 
-    def __init__(self, app: Asgi, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: Asgi,
+        host: str,
+        port: int,
+        tls: tuple[str, str] | None = None,
+        client_ca: str | None = None,
+    ) -> None:
+        """`tls`: (certificate, key) PEM files, the gRPC port's (HTTP/2 by ALPN); `client_ca`:
+        require client certificates it signed (mutual TLS), as the gRPC port does."""
         self._app = app
+        self._tls = tls
+        self._client_ca = client_ca
         self._sock = bind(host, port)
         self.port: int = self._sock.getsockname()[1]
         self._stopping = asyncio.Event()
@@ -67,7 +79,14 @@ class HttpServer:
         config.accesslog = None  # Baton's own access log covers the RPCs
         config.errorlog = logging.getLogger("hypercorn.error")
         config.h2_max_concurrent_streams = 1000
-        sockets = Sockets(secure_sockets=[], insecure_sockets=[self._sock], quic_sockets=[])
+        if self._tls is not None:
+            config.certfile, config.keyfile = self._tls
+            if self._client_ca is not None:
+                config.ca_certs = self._client_ca
+                config.verify_mode = ssl.CERT_REQUIRED
+            sockets = Sockets(secure_sockets=[self._sock], insecure_sockets=[], quic_sockets=[])
+        else:
+            sockets = Sockets(secure_sockets=[], insecure_sockets=[self._sock], quic_sockets=[])
         self._task = asyncio.create_task(
             worker_serve(
                 ASGIWrapper(self._tracked),
