@@ -393,3 +393,61 @@ async def test_the_http_port_uses_the_servers_tls(
     async with AgentServiceClient(f"http://127.0.0.1:{app.http_port}", timeout_ms=5000) as plain:
         with pytest.raises(ConnectError):
             await plain.list_agents(rr.ListAgentsRequest())
+
+
+@pytest.mark.parametrize("transport", ["connect-json"], indirect=True)
+async def test_every_service_is_served_or_refused_with_a_reason(
+    start_server: Any, sqlite_only: None
+) -> None:
+    """Every baton.v1 method answers over HTTP as over gRPC (here: not `unimplemented`), except
+    those of services with client or bidirectional streams, which say to use the gRPC port."""
+    from baton.v1 import service_pb2 as svc
+
+    app, _ = await start_server()
+    for service in svc.DESCRIPTOR.services_by_name.values():
+        http_only = all(not m.client_streaming for m in service.methods)
+        for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            content_type = (
+                "application/connect+json" if method.server_streaming else "application/json"
+            )
+            body = b"\x00\x00\x00\x00\x02{}" if method.server_streaming else b"{}"
+            status, _, answer = await request(
+                app.http_port,
+                "POST",
+                path,
+                body,
+                content_type=content_type,
+                connect_timeout_ms="2000",
+            )
+            if http_only:
+                assert status != 501 and b"unimplemented" not in answer, (path, status, answer)
+            else:
+                assert status == 501 and b"gRPC port" in answer, (path, status, answer)
+
+
+@pytest.mark.parametrize("transport", ["connect-json"], indirect=True)
+async def test_services_not_served_over_http_say_why_in_each_protocol() -> None:
+    from baton_server.web.asgi import BatonHttpApp
+    from baton_server.web.server import HttpServer
+
+    why = "baton.v1.ToolWorkerService is not served over Connect or gRPC-Web: use the gRPC port"
+    server = HttpServer(
+        BatonHttpApp([], {"/baton.v1.ToolWorkerService/": why}, None, ()), "127.0.0.1", 0
+    )
+    await server.start(1.0)
+    try:
+        path = "/baton.v1.ToolWorkerService/Connect"
+        status, _, body = await request(server.port, "POST", path, b"{}", **JSON)
+        assert status == 501 and json.loads(body) == {"code": "unimplemented", "message": why}
+        status, headers, _ = await request(
+            server.port,
+            "POST",
+            path,
+            b"\x00\x00\x00\x00\x00",
+            content_type="application/grpc-web+proto",
+        )
+        assert (status, headers["grpc-status"]) == (200, "12")
+        assert "gRPC%20port" in headers["grpc-message"] or "gRPC port" in headers["grpc-message"]
+    finally:
+        await server.stop(1.0)
