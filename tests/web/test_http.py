@@ -348,8 +348,9 @@ async def test_a_taken_http_port_is_a_clean_start_failure(
     taken.listen()
     try:
         app = BatonApp(replace(settings, http_port=taken.getsockname()[1]))
-        with pytest.raises(ConfigurationError, match="--http-port"):
+        with pytest.raises(ConfigurationError, match=r"--http-port .*choose another port"):
             await app.start()
+        assert app.port == 0  # nothing half-started keeps running
     finally:
         taken.close()
     with pytest.raises(ConfigurationError, match="--http-host"):
