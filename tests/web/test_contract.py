@@ -1,7 +1,7 @@
 """The gRPC contract tests of the event log, follow streams, errors and the handoff inbox
-(WatchHandoffs), run unchanged over
-Connect (binary and JSON) and gRPC-Web: this folder's conftest.py hands them stubs that speak
-those protocols to the server's HTTP port (tests/web_support.py)."""
+(WatchHandoffs), run unchanged over Connect (binary and JSON) and gRPC-Web: this folder's
+conftest.py hands them stubs that speak those protocols to the server's HTTP port
+(tests/web_support.py)."""
 
 from __future__ import annotations
 
