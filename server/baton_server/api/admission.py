@@ -15,7 +15,7 @@ from typing import Any
 from baton_server.api.errors import decode_request
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.limits import RateLimiter, StreamSlots
-from baton_server.auth.policy import Authorizer
+from baton_server.auth.policy import Authorizer, Rule
 from baton_server.auth.principal import Principal, Role
 from baton_server.observe.context import note_caller
 
@@ -46,14 +46,20 @@ class Admission:
         """The principal and the decoded request, or the error that refuses the call.
         `method` is the full gRPC name ("/baton.v1.EventService/ListEvents"), `metadata` the
         call's headers (lower-case names), `peer` gRPC's form of the caller's address."""
+        principal, rule = await self.caller(method, metadata, peer)
+        request = decode_request(deserializer, data)
+        await self._authz.check_request(principal, rule, request)
+        return principal, request
+
+    async def caller(self, method: str, metadata: Metadata, peer: str) -> tuple[Principal, Rule]:
+        """The principal and the method's rule, or the error that refuses the caller (before
+        any request is read: streams of requests are admitted on this alone)."""
         principal = await self._authn.authenticate(metadata, peer)
         rule = self._authz.check_role(principal, method)
         rates = self._customer_rates if principal.role is Role.CUSTOMER else self._key_rates
         rates.take(principal.limit_key)
         note_caller(principal.limit_key if principal.role is Role.CUSTOMER else principal.key_id)
-        request = decode_request(deserializer, data)
-        await self._authz.check_request(principal, rule, request)
-        return principal, request
+        return principal, rule
 
     def streams(self, principal: Principal) -> StreamSlots:
         """The open-stream budget this principal's streams count against."""

@@ -23,7 +23,7 @@ from baton_server.api.grpc_types import Context, Handler
 from baton_server.api.interception import rewrapped
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.limits import RateLimiter, StreamSlots
-from baton_server.auth.policy import Authorizer
+from baton_server.auth.policy import Authorizer, Rule
 from baton_server.auth.principal import Principal, reset_principal, set_principal
 
 # Open without credentials: load balancers probe health, tools discover the API.
@@ -51,6 +51,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             authenticator, authorizer, key_rates, customer_rates, key_streams, customer_streams
         )
         self._cache: dict[str, Handler] = {}
+
+    async def _caller(self, method: str, context: Any) -> tuple[Principal, Rule]:
+        """The principal and the method's rule, or the error that refuses the caller."""
+        return await self.admission.caller(
+            method, context.invocation_metadata() or (), context.peer()
+        )
 
     async def _admit(
         self, method: str, data: bytes, deserializer: Deserializer, context: Any
