@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -25,6 +26,19 @@ from google.rpc import status_pb2
 from baton.v1 import service_connect
 from baton.v1 import service_pb2 as svc
 from tests.support import Stubs
+
+# The gRPC Stubs' fields and the services they call.
+STUB_SERVICES = {
+    "agents": "AgentService",
+    "customers": "CustomerService",
+    "sessions": "SessionService",
+    "events": "EventService",
+    "handoffs": "HandoffService",
+    "auth": "AuthService",
+    "tools": "ToolService",
+    "guidelines": "GuidelineService",
+    "canned_responses": "CannedResponseService",
+}
 
 # Transport name -> (protocol, codec).
 TRANSPORTS: dict[str, tuple[ProtocolType, Callable[[], Any]]] = {
@@ -148,15 +162,16 @@ class HttpClients:
             self._clients.append(client)
             return ServiceStub(client, svc.DESCRIPTOR.services_by_name[name], headers)
 
-        return Stubs(
-            None,  # type: ignore[arg-type]  # no gRPC channel: tests that need one stay on gRPC
-            stub("AgentService"),
-            stub("CustomerService"),
-            stub("SessionService"),
-            stub("EventService"),
-            stub("HandoffService"),
-            stub("AuthService"),
-        )
+        # Each of the gRPC Stubs' fields, by its service (no channel: tests that need one stay
+        # on gRPC; services without a Connect client here are left out).
+        stubs: dict[str, Any] = {"channel": None}
+        for field in dataclasses.fields(Stubs):
+            service = STUB_SERVICES.get(field.name)
+            if service is not None and service in svc.DESCRIPTOR.services_by_name:
+                stubs[field.name] = stub(service)
+            else:
+                stubs.setdefault(field.name, None)
+        return Stubs(**stubs)
 
     async def close(self) -> None:
         for client in self._clients:
