@@ -57,7 +57,7 @@ HTTP2 = {"hypercorn", "granian"}
 
 
 class _Uvicorn:
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int, *_tls: Any) -> None:
         from baton_server.web.server import bind
 
         self._app, self._sock = app, bind(host, port)
@@ -81,7 +81,7 @@ class _Uvicorn:
 
 
 class _Granian:
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int, *_tls: Any) -> None:
         with socket.socket() as sock:
             sock.bind((host, 0))
             self.port = sock.getsockname()[1]
@@ -210,16 +210,28 @@ async def worker_unary(config: dict[str, Any]) -> dict[str, Any]:
         await call(request)  # connect (and warm up) before the clock starts
         deadline = time.monotonic() + seconds
 
+        errors: list[str] = []
+
         async def loop() -> None:
             while time.monotonic() < deadline:
                 start = time.perf_counter()
-                await call(request)
+                try:
+                    await call(request)
+                except Exception as error:  # counted and shown: a transport that drops calls
+                    errors.append(str(error)[:200])
+                    continue
                 latencies.append((time.perf_counter() - start) * 1000)
 
         started = time.monotonic()
         await asyncio.gather(*(loop() for _ in range(config["concurrency"])))
         elapsed = time.monotonic() - started
-    return {"calls": len(latencies), "seconds": elapsed, "latencies_ms": latencies}
+    return {
+        "calls": len(latencies),
+        "seconds": elapsed,
+        "latencies_ms": latencies,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+    }
 
 
 # ---------------------------------------------------------------- orchestration
@@ -309,7 +321,11 @@ def figures(rounds: list[dict[str, dict[str, Any]]], servers: Sequence[str]) -> 
                 calls = sum(f["calls"] for f in found)
                 seconds = sum(f["seconds"] for f in found)
                 samples = [x for f in found for x in f["latencies_ms"]]
-                unary[kind] = {"calls_per_s": calls / seconds, **summarize_ms(samples)}
+                unary[kind] = {
+                    "calls_per_s": calls / seconds,
+                    "errors": sum(f.get("errors", 0) for f in found),
+                    **summarize_ms(samples),
+                }
         for summary in unary.values():
             summary["rate_vs_grpc"] = ratio(summary["calls_per_s"], unary["grpc"]["calls_per_s"])
         out[asgi] = {"delivery": delivery, "unary": unary}
@@ -329,14 +345,14 @@ def table(result: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "| ASGI server | unary GetSession | calls/s | p50 ms | p99 ms | rate / gRPC |",
-        "|---|---|---|---|---|---|",
+        "| ASGI server | unary GetSession | calls/s | p50 ms | p99 ms | rate / gRPC | errors |",
+        "|---|---|---|---|---|---|---|",
     ]
     for asgi, found in result.items():
         for kind, s in found["unary"].items():
             lines.append(
                 f"| {asgi} | {kind} | {fmt(s['calls_per_s'], 0)} | {fmt(s['p50_ms'], 2)} | "
-                f"{fmt(s['p99_ms'], 2)} | {fmt(s['rate_vs_grpc'], 2)} |"
+                f"{fmt(s['p99_ms'], 2)} | {fmt(s['rate_vs_grpc'], 2)} | {s['errors']} |"
             )
     return "\n".join(lines)
 

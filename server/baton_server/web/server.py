@@ -79,6 +79,9 @@ class HttpServer:
         config.accesslog = None  # Baton's own access log covers the RPCs
         config.errorlog = logging.getLogger("hypercorn.error")
         config.h2_max_concurrent_streams = 1000
+        # Hypercorn closes a connection after 1,000 requests by default: a client that sends
+        # on it meanwhile sees a broken pipe (measured under bench.browser_transport's load).
+        config.keep_alive_max_requests = 2**31 - 1
         if self._tls is not None:
             config.certfile, config.keyfile = self._tls
             if self._client_ca is not None:
