@@ -12,6 +12,7 @@ import pytest
 
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
+from baton_server.handoff.policy import DEFAULT_TEXTS
 from tests.engine.test_turns import ends_with, open_session, turn_events
 from tests.fake_openai import FakeOpenAI, matches, streamed
 from tests.gated_provider import GatedProvider
@@ -60,27 +61,29 @@ async def test_a_reply_in_flight_is_discarded_when_a_human_takes_over(start_serv
     assert log[-1].offset >= taken.event.offset
 
 
-async def test_after_its_own_handoff_the_ai_yields_to_a_claim(
+async def test_after_its_own_handoff_the_ai_says_nothing_more(
     start_server,
 ) -> None:  # type: ignore[no-untyped-def]
-    """The turn that handed off may still send its transition message, but not once an
-    operator has taken control (a claim changes no mode, so nothing cancels the turn: the
-    guarded write refuses it)."""
+    """The handoff's own message is the transition (one message, then the place in the queue):
+    the turn that handed off writes no reply of its own, so it never says "connecting you" a
+    second time, nor talks over an operator who claims at once."""
     provider = GatedProvider()
     app, baton, session, stream = await open_session(start_server, provider=provider)
     ask = await baton.say(session.id, "Can I talk to a human please?")
-    await provider.writing.wait()
+    events = await turn_events(stream, ask.id, ends_with(pb.STATUS_READY))
     (handoff,) = (
         await baton.handoffs.ListHandoffs(rr.ListHandoffsRequest(session_id=session.id))
     ).handoffs
     await baton.handoffs.ClaimHandoff(
         rr.ClaimHandoffRequest(handoff_id=handoff.id, operator=op("olga", "Olga"))
     )
-    provider.release()
-    events = await turn_events(stream, ask.id, ends_with(pb.STATUS_CANCELLED))
-    stream.cancel()
-    assert "operator took the session over" in events[-1].status.detail
     await app.engine.idle()
+    stream.cancel()
+    assert not provider.writing.is_set(), "the turn asked the model for a reply"
+    assert kinds(events)[-2:] == [
+        "EVENT_SOURCE_SYSTEM: " + DEFAULT_TEXTS["no_operator_message"],
+        "baton.handoff_queue_position",
+    ]
     log = await log_of(baton, session.id)
     assert [e for e in log if e.source == pb.EVENT_SOURCE_AI_AGENT and e.HasField("message")] == []
     assert kinds(log)[-1] == "EVENT_SOURCE_SYSTEM: Olga has joined the conversation."

@@ -170,10 +170,28 @@ async def start_with_fake(start_server, fake: FakeOpenAI):  # type: ignore[no-un
     return await open_session(start_server, **OPENAI, openai_base_url=fake.base_url)
 
 
-async def test_end_to_end_handoff_with_streamed_reply(start_server, fake: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+async def test_end_to_end_streamed_reply_then_handoff(start_server, fake: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
     app, baton, session, stream = await start_with_fake(start_server, fake)
     guidelines = await app.repository.agent_guidelines(app.example_agent_id)
     human = next(g for g in guidelines if "human" in g.condition)
+    # A reply streams to followers as deltas, then lands as one message.
+    fake.script(matches(), streamed("Happy ", "to ", "help."))
+    hello = await baton.say(session.id, "hello")
+    deltas: list[pb.MessageDelta] = []
+    events: list[pb.Event] = []
+    async with asyncio.timeout(20):
+        async for response in stream:
+            if response.HasField("delta"):
+                deltas.append(response.delta)
+            events += [e for e in response.events if e.correlation_id == hello.id]
+            if events and ends_with(pb.STATUS_READY)(events[-1]):
+                break
+    assert [d.text for d in deltas] == ["Happy ", "to ", "help."]
+    assert [d.index for d in deltas] == [0, 1, 2]
+    assert all(d.correlation_id == hello.id for d in deltas)
+    assert describe(events[-2]) == ("message", "EVENT_SOURCE_AI_AGENT", "Happy to help.")
+    # A tool hands off: the handoff's one message tells the customer, then the queue place;
+    # the model is not asked for a reply that would say it again.
     fake.script(
         matches(human.id),
         completion(
@@ -182,41 +200,25 @@ async def test_end_to_end_handoff_with_streamed_reply(start_server, fake: FakeOp
             ]
         ),
         completion("Customer wants to talk to a person; nothing tried yet."),
-        streamed("Connecting ", "you with ", "a colleague."),
     )
     ask = await baton.say(session.id, "get me a person")
-    deltas: list[pb.MessageDelta] = []
-    events: list[pb.Event] = []
-    async with asyncio.timeout(20):
-        async for response in stream:
-            if response.HasField("delta"):
-                deltas.append(response.delta)
-            events += [e for e in response.events if e.correlation_id == ask.id]
-            if events and ends_with(pb.STATUS_READY)(events[-1]):
-                break
+    events = await turn_events(stream, ask.id, ends_with(pb.STATUS_READY))
     stream.cancel()
-    assert [d.text for d in deltas] == ["Connecting ", "you with ", "a colleague."]
-    assert [d.index for d in deltas] == [0, 1, 2]
-    assert all(d.correlation_id == ask.id for d in deltas)
-    assert [describe(e) for e in events[1:]] == [
+    assert [describe(e) for e in events] == [
         ("status", "STATUS_ACKNOWLEDGED", None),
         ("status", "STATUS_PROCESSING", "interpreting"),
         ("status", "STATUS_PROCESSING", "considering tools"),
         ("tool", "EVENT_SOURCE_SYSTEM", (("initiate_human_handoff", ""),)),
         ("custom", "baton.session_mode_changed", "manual"),
         ("custom", "baton.handoff_requested", None),
-        ("message", "EVENT_SOURCE_SYSTEM", policy.DEFAULT_TEXTS["handoff_started_message"]),
         ("message", "EVENT_SOURCE_SYSTEM", policy.DEFAULT_TEXTS["no_operator_message"]),
         ("custom", "baton.handoff_queue_position", None),
-        ("status", "STATUS_PROCESSING", "articulating"),
-        ("status", "STATUS_TYPING", None),
-        ("message", "EVENT_SOURCE_AI_AGENT", "Connecting you with a colleague."),
         ("status", "STATUS_READY", None),
     ]
     # The operator's brief was written by the model.
-    assert events[6].custom["summary"] == "Customer wants to talk to a person; nothing tried yet."
-    assert len(fake.requests) == 4
-    assert fake.requests[1]["tools"][0]["function"]["name"] == "initiate_human_handoff"
+    assert events[5].custom["summary"] == "Customer wants to talk to a person; nothing tried yet."
+    assert len(fake.requests) == 5
+    assert fake.requests[3]["tools"][0]["function"]["name"] == "initiate_human_handoff"
 
 
 async def test_provider_failure_ends_the_turn_with_error(start_server, fake: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]

@@ -118,7 +118,6 @@ async def test_request_records_the_handoff_and_tells_the_customer(baton: Stubs) 
     assert kinds(events[3:]) == [
         "baton.session_mode_changed",
         "baton.handoff_requested",
-        f"EVENT_SOURCE_SYSTEM: {TEXTS['handoff_started_message']}",
         f"EVENT_SOURCE_SYSTEM: {TEXTS['no_operator_message']}",
         "baton.handoff_queue_position",
     ]

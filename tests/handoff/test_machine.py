@@ -361,10 +361,10 @@ TRANSITIONS = {
     "request: AUTO -> MANUAL, PENDING, customer told": given(
         None, opening(), requested(CONNECTING, mode_changed=True), session=AUTO
     ),
-    "request with nobody available: the customer is told so": given(
+    "request with nobody available: the customer is told so, once": given(
         None,
         opening(operators_available=False),
-        requested(CONNECTING, NO_OPERATOR, mode_changed=True),
+        requested(NO_OPERATOR, mode_changed=True),
         session=AUTO,
     ),
     "request on a MANUAL session, silent, no claim timeout": given(

@@ -66,7 +66,7 @@ async def test_the_scenario_moves_every_figure(start_server) -> None:  # type: i
     )
     assert after.value(count, method=GET_SESSION, code="NOT_FOUND") == 1
     assert after.value("baton_rpc_duration_seconds_bucket", method=GET_SESSION, le="+Inf") == 1
-    # The message, the turn's statuses, the tool event, the mode change, the reply...
+    # The message, the turn's statuses, the tool event, the mode change, the handoff's...
     appended = after.value("baton_events_appended_total") - before.value(
         "baton_events_appended_total"
     )
@@ -81,7 +81,7 @@ async def test_the_scenario_moves_every_figure(start_server) -> None:  # type: i
     assert after.value("baton_engine_turn_duration_seconds_count", outcome="ready") == 1
     assert after.value("baton_tool_calls_total", tool="initiate_human_handoff", outcome="ok") == 1
     assert after.value("baton_nlp_requests_total", operation="match_guidelines", outcome="ok") == 1
-    assert after.value("baton_nlp_requests_total", operation="write_reply", outcome="ok") == 1
+    assert after.value("baton_nlp_requests_total", operation="plan_tool_calls", outcome="ok") == 1
     assert after.value("baton_handoff_changes_total", state="pending") == 1
     assert after.value("baton_handoff_queue_depth") == 1
     assert after.value("baton_handoff_time_to_claim_seconds_count") == 0

@@ -18,14 +18,14 @@ from typing import Any
 
 import grpc
 
-from baton_server.api.errors import decode_request, decoded_stream
+from baton_server.api.admission import Admission
+from baton_server.api.errors import decoded_stream
 from baton_server.api.grpc_types import Context, Handler
 from baton_server.api.interception import rewrapped
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.limits import RateLimiter, StreamSlots
 from baton_server.auth.policy import Authorizer, Rule
-from baton_server.auth.principal import Principal, Role, reset_principal, set_principal
-from baton_server.observe.context import note_caller
+from baton_server.auth.principal import Principal, reset_principal, set_principal
 
 # Open without credentials: load balancers probe health, tools discover the API.
 OPEN_SERVICES = (
@@ -47,36 +47,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         key_streams: StreamSlots,
         customer_streams: StreamSlots,
     ) -> None:
-        self._authn = authenticator
-        self._authz = authorizer
-        self._key_rates = key_rates
-        self._customer_rates = customer_rates
-        self._key_streams = key_streams
-        self._customer_streams = customer_streams
+        # The transport-free checks, shared with the Connect/gRPC-Web transport (web/).
+        self.admission = Admission(
+            authenticator, authorizer, key_rates, customer_rates, key_streams, customer_streams
+        )
         self._cache: dict[str, Handler] = {}
 
     async def _caller(self, method: str, context: Any) -> tuple[Principal, Rule]:
         """The principal and the method's rule, or the error that refuses the caller."""
-        principal = await self._authn.authenticate(context.invocation_metadata(), context.peer())
-        rule = self._authz.check_role(principal, method)
-        rates = self._customer_rates if principal.role is Role.CUSTOMER else self._key_rates
-        rates.take(principal.limit_key)
-        note_caller(principal.limit_key if principal.role is Role.CUSTOMER else principal.key_id)
-        return principal, rule
+        return await self.admission.caller(
+            method, context.invocation_metadata() or (), context.peer()
+        )
 
     async def _admit(
         self, method: str, data: bytes, deserializer: Deserializer, context: Any
     ) -> tuple[Principal, Any]:
         """The principal and the decoded request, or the error that refuses the call."""
-        principal, rule = await self._caller(method, context)
-        request = decode_request(deserializer, data)
-        await self._authz.check_request(principal, rule, request)
-        return principal, request
+        return await self.admission.admit(
+            method, context.invocation_metadata() or (), context.peer(), data, deserializer
+        )
 
     def _streams(self, principal: Principal) -> StreamSlots:
-        if principal.role is Role.CUSTOMER:
-            return self._customer_streams
-        return self._key_streams
+        return self.admission.streams(principal)
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str, deserializer: Deserializer
@@ -96,20 +88,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         async def handle(data: bytes, context: Context) -> AsyncIterator[Any]:
             principal, request = await self._admit(method, data, deserializer, context)
-            slots = self._streams(principal)
-            slots.acquire(principal.limit_key)
-            token = set_principal(principal)
-            try:
-                async for response in behavior(request, context):
-                    yield response
-            finally:
-                slots.release(principal.limit_key)
-                # The RPC's task ends with the stream; a generator closed elsewhere may not
-                # reset its context, which is harmless.
-                with contextlib.suppress(ValueError):
-                    reset_principal(token)
+            async for response in self._as(principal, behavior(request, context)):
+                yield response
 
         return handle
+
+    async def _as(self, principal: Principal, responses: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """A stream's responses, run as `principal` and holding one of its stream slots."""
+        slots = self._streams(principal)
+        slots.acquire(principal.limit_key)
+        token = set_principal(principal)
+        try:
+            async for response in responses:
+                yield response
+        finally:
+            slots.release(principal.limit_key)
+            # The RPC's task ends with the stream; a generator closed elsewhere may not reset
+            # its context, which is harmless.
+            with contextlib.suppress(ValueError):
+                reset_principal(token)
 
     def _wrap_bidi(
         self, behavior: Callable[..., AsyncIterator[Any]], method: str, deserializer: Deserializer
@@ -119,17 +116,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def handle(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
             principal, _ = await self._caller(method, context)
-            slots = self._streams(principal)
-            slots.acquire(principal.limit_key)
-            token = set_principal(principal)
-            try:
-                decoded = decoded_stream(deserializer, requests)
-                async for response in behavior(decoded, context):
-                    yield response
-            finally:
-                slots.release(principal.limit_key)
-                with contextlib.suppress(ValueError):
-                    reset_principal(token)
+            decoded = decoded_stream(deserializer, requests)
+            async for response in self._as(principal, behavior(decoded, context)):
+                yield response
 
         return handle
 

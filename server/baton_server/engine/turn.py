@@ -158,6 +158,12 @@ class Turn:
                     await self.repository.append_turn_events(
                         session_id, [tool_event(outcomes, correlation)], guard, hand_off=hand_off
                     )
+                    if hand_off is not None:
+                        # The handoff told the customer (one message, then the queue place):
+                        # a reply would say it again, so the turn ends here.
+                        await self.repository.append_event(session_id, status("ready", correlation))
+                        self.outcome = "ready"
+                        return
                     if reason is not None:
                         # Its transition message may follow, until anyone else takes control.
                         guard = replace(guard, handed_off=True, control_epoch=self.handoff_epoch)

@@ -236,9 +236,10 @@ def _open(
         )
     )
     if announce:
-        drafts.append(system_message(policies.text(plan.policy, "handoff_started_message")))
-        if not available:
-            drafts.append(system_message(policies.text(plan.policy, "no_operator_message")))
+        # One message, then the place in the queue: "nobody is available" already says the
+        # request waits for the team, so it replaces "connecting you" rather than follow it.
+        told = "handoff_started_message" if available else "no_operator_message"
+        drafts.append(system_message(policies.text(plan.policy, told)))
     plan.record(handoff, HandoffChangeType.REQUESTED, drafts, recorded)
     plan.tell_queue_position = announce
     return handoff
