@@ -88,18 +88,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         async def handle(data: bytes, context: Context) -> AsyncIterator[Any]:
             principal, request = await self._admit(method, data, deserializer, context)
-            async for response in self._as(principal, behavior(request, context)):
+            async for response in self._as(principal, lambda: behavior(request, context)):
                 yield response
 
         return handle
 
-    async def _as(self, principal: Principal, responses: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """A stream's responses, run as `principal` and holding one of its stream slots."""
+    async def _as(
+        self, principal: Principal, responses: Callable[[], AsyncIterator[Any]]
+    ) -> AsyncIterator[Any]:
+        """A stream's responses, run as `principal` and holding one of its stream slots. The
+        handler is called here, after the principal is set: some read it when called (not
+        only while iterated)."""
         slots = self._streams(principal)
         slots.acquire(principal.limit_key)
         token = set_principal(principal)
         try:
-            async for response in responses:
+            async for response in responses():
                 yield response
         finally:
             slots.release(principal.limit_key)
@@ -117,7 +121,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def handle(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
             principal, _ = await self._caller(method, context)
             decoded = decoded_stream(deserializer, requests)
-            async for response in self._as(principal, behavior(decoded, context)):
+            async for response in self._as(principal, lambda: behavior(decoded, context)):
                 yield response
 
         return handle

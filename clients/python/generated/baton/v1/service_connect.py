@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol, TYPE_CHECKING
 
-from baton.v1.request_response_pb2 import ClaimHandoffRequest, ClaimHandoffResponse, CreateAgentRequest, CreateAgentResponse, CreateCannedResponseRequest, CreateCannedResponseResponse, CreateCustomerRequest, CreateCustomerResponse, CreateEventRequest, CreateEventResponse, CreateGuidelineRequest, CreateGuidelineResponse, CreateSessionRequest, CreateSessionResponse, DeleteAgentRequest, DeleteAgentResponse, DeleteCannedResponseRequest, DeleteCannedResponseResponse, DeleteCustomerRequest, DeleteCustomerResponse, DeleteGuidelineRequest, DeleteGuidelineResponse, DeleteSessionRequest, DeleteSessionResponse, GetAgentRequest, GetAgentResponse, GetCannedResponseRequest, GetCannedResponseResponse, GetCustomerRequest, GetCustomerResponse, GetGuidelineRequest, GetGuidelineResponse, GetHandoffRequest, GetHandoffResponse, GetHandoffStatsRequest, GetHandoffStatsResponse, GetSessionRequest, GetSessionResponse, IssueCustomerTokenRequest, IssueCustomerTokenResponse, ListAgentsRequest, ListAgentsResponse, ListCannedResponsesRequest, ListCannedResponsesResponse, ListCustomersRequest, ListCustomersResponse, ListEventsRequest, ListEventsResponse, ListGuidelinesRequest, ListGuidelinesResponse, ListHandoffsRequest, ListHandoffsResponse, ListSessionsRequest, ListSessionsResponse, ListToolsRequest, ListToolsResponse, OfferHandoffRequest, OfferHandoffResponse, ReleaseHandoffRequest, ReleaseHandoffResponse, RequestHandoffRequest, RequestHandoffResponse, RespondToOfferRequest, RespondToOfferResponse, TransferHandoffRequest, TransferHandoffResponse, UpdateAgentRequest, UpdateAgentResponse, UpdateCannedResponseRequest, UpdateCannedResponseResponse, UpdateCustomerRequest, UpdateCustomerResponse, UpdateGuidelineRequest, UpdateGuidelineResponse, UpdateSessionRequest, UpdateSessionResponse, WatchHandoffsRequest, WatchHandoffsResponse
+from baton.v1.request_response_pb2 import ClaimHandoffRequest, ClaimHandoffResponse, CreateAgentRequest, CreateAgentResponse, CreateCannedResponseRequest, CreateCannedResponseResponse, CreateCustomerRequest, CreateCustomerResponse, CreateEventRequest, CreateEventResponse, CreateGuidelineRequest, CreateGuidelineResponse, CreateSessionRequest, CreateSessionResponse, DeleteAgentRequest, DeleteAgentResponse, DeleteCannedResponseRequest, DeleteCannedResponseResponse, DeleteCustomerRequest, DeleteCustomerResponse, DeleteGuidelineRequest, DeleteGuidelineResponse, DeleteSessionRequest, DeleteSessionResponse, GetAgentRequest, GetAgentResponse, GetCannedResponseRequest, GetCannedResponseResponse, GetCustomerRequest, GetCustomerResponse, GetGuidelineRequest, GetGuidelineResponse, GetHandoffRequest, GetHandoffResponse, GetHandoffStatsRequest, GetHandoffStatsResponse, GetSessionRequest, GetSessionResponse, IssueCustomerTokenRequest, IssueCustomerTokenResponse, ListAgentsRequest, ListAgentsResponse, ListCannedResponsesRequest, ListCannedResponsesResponse, ListCustomersRequest, ListCustomersResponse, ListEventsRequest, ListEventsResponse, ListGuidelinesRequest, ListGuidelinesResponse, ListHandoffsRequest, ListHandoffsResponse, ListSessionsRequest, ListSessionsResponse, ListToolsRequest, ListToolsResponse, OfferHandoffRequest, OfferHandoffResponse, ReleaseHandoffRequest, ReleaseHandoffResponse, RequestHandoffRequest, RequestHandoffResponse, RespondToOfferRequest, RespondToOfferResponse, ServeToolsRequest, ServeToolsResponse, TransferHandoffRequest, TransferHandoffResponse, UpdateAgentRequest, UpdateAgentResponse, UpdateCannedResponseRequest, UpdateCannedResponseResponse, UpdateCustomerRequest, UpdateCustomerResponse, UpdateGuidelineRequest, UpdateGuidelineResponse, UpdateSessionRequest, UpdateSessionResponse, WatchHandoffsRequest, WatchHandoffsResponse
 from connectrpc.client import ConnectClient
 from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_codecs
@@ -1484,7 +1484,8 @@ class ToolService(Protocol):
     """
     async def list_tools(self, request: ListToolsRequest, ctx: RequestContext[ListToolsRequest, ListToolsResponse], /) -> ListToolsResponse:
         """
-        Lists every loaded tool with the JSON Schema of its parameters.
+        Lists every tool: those loaded into the server (`baton serve --tools`) and those served by
+        connected tool workers (ToolWorkerService), with the JSON Schema of its parameters.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1562,7 +1563,8 @@ class ToolServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> ListToolsResponse:
         """
-        Lists every loaded tool with the JSON Schema of its parameters.
+        Lists every tool: those loaded into the server (`baton serve --tools`) and those served by
+        connected tool workers (ToolWorkerService), with the JSON Schema of its parameters.
         """
         return await self.execute_unary(
             request=request,
@@ -1573,6 +1575,116 @@ class ToolServiceClient(ConnectClient):
                 output=ListToolsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+class ToolWorkerService(Protocol):
+    """
+    Lets backend services in any language serve the agent's tools over one long-lived stream,
+    with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+    """
+    def serve_tools(self, request: AsyncIterator[ServeToolsRequest], ctx: RequestContext[ServeToolsRequest, ServeToolsResponse], /) -> AsyncIterator[ServeToolsResponse]:
+        """
+        A worker's session. The worker sends `declare` first (the tools it serves and how many
+        calls it takes at once), then one `result` per call it receives, and `drain` when it stops.
+        The server answers `accepted`, then sends `call`s (only for the tools the worker declared,
+        never more at once than its limit), `cancel` when a call's deadline passes, and a
+        heartbeat on an idle stream. With several replicas, a worker opens one stream to each.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+
+class ToolWorkerServiceASGIApplication(ConnectASGIApplication[ToolWorkerService]):
+    def __init__(
+        self,
+        service: ToolWorkerService | AsyncGenerator[ToolWorkerService],
+        *,
+        interceptors: Iterable[Interceptor] = (),
+        read_max_bytes: int | None = DEFAULT_READ_MAX_BYTES,
+        compressions: Iterable[Compression] | None = None,
+        codecs: Iterable[Codec] | None = _DEFAULT_CODECS,
+    ) -> None:
+        super().__init__(
+            service=service,
+            endpoints=lambda svc: {
+                "/baton.v1.ToolWorkerService/ServeTools": Endpoint.bidi_stream(
+                    method=MethodInfo(
+                        name="ServeTools",
+                        service_name="baton.v1.ToolWorkerService",
+                        input=ServeToolsRequest,
+                        output=ServeToolsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.BIDI_STREAM,
+                    ),
+                    function=svc.serve_tools,
+                ),
+            },
+            interceptors=interceptors,
+            read_max_bytes=read_max_bytes,
+            compressions=compressions,
+            codecs=codecs,
+        )
+
+    @property
+    def path(self) -> str:
+        """Returns the URL path to mount the application to when serving multiple applications."""
+        return "/baton.v1.ToolWorkerService"
+
+
+class ToolWorkerServiceClient(ConnectClient):
+    """
+    Lets backend services in any language serve the agent's tools over one long-lived stream,
+    with no inbound network path to them. Callers need an API key with the `tool_worker` role.
+    """
+    def __init__(
+        self,
+        address: str,
+        *,
+        codec: Codec | None = _PROTO_BINARY_CODEC,
+        protocol: ProtocolType = ProtocolType.CONNECT,
+        accept_compression: Iterable[Compression] | None = None,
+        send_compression: Compression | None = _GZIP_COMPRESSION,
+        timeout_ms: int | None = None,
+        read_max_bytes: int | None = None,
+        interceptors: Iterable[Interceptor] = (),
+        http_client: Client | None = None,
+    ) -> None:
+        super().__init__(
+            address=address,
+            codec=codec,
+            protocol=protocol,
+            accept_compression=accept_compression,
+            send_compression=send_compression,
+            timeout_ms=timeout_ms,
+            read_max_bytes=read_max_bytes,
+            interceptors=interceptors,
+            http_client=http_client,
+        )
+    def serve_tools(
+        self,
+        request: AsyncIterator[ServeToolsRequest],
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[ServeToolsResponse]:
+        """
+        A worker's session. The worker sends `declare` first (the tools it serves and how many
+        calls it takes at once), then one `result` per call it receives, and `drain` when it stops.
+        The server answers `accepted`, then sends `call`s (only for the tools the worker declared,
+        never more at once than its limit), `cancel` when a call's deadline passes, and a
+        heartbeat on an idle stream. With several replicas, a worker opens one stream to each.
+        """
+        return self.execute_bidi_stream(
+            request=request,
+            method=MethodInfo(
+                name="ServeTools",
+                service_name="baton.v1.ToolWorkerService",
+                input=ServeToolsRequest,
+                output=ServeToolsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.BIDI_STREAM,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
