@@ -55,6 +55,9 @@ from baton_server.store.appender import CommitObserver
 from baton_server.store.database import SchemaBehind
 from baton_server.store.handoffs import HandoffReader
 from baton_server.tools import ToolRegistry
+from baton_server.web.asgi import BatonHttpApp
+from baton_server.web.build import build_http_app
+from baton_server.web.server import HttpServer
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -114,6 +117,17 @@ def check_settings(settings: Settings, is_sqlite: bool) -> None:
             f"--dev turns authentication off, and --host {settings.host} is reachable from the "
             "network; serve on 127.0.0.1, drop --dev (BATON_DEV), or pass "
             "--dev-on-network-unsafe if every machine that can reach it may do anything"
+        )
+    http_host = settings.http_host or settings.host
+    if (
+        settings.http_port is not None
+        and settings.dev_mode
+        and not settings.dev_on_network
+        and not is_loopback(http_host)
+    ):
+        raise ConfigurationError(
+            f"--dev turns authentication off, and --http-host {http_host} is reachable from "
+            "the network; serve HTTP on 127.0.0.1, drop --dev, or pass --dev-on-network-unsafe"
         )
     if not settings.dev_mode and not settings.token_secret and not is_sqlite:
         raise ConfigurationError(
@@ -180,6 +194,8 @@ class BatonApp:
         self.handoff_timer: HandoffTimer | None = None
         self.readiness: DatabaseReadiness | None = None
         self.metrics_port = 0
+        self.http_port = 0
+        self._http: HttpServer | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
         self._handoff_counts: PeriodicSample[dict[str, int]] | None = None
 
@@ -296,13 +312,12 @@ class BatonApp:
         )
         if metrics is not None:  # before the gRPC port: a taken metrics port must not half-start
             self._start_metrics(streamer)
-        self._server = build_server(
-            settings,
-            self._servicers(streamer, handoff_servicer, tokens),
-            self._health,
-            auth,
-            self._observing(),
-        )
+        servicers = self._servicers(streamer, handoff_servicer, tokens)
+        observer = self._observing()
+        if settings.http_port is not None:  # before the gRPC port, as the metrics port
+            admission = auth.admission if auth is not None else None
+            self._start_http(build_http_app(settings, servicers, admission, observer))
+        self._server = build_server(settings, servicers, self._health, auth, observer)
         address = f"{settings.host}:{settings.port}"
         credentials = server_credentials(settings)
         if credentials is None:
@@ -312,6 +327,8 @@ class BatonApp:
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
         await self._server.start()
+        if self._http is not None:
+            await self._http.start(settings.shutdown_grace_s)
         await self.readiness.start()
         log.info("baton listening on %s:%d (%s)", settings.host, self.port, settings.database_url)
         if settings.dev_mode:
@@ -351,6 +368,20 @@ class BatonApp:
             ) from None
         self.metrics_port = self._metrics_endpoint.port
         log.info("metrics at http://%s:%d/metrics", host, self.metrics_port)
+
+    def _start_http(self, app: BatonHttpApp) -> None:
+        settings = self.settings
+        assert settings.http_port is not None
+        host = settings.http_host or settings.host
+        try:
+            self._http = HttpServer(app, host, settings.http_port)
+        except OSError as error:
+            raise ConfigurationError(
+                f"--http-port {settings.http_port}: cannot listen on {host} "
+                f"({error.strerror or error}); choose another port"
+            ) from None
+        self.http_port = self._http.port
+        log.info("Connect and gRPC-Web at http://%s:%d", host, self.http_port)
 
     def _servicers(
         self, streamer: EventStreamer, handoffs: HandoffServicer, tokens: CustomerTokens
@@ -403,8 +434,16 @@ class BatonApp:
             self.inbox.close()
         if self.handoff_timer is not None:
             await self.handoff_timer.close()
+        if self._http is not None:
+            http = self._http
+            self._http = None
+            stopping_http = asyncio.create_task(http.stop(grace))
+        else:
+            stopping_http = None
         if self._server is not None:
             await self._server.stop(grace)
+        if stopping_http is not None:
+            await stopping_http
         if self.engine is not None:
             await self.engine.close()
         if isinstance(self.provider, OpenAIProvider):

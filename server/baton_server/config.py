@@ -90,6 +90,13 @@ class Settings:
     # Prometheus /metrics on this port (None: off; 0: a free port), on this address ("": --host).
     metrics_port: int | None = None
     metrics_host: str = ""
+    # Connect and gRPC-Web (browsers) on this port (None: off; 0: a free port), on this
+    # address ("": --host), callable from these origins (CORS; "*": any), with the web apps'
+    # files from this folder (None: the repository's clients/web/dist when it exists).
+    http_port: int | None = None
+    http_host: str = ""
+    cors_origins: tuple[str, ...] = ()
+    web_root: str | None = None
     # How often values that need a query (open handoffs by state) are refreshed for /metrics.
     metrics_sample_interval_s: float = 5.0
     # One log line per RPC (method, status, duration, caller key id) on the baton.access logger.

@@ -18,14 +18,13 @@ from typing import Any
 
 import grpc
 
-from baton_server.api.errors import decode_request
+from baton_server.api.admission import Admission
 from baton_server.api.grpc_types import Context, Handler
 from baton_server.api.interception import rewrapped
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.limits import RateLimiter, StreamSlots
 from baton_server.auth.policy import Authorizer
-from baton_server.auth.principal import Principal, Role, reset_principal, set_principal
-from baton_server.observe.context import note_caller
+from baton_server.auth.principal import Principal, reset_principal, set_principal
 
 # Open without credentials: load balancers probe health, tools discover the API.
 OPEN_SERVICES = (
@@ -47,31 +46,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         key_streams: StreamSlots,
         customer_streams: StreamSlots,
     ) -> None:
-        self._authn = authenticator
-        self._authz = authorizer
-        self._key_rates = key_rates
-        self._customer_rates = customer_rates
-        self._key_streams = key_streams
-        self._customer_streams = customer_streams
+        # The transport-free checks, shared with the Connect/gRPC-Web transport (web/).
+        self.admission = Admission(
+            authenticator, authorizer, key_rates, customer_rates, key_streams, customer_streams
+        )
         self._cache: dict[str, Handler] = {}
 
     async def _admit(
         self, method: str, data: bytes, deserializer: Deserializer, context: Any
     ) -> tuple[Principal, Any]:
         """The principal and the decoded request, or the error that refuses the call."""
-        principal = await self._authn.authenticate(context.invocation_metadata(), context.peer())
-        rule = self._authz.check_role(principal, method)
-        rates = self._customer_rates if principal.role is Role.CUSTOMER else self._key_rates
-        rates.take(principal.limit_key)
-        note_caller(principal.limit_key if principal.role is Role.CUSTOMER else principal.key_id)
-        request = decode_request(deserializer, data)
-        await self._authz.check_request(principal, rule, request)
-        return principal, request
+        return await self.admission.admit(
+            method, context.invocation_metadata() or (), context.peer(), data, deserializer
+        )
 
     def _streams(self, principal: Principal) -> StreamSlots:
-        if principal.role is Role.CUSTOMER:
-            return self._customer_streams
-        return self._key_streams
+        return self.admission.streams(principal)
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str, deserializer: Deserializer

@@ -64,7 +64,9 @@ def _packed(message: Any) -> any_pb2.Any:
     return packed
 
 
-def status_for(error: BatonError) -> grpc.Status:
+def status_proto_for(error: BatonError) -> status_pb2.Status:
+    """A Baton error as a google.rpc.Status: its code, message and details (ErrorInfo, plus
+    BadRequest for field problems and RetryInfo for limits)."""
     code = next((c for t, c in _CODES if isinstance(error, t)), code_pb2.FAILED_PRECONDITION)
     details = [
         _packed(
@@ -90,12 +92,20 @@ def status_for(error: BatonError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(max(1, int(error.retry_after_s * 1e9)))
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
-    return rpc_status.to_status(
-        status_pb2.Status(code=code, message=error.message, details=details)
-    )
+    return status_pb2.Status(code=code, message=error.message, details=details)
 
 
-async def _abort(context: Context, error: BaseException, method: str) -> None:
+def status_for(error: BatonError) -> grpc.Status:
+    return rpc_status.to_status(status_proto_for(error))
+
+
+INTERNAL_MESSAGE = "internal error; the server logged the details"
+
+
+def error_status(error: BaseException, method: str) -> status_pb2.Status:
+    """The status any error raised by a call ends it with, whichever transport carried it
+    (gRPC here, Connect and gRPC-Web in web/): the one mapping of errors to statuses.
+    Anything unexpected is logged and becomes INTERNAL without internals."""
     if not isinstance(error, BatonError) and is_unreachable(error):
         log.warning("%s: the database cannot be reached (%s)", method, type(error).__name__)
         error = DatabaseUnavailable(
@@ -103,9 +113,16 @@ async def _abort(context: Context, error: BaseException, method: str) -> None:
             "NOT_SERVING until it can)"
         )
     if isinstance(error, BatonError):
-        await context.abort_with_status(status_for(error))
+        return status_proto_for(error)
     log.exception("unexpected error in %s", method, exc_info=error)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server logged the details")
+    return status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
+
+
+async def _abort(context: Context, error: BaseException, method: str) -> None:
+    status = error_status(error, method)
+    if status.details:
+        await context.abort_with_status(rpc_status.to_status(status))
+    await context.abort(grpc.StatusCode.INTERNAL, status.message)
 
 
 _UNDECODABLE = InvalidArgument.single("request", "could not be decoded as the expected message")

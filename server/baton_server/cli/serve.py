@@ -63,6 +63,33 @@ def serve(
         str,
         typer.Option(envvar="BATON_METRICS_HOST", help="Address for /metrics (default: --host)."),
     ] = _DEFAULTS.metrics_host,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="BATON_HTTP_PORT",
+            help="Serve Connect and gRPC-Web (browsers) and the web apps on this port "
+            "(default: off; 0 picks a free one).",
+        ),
+    ] = None,
+    http_host: Annotated[
+        str,
+        typer.Option(envvar="BATON_HTTP_HOST", help="Address for --http-port (default: --host)."),
+    ] = _DEFAULTS.http_host,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="BATON_CORS_ORIGINS",
+            help="Origin allowed to call the HTTP port from a browser, e.g. "
+            "https://shop.example.com (repeatable; * allows any).",
+        ),
+    ] = None,
+    web_root: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BATON_WEB_ROOT",
+            help="Folder with widget/ and console/ (default: clients/web/dist of the checkout).",
+        ),
+    ] = None,
     shutdown_grace: Annotated[
         float,
         typer.Option(
@@ -247,6 +274,8 @@ def serve(
             raise typer.BadParameter("must be a positive number of seconds", param_hint=name)
     if metrics_port is not None and not 0 <= metrics_port <= 65535:
         raise typer.BadParameter("must be 0 (a free port) to 65535", param_hint="--metrics-port")
+    if http_port is not None and not 0 <= http_port <= 65535:
+        raise typer.BadParameter("must be 0 (a free port) to 65535", param_hint="--http-port")
     if sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
         raise typer.BadParameter("must be FULL or NORMAL", param_hint="--sqlite-synchronous")
     from baton_server.app import BatonApp, ConfigurationError
@@ -301,6 +330,10 @@ def serve(
         readiness_interval_s=readiness_interval,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        http_port=http_port,
+        http_host=http_host,
+        cors_origins=tuple(cors_origin or ()),
+        web_root=web_root,
         access_log=access_log,
         log_format=log_format,
     )
