@@ -5,6 +5,7 @@ gRPC-Web, and a phone-sized screen. Every wait is on a condition in the page, wi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -136,6 +137,8 @@ def test_handoff_from_request_to_operator_and_back_to_the_ai(
     )
     operator.get_by_role("button", name="Back to the AI").click()
     expect(pane).to_have_attribute("data-state", "ended")
+    # The history follows live, scrolled to its newest entry.
+    expect(pane.locator(".bc-system", has_text="You're back with our virtual assistant.")).to_be_in_viewport()
     expect(operator.locator(f'[data-session-id="{session_id}"]')).to_have_count(0)
     expect(
         customer.locator(".bw-system", has_text="You're back with our virtual assistant.")
@@ -160,7 +163,10 @@ def test_handoff_from_request_to_operator_and_back_to_the_ai(
 
     # The stats page draws the handoff.
     operator.get_by_role("button", name="Stats").click()
-    expect(operator.locator(".bc-figure", has_text="Handoffs")).to_be_visible()
+    handoffs = operator.locator(".bc-figure").filter(
+        has=operator.get_by_text("Handoffs", exact=True)
+    )
+    expect(handoffs.locator("dd")).to_have_text(re.compile(r"^[1-9]\d*$"))
     expect(operator.locator('svg[role="img"]').first).to_be_visible()
     expect(operator.locator(".bc-chart", has_text="Reasons").locator("svg")).to_have_attribute(
         "aria-label", "Reasons: can i talk to a human please 1"

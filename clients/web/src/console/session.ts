@@ -19,7 +19,7 @@ import {
   type ChatItem,
   type ConversationState,
 } from "../shared/conversation.js";
-import { clear, formatTime, h, uid } from "../shared/dom.js";
+import { clear, formatTime, h, pinToBottom, uid } from "../shared/dom.js";
 import { keepStreaming, withRetry, type LinkState } from "../shared/stream.js";
 import { describeError } from "../shared/transport.js";
 
@@ -57,6 +57,7 @@ export class SessionPane {
   private conversation: ConversationState = initialConversation;
   private follow: AbortController | undefined;
   private readonly rendered = new Map<number, HTMLElement>();
+  private readonly pin: () => void;
   private readonly heading: HTMLElement;
   private readonly details: HTMLElement;
   private readonly log: HTMLElement;
@@ -71,6 +72,7 @@ export class SessionPane {
     this.link = h("span", { class: "bc-link", "data-state": "idle" });
     this.details = h("div", { class: "bc-details" });
     this.log = h("ol", { class: "bc-log", role: "log", "aria-live": "polite", "aria-label": "History" });
+    this.pin = pinToBottom(this.log);
     this.activity = h("p", { class: "bc-activity", "aria-live": "polite" });
     this.error = h("p", { class: "bc-error", role: "alert", hidden: true });
     this.actions = h("div", { class: "bc-actions" });
@@ -154,7 +156,6 @@ export class SessionPane {
   private update(next: ConversationState): void {
     if (next === this.conversation) return;
     this.conversation = next;
-    const stick = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     for (const item of next.items) {
       if (this.rendered.has(item.offset)) continue;
       const element = renderItem(item);
@@ -162,7 +163,7 @@ export class SessionPane {
       this.log.append(element); // the stream delivers in offset order
     }
     this.activity.textContent = activityText(next);
-    if (stick) this.log.scrollTop = this.log.scrollHeight;
+    this.pin();
   }
 
   private renderDetails(): void {
@@ -173,7 +174,7 @@ export class SessionPane {
     clear(this.details);
     const holder = handoff.operator?.displayName || handoff.operator?.id || "";
     const summary = handoff.summary
-      ? h("div", { class: "bc-summary" }, h("h3", {}, "Summary"), h("p", {}, handoff.summary))
+      ? h("details", { class: "bc-summary", open: true }, h("summary", {}, "Summary"), h("p", {}, handoff.summary))
       : "";
     this.details.append(
       h(
@@ -213,7 +214,7 @@ export class SessionPane {
       return;
     }
     const replyId = uid("bc-reply");
-    const reply = h("textarea", { id: replyId, rows: 3, placeholder: "Write to the customer…" });
+    const reply = h("textarea", { id: replyId, rows: 2, placeholder: "Write to the customer…" });
     reply.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -234,10 +235,10 @@ export class SessionPane {
       { class: "bc-release" },
       h("legend", {}, "Release"),
       h("label", { for: noteId }, "Note (context for the AI when it takes back)"),
-      note,
       h(
         "div",
         { class: "bc-buttons" },
+        note,
         h(
           "button",
           { type: "button", onclick: () => this.release(HandoffOutcome.RESOLVED_BY_HUMAN, note.value) },
@@ -255,18 +256,17 @@ export class SessionPane {
     const to = h("input", { id: toId, type: "text", required: true, autocomplete: "off" });
     const toName = h("input", { id: toNameId, type: "text", autocomplete: "off" });
     const transfer = h(
-      "form",
-      {
-        class: "bc-transfer",
-        onsubmit: (event: Event) => {
-          event.preventDefault();
-          void this.transfer(to.value.trim(), toName.value.trim());
-        },
-      },
+      "details",
+      { class: "bc-transfer" },
+      h("summary", {}, "Transfer to another operator"),
       h(
-        "fieldset",
-        {},
-        h("legend", {}, "Transfer"),
+        "form",
+        {
+          onsubmit: (event: Event) => {
+            event.preventDefault();
+            void this.transfer(to.value.trim(), toName.value.trim());
+          },
+        },
         h("label", { for: toId }, "Operator id"),
         to,
         h("label", { for: toNameId }, "Display name"),

@@ -79,8 +79,8 @@ function figure(label: string, value: string): HTMLElement {
 }
 
 const ROW = 26;
-const LABEL_W = 130;
-const WIDTH = 420;
+const LABEL_W = 170;
+const WIDTH = 460;
 
 /** A horizontal bar chart; its aria-label carries the same figures as text. */
 function chart(title: string, data: readonly Bar[]): HTMLElement {
@@ -100,7 +100,7 @@ function chart(title: string, data: readonly Bar[]): HTMLElement {
   data.forEach((bar, row) => {
     const y = row * ROW + 2;
     graphic.append(
-      svg("text", { x: LABEL_W - 8, y: y + 16, "text-anchor": "end", class: "bc-chart-label" }, truncate(bar.label, 20)),
+      svg("text", { x: LABEL_W - 8, y: y + 16, "text-anchor": "end", class: "bc-chart-label" }, truncate(bar.label, 24)),
       svg("rect", {
         x: LABEL_W,
         y: y + 3,

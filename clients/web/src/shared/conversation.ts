@@ -334,12 +334,8 @@ function num(value: JsonValue | undefined): number {
 export function headline(state: ConversationState): string {
   switch (state.phase) {
     case "queued":
-      return state.queue
-        ? `Waiting for our team: number ${state.queue.position} in the queue, about ${Math.max(
-            1,
-            Math.round(state.queue.waitSeconds / 60),
-          )} min`
-        : "Connecting you with our team…";
+      // The queue banner under the header gives the place and the wait.
+      return state.queue ? "Waiting for our team" : "Connecting you with our team…";
     case "human":
       return state.operatorName ? `${state.operatorName} (our team)` : "A member of our team";
     default:

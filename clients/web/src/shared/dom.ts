@@ -49,3 +49,20 @@ export function uid(prefix: string): string {
   counter += 1;
   return `${prefix}-${counter}`;
 }
+
+/**
+ * Keeps a scrolling log pinned to its newest entry while the reader is at the bottom (also when
+ * the log itself shrinks, e.g. when controls appear below it); a reader who scrolled up stays
+ * where they are. Call the returned function after adding entries.
+ */
+export function pinToBottom(log: HTMLElement): () => void {
+  let pinned = true;
+  log.addEventListener("scroll", () => {
+    pinned = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  });
+  const pin = () => {
+    if (pinned) log.scrollTop = log.scrollHeight;
+  };
+  if (typeof ResizeObserver !== "undefined") new ResizeObserver(pin).observe(log);
+  return pin;
+}

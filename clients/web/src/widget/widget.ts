@@ -11,7 +11,7 @@ import {
   type ChatItem,
   type ConversationState,
 } from "../shared/conversation.js";
-import { clear, formatTime, h, uid } from "../shared/dom.js";
+import { clear, formatTime, h, pinToBottom, uid } from "../shared/dom.js";
 import { keepStreaming, withRetry, type LinkState } from "../shared/stream.js";
 import {
   Credentials,
@@ -79,6 +79,7 @@ class ChatWidget {
   private readonly sessions: Client<typeof SessionService>;
   private sessionId = "";
   private readonly rendered = new Map<number, HTMLElement>();
+  private readonly pin: () => void;
   // Elements
   private readonly root: HTMLElement;
   private readonly status: HTMLElement;
@@ -111,6 +112,7 @@ class ChatWidget {
     this.queue = h("div", { class: "bw-queue", role: "status", hidden: true });
     this.log = h("ol", { class: "bw-log", role: "log", "aria-live": "polite", "aria-labelledby": titleId });
     this.draft = h("li", { class: "bw-item bw-ai bw-draft", hidden: true });
+    this.pin = pinToBottom(this.log);
     this.log.append(this.draft);
     this.activity = h("p", { class: "bw-activity", "aria-live": "polite" });
     this.error = h("p", { class: "bw-error", role: "alert", hidden: true });
@@ -261,7 +263,6 @@ class ChatWidget {
     } else {
       this.queue.hidden = true;
     }
-    const stick = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     for (const item of state.items) {
       if (item.role === "note" || this.rendered.has(item.offset)) continue;
       const element = renderItem(item);
@@ -286,7 +287,7 @@ class ChatWidget {
     }
     this.activity.textContent = activityText(state);
     this.activity.dataset["activity"] = state.activity;
-    if (stick) this.log.scrollTop = this.log.scrollHeight;
+    this.pin();
   }
 
   private setLink(state: LinkState): void {
