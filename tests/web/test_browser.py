@@ -138,7 +138,8 @@ def test_handoff_from_request_to_operator_and_back_to_the_ai(
     operator.get_by_role("button", name="Back to the AI").click()
     expect(pane).to_have_attribute("data-state", "ended")
     # The history follows live, scrolled to its newest entry.
-    expect(pane.locator(".bc-system", has_text="You're back with our virtual assistant.")).to_be_in_viewport()
+    back = "You're back with our virtual assistant."
+    expect(pane.locator(".bc-system", has_text=back)).to_be_in_viewport()
     expect(operator.locator(f'[data-session-id="{session_id}"]')).to_have_count(0)
     expect(
         customer.locator(".bw-system", has_text="You're back with our virtual assistant.")
