@@ -101,7 +101,7 @@ def test_handoff_from_request_to_operator_and_back_to_the_ai(
 
     # The operator sees it arrive in the inbox, opens it (summary, history) and claims it.
     entry = operator.locator(f'[data-list="pending"] [data-session-id="{session_id}"]')
-    expect(entry).to_be_visible()
+    expect(entry).to_contain_text("number 1 in the queue")
     shots.take("queued", customer=customer, operator=operator)
     entry.click()
     pane = operator.locator(".bc-session")
@@ -292,3 +292,11 @@ def test_phone_sized_screen(
     operator.get_by_role("button", name="← Inbox").click()
     expect(operator.locator(".bc-inbox")).to_be_visible()
     expect(entry).to_be_focused()
+
+    # Claimed and resolved from the phone (the session stays with humans).
+    entry.press("Enter")
+    operator.get_by_role("button", name="Claim").click()
+    operator.get_by_role("button", name="Resolved").click()
+    expect(operator.locator(".bc-session")).to_have_attribute("data-state", "ended")
+    expect(customer.locator(".bw-queue")).to_be_hidden()
+    shots.take("phone-resolved", customer=customer, operator=operator)

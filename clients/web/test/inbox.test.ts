@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { HandoffChangeSchema, HandoffChangeType, HandoffState, type HandoffChange } from "../src/gen/baton/v1/message_pb.js";
 import { WatchHandoffsResponseSchema } from "../src/gen/baton/v1/request_response_pb.js";
-import { applyInboxResponse, initialInbox, inboxLists, markRead } from "../src/shared/inbox.js";
+import { applyInboxResponse, initialInbox, inboxLists, markRead, queuePlaces } from "../src/shared/inbox.js";
 
 function change(position: number, type: HandoffChangeType, id: string, state: HandoffState, requested = 0): HandoffChange {
   return create(HandoffChangeSchema, {
@@ -57,4 +57,14 @@ test("snapshot, caught_up, then live changes; replays of handled positions are i
   assert.ok(!inbox.unread.has("d"));
   inbox = applyInboxResponse(inbox, create(WatchHandoffsResponseSchema, { heartbeat: { position: 20n } }));
   assert.equal(inbox.position, 20n);
+});
+
+test("queue places: the server's when given, else the rank per agent in request order", () => {
+  const pending = [
+    create(HandoffChangeSchema, { handoff: { id: "a", agentId: "x", queuePosition: 0 } }).handoff!,
+    create(HandoffChangeSchema, { handoff: { id: "b", agentId: "y", queuePosition: 0 } }).handoff!,
+    create(HandoffChangeSchema, { handoff: { id: "c", agentId: "x", queuePosition: 0 } }).handoff!,
+    create(HandoffChangeSchema, { handoff: { id: "d", agentId: "x", queuePosition: 7 } }).handoff!,
+  ];
+  assert.deepEqual([...queuePlaces(pending)], [["a", 1], ["b", 1], ["c", 2], ["d", 7]]);
 });

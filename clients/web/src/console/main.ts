@@ -6,7 +6,14 @@ import { createClient } from "@connectrpc/connect";
 import { HandoffState, type Handoff } from "../gen/baton/v1/message_pb.js";
 import { EventService, HandoffService } from "../gen/baton/v1/service_pb.js";
 import { clear, h } from "../shared/dom.js";
-import { applyInboxResponse, initialInbox, inboxLists, markRead, type InboxState } from "../shared/inbox.js";
+import {
+  applyInboxResponse,
+  initialInbox,
+  inboxLists,
+  markRead,
+  queuePlaces,
+  type InboxState,
+} from "../shared/inbox.js";
 import { keepStreaming, type LinkState } from "../shared/stream.js";
 import { Credentials, describeError, makeTransport, type Protocol } from "../shared/transport.js";
 import { SessionPane, type Operator } from "./session.js";
@@ -173,10 +180,12 @@ function start(login: Login): void {
     const { pending, claimed } = inboxLists(inbox);
     pendingCount.textContent = `(${pending.length})`;
     claimedCount.textContent = `(${claimed.length})`;
+    places = queuePlaces(pending);
     fill(pendingList, pending, "Nobody is waiting.");
     fill(claimedList, claimed, "No claimed conversations.");
   }
 
+  let places = new Map<string, number>();
   function fill(list: HTMLElement, handoffs: Handoff[], empty: string): void {
     const focused = (document.activeElement as HTMLElement | null)?.dataset?.["handoffId"];
     clear(list);
@@ -195,14 +204,14 @@ function start(login: Login): void {
           onclick: () => select(handoff),
         },
         h("strong", {}, handoff.reason || "Handoff"),
-        inbox.unread.has(handoff.id) ? h("span", { class: "bc-unread" }, " new") : null,
         h(
           "span",
           { class: "bc-sub" },
           handoff.state === HandoffState.PENDING
-            ? `#${handoff.queuePosition || "?"} in queue`
+            ? `number ${places.get(handoff.id) ?? "?"} in the queue`
             : `held by ${holder}`,
           requested ? ` · ${ago(requested)}` : "",
+          inbox.unread.has(handoff.id) ? h("span", { class: "bc-unread" }, " · new") : null,
         ),
       );
       list.append(h("li", {}, button));

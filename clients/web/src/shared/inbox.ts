@@ -83,6 +83,22 @@ export function inboxLists(state: InboxState): { pending: Handoff[]; claimed: Ha
   };
 }
 
+/**
+ * Each waiting handoff's place in its agent's queue: the server's `queue_position` when the
+ * change carries one, else its rank among the agent's pending handoffs by request time (the
+ * queue's order).
+ */
+export function queuePlaces(pending: readonly Handoff[]): Map<string, number> {
+  const places = new Map<string, number>();
+  const perAgent = new Map<string, number>();
+  for (const handoff of pending) {
+    const rank = (perAgent.get(handoff.agentId) ?? 0) + 1;
+    perAgent.set(handoff.agentId, rank);
+    places.set(handoff.id, handoff.queuePosition > 0 ? handoff.queuePosition : rank);
+  }
+  return places;
+}
+
 function max(a: bigint | undefined, b: bigint): bigint {
   return a === undefined || b > a ? b : a;
 }
