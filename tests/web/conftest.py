@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import pytest
 from baton.v1 import message_pb2 as pb
 from baton.v1 import request_response_pb2 as rr
 from baton.v1 import service_pb2_grpc as svc
+from tests.fake_openai import FakeOpenAI
 from tests.support import ROOT
 
 SCREENSHOTS = Path(os.environ.get("BATON_WEB_SCREENSHOTS", ROOT / "tests" / "web" / "screenshots"))
@@ -156,9 +158,9 @@ def _key(database: str, role: str, *extra: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    folder = tmp_path_factory.mktemp("web")
+@contextmanager
+def _serving(folder: Path, *nlp: str, env: dict[str, str] | None = None) -> Iterator[WebServer]:
+    """`baton serve` on two free loopback ports (gRPC and HTTP), auth on, the example agent."""
     database = f"sqlite+aiosqlite:///{folder / 'baton.db'}"
     subprocess.run(
         _baton("migrate", "--database", database), check=True, cwd=ROOT, capture_output=True
@@ -178,10 +180,7 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
                 "--database",
                 database,
                 "--example-agent",
-                "--nlp",
-                "offline",
-                "--offline-matcher",
-                "lexical",
+                *nlp,
                 "--token-secret",
                 "web-tests-" + "s" * 40,
                 "--sqlite-synchronous",
@@ -191,7 +190,7 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
             stderr=subprocess.STDOUT,
             text=True,
             cwd=ROOT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=dict(os.environ, PYTHONUNBUFFERED="1") | (env or {}),
         )
     server = WebServer(folder, grpc_port, http_port, integration, operator, process, log)
     try:
@@ -205,6 +204,33 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """The offline engine with the lexical matcher: deterministic answers, fast turns."""
+    with _serving(
+        tmp_path_factory.mktemp("web"), "--nlp", "offline", "--offline-matcher", "lexical"
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def openai_web_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[WebServer, FakeOpenAI]]:
+    """The `openai` provider against a scripted OpenAI-compatible server: streamed replies."""
+    fake = FakeOpenAI().start()
+    try:
+        with _serving(
+            tmp_path_factory.mktemp("web-openai"),
+            "--nlp",
+            "openai",
+            env={"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url},
+        ) as server:
+            yield server, fake
+    finally:
+        fake.stop()
 
 
 def _wait_until_serving(server: WebServer, timeout: float = 60.0) -> None:

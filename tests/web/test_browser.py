@@ -6,12 +6,14 @@ gRPC-Web, and a phone-sized screen. Every wait is on a condition in the page, wi
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
 from baton.v1 import message_pb2 as pb
+from tests.fake_openai import Answer, FakeOpenAI, matches
 from tests.web.conftest import IN_CI, OPERATOR_ID, PageErrors, Shots, WebServer
 
 try:
@@ -300,3 +302,35 @@ def test_phone_sized_screen(
     expect(operator.locator(".bc-session")).to_have_attribute("data-state", "ended")
     expect(customer.locator(".bw-queue")).to_be_hidden()
     shots.take("phone-resolved", customer=customer, operator=operator)
+
+
+def test_the_ai_reply_streams_into_the_widget(
+    browser: Any,
+    openai_web_server: tuple[WebServer, FakeOpenAI],
+    page_errors: PageErrors,
+    shots: Shots,
+) -> None:
+    server, fake = openai_web_server
+    halfway = threading.Event()
+    fake.script(
+        matches(),  # no guideline applies
+        Answer(stream=["Hel", "lo ", "there, ", "how can I help?"], pause_after=2, resume=halfway),
+    )
+    _, token = server.new_customer("Sam")
+    _, customer = open_widget(
+        browser, server, page_errors, "customer", token=token, agent=server.example_agent_id()
+    )
+    try:
+        send(customer, "Hi!")
+        # Half of the reply is written: the widget shows it as it comes.
+        draft = customer.locator(".bw-draft")
+        expect(draft).to_contain_text("Hello")
+        expect(customer.locator(".bw-activity")).to_have_text("Virtual assistant is typing…")
+        shots.take("streaming", customer=customer)
+    finally:
+        halfway.set()
+    stored = customer.locator("li[data-offset].bw-ai")
+    expect(stored).to_have_text(re.compile("Hello there, how can I help?"))
+    expect(draft).to_be_hidden()
+    expect(customer.locator(".bw-activity")).to_have_attribute("data-activity", "idle")
+    shots.take("streamed", customer=customer)
