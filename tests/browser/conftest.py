@@ -4,7 +4,7 @@
 Skipped, with the reason, only where Chromium or Playwright is missing on a developer's machine;
 under CI (CI=true) a missing browser fails the run instead (.ci/run installs it).
 
-Screenshots of every step go to tests/web/screenshots/<test>/ (git-ignored), or to
+Screenshots of every step go to tests/browser/screenshots/<test>/ (git-ignored), or to
 $BATON_WEB_SCREENSHOTS; the folder is printed at the end of the run.
 """
 
@@ -33,7 +33,9 @@ from baton.v1 import service_pb2_grpc as svc
 from tests.fake_openai import FakeOpenAI
 from tests.support import ROOT
 
-SCREENSHOTS = Path(os.environ.get("BATON_WEB_SCREENSHOTS", ROOT / "tests" / "web" / "screenshots"))
+SCREENSHOTS = Path(
+    os.environ.get("BATON_WEB_SCREENSHOTS", ROOT / "tests" / "browser" / "screenshots")
+)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 EXAMPLE_AGENT = "Baton Support (example)"

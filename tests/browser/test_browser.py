@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import pytest
 
 from baton.v1 import message_pb2 as pb
+from tests.browser.conftest import IN_CI, OPERATOR_ID, PageErrors, Shots, WebServer
 from tests.fake_openai import Answer, FakeOpenAI, matches
-from tests.web.conftest import IN_CI, OPERATOR_ID, PageErrors, Shots, WebServer
 
 try:
     from playwright.sync_api import expect
