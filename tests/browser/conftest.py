@@ -99,6 +99,27 @@ class WebServer:
         )
         return customer.customer.id, token.token
 
+    def handed_off_session(self, customer_id: str, reason: str) -> pb.Handoff:
+        """A session of the example agent handed to humans by the integration."""
+        session = svc.SessionServiceStub(self.channel).CreateSession(
+            rr.CreateSessionRequest(
+                session=pb.Session(agent_id=self.example_agent_id(), customer_id=customer_id)
+            ),
+            metadata=self.metadata(),
+        )
+        handoffs = svc.HandoffServiceStub(self.channel)
+        return handoffs.RequestHandoff(
+            rr.RequestHandoffRequest(session_id=session.session.id, reason=reason),
+            metadata=self.metadata(),
+        ).handoff
+
+    def handoff(self, handoff_id: str) -> pb.Handoff:
+        return (
+            svc.HandoffServiceStub(self.channel)
+            .GetHandoff(rr.GetHandoffRequest(handoff_id=handoff_id), metadata=self.metadata())
+            .handoff
+        )
+
     def events(self, session_id: str, key: str | None = None) -> list[pb.Event]:
         """The session's log as `key` sees it (a customer token gets the customer view)."""
         stream = svc.EventServiceStub(self.channel).ListEvents(

@@ -177,6 +177,26 @@ def test_handoff_from_request_to_operator_and_back_to_the_ai(
     shots.take("stats", operator=operator)
 
 
+def test_the_operator_transfers_a_conversation(
+    browser: Any, web_server: WebServer, page_errors: PageErrors, shots: Shots
+) -> None:
+    customer_id, _ = web_server.new_customer("Tia")
+    handoff = web_server.handed_off_session(customer_id, "billing question")
+    operator = open_console(browser, web_server, page_errors)
+    operator.locator(f'[data-handoff-id="{handoff.id}"]').click()
+    operator.get_by_role("button", name="Claim").click()
+    operator.get_by_text("Transfer to another operator").click()
+    operator.get_by_label("Operator id").fill("max")
+    operator.get_by_label("Display name").fill("Max")
+    operator.get_by_role("button", name="Transfer", exact=True).click()
+    expect(operator.locator(".bc-actions")).to_have_text("Held by Max.")
+    claimed = operator.locator(f'[data-list="claimed"] [data-handoff-id="{handoff.id}"]')
+    expect(claimed).to_contain_text("held by Max")
+    expect(operator.locator(".bc-session .bc-note", has_text="Transferred to Max")).to_be_visible()
+    assert web_server.handoff(handoff.id).operator.id == "max"
+    shots.take("transferred", operator=operator)
+
+
 def test_a_dropped_connection_resumes_without_duplicates_or_gaps(
     browser: Any, web_server: WebServer, page_errors: PageErrors, shots: Shots
 ) -> None:
