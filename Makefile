@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 BUF := PATH="$(CURDIR)/.cache/go/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" npx --no-install buf
 export PATH := $(PATH):/usr/local/go/bin
 PORT ?= 8800
+# The browser port of `make run`: Connect/gRPC-Web, the chat widget and the operator console.
+HTTP_PORT ?= 8801
 DATABASE ?= sqlite+aiosqlite:///baton.db
 GENERATED := clients/python/generated clients/typescript/src/gen clients/web/src/gen clients/go/gen
 PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench
@@ -40,7 +42,7 @@ node_modules/.installed: package.json package-lock.json
 ## (override with PORT=..., DATABASE=...; OPENAI_API_KEY switches to the openai provider).
 ## Development mode: no authentication (see README, "Security", for keys and TLS).
 run: setup
-	$(BIN)/baton serve --port $(PORT) --database $(DATABASE) --example-agent --dev
+	$(BIN)/baton serve --port $(PORT) --http-port $(HTTP_PORT) --database $(DATABASE) --example-agent --dev
 
 ## Code generators and client toolchains (Go plugins, npm packages, Maven artifacts) in .cache/.
 tools: setup node_modules/.installed
