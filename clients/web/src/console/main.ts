@@ -15,7 +15,13 @@ import {
   type InboxState,
 } from "../shared/inbox.js";
 import { keepStreaming, type LinkState } from "../shared/stream.js";
-import { Credentials, describeError, makeTransport, type Protocol } from "../shared/transport.js";
+import {
+  Credentials,
+  describeError,
+  isUnauthenticated,
+  makeTransport,
+  type Protocol,
+} from "../shared/transport.js";
 import { SessionPane, type Operator } from "./session.js";
 import { StatsPage } from "./stats.js";
 
@@ -232,10 +238,17 @@ function start(login: Login): void {
       renderInbox();
       app!.dataset["inbox"] = inbox.caughtUp ? "live" : "loading";
     },
+    // A key that stops working (revoked, expired) sends the operator back to sign in.
+    fatal: isUnauthenticated,
     onState: (state: LinkState, detail) => {
       link.dataset["state"] = state;
       link.textContent = state === "live" ? "● live" : state;
-      if (state === "failed") link.textContent = `stopped: ${detail}`;
+      if (state === "failed") {
+        stopper.abort();
+        pane.close();
+        sessionStorage.removeItem(STORAGE_KEY);
+        showLogin(`The inbox stopped: ${detail}`);
+      }
     },
   });
   renderInbox();

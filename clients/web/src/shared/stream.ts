@@ -15,6 +15,8 @@ export interface StreamOptions<T> {
   onState(state: LinkState, detail: string): void;
   /** Reconnect when nothing arrived for this long (server heartbeats come every 15 s). */
   stallMs?: number;
+  /** Errors that end the stream for good (default: none but the non-transient ones). */
+  fatal?: (error: unknown) => boolean;
   signal: AbortSignal;
 }
 
@@ -49,7 +51,8 @@ export async function keepStreaming<T>(options: StreamOptions<T>): Promise<void>
       // The server ended the stream (e.g. a restart): resume from where we are.
     } catch (error) {
       if (signal.aborted) return;
-      if (!isTransient(error) && !attemptAbort.signal.aborted) {
+      const fatal = !isTransient(error) || (options.fatal?.(error) ?? false);
+      if (fatal && !attemptAbort.signal.aborted) {
         options.onState("failed", describeError(error));
         return;
       }
@@ -81,12 +84,16 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** Runs a unary call, retrying transient failures a few times (the call must be idempotent). */
-export async function withRetry<T>(call: () => Promise<T>, attempts = 4): Promise<T> {
+export async function withRetry<T>(
+  call: () => Promise<T>,
+  attempts = 4,
+  fatal: (error: unknown) => boolean = () => false,
+): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await call();
     } catch (error) {
-      if (attempt + 1 >= attempts || !isTransient(error)) throw error;
+      if (attempt + 1 >= attempts || !isTransient(error) || fatal(error)) throw error;
       await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt)));
     }
   }

@@ -63,6 +63,11 @@ export function isTransient(error: unknown): boolean {
   );
 }
 
+/** UNAUTHENTICATED: the credential is wrong, revoked or expired. */
+export function isUnauthenticated(error: unknown): boolean {
+  return ConnectError.from(error).code === Code.Unauthenticated;
+}
+
 /** A message a person can act on. */
 export function describeError(error: unknown): string {
   const e = ConnectError.from(error);

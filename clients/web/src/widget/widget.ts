@@ -16,6 +16,7 @@ import { keepStreaming, withRetry, type LinkState } from "../shared/stream.js";
 import {
   Credentials,
   describeError,
+  isUnauthenticated,
   makeTransport,
   type CredentialProvider,
   type Protocol,
@@ -75,6 +76,7 @@ class ChatWidget {
   private state: ConversationState = initialConversation;
   private readonly stopper = new AbortController();
   private readonly credentials: Credentials;
+  private readonly fatal: (error: unknown) => boolean;
   private readonly events: Client<typeof EventService>;
   private readonly sessions: Client<typeof SessionService>;
   private sessionId = "";
@@ -99,6 +101,8 @@ class ChatWidget {
     const token = options.token;
     const provider = options.tokenProvider ?? (token ? () => token : undefined);
     if (!provider) throw new Error("BatonWidget.mount: give `token` or `tokenProvider`");
+    // A fixed token cannot get better by retrying; a provider is asked for a fresh one.
+    this.fatal = options.tokenProvider ? () => false : isUnauthenticated;
     this.credentials = new Credentials(provider);
     const transport = makeTransport(options.baseUrl, this.credentials, options.protocol);
     this.events = createClient(EventService, transport);
@@ -178,9 +182,10 @@ class ChatWidget {
           { signal },
         ),
       onMessage: (response) => this.update(applyResponse(this.state, response)),
+      fatal: this.fatal,
       onState: (state, detail) => {
         this.setLink(state);
-        if (state === "failed") this.showError(`The chat stopped: ${detail}`);
+        if (state === "failed") this.showError(`The chat stopped: ${detail}. Reload to try again.`);
       },
     });
     return this.sessionId;
@@ -228,14 +233,17 @@ class ChatWidget {
     // One key per message: a retried send never appends twice.
     const idempotencyKey = crypto.randomUUID();
     try {
-      const response = await withRetry(() =>
-        this.events.createEvent({
-          sessionId: this.sessionId,
-          kind: EventKind.MESSAGE,
-          source: EventSource.CUSTOMER,
-          data: { case: "message", value: { text } },
-          idempotencyKey,
-        }),
+      const response = await withRetry(
+        () =>
+          this.events.createEvent({
+            sessionId: this.sessionId,
+            kind: EventKind.MESSAGE,
+            source: EventSource.CUSTOMER,
+            data: { case: "message", value: { text } },
+            idempotencyKey,
+          }),
+        4,
+        this.fatal,
       );
       // Shown at once; the same offset arriving on the stream is ignored.
       if (response.event) this.update(applyEvent(this.state, response.event));
