@@ -280,9 +280,9 @@ def browser() -> Iterator[Any]:
     missing = _browser_missing()
     if missing and IN_CI:
         # CI must run these: a missing browser is a broken CI setup, not a reason to skip.
-        pytest.fail(f"CI=true but browser tests need {missing}: .ci/run installs it")
+        pytest.fail(f"CI=true but {missing}: .ci/run installs it")
     if missing:
-        pytest.skip(f"browser tests need {missing}")
+        pytest.skip(f"no browser here: {missing}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
