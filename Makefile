@@ -8,13 +8,15 @@ BIN := $(VENV)/bin
 BUF := PATH="$(CURDIR)/.cache/go/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" npx --no-install buf
 export PATH := $(PATH):/usr/local/go/bin
 PORT ?= 8800
+# The browser port of `make run`: Connect/gRPC-Web, the chat widget and the operator console.
+HTTP_PORT ?= 8801
 DATABASE ?= sqlite+aiosqlite:///baton.db
-GENERATED := clients/python/generated clients/typescript/src/gen clients/go/gen
+GENERATED := clients/python/generated clients/typescript/src/gen clients/web/src/gen clients/go/gen
 PY_PATHS := server tests clients/python/src clients/python/tools clients/python/smoke.py bench
 # Extra pytest arguments, e.g. `make pytest PYTEST_ARGS='tests/store -k postgresql'`.
 PYTEST_ARGS ?=
 
-.PHONY: setup tools run test pytest smoke lint generate check-generated bench clean
+.PHONY: setup tools run test pytest smoke lint generate check-generated web check-web bench clean
 
 ## The Python venv: the server, the Python client, the dev tools and the offline model.
 setup: $(VENV)/.installed
@@ -40,7 +42,7 @@ node_modules/.installed: package.json package-lock.json
 ## (override with PORT=..., DATABASE=...; OPENAI_API_KEY switches to the openai provider).
 ## Development mode: no authentication (see README, "Security", for keys and TLS).
 run: setup
-	$(BIN)/baton serve --port $(PORT) --database $(DATABASE) --example-agent --dev
+	$(BIN)/baton serve --port $(PORT) --http-port $(HTTP_PORT) --database $(DATABASE) --example-agent --dev
 
 ## Code generators and client toolchains (Go plugins, npm packages, Maven artifacts) in .cache/.
 tools: setup node_modules/.installed
@@ -65,7 +67,23 @@ lint: setup node_modules/.installed
 	$(BIN)/mypy
 
 ## Everything CI checks: protos lint, generated code fresh, ruff, the full test suite.
-test: lint check-generated pytest smoke
+test: lint check-generated check-web pytest smoke
+
+## The browser bundle (clients/web/dist: the chat widget and the operator console, served by
+## `baton serve --http-port` at /widget/ and /console/). dist is committed so `make run` needs no
+## Node; check-web rebuilds it, runs the unit tests and fails when the committed copy is stale.
+clients/web/node_modules/.installed: clients/web/package.json clients/web/package-lock.json
+	cd clients/web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web: clients/web/node_modules/.installed
+	cd clients/web && npm run --silent build
+
+check-web: web
+	cd clients/web && npm test --silent
+	@if ! git diff --quiet -- clients/web/dist || [ -n "$$(git ls-files --others --exclude-standard -- clients/web/dist)" ]; then \
+		git status --short -- clients/web/dist; \
+		echo "clients/web/dist is stale: run 'make web' and commit the result."; exit 1; fi
 
 ## The suite runs on SQLite and on a throwaway PostgreSQL cluster (.ci/postgres), stopped at the
 ## end; a cluster that cannot start stops the run before pytest.
@@ -81,4 +99,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) node_modules .cache clients/typescript/node_modules clients/typescript/dist \
-		clients/java/target
+		clients/java/target clients/web/node_modules clients/web/dist-test

@@ -23,6 +23,10 @@ class Answer:
     raw: bytes | None = None  # sent as is (malformed on purpose)
     stream: list[str] | None = None  # content pieces sent as SSE chunks
     delay_s: float = 0.0
+    # Streams: after this many pieces, wait until the event is set (a test looks at the half-
+    # written reply), then send the rest.
+    pause_after: int = 0
+    resume: threading.Event | None = None
 
 
 def completion(
@@ -105,7 +109,7 @@ class FakeOpenAI:
                 if answer.delay_s:
                     time.sleep(answer.delay_s)
                 if answer.stream is not None:
-                    self._stream(answer.stream)
+                    self._stream(answer.stream, answer)
                     return
                 body = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
                 self.send_response(answer.status)
@@ -114,11 +118,13 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _stream(self, pieces: list[str]) -> None:
+            def _stream(self, pieces: list[str], answer: Answer) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
-                for piece in pieces:
+                for i, piece in enumerate(pieces):
+                    if answer.resume is not None and i == answer.pause_after:
+                        answer.resume.wait(30)
                     chunk = {
                         "id": "chatcmpl-test",
                         "object": "chat.completion.chunk",

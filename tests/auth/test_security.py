@@ -533,6 +533,16 @@ async def test_customers_see_the_conversation_not_the_staff_notes(secured: Secur
         "baton.session_created",
         "baton.session_mode_changed",
         "baton.handoff_queue_position",
+        "baton.handoff_claimed",
+        "baton.handoff_ended",
+    }
+    # Of a claim and an end, a widget learns that they happened, not who or why.
+    shown = {e.custom["type"]: dict(e.custom) for e in seen if e.kind == pb.EVENT_KIND_CUSTOM}
+    assert shown["baton.handoff_claimed"] == {"type": "baton.handoff_claimed", "state": "claimed"}
+    assert shown["baton.handoff_ended"] == {
+        "type": "baton.handoff_ended",
+        "state": "ended",
+        "outcome": "returned_to_ai",
     }
     olga = next(e for e in seen if e.message.text == "Hi, Olga here.")
     assert olga.message.participant.display_name == "Olga"

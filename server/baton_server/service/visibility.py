@@ -7,10 +7,14 @@ chat widget needs to show its state, nothing written for staff:
   not their operator id; a message the human wrote on behalf of the AI agent names nobody;
 - statuses (acknowledged, processing, typing, ready, cancelled, error) for typing indicators,
   with the detail only on `processing` (error and cancel details may name internals);
-- `baton.session_created`, `baton.session_mode_changed` (mode and previous mode only) and
-  `baton.handoff_queue_position` (position, estimated wait and its text);
-- nothing else: tool calls and results, handoff lifecycle events (summaries for the colleague,
-  operator ids, release notes) and integrations' own custom events are staff-only.
+- `baton.session_created`, `baton.session_mode_changed` (mode and previous mode only),
+  `baton.handoff_queue_position` (position, estimated wait and its text), and that a handoff
+  was claimed, transferred or ended (`baton.handoff_claimed` / `_transferred` / `_ended`: the
+  type, the state and the outcome only), so a widget knows the wait is over even before the
+  operator writes;
+- nothing else: tool calls and results, the rest of the handoff lifecycle events (reasons,
+  summaries for the colleague, operator ids, release notes) and integrations' own custom events
+  are staff-only.
 
 Offsets are kept, so a customer's stream has gaps where staff-only events are; resuming by
 offset works the same. Of a session, a customer sees neither its title nor its metadata (both
@@ -39,6 +43,9 @@ CUSTOMER_CUSTOM_FIELDS: dict[str, tuple[str, ...]] = {
     SESSION_CREATED: ("type",),
     SESSION_MODE_CHANGED: ("type", "mode", "previous_mode"),
     QUEUE_POSITION: ("type", "position", "estimated_wait_seconds", "text"),
+    HANDOFF_EVENT_PREFIX + "claimed": ("type", "state"),
+    HANDOFF_EVENT_PREFIX + "transferred": ("type", "state"),
+    HANDOFF_EVENT_PREFIX + "ended": ("type", "state", "outcome"),
 }
 
 

@@ -1,0 +1,5 @@
+// CSS files are bundled as text (esbuild's `text` loader) and injected by the widget.
+declare module "*.css" {
+  const text: string;
+  export default text;
+}
