@@ -82,6 +82,11 @@ async def test_a_failed_call_is_an_error_span(start_server, exporter, provider) 
     _, baton = await start_server(tracer_provider=provider)
     with pytest.raises(grpc.aio.AioRpcError):
         await baton.sessions.GetSession(rr.GetSessionRequest(session_id="nope"))
+    # grpc sends an aborted call's status before the handler's frame unwinds (and the span
+    # ends there): the client may hear the error first.
+    await wait_until(
+        lambda: named(exporter.get_finished_spans(), "baton.v1.SessionService/GetSession")
+    )
     (span,) = named(exporter.get_finished_spans(), "baton.v1.SessionService/GetSession")
     assert span.attributes is not None and span.attributes["rpc.grpc.status_code"] == "NOT_FOUND"
     assert not span.status.is_ok
