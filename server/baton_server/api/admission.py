@@ -9,14 +9,15 @@ call `admit`; errors are Baton errors, mapped to statuses by api/errors.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from baton_server.api.errors import decode_request
 from baton_server.auth.authenticator import Authenticator
 from baton_server.auth.limits import RateLimiter, StreamSlots
 from baton_server.auth.policy import Authorizer, Rule
-from baton_server.auth.principal import Principal, Role
+from baton_server.auth.principal import Principal, Role, reset_principal, set_principal
 from baton_server.observe.context import note_caller
 
 Deserializer = Callable[[bytes], Any]
@@ -66,3 +67,22 @@ class Admission:
         if principal.role is Role.CUSTOMER:
             return self._customer_streams
         return self._key_streams
+
+    async def stream_as(
+        self, principal: Principal, responses: Callable[[], AsyncIterator[Any]]
+    ) -> AsyncIterator[Any]:
+        """A stream's responses, run as `principal` and holding one of its stream slots until
+        the stream ends (or the client goes away). The handler is called here, after the
+        principal is set: some read it when called, not only while iterated."""
+        slots = self.streams(principal)
+        slots.acquire(principal.limit_key)
+        token = set_principal(principal)
+        try:
+            async for response in responses():
+                yield response
+        finally:
+            slots.release(principal.limit_key)
+            # The call's task ends with the stream; a generator closed elsewhere may not reset
+            # its context, which is harmless.
+            with contextlib.suppress(ValueError):
+                reset_principal(token)

@@ -12,7 +12,6 @@ other error (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED with RetryIn
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -67,9 +66,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             method, context.invocation_metadata() or (), context.peer(), data, deserializer
         )
 
-    def _streams(self, principal: Principal) -> StreamSlots:
-        return self.admission.streams(principal)
-
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str, deserializer: Deserializer
     ) -> Any:
@@ -88,29 +84,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         async def handle(data: bytes, context: Context) -> AsyncIterator[Any]:
             principal, request = await self._admit(method, data, deserializer, context)
-            async for response in self._as(principal, lambda: behavior(request, context)):
+            async for response in self.admission.stream_as(
+                principal, lambda: behavior(request, context)
+            ):
                 yield response
 
         return handle
-
-    async def _as(
-        self, principal: Principal, responses: Callable[[], AsyncIterator[Any]]
-    ) -> AsyncIterator[Any]:
-        """A stream's responses, run as `principal` and holding one of its stream slots. The
-        handler is called here, after the principal is set: some read it when called (not
-        only while iterated)."""
-        slots = self._streams(principal)
-        slots.acquire(principal.limit_key)
-        token = set_principal(principal)
-        try:
-            async for response in responses():
-                yield response
-        finally:
-            slots.release(principal.limit_key)
-            # The RPC's task ends with the stream; a generator closed elsewhere may not reset
-            # its context, which is harmless.
-            with contextlib.suppress(ValueError):
-                reset_principal(token)
 
     def _wrap_bidi(
         self, behavior: Callable[..., AsyncIterator[Any]], method: str, deserializer: Deserializer
@@ -121,7 +100,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def handle(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
             principal, _ = await self._caller(method, context)
             decoded = decoded_stream(deserializer, requests)
-            async for response in self._as(principal, lambda: behavior(decoded, context)):
+            async for response in self.admission.stream_as(
+                principal, lambda: behavior(decoded, context)
+            ):
                 yield response
 
         return handle

@@ -46,10 +46,6 @@ class ToolRegistry:
         for item in tools:
             self.add(item)
 
-    @property
-    def default_timeout_s(self) -> float:
-        return self._timeout_s
-
     def add(self, item: Tool) -> None:
         if item.name in self._tools and self._tools[item.name] is not item:
             raise ValueError(f"two tools are named {item.name!r}")

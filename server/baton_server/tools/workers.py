@@ -158,7 +158,9 @@ class WorkerLink:
         (send a heartbeat). Ends when the link closes."""
         while True:
             try:
-                item = await asyncio.wait_for(self._outbox.get(), heartbeat_s)
+                # A timeout scope, not wait_for: no task made per message sent.
+                async with asyncio.timeout(heartbeat_s):
+                    item = await self._outbox.get()
             except TimeoutError:
                 yield None
                 continue
@@ -309,6 +311,10 @@ class WorkerPool:
     def settle(self, link: WorkerLink, reply: WorkerReply) -> None:
         if not link.settle(reply):
             log.debug("worker %s answered call %s, which no longer waits", link.worker_id, reply)
+        self._call_done(link)
+
+    def _call_done(self, link: WorkerLink) -> None:
+        """A call left `link`: its slot is free, and a shutting-down server may end it."""
         if self._shutting_down and link.in_flight == 0:
             link.end()
         self._notify()
@@ -364,9 +370,7 @@ class WorkerPool:
             except asyncio.CancelledError:
                 elapsed = time.perf_counter() - started
                 link.abandon(call_id, f"the server stopped waiting after {elapsed:.1f} s")
-                if self._shutting_down and link.in_flight == 0:
-                    link.end()
-                self._notify()
+                self._call_done(link)
                 raise
             if reply.error:
                 raise ToolError(reply.error)

@@ -14,7 +14,6 @@ the servicers pre-serialize (stored events) to the binary codec.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -269,20 +268,14 @@ def _wrap_stream(
         code = "OK"
         try:
             principal, request = await _admitted(info, raw, context, admission)
-            slots = admission.streams(principal) if admission is not None else None
-            if slots is not None:
-                slots.acquire(principal.limit_key)
-            token = set_principal(principal) if principal is not None else None
-            try:
-                async for response in behaviour(request, context):
-                    yield _for_codec(response, raw, info)
-            finally:
-                # A client that goes away cancels the call: its slot and subscription go too.
-                if slots is not None:
-                    slots.release(principal.limit_key)
-                if token is not None:
-                    with contextlib.suppress(ValueError):
-                        reset_principal(token)
+            # A client that goes away cancels the call: its slot and subscription go too.
+            responses = (
+                behaviour(request, context)
+                if admission is None
+                else admission.stream_as(principal, lambda: behaviour(request, context))
+            )
+            async for response in responses:
+                yield _for_codec(response, raw, info)
         except (asyncio.CancelledError, GeneratorExit):
             code = "CANCELLED"
             raise
